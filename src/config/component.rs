@@ -1,0 +1,147 @@
+//! Sources and destinations are maps of `id: {type: ..., ...}`. The obvious
+//! serde model, an internally tagged enum, buffers each component before
+//! deserializing it, and buffered values lose their YAML positions: every
+//! error inside a component would point at the component's first line.
+//!
+//! So loading takes two passes. Pass one reads only each component's `type`
+//! (with its position). Pass two deserializes each component straight into
+//! the struct for its type, unbuffered, so an unknown key or a bad value is
+//! reported at its own line and column. Pass two learns the types through a
+//! thread-local table that `with_kinds` sets for exactly its duration.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+
+/// A position in the configuration file (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Loc {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl From<serde_saphyr::Location> for Loc {
+    fn from(l: serde_saphyr::Location) -> Self {
+        Loc {
+            line: l.line(),
+            column: l.column(),
+        }
+    }
+}
+
+/// A family of component types that share one section of the config.
+pub trait ComponentKind: Sized {
+    /// The config section: `sources` or `destinations`.
+    const SECTION: &'static str;
+    /// The singular noun, for messages.
+    const NOUN: &'static str;
+    /// Every `type` this family accepts.
+    const KINDS: &'static [&'static str];
+
+    /// Deserialize a component whose `type` is `kind` (one of `KINDS`).
+    fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error>;
+}
+
+/// A named component of a config, with its type and position.
+#[derive(Debug, Clone)]
+pub struct Component<T> {
+    pub id: String,
+    pub kind: String,
+    pub location: Loc,
+    pub config: T,
+}
+
+thread_local! {
+    static KINDS: RefCell<HashMap<(&'static str, String), String>> = RefCell::new(HashMap::new());
+}
+
+/// Run `f` with the component types from pass one available to pass two.
+pub(crate) fn with_kinds<R>(
+    kinds: HashMap<(&'static str, String), String>,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            KINDS.with(|k| k.borrow_mut().clear());
+        }
+    }
+    KINDS.with(|k| *k.borrow_mut() = kinds);
+    let _reset = Reset;
+    f()
+}
+
+fn kind_of(section: &'static str, id: &str) -> Option<String> {
+    KINDS.with(|k| k.borrow().get(&(section, id.to_string())).cloned())
+}
+
+/// Pass two's view of a section: components in file order.
+#[derive(Debug)]
+pub(crate) struct ComponentMap<T>(pub Vec<(String, T)>);
+
+impl<T> Default for ComponentMap<T> {
+    fn default() -> Self {
+        ComponentMap(Vec::new())
+    }
+}
+
+impl<'de, T: ComponentKind> Deserialize<'de> for ComponentMap<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapVisitor<T>(PhantomData<T>);
+        impl<'de, T: ComponentKind> Visitor<'de> for MapVisitor<T> {
+            type Value = ComponentMap<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a map of {} ids to their settings", T::NOUN)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ComponentMap(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(id) = map.next_key::<String>()? {
+                    let kind = kind_of(T::SECTION, &id).ok_or_else(|| {
+                        de::Error::custom(format!("{} `{id}` has no `type`", T::NOUN))
+                    })?;
+                    let value = map.next_value_seed(KindSeed::<T> {
+                        kind,
+                        _t: PhantomData,
+                    })?;
+                    out.push((id, value));
+                }
+                Ok(ComponentMap(out))
+            }
+        }
+        d.deserialize_map(MapVisitor::<T>(PhantomData))
+    }
+}
+
+struct KindSeed<T> {
+    kind: String,
+    _t: PhantomData<T>,
+}
+
+impl<'de, T: ComponentKind> DeserializeSeed<'de> for KindSeed<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        T::deserialize_kind(&self.kind, d)
+    }
+}
+
+/// Pass one: only the `type` of each component, with positions.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct KindIndex {
+    #[serde(default)]
+    pub sources: Option<std::collections::BTreeMap<String, serde_saphyr::Spanned<KindOnly>>>,
+    #[serde(default)]
+    pub destinations: Option<std::collections::BTreeMap<String, serde_saphyr::Spanned<KindOnly>>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct KindOnly {
+    #[serde(rename = "type")]
+    pub kind: serde_saphyr::Spanned<String>,
+}

@@ -1,0 +1,502 @@
+//! The YAML configuration: model, loading, validation.
+//!
+//! Every error names `file:line:column` and the key, route or component it is
+//! about. Unknown keys are errors. `${VAR}` / `${VAR:-default}` are resolved
+//! from the environment first (see `interpolate`).
+
+pub mod component;
+pub mod interpolate;
+pub mod units;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+pub use component::{Component, ComponentKind, Loc};
+use component::{ComponentMap, KindIndex};
+
+use crate::destinations::DestinationConfig;
+use crate::expr::{FieldSet, Program};
+use crate::sources::SourceConfig;
+use units::Dur;
+
+/// The embedded configuration `sluice run` uses without `--config`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.yaml");
+pub const DEFAULT_CONFIG_NAME: &str = "config/default.yaml";
+
+/// One problem in a config file, at a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+impl ConfigError {
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            ConfigError::Invalid(d) => d,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where `/metrics`, `/health`, `/ready` and `/api/v1/status` listen.
+    #[serde(default = "default_api_address")]
+    pub address: SocketAddr,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            address: default_api_address(),
+            enabled: true,
+        }
+    }
+}
+
+fn default_api_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9598))
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Spanned<String>,
+    #[serde(default)]
+    filter: Option<Spanned<String>>,
+    destination: Spanned<String>,
+    #[serde(default = "yes", rename = "final")]
+    is_final: bool,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    api: ApiConfig,
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    shutdown_timeout: Option<Dur>,
+    #[serde(default)]
+    sources: ComponentMap<SourceConfig>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    unmatched: Option<Spanned<String>>,
+    #[serde(default)]
+    destinations: ComponentMap<DestinationConfig>,
+}
+
+/// A validated route.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub filter: String,
+    pub destination: String,
+    pub is_final: bool,
+    pub description: Option<String>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub source_name: String,
+    pub api: ApiConfig,
+    pub data_dir: PathBuf,
+    pub shutdown_timeout: Duration,
+    pub sources: Vec<Component<SourceConfig>>,
+    pub routes: Vec<RouteConfig>,
+    /// `None`: unmatched events are dropped (and counted).
+    pub unmatched: Option<String>,
+    pub destinations: Vec<Component<DestinationConfig>>,
+}
+
+/// Checks a component's own settings; `Err` is a message about the component.
+pub trait Validate {
+    fn validate(&self) -> Result<(), String>;
+}
+
+/// What a component listens on, to catch two components on one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Udp(SocketAddr),
+}
+
+impl Config {
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::load_str(&path.display().to_string(), &text)
+    }
+
+    pub fn load_default() -> Result<Config, ConfigError> {
+        Self::load_str(DEFAULT_CONFIG_NAME, DEFAULT_CONFIG)
+    }
+
+    /// Parse and validate `text`; `name` is used in messages.
+    pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigError> {
+        let at = |loc: Loc, message: String| Diagnostic {
+            file: name.to_string(),
+            line: loc.line.max(1),
+            column: loc.column.max(1),
+            message,
+        };
+        let text = interpolate::interpolate(text, |k| std::env::var(k).ok()).map_err(|e| {
+            ConfigError::Invalid(vec![at(offset_to_loc(text, e.offset), e.message)])
+        })?;
+        let yaml_err = |e: serde_saphyr::Error| {
+            let loc = e.location().map(Loc::from).unwrap_or_default();
+            ConfigError::Invalid(vec![at(loc, serde_message(&e))])
+        };
+
+        // Pass one: component types.
+        let index: KindIndex = if text.trim().is_empty() {
+            KindIndex::default()
+        } else {
+            serde_saphyr::from_str(&text).map_err(yaml_err)?
+        };
+        let mut errors = Vec::new();
+        let mut kinds = HashMap::new();
+        let mut locations = HashMap::new();
+        collect_kinds::<SourceConfig>(
+            index.sources.unwrap_or_default(),
+            &mut kinds,
+            &mut locations,
+            &mut errors,
+            &at,
+        );
+        collect_kinds::<DestinationConfig>(
+            index.destinations.unwrap_or_default(),
+            &mut kinds,
+            &mut locations,
+            &mut errors,
+            &at,
+        );
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(errors));
+        }
+
+        // Pass two: everything, each component straight into its own type.
+        let raw: RawConfig = if text.trim().is_empty() {
+            return Err(ConfigError::Invalid(vec![at(
+                Loc::default(),
+                "the configuration is empty: it needs sources, routes and destinations".into(),
+            )]));
+        } else {
+            component::with_kinds(kinds.clone(), || serde_saphyr::from_str(&text))
+                .map_err(yaml_err)?
+        };
+
+        let sources = components(raw.sources, &kinds, &locations);
+        let destinations = components(raw.destinations, &kinds, &locations);
+
+        // Semantic checks, all reported together.
+        let mut listens: HashMap<Listen, String> = HashMap::new();
+        if raw.api.enabled {
+            listens.insert(Listen::Tcp(raw.api.address), "the API".to_string());
+        }
+        if sources.is_empty() {
+            errors.push(at(
+                Loc::default(),
+                "no sources defined: add one under `sources:`".into(),
+            ));
+        }
+        if destinations.is_empty() {
+            errors.push(at(
+                Loc::default(),
+                "no destinations defined: add one under `destinations:`".into(),
+            ));
+        }
+        for s in &sources {
+            check_id::<SourceConfig>(&s.id, s.location, &mut errors, &at);
+            if let Err(m) = s.config.validate() {
+                errors.push(at(s.location, format!("source `{}`: {m}", s.id)));
+            }
+            if let Some(l) = s.config.listen() {
+                let what = format!("source `{}`", s.id);
+                if let Some(prev) = listens.insert(l, what) {
+                    errors.push(at(
+                        s.location,
+                        format!("source `{}` listens on the same address as {prev}", s.id),
+                    ));
+                }
+            }
+        }
+        let dest_ids: BTreeMap<&str, ()> =
+            destinations.iter().map(|d| (d.id.as_str(), ())).collect();
+        for d in &destinations {
+            check_id::<DestinationConfig>(&d.id, d.location, &mut errors, &at);
+            if d.id == "drop" {
+                errors.push(at(
+                    d.location,
+                    "`drop` is reserved (for `unmatched: drop`); choose another destination id"
+                        .into(),
+                ));
+            }
+            if let Err(m) = d.config.validate() {
+                errors.push(at(d.location, format!("destination `{}`: {m}", d.id)));
+            }
+        }
+        let known = || dest_ids.keys().copied().collect::<Vec<_>>().join(", ");
+
+        let mut routes = Vec::new();
+        let mut names = HashSet::new();
+        for r in raw.routes {
+            let name = r.name.value.clone();
+            if name.is_empty() {
+                errors.push(at(
+                    r.name.referenced.into(),
+                    "a route name must not be empty".into(),
+                ));
+            } else if !names.insert(name.clone()) {
+                errors.push(at(
+                    r.name.referenced.into(),
+                    format!("route `{name}` is defined twice; route names must be unique"),
+                ));
+            }
+            if !dest_ids.contains_key(r.destination.value.as_str()) {
+                errors.push(at(
+                    r.destination.referenced.into(),
+                    format!(
+                        "route `{name}`: unknown destination `{}` (defined: {})",
+                        r.destination.value,
+                        known()
+                    ),
+                ));
+            }
+            let filter = match &r.filter {
+                Some(f) => {
+                    if let Err(e) = Program::compile(&f.value, &mut FieldSet::new()) {
+                        let (loc, exact) = filter_location(&text, f, e.offset);
+                        let suffix = if exact {
+                            String::new()
+                        } else {
+                            format!(" (at character {} of the filter)", e.offset + 1)
+                        };
+                        errors.push(at(
+                            loc,
+                            format!("route `{name}`: filter: {}{suffix}", e.message),
+                        ));
+                    }
+                    f.value.clone()
+                }
+                None => "true".to_string(),
+            };
+            routes.push(RouteConfig {
+                name,
+                filter,
+                destination: r.destination.value,
+                is_final: r.is_final,
+                description: r.description,
+            });
+        }
+        let unmatched = match raw.unmatched {
+            None => None,
+            Some(u) if u.value == "drop" => None,
+            Some(u) => {
+                if !dest_ids.contains_key(u.value.as_str()) {
+                    errors.push(at(
+                        u.referenced.into(),
+                        format!(
+                            "unmatched: unknown destination `{}` (use `drop` or one of: {})",
+                            u.value,
+                            known()
+                        ),
+                    ));
+                }
+                Some(u.value)
+            }
+        };
+        for d in &destinations {
+            let used = routes.iter().any(|r| r.destination == d.id)
+                || unmatched.as_deref() == Some(d.id.as_str());
+            if !used {
+                tracing::warn!(destination = %d.id, "no route sends events to this destination");
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|d| (d.line, d.column));
+            return Err(ConfigError::Invalid(errors));
+        }
+        Ok(Config {
+            source_name: name.to_string(),
+            api: raw.api,
+            data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            shutdown_timeout: raw
+                .shutdown_timeout
+                .map_or(Duration::from_secs(30), Dur::get),
+            sources,
+            routes,
+            unmatched,
+            destinations,
+        })
+    }
+}
+
+type KindMap = HashMap<(&'static str, String), String>;
+type LocMap = HashMap<(&'static str, String), Loc>;
+
+fn components<T: ComponentKind>(
+    map: ComponentMap<T>,
+    kinds: &KindMap,
+    locations: &LocMap,
+) -> Vec<Component<T>> {
+    map.0
+        .into_iter()
+        .map(|(id, config)| {
+            let key = (T::SECTION, id);
+            Component {
+                kind: kinds.get(&key).cloned().unwrap_or_default(),
+                location: locations.get(&key).copied().unwrap_or_default(),
+                id: key.1,
+                config,
+            }
+        })
+        .collect()
+}
+
+fn collect_kinds<T: ComponentKind>(
+    found: BTreeMap<String, Spanned<component::KindOnly>>,
+    kinds: &mut KindMap,
+    locations: &mut LocMap,
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) {
+    for (id, spanned) in found {
+        let kind = spanned.value.kind;
+        if !T::KINDS.contains(&kind.value.as_str()) {
+            errors.push(at(
+                kind.referenced.into(),
+                format!(
+                    "{} `{id}`: unknown type `{}` (expected one of: {})",
+                    T::NOUN,
+                    kind.value,
+                    T::KINDS.join(", ")
+                ),
+            ));
+            continue;
+        }
+        locations.insert((T::SECTION, id.clone()), spanned.referenced.into());
+        kinds.insert((T::SECTION, id), kind.value);
+    }
+}
+
+fn check_id<T: ComponentKind>(
+    id: &str,
+    loc: Loc,
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) {
+    let ok = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        errors.push(at(
+            loc,
+            format!(
+                "{} id `{id}` may contain only letters, digits, `_` and `-` (it names metrics and directories)",
+                T::NOUN
+            ),
+        ));
+    }
+}
+
+/// serde-saphyr's message without its own " at line N, column M" suffix.
+fn serde_message(e: &serde_saphyr::Error) -> String {
+    let msg = e.without_snippet().to_string();
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains("column") => msg[..i].to_string(),
+        _ => msg,
+    }
+}
+
+fn offset_to_loc(text: &str, offset: usize) -> Loc {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() as u64 + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Loc {
+        line,
+        column: before[line_start..].chars().count() as u64 + 1,
+    }
+}
+
+/// Where byte `offset` of a filter string sits in the file. Exact when the
+/// filter is written on one line without escapes; otherwise the start of the
+/// filter (and `false`, so the message can add the offset).
+fn filter_location(text: &str, f: &Spanned<String>, offset: usize) -> (Loc, bool) {
+    let start: Loc = f.referenced.into();
+    let span = f.referenced.span();
+    let (Some(bo), Some(bl)) = (span.byte_offset(), span.byte_len()) else {
+        return (start, false);
+    };
+    let Some(raw) = text.get(bo as usize..(bo + bl) as usize) else {
+        return (start, false);
+    };
+    if raw.contains('\n') {
+        return (start, false);
+    }
+    let quoted = raw.starts_with('\'') || raw.starts_with('"');
+    let inner = if quoted && raw.len() >= 2 {
+        &raw[1..raw.len() - 1]
+    } else {
+        raw
+    };
+    if inner != f.value {
+        return (start, false);
+    }
+    let col = start.column
+        + u64::from(quoted)
+        + f.value[..offset.min(f.value.len())].chars().count() as u64;
+    (
+        Loc {
+            line: start.line,
+            column: col,
+        },
+        true,
+    )
+}

@@ -1,0 +1,93 @@
+//! `type: console` — events to standard output (or error), NDJSON by default.
+//!
+//! A reader that stops reading the pipe is real backpressure: the write
+//! blocks, the driver's single slot stays busy, the lane fills and its policy
+//! acts on the sources. A closed pipe is permanent: events are dropped with
+//! reason `rejected` and the error is logged.
+
+use serde::Deserialize;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+use crate::config::Validate;
+use crate::destination_config;
+use crate::driver::{Destination, Encoded, Encoding, Outcome};
+use crate::event::Event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    #[default]
+    Stdout,
+    Stderr,
+}
+
+destination_config! {
+    pub struct ConsoleConfig {
+        #[serde(default)]
+        pub target: Target,
+    }
+}
+
+impl Validate for ConsoleConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self
+            .compression
+            .is_some_and(|c| c != crate::driver::Compression::None)
+        {
+            return Err("compression does not apply to console output".into());
+        }
+        Ok(())
+    }
+}
+
+pub struct Console {
+    encoding: Encoding,
+    out: Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
+}
+
+impl Console {
+    pub fn new(cfg: &ConsoleConfig) -> Self {
+        let out: Box<dyn AsyncWrite + Send + Unpin> = match cfg.target {
+            Target::Stdout => Box::new(tokio::io::stdout()),
+            Target::Stderr => Box::new(tokio::io::stderr()),
+        };
+        Console {
+            encoding: cfg.encoding.unwrap_or_default(),
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl Destination for Console {
+    type Request = Vec<u8>;
+
+    fn encode(&self, events: &[Event]) -> Encoded<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encoding.encode(events, &mut out);
+        if self.encoding == Encoding::JsonArray {
+            out.push(b'\n');
+        }
+        let n = out.len();
+        Encoded::all(out, n)
+    }
+
+    async fn send(&self, request: &Vec<u8>) -> Outcome {
+        let mut out = self.out.lock().await;
+        let written = async {
+            out.write_all(request).await?;
+            out.flush().await
+        }
+        .await;
+        match written {
+            Ok(()) => Outcome::Delivered,
+            Err(e) => {
+                // Retrying a half-written batch would duplicate lines; a
+                // closed or failing terminal does not come back.
+                Outcome::Rejected {
+                    error: format!("writing to the console failed: {e}"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Turns the lane's batches (as sources produced them) into request-sized
+//! jobs: at most `max_events` events and `max_bytes` bytes, flushed
+//! `batch_timeout` after the first event arrived.
+//!
+//! All partial state lives in the struct, not in the future, so when a hard
+//! stop cancels `next()` nothing is lost without a count: `abandon` counts
+//! whatever is held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::job::Job;
+use crate::event::Batch;
+use crate::lane::Lane;
+use crate::metrics::DropReason;
+
+pub(crate) struct Batcher {
+    lane: Arc<Lane>,
+    max_events: usize,
+    max_bytes: usize,
+    timeout: Duration,
+    pending: Job,
+    pending_bytes: usize,
+    deadline: Option<Instant>,
+    carry: Option<Batch>,
+}
+
+impl Batcher {
+    pub fn new(lane: Arc<Lane>, max_events: usize, max_bytes: usize, timeout: Duration) -> Self {
+        Batcher {
+            lane,
+            max_events: max_events.max(1),
+            max_bytes: max_bytes.max(1),
+            timeout,
+            pending: Job::default(),
+            pending_bytes: 0,
+            deadline: None,
+            carry: None,
+        }
+    }
+
+    /// The next job, or `None` once the lane is closed and everything is handed out.
+    pub async fn next(&mut self) -> Option<Job> {
+        loop {
+            let input = match self.carry.take() {
+                Some(b) => Some(b),
+                None => self.lane.try_pop(),
+            };
+            if let Some(batch) = input {
+                if self.absorb(batch) {
+                    return Some(self.take());
+                }
+                continue;
+            }
+            if self.pending.is_empty() {
+                let batch = self.lane.pop().await?;
+                if self.absorb(batch) {
+                    return Some(self.take());
+                }
+                continue;
+            }
+            let deadline = self.deadline.unwrap_or_else(Instant::now);
+            tokio::select! {
+                batch = self.lane.pop() => match batch {
+                    Some(batch) => {
+                        if self.absorb(batch) {
+                            return Some(self.take());
+                        }
+                    }
+                    None => return Some(self.take()),
+                },
+                _ = tokio::time::sleep_until(deadline) => return Some(self.take()),
+            }
+        }
+    }
+
+    /// Add what fits of `batch`; the rest waits in `carry`. True when the job is full.
+    fn absorb(&mut self, mut batch: Batch) -> bool {
+        if batch.events.is_empty() {
+            return false;
+        }
+        if self.pending.is_empty() {
+            self.deadline = Some(Instant::now() + self.timeout);
+        }
+        let room = self.max_events - self.pending.len();
+        let mut bytes = self.pending_bytes;
+        let mut take = 0;
+        for e in batch.events.iter().take(room) {
+            let size = e.raw.len() + 1;
+            // A single event larger than the limit still goes, alone.
+            if bytes + size > self.max_bytes && (take > 0 || !self.pending.is_empty()) {
+                break;
+            }
+            bytes += size;
+            take += 1;
+        }
+        self.pending_bytes = bytes;
+        if take < batch.events.len() {
+            let rest = batch.events.split_off(take);
+            self.carry = Some(Batch {
+                events: rest,
+                ack: batch.ack.clone(),
+            });
+            self.pending.append(batch);
+            return true;
+        }
+        self.pending.append(batch);
+        self.pending.len() >= self.max_events || self.pending_bytes >= self.max_bytes
+    }
+
+    fn take(&mut self) -> Job {
+        self.pending_bytes = 0;
+        self.deadline = None;
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Count everything held here and still in the lane as dropped for
+    /// `reason`, failing their acknowledgements. Used after a hard stop.
+    pub fn abandon(&mut self, reason: DropReason) {
+        let mut jobs = vec![self.take()];
+        if let Some(c) = self.carry.take() {
+            let mut j = Job::default();
+            j.append(c);
+            jobs.push(j);
+        }
+        while let Some(b) = self.lane.try_pop() {
+            let mut j = Job::default();
+            j.append(b);
+            jobs.push(j);
+        }
+        for j in jobs {
+            j.resolve(&self.lane, reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::lane::LanePolicy;
+    use crate::metrics::Metrics;
+    use bytes::Bytes;
+
+    fn lane() -> Arc<Lane> {
+        Arc::new(Lane::new(
+            "d",
+            LanePolicy::Block,
+            1000,
+            Metrics::new().destination("d"),
+        ))
+    }
+
+    async fn push(lane: &Lane, n: usize, size: usize) {
+        let events = (0..n)
+            .map(|_| Event::json(Bytes::from(vec![b'x'; size])))
+            .collect();
+        let r = lane.reserve(n).await.unwrap();
+        lane.commit(Batch::new(events), r);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn splits_by_count_and_bytes() {
+        let lane = lane();
+        push(&lane, 25, 9).await;
+        let mut b = Batcher::new(lane.clone(), 10, 1000, Duration::from_secs(1));
+        assert_eq!(b.next().await.unwrap().len(), 10);
+        assert_eq!(b.next().await.unwrap().len(), 10);
+        // 5 left: waits for the timeout, then flushes.
+        let t = Instant::now();
+        assert_eq!(b.next().await.unwrap().len(), 5);
+        assert_eq!(t.elapsed(), Duration::from_secs(1));
+
+        push(&lane, 7, 99).await;
+        let mut b = Batcher::new(lane.clone(), 100, 250, Duration::from_secs(1));
+        assert_eq!(b.next().await.unwrap().len(), 2);
+        assert_eq!(b.next().await.unwrap().len(), 2);
+        assert_eq!(b.next().await.unwrap().len(), 2);
+        lane.close();
+        assert_eq!(b.next().await.unwrap().len(), 1);
+        assert!(b.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_oversized_event_goes_alone() {
+        let lane = lane();
+        push(&lane, 1, 10).await;
+        push(&lane, 1, 500).await;
+        push(&lane, 1, 10).await;
+        lane.close();
+        let mut b = Batcher::new(lane.clone(), 100, 100, Duration::from_secs(1));
+        let sizes: Vec<usize> = [
+            b.next().await.unwrap(),
+            b.next().await.unwrap(),
+            b.next().await.unwrap(),
+        ]
+        .iter()
+        .map(|j| j.len())
+        .collect();
+        assert_eq!(sizes, vec![1, 1, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abandon_counts_everything() {
+        let lane = lane();
+        push(&lane, 30, 5).await;
+        push(&lane, 30, 5).await;
+        let mut b = Batcher::new(lane.clone(), 20, 1000, Duration::from_secs(1));
+        let first = b.next().await.unwrap();
+        assert_eq!(first.len(), 20);
+        first.resolve(&lane, DropReason::Rejected);
+        // Partially consumed: 10 carried, 30 in the lane.
+        b.abandon(DropReason::Shutdown);
+        assert_eq!(lane.metrics().dropped(DropReason::Shutdown), 40);
+        assert_eq!(lane.pending(), 0);
+    }
+}

@@ -1,0 +1,127 @@
+//! A job: the events of one request, with the acknowledgement handle of each
+//! source batch they came from, and the ways it can end. Every event that
+//! leaves the lane ends in exactly one of `delivered` or `resolve(reason)`,
+//! which keeps `events = sent + dropped + queued` true.
+
+use crate::event::{Ack, Batch, Event};
+use crate::lane::Lane;
+use crate::metrics::DropReason;
+
+#[derive(Debug, Default)]
+pub struct Job {
+    pub events: Vec<Event>,
+    /// (index of the first event of a source batch, its ack), ascending.
+    acks: Vec<(usize, Ack)>,
+}
+
+impl Job {
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn append(&mut self, mut batch: Batch) {
+        if let Some(ack) = batch.ack.take() {
+            let same = self.acks.last().is_some_and(|(_, a)| a.same(&ack));
+            if !same {
+                self.acks.push((self.events.len(), ack));
+            }
+        }
+        if self.events.is_empty() {
+            self.events = batch.events;
+        } else {
+            self.events.append(&mut batch.events);
+        }
+    }
+
+    fn ack_for(&self, index: usize) -> Option<&Ack> {
+        let pos = self.acks.partition_point(|(start, _)| *start <= index);
+        pos.checked_sub(1).map(|p| &self.acks[p].1)
+    }
+
+    /// The peer confirmed every event.
+    pub fn delivered(self, lane: &Lane, bytes: usize) {
+        let n = self.events.len() as u64;
+        let m = lane.metrics();
+        m.sent_events.inc_by(n);
+        m.sent_bytes.inc_by(bytes as u64);
+        lane.settle(self.events.len());
+    }
+
+    /// Every event is dropped for `reason`; sources waiting on them learn it failed.
+    pub fn resolve(self, lane: &Lane, reason: DropReason) {
+        if self.events.is_empty() {
+            return;
+        }
+        lane.metrics().drop_events(reason, self.events.len() as u64);
+        for (_, ack) in &self.acks {
+            ack.fail();
+        }
+        lane.settle(self.events.len());
+    }
+
+    /// Keep the events for which `keep(i)` is true, in order; the others are
+    /// removed without being counted (the caller has counted them).
+    pub fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let mut acks = Vec::new();
+        let mut events = Vec::with_capacity(self.events.len());
+        let old = std::mem::take(&mut self.events);
+        for (i, e) in old.into_iter().enumerate() {
+            if keep(i) {
+                if let Some(ack) = self.ack_for(i) {
+                    let same = acks.last().is_some_and(|(_, a): &(usize, Ack)| a.same(ack));
+                    if !same {
+                        acks.push((events.len(), ack.clone()));
+                    }
+                }
+                events.push(e);
+            }
+        }
+        self.events = events;
+        self.acks = acks;
+    }
+
+    /// Mark the acknowledgement of event `index` as failed.
+    pub fn fail_event(&self, index: usize) {
+        if let Some(a) = self.ack_for(index) {
+            a.fail();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::AckStatus;
+    use bytes::Bytes;
+
+    fn batch(n: usize, ack: Option<Ack>) -> Batch {
+        Batch::with_ack(
+            (0..n)
+                .map(|_| Event::json(Bytes::from_static(b"{}")))
+                .collect(),
+            ack,
+        )
+    }
+
+    #[tokio::test]
+    async fn retain_keeps_ack_ranges() {
+        let (a, ra) = Ack::new();
+        let (b, rb) = Ack::new();
+        let mut job = Job::default();
+        job.append(batch(3, Some(a)));
+        job.append(batch(2, Some(b)));
+        // Fail an event of the second batch, keep only events 1 and 4.
+        job.fail_event(3);
+        job.retain(|i| i == 1 || i == 4);
+        assert_eq!(job.len(), 2);
+        assert_eq!(job.acks.len(), 2);
+        assert_eq!(job.acks[1].0, 1);
+        drop(job);
+        assert_eq!(ra.await.unwrap(), AckStatus::Delivered);
+        assert_eq!(rb.await.unwrap(), AckStatus::Failed);
+    }
+}

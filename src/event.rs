@@ -1,0 +1,157 @@
+//! Events, batches and end-to-end acknowledgements.
+//!
+//! An event is the raw bytes of one record. Nothing is parsed up front: filters
+//! locate the fields they name lazily (see `expr::scan`) and pass-through
+//! encodings write the original bytes back out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+/// What the bytes of an event are known to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A JSON value (validated by the source, or recognised by its first byte).
+    Json,
+    /// Opaque text: only `_raw` sees it; JSON encodings wrap it as `{"message": ...}`.
+    Text,
+}
+
+/// One record.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub raw: Bytes,
+    pub format: Format,
+}
+
+impl Event {
+    pub fn json(raw: Bytes) -> Self {
+        Self {
+            raw,
+            format: Format::Json,
+        }
+    }
+
+    pub fn text(raw: Bytes) -> Self {
+        Self {
+            raw,
+            format: Format::Text,
+        }
+    }
+
+    /// Length used for byte-based batching and accounting.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+}
+
+/// The unit that moves between stages: sources hand batches to the router, lanes
+/// carry them, metrics are incremented once per batch.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    /// Set when the source waits for delivery before acknowledging its sender.
+    pub ack: Option<Ack>,
+}
+
+impl Batch {
+    pub fn new(events: Vec<Event>) -> Self {
+        Self { events, ack: None }
+    }
+
+    pub fn with_ack(events: Vec<Event>, ack: Option<Ack>) -> Self {
+        Self { events, ack }
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// How a batch ended, as reported to a source waiting on its acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckStatus {
+    /// Every destination delivered (or deliberately shed, by its policy) every event.
+    Delivered,
+    /// At least one event was rejected by a peer or lost at shutdown.
+    Failed,
+}
+
+/// A shared acknowledgement handle. Every copy of the batch (one per destination
+/// it was routed to, one per request it was folded into) holds a clone; when the
+/// last clone is dropped the source learns the outcome. Failure is sticky.
+#[derive(Debug, Clone)]
+pub struct Ack(Arc<AckInner>);
+
+#[derive(Debug)]
+struct AckInner {
+    failed: AtomicBool,
+    tx: Option<oneshot::Sender<AckStatus>>,
+}
+
+impl Drop for AckInner {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let status = if self.failed.load(Ordering::Acquire) {
+                AckStatus::Failed
+            } else {
+                AckStatus::Delivered
+            };
+            // The source may have given up waiting; that is not an error here.
+            let _ = tx.send(status);
+        }
+    }
+}
+
+impl Ack {
+    /// A new handle and the receiver that resolves when every clone is gone.
+    pub fn new() -> (Self, oneshot::Receiver<AckStatus>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Self(Arc::new(AckInner {
+                failed: AtomicBool::new(false),
+                tx: Some(tx),
+            })),
+            rx,
+        )
+    }
+
+    pub fn fail(&self) {
+        self.0.failed.store(true, Ordering::Release);
+    }
+
+    pub fn same(&self, other: &Ack) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ack_resolves_when_last_clone_drops() {
+        let (ack, rx) = Ack::new();
+        let a2 = ack.clone();
+        drop(ack);
+        a2.fail();
+        drop(a2);
+        assert_eq!(rx.await.ok(), Some(AckStatus::Failed));
+
+        let (ack, rx) = Ack::new();
+        drop(ack);
+        assert_eq!(rx.await.ok(), Some(AckStatus::Delivered));
+    }
+}

@@ -1,0 +1,212 @@
+//! AST to a compiled program: field paths become scanner slots, regexes and
+//! substring searchers are built once, so evaluation does no parsing, no
+//! allocation (except for strings written with escapes) and no lookups by name.
+
+use memchr::memmem;
+use regex::bytes::{Regex, RegexBuilder};
+
+use super::FilterError;
+use super::parser::{Ast, CmpOp, Lit, Method};
+use super::scan::{FieldSet, Span};
+use super::value::{Val, compare, loose_eq, strict_eq};
+
+#[derive(Debug)]
+pub(crate) enum Node {
+    Lit(Lit),
+    Field(u32),
+    Raw,
+    Not(Box<Node>),
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    Cmp(CmpOp, Box<Node>, Box<Node>),
+    In(Box<Node>, Box<[Lit]>),
+    Regex {
+        target: Box<Node>,
+        re: Box<Regex>,
+        negate: bool,
+    },
+    StartsWith(Box<Node>, Box<[u8]>),
+    EndsWith(Box<Node>, Box<[u8]>),
+    Includes {
+        target: Box<Node>,
+        arg: Lit,
+        finder: Box<memmem::Finder<'static>>,
+    },
+    Exists(u32),
+}
+
+/// What a filter reads: the event's raw bytes and where the scanner found each field.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub raw: &'a [u8],
+    pub spans: &'a [Span],
+}
+
+pub(crate) fn compile(ast: Ast, fields: &mut FieldSet) -> Result<Node, FilterError> {
+    Ok(match ast {
+        Ast::Lit(l) => Node::Lit(l),
+        Ast::Path(p) => Node::Field(fields.slot(&p)),
+        Ast::Raw => Node::Raw,
+        Ast::Not(inner) => Node::Not(Box::new(compile(*inner, fields)?)),
+        Ast::And(items) => Node::And(
+            items
+                .into_iter()
+                .map(|a| compile(a, fields))
+                .collect::<Result<_, _>>()?,
+        ),
+        Ast::Or(items) => Node::Or(
+            items
+                .into_iter()
+                .map(|a| compile(a, fields))
+                .collect::<Result<_, _>>()?,
+        ),
+        Ast::Cmp(op, l, r) => Node::Cmp(
+            op,
+            Box::new(compile(*l, fields)?),
+            Box::new(compile(*r, fields)?),
+        ),
+        Ast::In(t, list) => Node::In(Box::new(compile(*t, fields)?), list.into()),
+        Ast::Regex {
+            target,
+            pattern,
+            flags,
+            negate,
+            offset,
+        } => {
+            let mut b = RegexBuilder::new(&pattern);
+            for f in flags.chars() {
+                match f {
+                    'i' => {
+                        b.case_insensitive(true);
+                    }
+                    'm' => {
+                        b.multi_line(true);
+                    }
+                    's' => {
+                        b.dot_matches_new_line(true);
+                    }
+                    // Global, sticky and unicode change nothing for a yes/no match.
+                    'g' | 'y' | 'u' => {}
+                    other => {
+                        return Err(FilterError::new(
+                            offset,
+                            format!("unknown regex flag `{other}` (use i, m or s)"),
+                        ));
+                    }
+                }
+            }
+            let re = b.build().map_err(|e| {
+                FilterError::new(offset, format!("invalid regex: {}", first_line(&e)))
+            })?;
+            Node::Regex {
+                target: Box::new(compile(*target, fields)?),
+                re: Box::new(re),
+                negate,
+            }
+        }
+        Ast::Method(target, method, arg) => {
+            let target = Box::new(compile(*target, fields)?);
+            match method {
+                Method::StartsWith | Method::EndsWith => {
+                    let Lit::Str(s) = arg else {
+                        return Err(FilterError::new(0, "string method needs a string"));
+                    };
+                    let s: Box<[u8]> = s.into_bytes().into();
+                    if method == Method::StartsWith {
+                        Node::StartsWith(target, s)
+                    } else {
+                        Node::EndsWith(target, s)
+                    }
+                }
+                Method::Includes => {
+                    let needle = lit_as_text(&arg);
+                    Node::Includes {
+                        target,
+                        arg,
+                        finder: Box::new(memmem::Finder::new(needle.as_bytes()).into_owned()),
+                    }
+                }
+            }
+        }
+        Ast::Exists(p) => Node::Exists(fields.slot(&p)),
+    })
+}
+
+fn first_line(e: &regex::Error) -> String {
+    let s = e.to_string();
+    s.lines().last().unwrap_or("").trim().to_string()
+}
+
+/// JavaScript `String(lit)`.
+fn lit_as_text(lit: &Lit) -> String {
+    match lit {
+        Lit::Null => "null".into(),
+        Lit::Bool(b) => b.to_string(),
+        Lit::Num(n) if n.fract() == 0.0 && n.abs() < 1e21 => format!("{}", *n as i64),
+        Lit::Num(n) => n.to_string(),
+        Lit::Str(s) => s.clone(),
+    }
+}
+
+impl Node {
+    #[inline]
+    fn val<'a>(&'a self, env: &Env<'a>) -> Val<'a> {
+        match self {
+            Node::Lit(l) => Val::from_lit(l),
+            Node::Field(slot) => field(env, *slot),
+            Node::Raw => Val::Bytes(env.raw),
+            other => Val::Bool(other.truth(env)),
+        }
+    }
+
+    pub(crate) fn truth(&self, env: &Env<'_>) -> bool {
+        match self {
+            Node::Lit(_) | Node::Field(_) | Node::Raw => self.val(env).truthy(),
+            Node::Not(inner) => !inner.truth(env),
+            Node::And(items) => items.iter().all(|n| n.truth(env)),
+            Node::Or(items) => items.iter().any(|n| n.truth(env)),
+            Node::Cmp(op, l, r) => compare(*op, &l.val(env), &r.val(env)),
+            Node::In(t, list) => {
+                let v = t.val(env);
+                !v.is_missing() && list.iter().any(|l| loose_eq(&v, &Val::from_lit(l)))
+            }
+            Node::Regex { target, re, negate } => match target.val(env).as_match_text() {
+                Some(text) => re.is_match(&text) != *negate,
+                None => false,
+            },
+            Node::StartsWith(t, s) => t.val(env).text().is_some_and(|x| x.starts_with(s)),
+            Node::EndsWith(t, s) => t.val(env).text().is_some_and(|x| x.ends_with(s)),
+            Node::Includes {
+                target,
+                arg,
+                finder,
+            } => match target.val(env) {
+                Val::Array(raw) => {
+                    let want = Val::from_lit(arg);
+                    let mut found = false;
+                    super::scan::for_each_element(raw, |el| {
+                        found = strict_eq(&Val::from_json(el), &want);
+                        !found
+                    });
+                    found
+                }
+                v => v.text().is_some_and(|x| finder.find(&x).is_some()),
+            },
+            Node::Exists(slot) => env
+                .spans
+                .get(*slot as usize)
+                .is_some_and(|s| !s.is_missing()),
+        }
+    }
+}
+
+#[inline]
+fn field<'a>(env: &Env<'a>, slot: u32) -> Val<'a> {
+    match env.spans.get(slot as usize) {
+        Some(s) if !s.is_missing() => env
+            .raw
+            .get(s.start as usize..s.end as usize)
+            .map_or(Val::Missing, Val::from_json),
+        _ => Val::Missing,
+    }
+}

@@ -1,0 +1,449 @@
+//! Recursive-descent parser from tokens to an AST, JavaScript precedence:
+//! `!` binds tightest, then comparisons, then `&&`, then `||`.
+
+use super::FilterError;
+use super::lexer::{Tok, Token, lex};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lit {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    StrictEq,
+    StrictNe,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    StartsWith,
+    EndsWith,
+    Includes,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ast {
+    Lit(Lit),
+    Path(Vec<Segment>),
+    Raw,
+    Not(Box<Ast>),
+    And(Vec<Ast>),
+    Or(Vec<Ast>),
+    Cmp(CmpOp, Box<Ast>, Box<Ast>),
+    Regex {
+        target: Box<Ast>,
+        pattern: String,
+        flags: String,
+        negate: bool,
+        offset: usize,
+    },
+    In(Box<Ast>, Vec<Lit>),
+    Method(Box<Ast>, Method, Lit),
+    Exists(Vec<Segment>),
+}
+
+pub fn parse(src: &str) -> Result<Ast, FilterError> {
+    let tokens = lex(src)?;
+    let mut p = Parser { tokens, pos: 0 };
+    if p.peek() == &Tok::Eof {
+        return Err(FilterError::new(
+            0,
+            "empty filter: write `true` to match every event",
+        ));
+    }
+    let ast = p.or()?;
+    if p.peek() != &Tok::Eof {
+        return Err(p.unexpected("`&&`, `||` or the end of the filter"));
+    }
+    Ok(ast)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> &Tok {
+        &self.tokens[self.pos.min(self.tokens.len() - 1)].tok
+    }
+
+    fn offset(&self) -> usize {
+        self.tokens[self.pos.min(self.tokens.len() - 1)].offset
+    }
+
+    fn bump(&mut self) -> Tok {
+        let t = self.peek().clone();
+        if self.pos < self.tokens.len() - 1 {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn unexpected(&self, wanted: &str) -> FilterError {
+        FilterError::new(
+            self.offset(),
+            format!("expected {wanted}, found {}", self.peek().describe()),
+        )
+    }
+
+    fn expect(&mut self, tok: Tok, wanted: &str) -> Result<(), FilterError> {
+        if *self.peek() == tok {
+            self.bump();
+            Ok(())
+        } else {
+            Err(self.unexpected(wanted))
+        }
+    }
+
+    fn or(&mut self) -> Result<Ast, FilterError> {
+        let mut items = vec![self.and()?];
+        while self.peek() == &Tok::Or {
+            self.bump();
+            items.push(self.and()?);
+        }
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Ast::Or(items)
+        })
+    }
+
+    fn and(&mut self) -> Result<Ast, FilterError> {
+        let mut items = vec![self.comparison()?];
+        while self.peek() == &Tok::And {
+            self.bump();
+            items.push(self.comparison()?);
+        }
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Ast::And(items)
+        })
+    }
+
+    fn comparison(&mut self) -> Result<Ast, FilterError> {
+        let lhs = self.unary()?;
+        let op = match self.peek() {
+            Tok::Eq => CmpOp::Eq,
+            Tok::Ne => CmpOp::Ne,
+            Tok::StrictEq => CmpOp::StrictEq,
+            Tok::StrictNe => CmpOp::StrictNe,
+            Tok::Lt => CmpOp::Lt,
+            Tok::Le => CmpOp::Le,
+            Tok::Gt => CmpOp::Gt,
+            Tok::Ge => CmpOp::Ge,
+            Tok::Match | Tok::NotMatch => {
+                let negate = self.bump() == Tok::NotMatch;
+                let offset = self.offset();
+                return match self.bump() {
+                    Tok::Regex { pattern, flags } => Ok(Ast::Regex {
+                        target: Box::new(lhs),
+                        pattern,
+                        flags,
+                        negate,
+                        offset,
+                    }),
+                    other => Err(FilterError::new(
+                        offset,
+                        format!(
+                            "expected a regex literal such as /^5\\d\\d$/, found {}",
+                            other.describe()
+                        ),
+                    )),
+                };
+            }
+            Tok::Ident(kw) if kw == "in" => {
+                self.bump();
+                let list = self.literal_list()?;
+                return Ok(Ast::In(Box::new(lhs), list));
+            }
+            _ => return Ok(lhs),
+        };
+        self.bump();
+        let rhs = self.unary()?;
+        if matches!(
+            self.peek(),
+            Tok::Eq
+                | Tok::Ne
+                | Tok::StrictEq
+                | Tok::StrictNe
+                | Tok::Lt
+                | Tok::Le
+                | Tok::Gt
+                | Tok::Ge
+        ) {
+            return Err(FilterError::new(
+                self.offset(),
+                "comparisons do not chain; join them with `&&`",
+            ));
+        }
+        Ok(Ast::Cmp(op, Box::new(lhs), Box::new(rhs)))
+    }
+
+    fn unary(&mut self) -> Result<Ast, FilterError> {
+        if self.peek() == &Tok::Not {
+            self.bump();
+            return Ok(Ast::Not(Box::new(self.unary()?)));
+        }
+        self.postfix()
+    }
+
+    fn postfix(&mut self) -> Result<Ast, FilterError> {
+        let start = self.offset();
+        let mut node = self.primary()?;
+        loop {
+            match self.peek() {
+                Tok::Dot => {
+                    self.bump();
+                    let name_offset = self.offset();
+                    let Tok::Ident(name) = self.bump() else {
+                        return Err(FilterError::new(
+                            name_offset,
+                            "expected a field name after `.`",
+                        ));
+                    };
+                    if self.peek() == &Tok::LParen {
+                        let method = match name.as_str() {
+                            "startsWith" => Method::StartsWith,
+                            "endsWith" => Method::EndsWith,
+                            "includes" => Method::Includes,
+                            _ => {
+                                return Err(FilterError::new(
+                                    name_offset,
+                                    format!(
+                                        "unknown method `{name}`: use startsWith, endsWith or includes"
+                                    ),
+                                ));
+                            }
+                        };
+                        self.bump();
+                        let arg_offset = self.offset();
+                        let arg = self.literal()?;
+                        if method != Method::Includes && !matches!(arg, Lit::Str(_)) {
+                            return Err(FilterError::new(
+                                arg_offset,
+                                format!("`{name}` takes a string"),
+                            ));
+                        }
+                        self.expect(Tok::RParen, "`)`")?;
+                        node = Ast::Method(Box::new(node), method, arg);
+                    } else {
+                        node = self.extend_path(node, Segment::Key(name), start)?;
+                    }
+                }
+                Tok::LBracket => {
+                    self.bump();
+                    let offset = self.offset();
+                    let seg = match self.bump() {
+                        Tok::Num(n) if n >= 0.0 && n.fract() == 0.0 && n < 1e9 => {
+                            Segment::Index(n as usize)
+                        }
+                        Tok::Str(s) => Segment::Key(s),
+                        _ => {
+                            return Err(FilterError::new(
+                                offset,
+                                "expected an array index or a quoted field name inside `[ ]`",
+                            ));
+                        }
+                    };
+                    self.expect(Tok::RBracket, "`]`")?;
+                    node = self.extend_path(node, seg, start)?;
+                }
+                _ => return Ok(node),
+            }
+        }
+    }
+
+    fn extend_path(&self, node: Ast, seg: Segment, start: usize) -> Result<Ast, FilterError> {
+        match node {
+            Ast::Path(mut segs) => {
+                segs.push(seg);
+                Ok(Ast::Path(segs))
+            }
+            Ast::Raw => Err(FilterError::new(
+                start,
+                "`_raw` is the whole event as text and has no fields",
+            )),
+            _ => Err(FilterError::new(start, "only field paths have fields")),
+        }
+    }
+
+    fn primary(&mut self) -> Result<Ast, FilterError> {
+        let offset = self.offset();
+        match self.peek().clone() {
+            Tok::LParen => {
+                self.bump();
+                let inner = self.or()?;
+                self.expect(Tok::RParen, "`)`")?;
+                Ok(inner)
+            }
+            Tok::Str(_) | Tok::Num(_) => Ok(Ast::Lit(self.literal()?)),
+            Tok::Ident(name) => {
+                self.bump();
+                match name.as_str() {
+                    "true" => Ok(Ast::Lit(Lit::Bool(true))),
+                    "false" => Ok(Ast::Lit(Lit::Bool(false))),
+                    "null" => Ok(Ast::Lit(Lit::Null)),
+                    "_raw" => Ok(Ast::Raw),
+                    "exists" if self.peek() == &Tok::LParen => {
+                        self.bump();
+                        let path_offset = self.offset();
+                        let path = match self.postfix()? {
+                            Ast::Path(p) => p,
+                            _ => {
+                                return Err(FilterError::new(
+                                    path_offset,
+                                    "`exists` takes a field path, such as exists(kube.namespace)",
+                                ));
+                            }
+                        };
+                        self.expect(Tok::RParen, "`)`")?;
+                        Ok(Ast::Exists(path))
+                    }
+                    "in" => Err(FilterError::new(offset, "`in` needs a value on its left")),
+                    _ => Ok(Ast::Path(vec![Segment::Key(name)])),
+                }
+            }
+            Tok::Regex { .. } => Err(FilterError::new(
+                offset,
+                "a regex must follow `=~` or `!~`, as in `message =~ /timeout/`",
+            )),
+            _ => Err(self.unexpected("a field, a literal, `!` or `(`")),
+        }
+    }
+
+    fn literal(&mut self) -> Result<Lit, FilterError> {
+        let offset = self.offset();
+        match self.bump() {
+            Tok::Str(s) => Ok(Lit::Str(s)),
+            Tok::Num(n) => Ok(Lit::Num(n)),
+            Tok::Ident(i) if i == "true" => Ok(Lit::Bool(true)),
+            Tok::Ident(i) if i == "false" => Ok(Lit::Bool(false)),
+            Tok::Ident(i) if i == "null" => Ok(Lit::Null),
+            other => Err(FilterError::new(
+                offset,
+                format!("expected a literal, found {}", other.describe()),
+            )),
+        }
+    }
+
+    fn literal_list(&mut self) -> Result<Vec<Lit>, FilterError> {
+        self.expect(Tok::LBracket, "`[` starting a list of literals")?;
+        let mut items = Vec::new();
+        if self.peek() == &Tok::RBracket {
+            self.bump();
+            return Ok(items);
+        }
+        loop {
+            items.push(self.literal()?);
+            match self.peek() {
+                Tok::Comma => {
+                    self.bump();
+                    // A trailing comma is valid JavaScript.
+                    if self.peek() == &Tok::RBracket {
+                        self.bump();
+                        return Ok(items);
+                    }
+                }
+                Tok::RBracket => {
+                    self.bump();
+                    return Ok(items);
+                }
+                _ => return Err(self.unexpected("`,` or `]`")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(p: &[&str]) -> Ast {
+        Ast::Path(p.iter().map(|s| Segment::Key(s.to_string())).collect())
+    }
+
+    #[test]
+    fn precedence() {
+        let ast = parse("a == 1 || b && !c").unwrap();
+        assert_eq!(
+            ast,
+            Ast::Or(vec![
+                Ast::Cmp(
+                    CmpOp::Eq,
+                    Box::new(path(&["a"])),
+                    Box::new(Ast::Lit(Lit::Num(1.0)))
+                ),
+                Ast::And(vec![path(&["b"]), Ast::Not(Box::new(path(&["c"])))]),
+            ])
+        );
+    }
+
+    #[test]
+    fn paths_methods_and_lists() {
+        assert_eq!(
+            parse("tags[0].startsWith('x')").unwrap(),
+            Ast::Method(
+                Box::new(Ast::Path(vec![
+                    Segment::Key("tags".into()),
+                    Segment::Index(0)
+                ])),
+                Method::StartsWith,
+                Lit::Str("x".into())
+            )
+        );
+        assert_eq!(
+            parse("a['b c'] in ['x', 2,]").unwrap(),
+            Ast::In(
+                Box::new(Ast::Path(vec![
+                    Segment::Key("a".into()),
+                    Segment::Key("b c".into())
+                ])),
+                vec![Lit::Str("x".into()), Lit::Num(2.0)]
+            )
+        );
+        assert_eq!(
+            parse("exists(kube.namespace)").unwrap(),
+            Ast::Exists(vec![
+                Segment::Key("kube".into()),
+                Segment::Key("namespace".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn errors_have_offsets() {
+        let cases = [
+            ("level == ", 9),
+            ("level == 'a' &&", 15),
+            ("(a == 1", 7),
+            ("a.b(1)", 2),
+            ("a == 1 b", 7),
+            ("a < b < c", 6),
+            ("_raw.x", 0),
+            ("x =~ 'a'", 5),
+            ("", 0),
+        ];
+        for (src, offset) in cases {
+            let err = parse(src).unwrap_err();
+            assert_eq!(err.offset, offset, "{src}: {}", err.message);
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! sluice: a backpressure-aware stream router.
+//!
+//! Sources hand batches of events to the [`router`], which evaluates ordered
+//! routes (compiled [`expr`] filters) and pushes each event into the [`lane`]
+//! of every destination it is routed to. Each lane's policy decides what
+//! happens when the destination cannot keep up (block, or drop and count),
+//! and one shared [`driver`] batches, encodes, sends and retries for every
+//! [`destinations`] type. [`topology`] wires it together; [`api`] exposes
+//! metrics and status.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod destinations;
+pub mod driver;
+pub mod event;
+pub mod expr;
+pub mod lane;
+pub mod metrics;
+pub mod router;
+pub mod sources;
+pub mod topology;

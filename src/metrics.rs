@@ -1,0 +1,374 @@
+//! Prometheus metrics with the names of DESIGN.md §3 (a contract: users alert
+//! on them). Each component gets its handles once, at build time, and the hot
+//! path only calls `inc_by` once per batch. Every drop reason a destination can
+//! report is created up front, so a rate alert on it works before it first fires.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceReasonLabel {
+    source: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestLabel {
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestReasonLabel {
+    destination: String,
+    reason: &'static str,
+}
+
+/// Why a source refused events (`sluice_source_rejected_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Not valid JSON where JSON was required.
+    Malformed,
+    /// A line, datagram or body over its size limit.
+    Oversize,
+    /// Shed because a `block` destination stayed full past `max_wait` (HTTP 429).
+    Shed,
+    /// Missing or wrong credentials (HTTP 401).
+    Unauthorized,
+    /// A request that could not be read at all (bad compression, bad method).
+    BadRequest,
+    /// Held by a source when sluice shut down, never routed.
+    Shutdown,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::Malformed,
+        RejectReason::Oversize,
+        RejectReason::Shed,
+        RejectReason::Unauthorized,
+        RejectReason::BadRequest,
+        RejectReason::Shutdown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::Oversize => "oversize",
+            RejectReason::Shed => "shed",
+            RejectReason::Unauthorized => "unauthorized",
+            RejectReason::BadRequest => "bad_request",
+            RejectReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why a destination dropped events (`sluice_destination_dropped_events_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The lane was full under the `drop` policy.
+    Backpressure,
+    /// The persistent queue reached its limit with `on_full: drop`.
+    QueueFull,
+    /// The peer refused the events permanently.
+    Rejected,
+    /// An event larger than the destination accepts.
+    Oversize,
+    /// `retry.max_attempts` ran out.
+    RetriesExhausted,
+    /// The event lacks what the encoding needs.
+    Unencodable,
+    /// Still queued in memory when the shutdown timeout expired.
+    Shutdown,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 7] = [
+        DropReason::Backpressure,
+        DropReason::QueueFull,
+        DropReason::Rejected,
+        DropReason::Oversize,
+        DropReason::RetriesExhausted,
+        DropReason::Unencodable,
+        DropReason::Shutdown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Backpressure => "backpressure",
+            DropReason::QueueFull => "queue_full",
+            DropReason::Rejected => "rejected",
+            DropReason::Oversize => "oversize",
+            DropReason::RetriesExhausted => "retries_exhausted",
+            DropReason::Unencodable => "unencodable",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+type FCounter = Counter<f64, AtomicU64>;
+
+struct Families {
+    source_events: Family<SourceLabel, Counter>,
+    source_rejected: Family<SourceReasonLabel, Counter>,
+    route_events: Family<RouteLabel, Counter>,
+    unmatched: Counter,
+    dest_events: Family<DestLabel, Counter>,
+    dest_sent: Family<DestLabel, Counter>,
+    dest_sent_bytes: Family<DestLabel, Counter>,
+    dest_dropped: Family<DestReasonLabel, Counter>,
+    dest_retries: Family<DestLabel, Counter>,
+    dest_queue: Family<DestLabel, Gauge>,
+    dest_backpressure: Family<DestLabel, Gauge>,
+    dest_blocked: Family<DestLabel, FCounter>,
+    dest_in_flight: Family<DestLabel, Gauge>,
+    dest_concurrency: Family<DestLabel, Gauge>,
+    request_duration: Family<DestLabel, Histogram, fn() -> Histogram>,
+}
+
+/// The process-wide registry and the families in it.
+#[derive(Clone)]
+pub struct Metrics {
+    families: Arc<Families>,
+    registry: Arc<Registry>,
+}
+
+fn request_histogram() -> Histogram {
+    // 1 ms .. ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let f = Families {
+            source_events: Family::default(),
+            source_rejected: Family::default(),
+            route_events: Family::default(),
+            unmatched: Counter::default(),
+            dest_events: Family::default(),
+            dest_sent: Family::default(),
+            dest_sent_bytes: Family::default(),
+            dest_dropped: Family::default(),
+            dest_retries: Family::default(),
+            dest_queue: Family::default(),
+            dest_backpressure: Family::default(),
+            dest_blocked: Family::default(),
+            dest_in_flight: Family::default(),
+            dest_concurrency: Family::default(),
+            request_duration: Family::new_with_constructor(request_histogram),
+        };
+        // prometheus-client appends `_total` to counter names.
+        let mut r = Registry::default();
+        r.register(
+            "sluice_source_events",
+            "Events accepted by a source",
+            f.source_events.clone(),
+        );
+        r.register(
+            "sluice_source_rejected",
+            "Events (or requests, where events cannot be counted) a source refused, by reason",
+            f.source_rejected.clone(),
+        );
+        r.register(
+            "sluice_route_events",
+            "Events a route matched",
+            f.route_events.clone(),
+        );
+        r.register(
+            "sluice_unmatched_events",
+            "Events no final route took",
+            f.unmatched.clone(),
+        );
+        r.register(
+            "sluice_destination_events",
+            "Events routed to a destination",
+            f.dest_events.clone(),
+        );
+        r.register(
+            "sluice_destination_sent_events",
+            "Events delivered and confirmed by the peer",
+            f.dest_sent.clone(),
+        );
+        r.register(
+            "sluice_destination_sent_bytes",
+            "Bytes of delivered requests, as sent on the wire",
+            f.dest_sent_bytes.clone(),
+        );
+        r.register(
+            "sluice_destination_dropped_events",
+            "Events a destination dropped, by reason",
+            f.dest_dropped.clone(),
+        );
+        r.register(
+            "sluice_destination_retries",
+            "Requests retried",
+            f.dest_retries.clone(),
+        );
+        r.register(
+            "sluice_destination_queue_events",
+            "Events waiting in the destination's in-memory lane",
+            f.dest_queue.clone(),
+        );
+        r.register(
+            "sluice_destination_backpressure",
+            "1 while the lane is full or the peer is failing",
+            f.dest_backpressure.clone(),
+        );
+        r.register(
+            "sluice_destination_blocked_seconds",
+            "Time sources spent waiting for room in this destination's lane",
+            f.dest_blocked.clone(),
+        );
+        r.register(
+            "sluice_destination_in_flight_requests",
+            "Requests being sent right now",
+            f.dest_in_flight.clone(),
+        );
+        r.register(
+            "sluice_destination_concurrency_limit",
+            "Current limit on requests in flight",
+            f.dest_concurrency.clone(),
+        );
+        r.register(
+            "sluice_request_duration_seconds",
+            "Duration of each request attempt to the peer",
+            f.request_duration.clone(),
+        );
+        Metrics {
+            families: Arc::new(f),
+            registry: Arc::new(r),
+        }
+    }
+
+    pub fn source(&self, id: &str) -> SourceMetrics {
+        let f = &self.families;
+        let source = id.to_string();
+        SourceMetrics {
+            events: f.source_events.get_or_create_owned(&SourceLabel {
+                source: source.clone(),
+            }),
+            rejected: RejectReason::ALL.map(|reason| {
+                f.source_rejected.get_or_create_owned(&SourceReasonLabel {
+                    source: source.clone(),
+                    reason: reason.as_str(),
+                })
+            }),
+        }
+    }
+
+    pub fn route(&self, name: &str) -> Counter {
+        self.families.route_events.get_or_create_owned(&RouteLabel {
+            route: name.to_string(),
+        })
+    }
+
+    pub fn unmatched(&self) -> Counter {
+        self.families.unmatched.clone()
+    }
+
+    pub fn destination(&self, id: &str) -> DestinationMetrics {
+        let f = &self.families;
+        let l = DestLabel {
+            destination: id.to_string(),
+        };
+        DestinationMetrics {
+            events: f.dest_events.get_or_create_owned(&l),
+            sent_events: f.dest_sent.get_or_create_owned(&l),
+            sent_bytes: f.dest_sent_bytes.get_or_create_owned(&l),
+            dropped: DropReason::ALL.map(|reason| {
+                f.dest_dropped.get_or_create_owned(&DestReasonLabel {
+                    destination: id.to_string(),
+                    reason: reason.as_str(),
+                })
+            }),
+            retries: f.dest_retries.get_or_create_owned(&l),
+            queue_events: f.dest_queue.get_or_create_owned(&l),
+            backpressure: f.dest_backpressure.get_or_create_owned(&l),
+            blocked_seconds: f.dest_blocked.get_or_create_owned(&l),
+            in_flight: f.dest_in_flight.get_or_create_owned(&l),
+            concurrency_limit: f.dest_concurrency.get_or_create_owned(&l),
+            request_duration: f.request_duration.get_or_create_owned(&l),
+        }
+    }
+
+    /// The Prometheus/OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Handles for one source.
+#[derive(Clone, Debug)]
+pub struct SourceMetrics {
+    pub events: Counter,
+    rejected: [Counter; RejectReason::ALL.len()],
+}
+
+impl SourceMetrics {
+    pub fn reject(&self, reason: RejectReason, n: u64) {
+        if n > 0 {
+            self.rejected[reason as usize].inc_by(n);
+        }
+    }
+
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason as usize].get()
+    }
+}
+
+/// Handles for one destination.
+#[derive(Clone, Debug)]
+pub struct DestinationMetrics {
+    pub events: Counter,
+    pub sent_events: Counter,
+    pub sent_bytes: Counter,
+    dropped: [Counter; DropReason::ALL.len()],
+    pub retries: Counter,
+    pub queue_events: Gauge,
+    pub backpressure: Gauge,
+    pub blocked_seconds: FCounter,
+    pub in_flight: Gauge,
+    pub concurrency_limit: Gauge,
+    pub request_duration: Histogram,
+}
+
+impl DestinationMetrics {
+    pub fn drop_events(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.dropped[reason as usize].inc_by(n);
+        }
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].get()
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(Counter::get).sum()
+    }
+}

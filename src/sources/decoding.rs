@@ -1,0 +1,82 @@
+//! How a line of input becomes an event (`decoding:` of tcp, udp and stdin).
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::event::Event;
+use crate::metrics::RejectReason;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decoding {
+    /// A line that starts with `{` or `[` is JSON (passed through as is);
+    /// anything else is text. Nothing is rejected and nothing is parsed.
+    #[default]
+    Auto,
+    /// Every line must be valid JSON; others are rejected (`reason="malformed"`).
+    Json,
+    /// Every line is text, even if it looks like JSON.
+    Text,
+}
+
+impl Decoding {
+    #[inline]
+    pub fn decode(self, line: Bytes) -> Result<Event, RejectReason> {
+        match self {
+            Decoding::Auto => {
+                let first = line.iter().find(|c| !c.is_ascii_whitespace());
+                Ok(match first {
+                    Some(b'{') | Some(b'[') => Event::json(line),
+                    _ => Event::text(line),
+                })
+            }
+            Decoding::Json => {
+                if is_json(&line) {
+                    Ok(Event::json(line))
+                } else {
+                    Err(RejectReason::Malformed)
+                }
+            }
+            Decoding::Text => Ok(Event::text(line)),
+        }
+    }
+}
+
+/// True when `bytes` is exactly one valid JSON value.
+pub fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Format;
+
+    #[test]
+    fn decodes() {
+        let j = Bytes::from_static(br#" {"a":1}"#);
+        let t = Bytes::from_static(b"<13>Nov 22 host app: hi");
+        let bad = Bytes::from_static(b"{oops");
+        assert_eq!(
+            Decoding::Auto.decode(j.clone()).unwrap().format,
+            Format::Json
+        );
+        assert_eq!(
+            Decoding::Auto.decode(t.clone()).unwrap().format,
+            Format::Text
+        );
+        assert_eq!(
+            Decoding::Auto.decode(bad.clone()).unwrap().format,
+            Format::Json
+        );
+        assert_eq!(
+            Decoding::Json.decode(bad).err(),
+            Some(RejectReason::Malformed)
+        );
+        assert_eq!(
+            Decoding::Json.decode(t.clone()).err(),
+            Some(RejectReason::Malformed)
+        );
+        assert_eq!(Decoding::Text.decode(j).unwrap().format, Format::Text);
+    }
+}

@@ -1,0 +1,426 @@
+//! `type: http` — POST NDJSON or a JSON array.
+//!
+//! Answers:
+//! - `200 {"accepted": N, "rejected": M}` — malformed lines are counted
+//!   (`reason="malformed"`) and the rest are accepted;
+//! - `400` when nothing in the body is valid, or the body cannot be decoded;
+//! - `401` with `WWW-Authenticate` when `auth` is set and not met;
+//! - `413` when the body, compressed or decompressed, exceeds `max_body_bytes`;
+//! - `415` for a `Content-Encoding` other than gzip, zstd or identity;
+//! - `429` with `Retry-After` when a `block` destination stayed full for
+//!   `max_wait`. Nothing from that request was delivered, so retrying it
+//!   cannot duplicate events;
+//! - `503` while sluice shuts down.
+//!
+//! With `acknowledgements: true` the answer waits until every destination has
+//! delivered the request's events (`200`) or one has failed them (`500`).
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::SourceContext;
+use super::decoding::is_json;
+use crate::auth::{AuthConfig, Authenticator};
+use crate::config::Validate;
+use crate::config::units::{ByteSize, Dur};
+use crate::event::{Ack, AckStatus, Batch, Event};
+use crate::metrics::RejectReason;
+use crate::router::RouteError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub address: SocketAddr,
+    /// The path events are POSTed to. Default `/`.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Largest body accepted, before and after decompression. Default 10 MiB.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: ByteSize,
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// How long a request may wait for a full `block` destination before
+    /// the source answers 429. Default 1 s.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Dur,
+    /// Answer only once the events are delivered.
+    #[serde(default)]
+    pub acknowledgements: bool,
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize::mib(10)
+}
+
+fn default_max_wait() -> Dur {
+    Dur::secs(1)
+}
+
+impl Validate for HttpConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !self.path.starts_with('/') {
+            return Err(format!("path `{}` must start with `/`", self.path));
+        }
+        if self.max_body_bytes.0 == 0 {
+            return Err("max_body_bytes must be at least 1".into());
+        }
+        if let Some(a) = &self.auth {
+            a.validate()?;
+        }
+        Ok(())
+    }
+}
+
+struct HttpState {
+    ctx: SourceContext,
+    auth: Option<(Authenticator, &'static str)>,
+    max_body: usize,
+    max_wait: Duration,
+    acknowledgements: bool,
+}
+
+pub async fn start(
+    cfg: &HttpConfig,
+    ctx: SourceContext,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(cfg.address).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(source = %ctx.id, address = %local, path = %cfg.path, "http source listening");
+    let shutdown = ctx.shutdown.clone();
+    let state = Arc::new(HttpState {
+        auth: cfg
+            .auth
+            .as_ref()
+            .map(|a| (Authenticator::new(a), a.challenge())),
+        max_body: cfg.max_body_bytes.as_usize(),
+        max_wait: cfg.max_wait.get(),
+        acknowledgements: cfg.acknowledgements,
+        ctx,
+    });
+    let app = Router::new()
+        .route(&cfg.path, post(ingest))
+        .with_state(state.clone());
+    let id = state.ctx.id.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(source = %id, error = %e, "http source stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+fn reply(status: StatusCode, accepted: usize, rejected: u64) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"accepted\":{accepted},\"rejected\":{rejected}}}"),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": message }).to_string(),
+    )
+        .into_response()
+}
+
+async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
+    let m = &st.ctx.metrics;
+    if st.ctx.shutdown.is_cancelled() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let (parts, body) = req.into_parts();
+    if let Some((auth, challenge)) = &st.auth {
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if !auth.check(given) {
+            m.reject(RejectReason::Unauthorized, 1);
+            let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+            return r;
+        }
+    }
+    let body = match read_body(&parts.headers, body, st.max_body).await {
+        Ok(b) => b,
+        Err((status, reason, msg)) => {
+            m.reject(reason, 1);
+            return error(status, &msg);
+        }
+    };
+    let mut events = Vec::new();
+    let malformed = match parse_body(&body, &mut events) {
+        Ok(n) => n,
+        Err(msg) => {
+            m.reject(RejectReason::Malformed, 1);
+            return error(StatusCode::BAD_REQUEST, &msg);
+        }
+    };
+    m.reject(RejectReason::Malformed, malformed);
+    if events.is_empty() {
+        let status = if malformed > 0 {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        return reply(status, 0, malformed);
+    }
+    let accepted = events.len();
+    let (ack, ack_rx) = if st.acknowledgements {
+        let (a, rx) = Ack::new();
+        (Some(a), Some(rx))
+    } else {
+        (None, None)
+    };
+    // The whole request is one batch, so it is routed all-or-nothing.
+    let deadline = Instant::now() + st.max_wait;
+    match st
+        .ctx
+        .send_until(Batch::with_ack(events, ack), Some(deadline))
+        .await
+    {
+        Ok(()) => {}
+        Err(RouteError::Shed) => {
+            let secs = st.max_wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "a destination is applying backpressure; retry later",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return r;
+        }
+        Err(RouteError::Shutdown) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        }
+    }
+    if let Some(rx) = ack_rx {
+        return match rx.await {
+            Ok(AckStatus::Delivered) => reply(StatusCode::OK, accepted, malformed),
+            _ => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "events were accepted but a destination failed to deliver them",
+            ),
+        };
+    }
+    reply(StatusCode::OK, accepted, malformed)
+}
+
+type BodyError = (StatusCode, RejectReason, String);
+
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, BodyError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let raw = axum::body::to_bytes(body, max).await.map_err(|e| {
+        let too_big = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_big {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RejectReason::Oversize,
+                format!("body larger than max_body_bytes ({max} bytes)"),
+            )
+        } else {
+            (
+                StatusCode::BAD_REQUEST,
+                RejectReason::BadRequest,
+                format!("could not read the body: {e}"),
+            )
+        }
+    })?;
+    let decoded = match encoding.as_deref() {
+        None | Some("identity") | Some("") => return Ok(raw),
+        Some("gzip") | Some("x-gzip") => {
+            decompress(flate2::read::MultiGzDecoder::new(&raw[..]), max, "gzip")?
+        }
+        Some("zstd") => {
+            let d = zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    RejectReason::BadRequest,
+                    format!("invalid zstd body: {e}"),
+                )
+            })?;
+            decompress(d, max, "zstd")?
+        }
+        Some(other) => {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                RejectReason::BadRequest,
+                format!("unsupported Content-Encoding `{other}` (use gzip, zstd or none)"),
+            ));
+        }
+    };
+    Ok(decoded)
+}
+
+/// Decompress at most `max` bytes; more is a 413 (a zip bomb stops here).
+fn decompress(r: impl Read, max: usize, name: &str) -> Result<Bytes, BodyError> {
+    let mut out = Vec::new();
+    let mut limited = r.take(max as u64 + 1);
+    limited.read_to_end(&mut out).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            RejectReason::BadRequest,
+            format!("invalid {name} body: {e}"),
+        )
+    })?;
+    if out.len() > max {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RejectReason::Oversize,
+            format!("decompressed body larger than max_body_bytes ({max} bytes)"),
+        ));
+    }
+    Ok(out.into())
+}
+
+/// Parse a JSON array or NDJSON body into events; returns how many lines
+/// were malformed. `Err` when a JSON array body is itself invalid.
+pub fn parse_body(body: &Bytes, out: &mut Vec<Event>) -> Result<u64, String> {
+    let first = body.iter().position(|c| !c.is_ascii_whitespace());
+    let Some(first) = first else { return Ok(0) };
+    if body[first] == b'[' {
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_slice(body).map_err(|e| format!("invalid JSON array: {e}"))?;
+        out.reserve(items.len());
+        for item in items {
+            out.push(event_from_slice(body, item.get().as_bytes()));
+        }
+        return Ok(0);
+    }
+    let mut malformed = 0u64;
+    let mut lines = 0u64;
+    let mut start = 0;
+    let mut push = |line: &[u8], start: usize, out: &mut Vec<Event>| {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            return;
+        }
+        lines += 1;
+        if is_json(line) {
+            out.push(event_from_slice(body, line));
+        } else {
+            malformed += 1;
+        }
+        let _ = start;
+    };
+    for nl in memchr::memchr_iter(b'\n', body) {
+        push(&body[start..nl], start, out);
+        start = nl + 1;
+    }
+    push(&body[start..], start, out);
+    if out.is_empty() && lines > 1 && is_json(body) {
+        // One pretty-printed document rather than NDJSON.
+        out.push(Event::json(compact_json(body).into()));
+        return Ok(0);
+    }
+    Ok(malformed)
+}
+
+/// An event sharing `body`'s memory; values that span lines are compacted so
+/// every event stays one line in NDJSON output.
+fn event_from_slice(body: &Bytes, slice: &[u8]) -> Event {
+    if memchr::memchr(b'\n', slice).is_some() {
+        return Event::json(compact_json(slice).into());
+    }
+    let offset = slice.as_ptr() as usize - body.as_ptr() as usize;
+    Event::json(body.slice(offset..offset + slice.len()))
+}
+
+/// Remove whitespace outside strings from valid JSON (key order preserved,
+/// unlike a round trip through `serde_json::Value`).
+fn compact_json(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let mut in_str = false;
+    let mut escaped = false;
+    for &c in json {
+        if in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> (Vec<String>, Result<u64, String>) {
+        let body = Bytes::copy_from_slice(s.as_bytes());
+        let mut out = Vec::new();
+        let r = parse_body(&body, &mut out);
+        (
+            out.iter()
+                .map(|e| String::from_utf8(e.raw.to_vec()).unwrap())
+                .collect(),
+            r,
+        )
+    }
+
+    #[test]
+    fn ndjson_with_bad_lines() {
+        let (evs, r) = parse("{\"a\":1}\r\n{bad\n\n  {\"b\": 2}  \n[1]");
+        assert_eq!(evs, vec!["{\"a\":1}", "{\"b\": 2}", "[1]"]);
+        assert_eq!(r, Ok(1));
+    }
+
+    #[test]
+    fn arrays_and_pretty_documents() {
+        let (evs, r) = parse("[{\"a\":1}, {\n \"b\" : \"x y\"\n}]");
+        assert_eq!(evs, vec!["{\"a\":1}", "{\"b\":\"x y\"}"]);
+        assert_eq!(r, Ok(0));
+        let (evs, r) = parse("{\n  \"z\": 1,\n  \"a\": \"s \\\" t\"\n}\n");
+        assert_eq!(evs, vec!["{\"z\":1,\"a\":\"s \\\" t\"}"]);
+        assert_eq!(r, Ok(0));
+        let (_, r) = parse("[{\"a\":1},");
+        assert!(r.is_err());
+        let (evs, r) = parse("   ");
+        assert!(evs.is_empty());
+        assert_eq!(r, Ok(0));
+    }
+}

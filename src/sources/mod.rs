@@ -1,0 +1,212 @@
+//! Sources: where events come in. One file per type; what they share
+//! (decoding, line framing, handing batches to the router) lives here.
+
+pub mod decoding;
+pub mod generator;
+pub mod http;
+pub mod lines;
+pub mod stdin;
+pub mod tcp;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Deserializer;
+use serde::de::Deserialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ComponentKind, Listen, Validate};
+use crate::event::Batch;
+use crate::metrics::{RejectReason, SourceMetrics};
+use crate::router::{RouteError, Router};
+
+/// Largest batch a source hands the router at once.
+pub const MAX_BATCH: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Tcp(tcp::TcpConfig),
+    Udp(udp::UdpConfig),
+    Http(http::HttpConfig),
+    Generator(generator::GeneratorConfig),
+    Stdin(stdin::StdinConfig),
+}
+
+impl ComponentKind for SourceConfig {
+    const SECTION: &'static str = "sources";
+    const NOUN: &'static str = "source";
+    const KINDS: &'static [&'static str] = &["tcp", "udp", "http", "generator", "stdin"];
+
+    fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
+        Ok(match kind {
+            "tcp" => SourceConfig::Tcp(Deserialize::deserialize(d)?),
+            "udp" => SourceConfig::Udp(Deserialize::deserialize(d)?),
+            "http" => SourceConfig::Http(Deserialize::deserialize(d)?),
+            "generator" => SourceConfig::Generator(Deserialize::deserialize(d)?),
+            "stdin" => SourceConfig::Stdin(Deserialize::deserialize(d)?),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown source type `{other}`"
+                )));
+            }
+        })
+    }
+}
+
+impl Validate for SourceConfig {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            SourceConfig::Tcp(c) => c.validate(),
+            SourceConfig::Udp(c) => c.validate(),
+            SourceConfig::Http(c) => c.validate(),
+            SourceConfig::Generator(c) => c.validate(),
+            SourceConfig::Stdin(c) => c.validate(),
+        }
+    }
+}
+
+impl SourceConfig {
+    pub fn listen(&self) -> Option<Listen> {
+        match self {
+            SourceConfig::Tcp(c) => Some(Listen::Tcp(c.address)),
+            SourceConfig::Http(c) => Some(Listen::Tcp(c.address)),
+            SourceConfig::Udp(c) => Some(Listen::Udp(c.address)),
+            SourceConfig::Generator(_) | SourceConfig::Stdin(_) => None,
+        }
+    }
+
+    /// Sources that end by themselves (stdin at EOF, a generator with a
+    /// count). When every source has ended, sluice drains and exits.
+    pub fn is_finite(&self) -> bool {
+        match self {
+            SourceConfig::Stdin(_) => true,
+            SourceConfig::Generator(g) => g.count > 0,
+            _ => false,
+        }
+    }
+}
+
+/// What a running source needs from the topology.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub id: Arc<str>,
+    pub router: Arc<Router>,
+    pub metrics: SourceMetrics,
+    /// Fires when sluice starts shutting down: stop taking input.
+    pub shutdown: CancellationToken,
+}
+
+impl SourceContext {
+    /// Route a batch, waiting as long as `block` destinations need. Counts the
+    /// events as accepted, or as rejected when sluice is shutting down.
+    pub async fn send(&self, batch: Batch) -> Result<(), RouteError> {
+        self.send_until(batch, None).await
+    }
+
+    /// Like `send`, but give up at `deadline` (counted as `shed`).
+    pub async fn send_until(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+    ) -> Result<(), RouteError> {
+        let n = batch.events.len() as u64;
+        match self.router.route(batch, deadline, &self.shutdown).await {
+            Ok(_) => {
+                self.metrics.events.inc_by(n);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = match e {
+                    RouteError::Shed => RejectReason::Shed,
+                    RouteError::Shutdown => RejectReason::Shutdown,
+                };
+                self.metrics.reject(reason, n);
+                Err(e)
+            }
+        }
+    }
+
+    /// Route events in batches of at most `MAX_BATCH`.
+    pub async fn send_all(&self, events: &mut Vec<crate::event::Event>) -> Result<(), RouteError> {
+        while !events.is_empty() {
+            let batch = if events.len() > MAX_BATCH {
+                let rest = events.split_off(MAX_BATCH);
+                std::mem::replace(events, rest)
+            } else {
+                std::mem::take(events)
+            };
+            self.send(Batch::new(batch)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A started source.
+pub struct RunningSource {
+    pub id: String,
+    pub kind: &'static str,
+    /// The address it listens on, once bound (port 0 resolved).
+    pub local_addr: Option<SocketAddr>,
+    pub task: JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source `{id}`: cannot listen on {address}: {source}")]
+    Bind {
+        id: String,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Bind (so errors surface before sluice reports ready) and start a source.
+pub async fn start(
+    config: &SourceConfig,
+    ctx: SourceContext,
+) -> Result<RunningSource, SourceError> {
+    let id = ctx.id.to_string();
+    let (kind, local_addr, task) = match config {
+        SourceConfig::Tcp(c) => {
+            let (addr, task) = tcp::start(c, ctx)
+                .await
+                .map_err(|source| SourceError::Bind {
+                    id: id.clone(),
+                    address: c.address,
+                    source,
+                })?;
+            ("tcp", Some(addr), task)
+        }
+        SourceConfig::Udp(c) => {
+            let (addr, task) = udp::start(c, ctx)
+                .await
+                .map_err(|source| SourceError::Bind {
+                    id: id.clone(),
+                    address: c.address,
+                    source,
+                })?;
+            ("udp", Some(addr), task)
+        }
+        SourceConfig::Http(c) => {
+            let (addr, task) = http::start(c, ctx)
+                .await
+                .map_err(|source| SourceError::Bind {
+                    id: id.clone(),
+                    address: c.address,
+                    source,
+                })?;
+            ("http", Some(addr), task)
+        }
+        SourceConfig::Generator(c) => ("generator", None, generator::start(c, ctx)),
+        SourceConfig::Stdin(c) => ("stdin", None, stdin::start(c, ctx)),
+    };
+    Ok(RunningSource {
+        id,
+        kind,
+        local_addr,
+        task,
+    })
+}

@@ -1,0 +1,148 @@
+//! `type: tcp` — newline-delimited events over TCP, many connections at once.
+//!
+//! Backpressure: each connection reads, frames and routes in one task. While
+//! the router waits for room in a `block` destination, the connection simply
+//! does not read; the kernel's receive buffer fills, the TCP window closes and
+//! the sender's writes stall. Memory stays bounded by one read buffer per
+//! connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use super::SourceContext;
+use super::decoding::Decoding;
+use super::lines::{LineFramer, Rejects};
+use crate::config::Validate;
+use crate::config::units::ByteSize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Framing {
+    /// One event per line (`\n`, with an optional `\r` before it).
+    #[default]
+    Newline,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub framing: Framing,
+    /// Longer lines are skipped and counted (`reason="oversize"`). Default 1 MiB.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: ByteSize,
+    /// Stop accepting beyond this many open connections. Default: no limit.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub decoding: Decoding,
+}
+
+pub(crate) fn default_max_line() -> ByteSize {
+    ByteSize::mib(1)
+}
+
+impl Validate for TcpConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.max_line_bytes.0 == 0 {
+            return Err("max_line_bytes must be at least 1".into());
+        }
+        if self.max_connections == Some(0) {
+            return Err("max_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+pub async fn start(
+    cfg: &TcpConfig,
+    ctx: SourceContext,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(cfg.address).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(source = %ctx.id, address = %local, "tcp source listening");
+    let cfg = cfg.clone();
+    Ok((local, tokio::spawn(accept_loop(listener, cfg, ctx))))
+}
+
+async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) {
+    let connections = TaskTracker::new();
+    let limit = cfg.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    loop {
+        let permit = match &limit {
+            Some(l) => tokio::select! {
+                _ = ctx.shutdown.cancelled() => break,
+                p = l.clone().acquire_owned() => match p {
+                    Ok(p) => Some(p),
+                    Err(_) => break,
+                },
+            },
+            None => None,
+        };
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let ctx = ctx.clone();
+                let cfg = cfg.clone();
+                connections.spawn(async move {
+                    connection(stream, peer, &cfg, &ctx).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Usually out of file descriptors: back off rather than spin.
+                tracing::warn!(source = %ctx.id, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+async fn connection(mut stream: TcpStream, peer: SocketAddr, cfg: &TcpConfig, ctx: &SourceContext) {
+    tracing::debug!(source = %ctx.id, %peer, "connection opened");
+    let mut framer = LineFramer::new(cfg.max_line_bytes.as_usize(), cfg.decoding);
+    let mut events = Vec::new();
+    let mut rejects = Rejects::default();
+    loop {
+        let read = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            r = stream.read_buf(framer.read_buf()) => r,
+        };
+        let eof = match read {
+            Ok(0) => {
+                framer.finish(&mut events, &mut rejects);
+                true
+            }
+            Ok(_) => {
+                framer.drain(&mut events, &mut rejects);
+                false
+            }
+            Err(e) => {
+                tracing::debug!(source = %ctx.id, %peer, error = %e, "read failed; closing");
+                true
+            }
+        };
+        rejects.report(&ctx.metrics);
+        if ctx.send_all(&mut events).await.is_err() || eof {
+            break;
+        }
+    }
+    tracing::debug!(source = %ctx.id, %peer, "connection closed");
+}

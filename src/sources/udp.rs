@@ -1,0 +1,120 @@
+//! `type: udp` — one or more newline-separated events per datagram.
+//!
+//! UDP cannot push back on a sender. While a `block` destination is full this
+//! source stops reading and the kernel drops datagrams once its receive buffer
+//! is full; those drops are counted by the kernel (`netstat -su`,
+//! `/proc/net/udp` "drops"), not by sluice. Raise `receive_buffer_bytes` or
+//! give UDP-fed destinations `backpressure: drop` (counted) or a queue.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use serde::Deserialize;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use super::decoding::Decoding;
+use super::lines::{Rejects, split_lines};
+use super::{MAX_BATCH, SourceContext};
+use crate::config::Validate;
+use crate::config::units::ByteSize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub address: SocketAddr,
+    /// Longer lines are skipped and counted (`reason="oversize"`). Default 64 KiB.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: ByteSize,
+    /// Ask the kernel for this much receive buffer (SO_RCVBUF).
+    #[serde(default)]
+    pub receive_buffer_bytes: Option<ByteSize>,
+    #[serde(default)]
+    pub decoding: Decoding,
+}
+
+fn default_max_line() -> ByteSize {
+    ByteSize::kib(64)
+}
+
+impl Validate for UdpConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.max_line_bytes.0 == 0 {
+            return Err("max_line_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+pub async fn start(
+    cfg: &UdpConfig,
+    ctx: SourceContext,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(cfg.address),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Some(size) = cfg.receive_buffer_bytes {
+        socket.set_recv_buffer_size(size.as_usize())?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&cfg.address.into())?;
+    let socket = UdpSocket::from_std(socket.into())?;
+    let local = socket.local_addr()?;
+    tracing::info!(source = %ctx.id, address = %local, "udp source listening");
+    let cfg = cfg.clone();
+    Ok((local, tokio::spawn(run(socket, cfg, ctx))))
+}
+
+/// Datagrams are read into one shared buffer and sliced out, so there is one
+/// allocation per `CHUNK` bytes, not one per datagram.
+const CHUNK: usize = 1 << 20;
+
+/// Keep room for the largest possible datagram, so none is ever truncated.
+fn room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 65_536 {
+        buf.reserve(CHUNK);
+    }
+}
+
+async fn run(socket: UdpSocket, cfg: UdpConfig, ctx: SourceContext) {
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    let mut events = Vec::new();
+    let mut rejects = Rejects::default();
+    let max_line = cfg.max_line_bytes.as_usize();
+    loop {
+        room(&mut buf);
+        let first = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            r = socket.recv_buf_from(&mut buf) => r,
+        };
+        match first {
+            Ok(_) => {
+                let d = buf.split().freeze();
+                split_lines(&d, max_line, cfg.decoding, &mut events, &mut rejects);
+            }
+            Err(e) => {
+                tracing::debug!(source = %ctx.id, error = %e, "receive failed");
+                continue;
+            }
+        }
+        // Take whatever else is already waiting, up to one batch.
+        while events.len() < MAX_BATCH {
+            room(&mut buf);
+            match socket.try_recv_buf_from(&mut buf) {
+                Ok(_) => {
+                    let d = buf.split().freeze();
+                    split_lines(&d, max_line, cfg.decoding, &mut events, &mut rejects);
+                }
+                Err(_) => break,
+            }
+        }
+        rejects.report(&ctx.metrics);
+        if ctx.send_all(&mut events).await.is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Builds the graph from a validated config, runs it, and shuts it down.
+//!
+//! Start order: metrics, one lane and driver per destination, the router,
+//! the API (so `/health` answers while starting), then the sources, which
+//! bind their sockets before sluice reports ready.
+//!
+//! Shutdown (SIGTERM, SIGINT, or every finite source finished):
+//! 1. `/ready` turns 503 and sources stop taking input;
+//! 2. lanes close; drivers flush and deliver what is queued;
+//! 3. at `shutdown_timeout` whatever is still undelivered is counted as
+//!    dropped with reason `shutdown`, so `events = sent + dropped` holds at exit.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
+use std::time::Instant;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, DestinationStatus, Phase, RouteStatus, SourceStatus, Status};
+use crate::config::Config;
+use crate::destinations;
+use crate::expr::{FieldSet, Program};
+use crate::lane::Lane;
+use crate::metrics::{DropReason, Metrics};
+use crate::router::{Route, Router};
+use crate::sources::{self, SourceContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error(transparent)]
+    Source(#[from] sources::SourceError),
+    #[error(transparent)]
+    Destination(#[from] destinations::DestinationError),
+    #[error("route `{route}`: {message}")]
+    Route { route: String, message: String },
+    #[error("API: cannot listen on {address}: {source}")]
+    Api {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Per-destination accounting at exit.
+#[derive(Debug, Clone)]
+pub struct DestinationReport {
+    pub id: String,
+    pub events: u64,
+    pub sent: u64,
+    pub dropped: Vec<(&'static str, u64)>,
+    pub queued: u64,
+}
+
+impl DestinationReport {
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(|(_, n)| n).sum()
+    }
+
+    /// `events = sent + dropped + queued`.
+    pub fn balanced(&self) -> bool {
+        self.events == self.sent + self.dropped_total() + self.queued
+    }
+}
+
+pub struct Running {
+    status: Arc<Status>,
+    api_addr: Option<SocketAddr>,
+    source_addrs: HashMap<String, SocketAddr>,
+    source_tasks: Vec<JoinHandle<()>>,
+    finite: Option<Vec<JoinHandle<()>>>,
+    drivers: Vec<JoinHandle<()>>,
+    lanes: Vec<Arc<Lane>>,
+    api_task: Option<JoinHandle<()>>,
+    /// Sources stop taking input.
+    shutdown: CancellationToken,
+    /// Drivers give up (the shutdown deadline).
+    stop: CancellationToken,
+    api_stop: CancellationToken,
+    shutdown_timeout: std::time::Duration,
+}
+
+impl Running {
+    pub async fn start(config: Config) -> Result<Running, TopologyError> {
+        let metrics = Metrics::new();
+        let shutdown = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let api_stop = CancellationToken::new();
+
+        let mut lanes = Vec::new();
+        let mut index = HashMap::new();
+        let mut drivers = Vec::new();
+        let mut dest_status = Vec::new();
+        for d in &config.destinations {
+            let common = d.config.common();
+            let lane = Arc::new(Lane::new(
+                &d.id,
+                common.lane_policy(),
+                common.lane_capacity(),
+                metrics.destination(&d.id),
+            ));
+            match destinations::start(&d.id, &d.config, lane.clone(), stop.clone()) {
+                Ok(task) => drivers.push(task),
+                Err(e) => {
+                    stop.cancel();
+                    return Err(e.into());
+                }
+            }
+            index.insert(d.id.clone(), lanes.len());
+            dest_status.push(DestinationStatus {
+                id: d.id.clone(),
+                kind: d.kind.clone(),
+                lane: lane.clone(),
+            });
+            lanes.push(lane);
+        }
+
+        let mut fields = FieldSet::new();
+        let mut routes = Vec::new();
+        let mut route_status = Vec::new();
+        for r in &config.routes {
+            let program = Program::compile(&r.filter, &mut fields).map_err(|e| {
+                stop.cancel();
+                TopologyError::Route {
+                    route: r.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            let Some(&destination) = index.get(&r.destination) else {
+                stop.cancel();
+                return Err(TopologyError::Route {
+                    route: r.name.clone(),
+                    message: format!("unknown destination `{}`", r.destination),
+                });
+            };
+            let events = metrics.route(&r.name);
+            route_status.push(RouteStatus {
+                name: r.name.clone(),
+                filter: r.filter.clone(),
+                destination: r.destination.clone(),
+                is_final: r.is_final,
+                events: events.clone(),
+            });
+            routes.push(Route {
+                name: r.name.clone(),
+                program,
+                destination,
+                is_final: r.is_final,
+                events,
+            });
+        }
+        let unmatched = config
+            .unmatched
+            .as_ref()
+            .and_then(|u| index.get(u).copied());
+        let unmatched_events = metrics.unmatched();
+        let router = Arc::new(Router::new(
+            routes,
+            fields,
+            lanes.clone(),
+            unmatched,
+            unmatched_events.clone(),
+        ));
+
+        let api_listener = if config.api.enabled {
+            let l = api::bind(config.api.address).await.map_err(|source| {
+                stop.cancel();
+                TopologyError::Api {
+                    address: config.api.address,
+                    source,
+                }
+            })?;
+            Some(l)
+        } else {
+            None
+        };
+        let api_addr = api_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+        let mut source_tasks = Vec::new();
+        let mut source_status = Vec::new();
+        let mut source_addrs = HashMap::new();
+        let mut finite = Vec::new();
+        let all_finite = config.sources.iter().all(|s| s.config.is_finite());
+        for s in &config.sources {
+            let ctx = SourceContext {
+                id: s.id.as_str().into(),
+                router: router.clone(),
+                metrics: metrics.source(&s.id),
+                shutdown: shutdown.clone(),
+            };
+            let source_metrics = ctx.metrics.clone();
+            let running = match sources::start(&s.config, ctx).await {
+                Ok(r) => r,
+                Err(e) => {
+                    shutdown.cancel();
+                    stop.cancel();
+                    return Err(e.into());
+                }
+            };
+            if let Some(a) = running.local_addr {
+                source_addrs.insert(s.id.clone(), a);
+            }
+            source_status.push(SourceStatus {
+                id: s.id.clone(),
+                kind: running.kind,
+                address: running.local_addr,
+                metrics: source_metrics,
+                task: Some(running.task.abort_handle()),
+            });
+            if all_finite {
+                finite.push(running.task);
+            } else {
+                source_tasks.push(running.task);
+            }
+        }
+
+        let status = Arc::new(Status {
+            metrics,
+            phase: AtomicU8::new(Phase::Starting as u8),
+            started: Instant::now(),
+            sources: source_status,
+            routes: route_status,
+            unmatched: config.unmatched.clone(),
+            unmatched_events,
+            destinations: dest_status,
+        });
+        let api_task = api_listener.map(|l| api::serve(l, status.clone(), api_stop.clone()));
+        status.set_phase(Phase::Running);
+        tracing::info!(
+            sources = config.sources.len(),
+            routes = config.routes.len(),
+            destinations = config.destinations.len(),
+            api = ?api_addr,
+            "sluice is running"
+        );
+        Ok(Running {
+            status,
+            api_addr,
+            source_addrs,
+            source_tasks,
+            finite: all_finite.then_some(finite),
+            drivers,
+            lanes,
+            api_task,
+            shutdown,
+            stop,
+            api_stop,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.status.metrics
+    }
+
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    /// The bound address of a listening source (port 0 resolved).
+    pub fn source_addr(&self, id: &str) -> Option<SocketAddr> {
+        self.source_addrs.get(id).copied()
+    }
+
+    /// Resolves once every source has ended by itself. Never resolves if any
+    /// source is a listener (those run until shutdown).
+    pub async fn sources_finished(&mut self) {
+        match self.finite.as_mut() {
+            Some(tasks) => {
+                for t in tasks.iter_mut() {
+                    let _ = t.await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stop sources, drain lanes until `shutdown_timeout`, count the rest as
+    /// dropped, and report each destination's accounting.
+    pub async fn shutdown(self) -> Vec<DestinationReport> {
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        self.status.set_phase(Phase::Draining);
+        tracing::info!(timeout = ?self.shutdown_timeout, "shutting down: stopping sources");
+        self.shutdown.cancel();
+        let mut sources = self.source_tasks;
+        sources.extend(self.finite.unwrap_or_default());
+        for mut t in sources {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                t.abort();
+            }
+        }
+        tracing::info!("draining destinations");
+        for lane in &self.lanes {
+            lane.close();
+        }
+        let mut drivers = self.drivers;
+        let mut timed_out = false;
+        for t in drivers.iter_mut() {
+            if !timed_out && tokio::time::timeout_at(deadline, &mut *t).await.is_err() {
+                timed_out = true;
+                tracing::warn!("shutdown timeout reached: counting undelivered events as dropped");
+                self.stop.cancel();
+            }
+            if timed_out {
+                let _ = t.await;
+            }
+        }
+        self.status.set_phase(Phase::Stopped);
+        let reports: Vec<DestinationReport> = self.lanes.iter().map(|l| report(l)).collect();
+        for r in &reports {
+            if r.balanced() {
+                tracing::info!(
+                    destination = %r.id,
+                    events = r.events,
+                    sent = r.sent,
+                    dropped = r.dropped_total(),
+                    "final accounting"
+                );
+            } else {
+                tracing::error!(
+                    destination = %r.id,
+                    events = r.events,
+                    sent = r.sent,
+                    dropped = r.dropped_total(),
+                    queued = r.queued,
+                    "accounting does not balance: events != sent + dropped + queued"
+                );
+            }
+        }
+        self.api_stop.cancel();
+        if let Some(t) = self.api_task {
+            let _ = t.await;
+        }
+        reports
+    }
+}
+
+fn report(lane: &Lane) -> DestinationReport {
+    let m = lane.metrics();
+    DestinationReport {
+        id: lane.id().to_string(),
+        events: m.events.get(),
+        sent: m.sent_events.get(),
+        dropped: DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), m.dropped(*r)))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        queued: lane.pending() as u64,
+    }
+}
