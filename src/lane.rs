@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -178,15 +178,23 @@ impl Lane {
             Err(TryAcquireError::NoPermits) => {}
         }
         self.set_full(true);
-        let _timer = BlockedTimer {
-            start: Instant::now(),
+        let mut timer = BlockedTimer {
+            since: Instant::now(),
             lane: self,
         };
-        let permit = Arc::clone(&self.room)
-            .acquire_many_owned(want)
-            .await
-            .map_err(|_| Closed)?;
-        Ok(Reservation { permit })
+        let acquire = Arc::clone(&self.room).acquire_many_owned(want);
+        tokio::pin!(acquire);
+        loop {
+            // Account waiting time at least every second, so the metric
+            // shows a stall while it lasts, not only after it ends.
+            match tokio::time::timeout(Duration::from_secs(1), &mut acquire).await {
+                Ok(permit) => {
+                    let permit = permit.map_err(|_| Closed)?;
+                    return Ok(Reservation { permit });
+                }
+                Err(_) => timer.flush(),
+            }
+        }
     }
 
     /// Push a batch into room reserved by `reserve`.
@@ -367,16 +375,24 @@ impl Lane {
 
 /// Adds the time a producer waited to `blocked_seconds`, even if the wait is cancelled.
 struct BlockedTimer<'a> {
-    start: Instant,
+    since: Instant,
     lane: &'a Lane,
+}
+
+impl BlockedTimer<'_> {
+    fn flush(&mut self) {
+        let now = Instant::now();
+        self.lane
+            .metrics
+            .blocked_seconds
+            .inc_by((now - self.since).as_secs_f64());
+        self.since = now;
+    }
 }
 
 impl Drop for BlockedTimer<'_> {
     fn drop(&mut self) {
-        self.lane
-            .metrics
-            .blocked_seconds
-            .inc_by(self.start.elapsed().as_secs_f64());
+        self.flush();
     }
 }
 

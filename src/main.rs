@@ -16,8 +16,17 @@ struct Cli {
     /// Log filter, e.g. `info`, `debug`, `sluice=debug,info` (overrides RUST_LOG).
     #[arg(long, global = true, env = "SLUICE_LOG")]
     log: Option<String>,
+    /// `text` for people, `json` (one object per line) for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SLUICE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -49,17 +58,19 @@ fn main() -> ExitCode {
         }
     };
     // Logs go to stderr: stdout belongs to the console destination.
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 
     match cli.command {
         Command::Validate { config } => match Config::load_file(&config) {
             Ok(c) => {
                 println!(
-                    "{}: ok ({} sources, {} routes, {} destinations)",
+                    "{}: ok (sources: {}, routes: {}, destinations: {})",
                     config.display(),
                     c.sources.len(),
                     c.routes.len(),
@@ -95,7 +106,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(config)) {
+            let result = runtime.block_on(run(config));
+            // A console write may still be blocked on a pipe nobody reads;
+            // its events are already counted as dropped. Do not wait for it.
+            runtime.shutdown_background();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sluice: {e:#}");

@@ -176,6 +176,9 @@ impl Running {
             None
         };
         let api_addr = api_listener.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(a) = api_addr {
+            tracing::info!(address = %a, "API listening");
+        }
 
         let mut source_tasks = Vec::new();
         let mut source_status = Vec::new();
@@ -272,8 +275,11 @@ impl Running {
     pub async fn sources_finished(&mut self) {
         match self.finite.as_mut() {
             Some(tasks) => {
-                for t in tasks.iter_mut() {
+                // Remove each handle as it completes: a finished JoinHandle
+                // must not be polled again by `shutdown`.
+                while let Some(t) = tasks.last_mut() {
                     let _ = t.await;
+                    tasks.pop();
                 }
             }
             None => std::future::pending().await,

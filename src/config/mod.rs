@@ -164,6 +164,14 @@ pub enum Listen {
     Udp(SocketAddr),
 }
 
+impl Listen {
+    pub fn port(&self) -> u16 {
+        match self {
+            Listen::Tcp(a) | Listen::Udp(a) => a.port(),
+        }
+    }
+}
+
 impl Config {
     pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -227,8 +235,26 @@ impl Config {
                 "the configuration is empty: it needs sources, routes and destinations".into(),
             )]));
         } else {
-            component::with_kinds(kinds.clone(), || serde_saphyr::from_str(&text))
-                .map_err(yaml_err)?
+            // Errors name the key path (`destinations.out.batch.max_events: ...`).
+            let mut path = String::new();
+            component::with_kinds(kinds.clone(), || {
+                serde_saphyr::with_deserializer_from_str(&text, |de| {
+                    serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
+                        path = e.path().to_string();
+                        e.into_inner()
+                    })
+                })
+            })
+            .map_err(|e| {
+                let loc = e.location().map(Loc::from).unwrap_or_default();
+                let msg = serde_message(&e);
+                let msg = if path.is_empty() || path == "." {
+                    msg
+                } else {
+                    format!("{path}: {msg}")
+                };
+                ConfigError::Invalid(vec![at(loc, msg)])
+            })?
         };
 
         let sources = components(raw.sources, &kinds, &locations);
@@ -256,7 +282,8 @@ impl Config {
             if let Err(m) = s.config.validate() {
                 errors.push(at(s.location, format!("source `{}`: {m}", s.id)));
             }
-            if let Some(l) = s.config.listen() {
+            // Port 0 asks the OS for any free port: never a conflict.
+            if let Some(l) = s.config.listen().filter(|l| l.port() != 0) {
                 let what = format!("source `{}`", s.id);
                 if let Some(prev) = listens.insert(l, what) {
                     errors.push(at(
@@ -351,16 +378,16 @@ impl Config {
                 Some(u.value)
             }
         };
+        if !errors.is_empty() {
+            errors.sort_by_key(|d| (d.line, d.column));
+            return Err(ConfigError::Invalid(errors));
+        }
         for d in &destinations {
             let used = routes.iter().any(|r| r.destination == d.id)
                 || unmatched.as_deref() == Some(d.id.as_str());
             if !used {
                 tracing::warn!(destination = %d.id, "no route sends events to this destination");
             }
-        }
-        if !errors.is_empty() {
-            errors.sort_by_key(|d| (d.line, d.column));
-            return Err(ConfigError::Invalid(errors));
         }
         Ok(Config {
             source_name: name.to_string(),

@@ -133,8 +133,10 @@ pub(crate) fn compile(ast: Ast, fields: &mut FieldSet) -> Result<Node, FilterErr
 }
 
 fn first_line(e: &regex::Error) -> String {
+    // regex's message ends with a line like "error: unclosed group".
     let s = e.to_string();
-    s.lines().last().unwrap_or("").trim().to_string()
+    let last = s.lines().last().unwrap_or("").trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 /// JavaScript `String(lit)`.

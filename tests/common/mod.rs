@@ -1,0 +1,317 @@
+//! Helpers for integration tests: run the real `sluice` binary (or the real
+//! topology in-process), find its bound ports, read its metrics, and wait for
+//! conditions by polling with a deadline (never by sleeping and hoping).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// A running `sluice run` process.
+pub struct Sluice {
+    pub child: Child,
+    pub api: SocketAddr,
+    pub sources: HashMap<String, SocketAddr>,
+    logs: Arc<Mutex<Vec<Value>>>,
+    pub stdout: Option<ChildStdout>,
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Sluice {
+    /// Start sluice on `yaml`. `{dir}` in the YAML becomes a fresh temporary
+    /// directory (also `self.dir`). Stdout is piped and left unread until the
+    /// test takes it, so a console destination can be stalled on purpose.
+    pub fn start(yaml: &str) -> Sluice {
+        Self::start_with(yaml, |_| {})
+    }
+
+    pub fn start_with(yaml: &str, configure: impl FnOnce(&mut Command)) -> Sluice {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let yaml = yaml.replace("{dir}", &dir.display().to_string());
+        let config = dir.join("sluice.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--log-format", "json", "--log", "info", "run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn sluice");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("sluice: {line}");
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": line }));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        let stdout = child.stdout.take();
+        let mut s = Sluice {
+            child,
+            api: "0.0.0.0:0".parse().unwrap(),
+            sources: HashMap::new(),
+            logs,
+            stdout,
+            dir,
+            _tmp: tmp,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if s.has_log("sluice is running") {
+                break;
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("sluice exited during startup ({status}): {:#?}", s.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not start within 60 s: {:#?}",
+                s.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for l in s.logs() {
+            let msg = l["message"].as_str().unwrap_or("");
+            let Some(addr) = l["address"].as_str().and_then(|a| a.parse().ok()) else {
+                continue;
+            };
+            if msg == "API listening" {
+                s.api = addr;
+            } else if msg.ends_with("source listening") {
+                let id = l["source"].as_str().unwrap_or("").to_string();
+                s.sources.insert(id, addr);
+            }
+        }
+        s
+    }
+
+    pub fn source(&self, id: &str) -> SocketAddr {
+        *self
+            .sources
+            .get(id)
+            .unwrap_or_else(|| panic!("no source `{id}` in {:?}", self.sources))
+    }
+
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn has_log(&self, message: &str) -> bool {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == message)
+    }
+
+    pub fn log_records(&self, message: &str) -> Vec<Value> {
+        self.logs()
+            .into_iter()
+            .filter(|l| l["message"] == message)
+            .collect()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    /// Blocking scrape of `/metrics`.
+    pub fn metrics(&self) -> Metrics {
+        Metrics(http_get(self.api, "/metrics"))
+    }
+
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&http_get(self.api, "/api/v1/status")).expect("status JSON")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn rss_bytes(&self) -> u64 {
+        rss_bytes(self.pid())
+    }
+
+    pub fn terminate(&self) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGTERM);
+        }
+    }
+
+    /// Wait for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The "final accounting" log record of a destination (after exit).
+    pub fn final_accounting(&self, destination: &str) -> Value {
+        self.log_records("final accounting")
+            .into_iter()
+            .find(|l| l["destination"] == destination)
+            .unwrap_or_else(|| panic!("no final accounting for {destination}: {:#?}", self.logs()))
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.1 GET (keeps the harness free of async).
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to API");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read response");
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    if out.contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Some((size, rest)) = body.split_once("\r\n") else { break };
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// A `/metrics` scrape.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of one series, written exactly as exposed, e.g.
+    /// `sluice_destination_sent_events_total{destination="out"}`. Missing: 0.
+    pub fn get(&self, series: &str) -> f64 {
+        self.0
+            .lines()
+            .find_map(|l| {
+                let rest = l.strip_prefix(series)?;
+                rest.strip_prefix(' ')?.trim().parse::<f64>().ok()
+            })
+            .unwrap_or(0.0)
+    }
+
+    pub fn dest(&self, metric: &str, dest: &str) -> u64 {
+        self.get(&format!("{metric}{{destination=\"{dest}\"}}")) as u64
+    }
+
+    pub fn dropped(&self, dest: &str, reason: &str) -> u64 {
+        self.get(&format!(
+            "sluice_destination_dropped_events_total{{destination=\"{dest}\",reason=\"{reason}\"}}"
+        )) as u64
+    }
+
+    pub fn source_events(&self, source: &str) -> u64 {
+        self.get(&format!("sluice_source_events_total{{source=\"{source}\"}}")) as u64
+    }
+
+    pub fn rejected(&self, source: &str, reason: &str) -> u64 {
+        self.get(&format!(
+            "sluice_source_rejected_total{{source=\"{source}\",reason=\"{reason}\"}}"
+        )) as u64
+    }
+}
+
+/// Poll `cond` every 20 ms until it holds; panic after `timeout` naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Async flavour of `wait_until` for in-process tests.
+pub async fn wait_until_async(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `{"seq":N,...}` → N.
+pub fn seq_of(line: &str) -> u64 {
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+    v["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no seq in {line}"))
+}
+
+/// An event line of about `size` bytes with a sequence number.
+pub fn event_line(seq: u64, size: usize) -> String {
+    let head = format!("{{\"seq\":{seq},\"level\":\"info\",\"msg\":\"");
+    let pad = size.saturating_sub(head.len() + 3);
+    format!("{head}{}\"}}\n", "x".repeat(pad))
+}
+
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Start the real topology in-process from YAML (ports may be 0).
+pub async fn topology(yaml: &str) -> sluice::topology::Running {
+    let config = sluice::config::Config::load_str("test.yaml", yaml)
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    sluice::topology::Running::start(config)
+        .await
+        .expect("topology starts")
+}

@@ -1,0 +1,205 @@
+//! `sluice validate`: every example config is valid, and every class of
+//! config error is reported as `file:line:column: message` naming the key or
+//! route, with a non-zero exit.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn validate(path: &Path) -> (bool, String, String) {
+    let out = Command::new(common::BIN)
+        .args(["validate", "--config"])
+        .arg(path)
+        .env_remove("NO_SUCH_VAR_FOR_SLUICE_TESTS")
+        .output()
+        .expect("run sluice validate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_shipped_config_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("config/default.yaml")];
+    for e in std::fs::read_dir(root.join("config/examples")).expect("config/examples exists") {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            files.push(p);
+        }
+    }
+    assert!(files.len() >= 5, "expected the example configs, found {files:?}");
+    for f in files {
+        let (ok, stdout, stderr) = validate(&f);
+        assert!(ok, "{} is invalid:\n{stderr}", f.display());
+        assert!(stdout.contains(": ok"), "{stdout}");
+    }
+}
+
+const BASE: &str = "sources:
+  in:
+    type: tcp
+    address: 127.0.0.1:0
+routes:
+  - name: all
+    destination: out
+destinations:
+  out:
+    type: blackhole
+";
+
+#[test]
+fn errors_name_file_line_column_and_key() {
+    let cases: &[(&str, String, &str, &str)] = &[
+        (
+            "unknown top-level key",
+            format!("{BASE}bogus: 1\n"),
+            ":11:1: ",
+            "bogus: unknown field `bogus`",
+        ),
+        (
+            "unknown key in a component",
+            "sources:\n  in:\n    type: tcp\n    address: 127.0.0.1:0\n    colour: blue\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":5:5: ",
+            "sources.in.colour: unknown field `colour`",
+        ),
+        (
+            "unknown key in nested delivery settings",
+            format!("{BASE}    batch:\n      max_events: 10\n      max_event: 3\n"),
+            ":13:7: ",
+            "destinations.out.batch.max_event: unknown field",
+        ),
+        (
+            "wrong type (size)",
+            "sources:\n  in:\n    type: tcp\n    address: 127.0.0.1:0\n    max_line_bytes: lots\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":5:21: ",
+            "sources.in.max_line_bytes: `lots` is not a size",
+        ),
+        (
+            "wrong type (number)",
+            format!("{BASE}    request:\n      concurrency: many\n"),
+            ":12:20: ",
+            "destinations.out.request.concurrency",
+        ),
+        (
+            "wrong type (address)",
+            "sources:\n  in:\n    type: tcp\n    address: not-an-address\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":4:14: ",
+            "sources.in.address",
+        ),
+        (
+            "bad duration",
+            format!("{BASE}shutdown_timeout: 5 fortnights\n"),
+            ":11:19: ",
+            "shutdown_timeout: unknown duration unit `fortnights`",
+        ),
+        (
+            "missing required key",
+            "sources:\n  in:\n    type: tcp\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":3:5: ",
+            "sources.in: missing field `address`",
+        ),
+        (
+            "unknown component type",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: kafkaa}\n".into(),
+            ":7:15: ",
+            "destination `out`: unknown type `kafkaa`",
+        ),
+        (
+            "route names an unknown destination",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: nowhere\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":5:18: ",
+            "route `all`: unknown destination `nowhere`",
+        ),
+        (
+            "filter that does not compile (exact column inside the filter)",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: errors\n    filter: 'level == \"error\" && (status >= 500'\n    destination: out\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":5:48: ",
+            "route `errors`: filter: expected `)`",
+        ),
+        (
+            "filter with a bad regex",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: re\n    filter: \"msg =~ /a(b/\"\n    destination: out\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":5:21: ",
+            "route `re`: filter: invalid regex",
+        ),
+        (
+            "unmatched names an unknown destination",
+            format!("{BASE}unmatched: elsewhere\n"),
+            ":11:12: ",
+            "unmatched: unknown destination `elsewhere`",
+        ),
+        (
+            "unset environment variable",
+            "sources:\n  in: {type: tcp, address: \"127.0.0.1:${NO_SUCH_VAR_FOR_SLUICE_TESTS}\"}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":2:39: ",
+            "`NO_SUCH_VAR_FOR_SLUICE_TESTS` is not set",
+        ),
+        (
+            "YAML syntax error",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0\nroutes: []\n".into(),
+            ":3:7: ",
+            "did not find expected",
+        ),
+        (
+            "duplicate route names",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: a\n    destination: out\n  - name: a\n    destination: out\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":6:11: ",
+            "route `a` is defined twice",
+        ),
+        (
+            "two sources on one port",
+            "sources:\n  a: {type: tcp, address: 127.0.0.1:7001}\n  b: {type: http, address: 127.0.0.1:7001}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: blackhole}\n".into(),
+            ":3:6: ",
+            "source `b` listens on the same address as source `a`",
+        ),
+        (
+            "invalid component setting",
+            format!("{BASE}    rate: 0\n"),
+            ":10:5: ",
+            "destination `out`: rate must be at least 1",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (what, yaml, position, message) in cases {
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let (ok, _, stderr) = validate(&path);
+        assert!(!ok, "{what}: validate accepted it");
+        let expected = format!("{}{position}", path.display());
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&expected))
+            .unwrap_or_else(|| panic!("{what}: expected `{expected}...` in:\n{stderr}"));
+        assert!(line.contains(message), "{what}: expected `{message}` in `{line}`");
+    }
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let yaml = "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: a\n    filter: 'x =='\n    destination: nope\n  - name: b\n    destination: out\ndestinations:\n  out: {type: blackhole}\nunmatched: gone\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("multi.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (ok, _, stderr) = validate(&path);
+    assert!(!ok);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("multi.yaml:")).collect();
+    assert_eq!(errors.len(), 3, "{stderr}");
+}
+
+#[test]
+fn run_refuses_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, format!("{BASE}bogus: 1\n")).unwrap();
+    let out = Command::new(common::BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:11:1:"));
+}
