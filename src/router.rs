@@ -6,8 +6,9 @@
 //! route took is "unmatched": counted, then dropped or sent to the
 //! `unmatched` destination.
 //!
-//! The fields every filter names are located in one pass over the event
-//! (`FieldSet::scan`), then each filter reads them. Copies share the event's
+//! Filters locate the fields they name lazily, sharing one scan per event
+//! (`FieldSet::get`): an event is read only as far as the routes evaluated
+//! on it need. Copies share the event's
 //! bytes (`Bytes` is reference counted); nothing is re-serialised.
 //!
 //! Delivery into lanes is all-or-nothing per source batch: room is first
@@ -24,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Batch, Event};
-use crate::expr::{Env, FieldSet, MISSING, Program, locate};
+use crate::expr::{Env, FieldSet, Program, Scratch, prepare};
 use crate::lane::{Lane, LanePolicy, Reservation};
 
 pub struct Route {
@@ -147,7 +148,7 @@ impl Router {
         let mut out: Vec<Option<Batch>> = (0..self.lanes.len()).map(|_| None).collect();
         let mut hits = vec![0u64; self.routes.len()];
         let mut unmatched = 0u64;
-        let mut spans = vec![MISSING; self.fields.len()];
+        let mut scratch = Scratch::new(self.fields.len());
         let ack = batch.ack;
         let mut push = |dest: usize, e: Event| {
             out[dest]
@@ -156,10 +157,11 @@ impl Router {
                 .push(e);
         };
         for event in batch.events {
-            locate(&self.fields, &event, &mut spans);
+            prepare(&self.fields, &event, &mut scratch);
             let env = Env {
                 raw: &event.raw,
-                spans: &spans,
+                fields: &self.fields,
+                scratch: &scratch,
             };
             let mut taken_by = None;
             for (i, route) in self.routes.iter().enumerate() {

@@ -54,7 +54,10 @@ destinations:
     let status = running.status().clone();
     // Let the block destination throttle the generator for a while.
     wait_until_async("several thousand events", Duration::from_secs(30), || {
-        status.to_json()["sources"][0]["events"].as_u64().unwrap_or(0) >= 3000
+        status.to_json()["sources"][0]["events"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 3000
     })
     .await;
     let reports = running.shutdown().await;
@@ -72,12 +75,23 @@ destinations:
     // the shutdown deadline; the fast one delivered everything it got.
     for id in ["drop_newest", "drop_oldest"] {
         let r = by_id(id);
-        assert!(r.dropped.iter().any(|(why, n)| *why == "backpressure" && *n > 0), "{r:?}");
+        assert!(
+            r.dropped
+                .iter()
+                .any(|(why, n)| *why == "backpressure" && *n > 0),
+            "{r:?}"
+        );
     }
     let slow = by_id("slow_block");
-    assert!(slow.dropped.iter().all(|(why, _)| *why == "shutdown"), "{slow:?}");
+    assert!(
+        slow.dropped.iter().all(|(why, _)| *why == "shutdown"),
+        "{slow:?}"
+    );
     assert!(slow.dropped_total() > 0, "{slow:?}");
     let fast = by_id("fast");
     assert_eq!(fast.sent, fast.events);
-    assert_eq!(json["unmatched"]["events"].as_u64().unwrap(), accepted - fast.events);
+    assert_eq!(
+        json["unmatched"]["events"].as_u64().unwrap(),
+        accepted - fast.events
+    );
 }

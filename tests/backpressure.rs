@@ -110,10 +110,22 @@ destinations:
     assert_eq!(m.dest("sluice_destination_backpressure", "console"), 1);
     assert!(m.get("sluice_destination_blocked_seconds_total{destination=\"console\"}") > 0.0);
     let written = sender.written.load(Ordering::SeqCst);
-    assert!(written < sender.total / 2, "{written} of {} bytes got through while stalled", sender.total);
+    assert!(
+        written < sender.total / 2,
+        "{written} of {} bytes got through while stalled",
+        sender.total
+    );
     let rss = s.rss_bytes();
-    eprintln!("stalled: sender wrote {written} of {} bytes; sluice RSS {} MiB", sender.total, rss >> 20);
-    assert!(rss < 100 << 20, "memory grew while blocked: RSS {} MiB", rss >> 20);
+    eprintln!(
+        "stalled: sender wrote {written} of {} bytes; sluice RSS {} MiB",
+        sender.total,
+        rss >> 20
+    );
+    assert!(
+        rss < 100 << 20,
+        "memory grew while blocked: RSS {} MiB",
+        rss >> 20
+    );
 
     // Recovery: read the pipe; every event arrives, once, in order.
     let lines = collect_stdout(&mut s);
@@ -183,14 +195,19 @@ destinations:
     // Unblock: exactly the accepted events arrive; nothing from a 429'd request.
     let lines = collect_stdout(&mut s);
     wait_until("accepted events delivered", Duration::from_secs(60), || {
-        s.metrics().dest("sluice_destination_sent_events_total", "console") == accepted.len() as u64
+        s.metrics()
+            .dest("sluice_destination_sent_events_total", "console")
+            == accepted.len() as u64
     });
     s.terminate();
     s.wait_exit(Duration::from_secs(30));
     let got: Vec<u64> = lines.lock().unwrap().iter().map(|l| seq_of(l)).collect();
     let unique: HashSet<u64> = got.iter().copied().collect();
     assert_eq!(got.len(), unique.len(), "duplicates delivered");
-    assert_eq!(unique, accepted, "delivered events differ from the accepted ones");
+    assert_eq!(
+        unique, accepted,
+        "delivered events differ from the accepted ones"
+    );
 }
 
 fn drop_policy_loses_exactly_what_it_counts(which: &str) {
@@ -218,10 +235,19 @@ destinations:
     let n = 20_000u64;
     let sender = send_events(s.source("in"), n, 300);
     // The sibling keeps flowing while the console is stalled and shedding.
-    wait_until("the file destination received everything", Duration::from_secs(120), || {
-        s.metrics().dest("sluice_destination_sent_events_total", "archive") == n
-    });
-    assert!(sender.done.load(Ordering::SeqCst), "the source was slowed by a drop destination");
+    wait_until(
+        "the file destination received everything",
+        Duration::from_secs(120),
+        || {
+            s.metrics()
+                .dest("sluice_destination_sent_events_total", "archive")
+                == n
+        },
+    );
+    assert!(
+        sender.done.load(Ordering::SeqCst),
+        "the source was slowed by a drop destination"
+    );
     let m = s.metrics();
     let dropped = m.dropped("console", "backpressure");
     assert_eq!(m.dest("sluice_destination_events_total", "console"), n);
@@ -236,8 +262,15 @@ destinations:
     s.terminate();
     s.wait_exit(Duration::from_secs(30));
     let got: Vec<u64> = lines.lock().unwrap().iter().map(|l| seq_of(l)).collect();
-    assert_eq!(got.len() as u64 + dropped, n, "received + dropped must equal sent");
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "duplicates or reordering");
+    assert_eq!(
+        got.len() as u64 + dropped,
+        n,
+        "received + dropped must equal sent"
+    );
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "duplicates or reordering"
+    );
     let archive = common::read_lines(&s.dir.join("archive.ndjson"));
     assert_eq!(archive.len() as u64, n);
     match which {
@@ -286,12 +319,19 @@ destinations:
     s.terminate();
     let status = s.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "exit status {status}");
-    assert!(t.elapsed() < Duration::from_secs(10), "shutdown took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
     let acc = s.final_accounting("console");
     let events = acc["events"].as_u64().unwrap();
     let sent = acc["sent"].as_u64().unwrap();
     let dropped = acc["dropped"].as_u64().unwrap();
     assert!(events > 0);
     assert_eq!(events, sent + dropped, "{acc}");
-    assert!(dropped > 0, "the stalled console could not have delivered everything: {acc}");
+    assert!(
+        dropped > 0,
+        "the stalled console could not have delivered everything: {acc}"
+    );
 }

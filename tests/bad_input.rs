@@ -69,12 +69,17 @@ destinations:
     }
 
     fn accepted(&self, source: &str) -> u64 {
-        self.metric(&format!("sluice_source_events_total{{source=\"{source}\"}}"))
+        self.metric(&format!(
+            "sluice_source_events_total{{source=\"{source}\"}}"
+        ))
     }
 
     async fn finish(self) -> Vec<String> {
         let reports = self.running.shutdown().await;
-        assert!(reports.iter().all(|r| r.balanced() && r.sent == r.events), "{reports:?}");
+        assert!(
+            reports.iter().all(|r| r.balanced() && r.sent == r.events),
+            "{reports:?}"
+        );
         read_lines(&self.dir.path().join("out.ndjson"))
     }
 }
@@ -94,16 +99,33 @@ async fn http_refuses_bad_requests_counts_them_and_keeps_serving() {
     // Credentials.
     let r = c.post(s.url()).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-    let r = c.post(s.url()).bearer_auth("wrong").body("{}").send().await.unwrap();
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let r = c
+        .post(s.url())
+        .bearer_auth("wrong")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(s.rejected("web", "unauthorized"), 2);
 
     // Malformed lines are counted; the rest is accepted.
-    let r = post(b"{\"n\":1}\n{nope\n{\"n\":2}\n".to_vec()).send().await.unwrap();
+    let r = post(b"{\"n\":1}\n{nope\n{\"n\":2}\n".to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!((v["accepted"].as_u64(), v["rejected"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
     // Nothing valid at all: 400.
     let r = post(b"nope\nstill nope\n".to_vec()).send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -144,7 +166,11 @@ async fn http_refuses_bad_requests_counts_them_and_keeps_serving() {
     assert_eq!(r.status(), 413);
     let bomb = gzip(&vec![b' '; 4 << 20]);
     assert!(bomb.len() < 64 * 1024);
-    let r = post(bomb).header("content-encoding", "gzip").send().await.unwrap();
+    let r = post(bomb)
+        .header("content-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(s.rejected("web", "oversize"), 2);
 
@@ -156,7 +182,11 @@ async fn http_refuses_bad_requests_counts_them_and_keeps_serving() {
     let lines = s.finish().await;
     let ns: Vec<u64> = lines
         .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["n"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(ns, vec![1, 2, 3, 4, 5, 6, 7]);
 }
@@ -183,9 +213,11 @@ async fn tcp_and_udp_count_oversize_and_malformed_lines_and_keep_going() {
     udp.send_to(long.as_bytes(), to).await.unwrap();
     udp.send_to(b"plain text datagram", to).await.unwrap();
 
-    wait_until_async("tcp and udp input processed", Duration::from_secs(20), || {
-        s.accepted("tcp") == 3 && s.accepted("udp") == 3 && s.rejected("udp", "oversize") == 1
-    })
+    wait_until_async(
+        "tcp and udp input processed",
+        Duration::from_secs(20),
+        || s.accepted("tcp") == 3 && s.accepted("udp") == 3 && s.rejected("udp", "oversize") == 1,
+    )
     .await;
     assert_eq!(s.rejected("tcp", "oversize"), 2);
     assert_eq!(s.rejected("tcp", "malformed"), 1);

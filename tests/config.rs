@@ -31,7 +31,10 @@ fn every_shipped_config_validates() {
             files.push(p);
         }
     }
-    assert!(files.len() >= 5, "expected the example configs, found {files:?}");
+    assert!(
+        files.len() >= 5,
+        "expected the example configs, found {files:?}"
+    );
     for f in files {
         let (ok, stdout, stderr) = validate(&f);
         assert!(ok, "{} is invalid:\n{stderr}", f.display());
@@ -174,7 +177,10 @@ fn errors_name_file_line_column_and_key() {
             .lines()
             .find(|l| l.starts_with(&expected))
             .unwrap_or_else(|| panic!("{what}: expected `{expected}...` in:\n{stderr}"));
-        assert!(line.contains(message), "{what}: expected `{message}` in `{line}`");
+        assert!(
+            line.contains(message),
+            "{what}: expected `{message}` in `{line}`"
+        );
     }
 }
 
@@ -186,7 +192,10 @@ fn all_errors_are_reported_at_once() {
     std::fs::write(&path, yaml).unwrap();
     let (ok, _, stderr) = validate(&path);
     assert!(!ok);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("multi.yaml:")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("multi.yaml:"))
+        .collect();
     assert_eq!(errors.len(), 3, "{stderr}");
 }
 

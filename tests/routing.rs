@@ -81,9 +81,21 @@ destinations:
     let reports = running.shutdown().await;
 
     let file = |name: &str| ids(&read_lines(&dir.path().join(format!("{name}.ndjson"))));
-    assert_eq!(file("errors"), vec!["1", "2", "3"], "non-final route gets copies");
-    assert_eq!(file("server"), vec!["1", "4", "5"], "final route stops evaluation");
-    assert_eq!(file("prod"), vec!["2"], "event 5 was taken by `server` first");
+    assert_eq!(
+        file("errors"),
+        vec!["1", "2", "3"],
+        "non-final route gets copies"
+    );
+    assert_eq!(
+        file("server"),
+        vec!["1", "4", "5"],
+        "final route stops evaluation"
+    );
+    assert_eq!(
+        file("prod"),
+        vec!["2"],
+        "event 5 was taken by `server` first"
+    );
     assert_eq!(
         file("rest"),
         vec!["3", "6", "hello, plain text"],
@@ -95,7 +107,12 @@ destinations:
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["name"].as_str().unwrap().into(), r["events"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["events"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(routes["errors"], 3);
     assert_eq!(routes["server"], 3);

@@ -7,7 +7,7 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use super::FilterError;
 use super::parser::{Ast, CmpOp, Lit, Method};
-use super::scan::{FieldSet, Span};
+use super::scan::{FieldSet, Scratch, Span};
 use super::value::{Val, compare, loose_eq, strict_eq};
 
 #[derive(Debug)]
@@ -19,6 +19,19 @@ pub(crate) enum Node {
     And(Box<[Node]>),
     Or(Box<[Node]>),
     Cmp(CmpOp, Box<Node>, Box<Node>),
+    /// `field == "literal"` (and `!=`, `===`, `!==`): the commonest filter,
+    /// compared on the raw bytes when that is exact.
+    FieldStr {
+        op: CmpOp,
+        slot: u32,
+        lit: Lit,
+    },
+    /// `field <op> number`.
+    FieldNum {
+        op: CmpOp,
+        slot: u32,
+        lit: Lit,
+    },
     In(Box<Node>, Box<[Lit]>),
     Regex {
         target: Box<Node>,
@@ -35,17 +48,26 @@ pub(crate) enum Node {
     Exists(u32),
 }
 
-/// What a filter reads: the event's raw bytes and where the scanner found each field.
+/// What a filter reads: the event's raw bytes, and the scanner that locates
+/// its fields on demand.
 #[derive(Clone, Copy)]
 pub struct Env<'a> {
     pub raw: &'a [u8],
-    pub spans: &'a [Span],
+    pub fields: &'a FieldSet,
+    pub scratch: &'a Scratch,
+}
+
+impl Env<'_> {
+    #[inline]
+    fn span(&self, slot: u32) -> Span {
+        self.fields.get(self.raw, self.scratch, slot)
+    }
 }
 
 pub(crate) fn compile(ast: Ast, fields: &mut FieldSet) -> Result<Node, FilterError> {
     Ok(match ast {
         Ast::Lit(l) => Node::Lit(l),
-        Ast::Path(p) => Node::Field(fields.slot(&p)),
+        Ast::Path(p) => Node::Field(slot(fields, &p)?),
         Ast::Raw => Node::Raw,
         Ast::Not(inner) => Node::Not(Box::new(compile(*inner, fields)?)),
         Ast::And(items) => Node::And(
@@ -60,11 +82,29 @@ pub(crate) fn compile(ast: Ast, fields: &mut FieldSet) -> Result<Node, FilterErr
                 .map(|a| compile(a, fields))
                 .collect::<Result<_, _>>()?,
         ),
-        Ast::Cmp(op, l, r) => Node::Cmp(
-            op,
-            Box::new(compile(*l, fields)?),
-            Box::new(compile(*r, fields)?),
-        ),
+        Ast::Cmp(op, l, r) => {
+            let l = compile(*l, fields)?;
+            let r = compile(*r, fields)?;
+            // Put the literal on the right, mirroring the operator.
+            let (op, l, r) = match (&l, &r) {
+                (Node::Lit(_), Node::Field(_)) => (mirror(op), r, l),
+                _ => (op, l, r),
+            };
+            match (l, r) {
+                (Node::Field(slot), Node::Lit(lit @ Lit::Str(_)))
+                    if matches!(
+                        op,
+                        CmpOp::Eq | CmpOp::Ne | CmpOp::StrictEq | CmpOp::StrictNe
+                    ) =>
+                {
+                    Node::FieldStr { op, slot, lit }
+                }
+                (Node::Field(slot), Node::Lit(lit @ Lit::Num(_))) => {
+                    Node::FieldNum { op, slot, lit }
+                }
+                (l, r) => Node::Cmp(op, Box::new(l), Box::new(r)),
+            }
+        }
         Ast::In(t, list) => Node::In(Box::new(compile(*t, fields)?), list.into()),
         Ast::Regex {
             target,
@@ -128,8 +168,32 @@ pub(crate) fn compile(ast: Ast, fields: &mut FieldSet) -> Result<Node, FilterErr
                 }
             }
         }
-        Ast::Exists(p) => Node::Exists(fields.slot(&p)),
+        Ast::Exists(p) => Node::Exists(slot(fields, &p)?),
     })
+}
+
+fn slot(fields: &mut FieldSet, path: &[super::parser::Segment]) -> Result<u32, FilterError> {
+    if path.len() > super::scan::MAX_PATH_DEPTH {
+        return Err(FilterError::new(
+            0,
+            format!(
+                "field paths may be at most {} levels deep",
+                super::scan::MAX_PATH_DEPTH
+            ),
+        ));
+    }
+    Ok(fields.slot(path))
+}
+
+/// `a < b` is `b > a`.
+fn mirror(op: CmpOp) -> CmpOp {
+    match op {
+        CmpOp::Lt => CmpOp::Gt,
+        CmpOp::Le => CmpOp::Ge,
+        CmpOp::Gt => CmpOp::Lt,
+        CmpOp::Ge => CmpOp::Le,
+        other => other,
+    }
 }
 
 fn first_line(e: &regex::Error) -> String {
@@ -168,6 +232,23 @@ impl Node {
             Node::And(items) => items.iter().all(|n| n.truth(env)),
             Node::Or(items) => items.iter().any(|n| n.truth(env)),
             Node::Cmp(op, l, r) => compare(*op, &l.val(env), &r.val(env)),
+            Node::FieldStr { op, slot, lit } => {
+                let raw = raw_field(env, *slot);
+                if let (Some(body), Lit::Str(want)) = (raw.and_then(json_string_body), lit)
+                    && let Some(equal) = bytes_equal_exact(body, want.as_bytes())
+                {
+                    let negate = matches!(op, CmpOp::Ne | CmpOp::StrictNe);
+                    return equal != negate;
+                }
+                compare(
+                    *op,
+                    &raw.map_or(Val::Missing, Val::from_json),
+                    &Val::from_lit(lit),
+                )
+            }
+            Node::FieldNum { op, slot, lit } => {
+                compare(*op, &field(env, *slot), &Val::from_lit(lit))
+            }
             Node::In(t, list) => {
                 let v = t.val(env);
                 !v.is_missing() && list.iter().any(|l| loose_eq(&v, &Val::from_lit(l)))
@@ -194,21 +275,46 @@ impl Node {
                 }
                 v => v.text().is_some_and(|x| finder.find(&x).is_some()),
             },
-            Node::Exists(slot) => env
-                .spans
-                .get(*slot as usize)
-                .is_some_and(|s| !s.is_missing()),
+            Node::Exists(slot) => !env.span(*slot).is_missing(),
         }
     }
 }
 
 #[inline]
+fn raw_field<'a>(env: &Env<'a>, slot: u32) -> Option<&'a [u8]> {
+    let s = env.span(slot);
+    if s.is_missing() {
+        return None;
+    }
+    env.raw.get(s.start as usize..s.end as usize)
+}
+
+#[inline]
 fn field<'a>(env: &Env<'a>, slot: u32) -> Val<'a> {
-    match env.spans.get(slot as usize) {
-        Some(s) if !s.is_missing() => env
-            .raw
-            .get(s.start as usize..s.end as usize)
-            .map_or(Val::Missing, Val::from_json),
-        _ => Val::Missing,
+    raw_field(env, slot).map_or(Val::Missing, Val::from_json)
+}
+
+/// The bytes between the quotes of a JSON string value.
+#[inline]
+fn json_string_body(raw: &[u8]) -> Option<&[u8]> {
+    match raw {
+        [b'"', body @ .., b'"'] => Some(body),
+        _ => None,
+    }
+}
+
+/// Whether a JSON string body equals `want`, when that can be told from the
+/// raw bytes. Escapes only ever make the raw text longer than its value, so a
+/// body as long as `want` and free of backslashes is compared byte for byte,
+/// and a shorter one cannot be equal. A longer body with escapes needs
+/// decoding: `None`.
+#[inline]
+fn bytes_equal_exact(body: &[u8], want: &[u8]) -> Option<bool> {
+    use std::cmp::Ordering::*;
+    match body.len().cmp(&want.len()) {
+        Less => Some(false),
+        Equal => Some(body == want && !want.contains(&b'\\')),
+        Greater if memchr::memchr(b'\\', body).is_none() => Some(false),
+        Greater => None,
     }
 }

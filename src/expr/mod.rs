@@ -7,10 +7,10 @@
 //! ```
 //!
 //! A filter is compiled once (`Program::compile`). Field paths become slots in a
-//! `FieldSet` shared by every route, so the router locates all the fields any
-//! route needs in a single pass over the event (`FieldSet::scan`), then each
-//! route's program reads the located raw values. A missing field compares
-//! false; nothing fails at run time.
+//! `FieldSet` shared by every route. Evaluation asks for fields as it needs
+//! them and the scanner reads the event only as far as those are (see
+//! `scan.rs`), once per event however many routes ask. A missing field
+//! compares false; nothing fails at run time.
 
 mod compile;
 mod lexer;
@@ -21,7 +21,7 @@ mod value;
 use std::fmt;
 
 pub use compile::Env;
-pub use scan::{FieldSet, MISSING, Span};
+pub use scan::{FieldSet, MISSING, Scratch, Span};
 
 use crate::event::{Event, Format};
 
@@ -97,31 +97,31 @@ impl Filter {
         Ok(Filter { program, fields })
     }
 
-    /// A reusable buffer for `matches`, so evaluation does not allocate.
-    pub fn scratch(&self) -> Vec<Span> {
-        vec![MISSING; self.fields.len()]
+    /// Reusable working memory for `matches`, so evaluation does not allocate.
+    pub fn scratch(&self) -> Scratch {
+        Scratch::new(self.fields.len())
     }
 
     #[inline]
-    pub fn matches(&self, event: &Event, scratch: &mut [Span]) -> bool {
-        locate(&self.fields, event, scratch);
+    pub fn matches(&self, event: &Event, scratch: &mut Scratch) -> bool {
+        prepare(&self.fields, event, scratch);
         self.program.eval(&Env {
             raw: &event.raw,
-            spans: scratch,
+            fields: &self.fields,
+            scratch,
         })
     }
 }
 
-/// Locate `fields` in `event` into `spans`; text events have no fields.
+/// Get `scratch` ready to locate `fields` in `event` on demand; text events
+/// have no fields.
 #[inline]
-pub fn locate(fields: &FieldSet, event: &Event, spans: &mut [Span]) {
-    if fields.is_empty() {
-        return;
-    }
-    match event.format {
-        Format::Json => fields.scan(&event.raw, spans),
-        Format::Text => spans[..fields.len()].fill(MISSING),
-    }
+pub fn prepare(fields: &FieldSet, event: &Event, scratch: &mut Scratch) {
+    let json = match event.format {
+        Format::Json => Some(&event.raw[..]),
+        Format::Text => None,
+    };
+    scratch.reset(fields, json);
 }
 
 #[cfg(test)]
@@ -138,7 +138,7 @@ mod tests {
         )
     }
 
-    const EV: &str = r#"{"level":"error","status":503,"code":"404","kube":{"namespace":"prod-eu"},"tags":["a","b",3],"msg":"upstream timed out","ok":false,"n":null}"#;
+    const EV: &str = r#"{"level":"error","status":503,"code":"404","kube":{"namespace":"prod-eu"},"tags":["a","b",3],"msg":"upstream timed out","ok":false,"n":null,"esc":"say \"hi\"","uni":"\u00e9","num_str":"42"}"#;
 
     #[test]
     fn the_language() {
@@ -172,6 +172,13 @@ mod tests {
             "!(level == 'info') && (status == 503 || false)",
             "n == null",
             "ok == false",
+            r#""error" == level"#,
+            "500 < status",
+            r#"esc == "say \"hi\"""#,
+            r#"uni == "é""#,
+            r#"uni === "é""#,
+            r#"esc != "say""#,
+            "num_str == 42",
         ];
         for f in yes {
             assert!(m(f, EV), "expected match: {f}");
@@ -195,6 +202,11 @@ mod tests {
             "ok",
             "n",
             "status === '503'",
+            r#"uni == "e""#,
+            r#"uni !== "é""#,
+            r#"esc == "say \\\"hi\\\"""#,
+            "num_str === 42",
+            "500 > status",
         ];
         for f in no {
             assert!(!m(f, EV), "expected no match: {f}");

@@ -134,6 +134,18 @@ impl<'a> Val<'a> {
 }
 
 fn parse_number(t: &[u8]) -> f64 {
+    // Most numbers in logs are short integers (status codes, counts): read
+    // those directly; anything else goes to the full float parser.
+    let (neg, digits) = match t.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, t),
+    };
+    if !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
+        let n = digits
+            .iter()
+            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')) as f64;
+        return if neg { -n } else { n };
+    }
     std::str::from_utf8(t)
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
@@ -248,6 +260,22 @@ mod tests {
         assert!(compare(CmpOp::Lt, &j("\"10\""), &Val::Bytes(b"9")));
         assert!(compare(CmpOp::Le, &j("-1.5e2"), &Val::Num(-150.0)));
         assert!(!compare(CmpOp::Gt, &Val::Missing, &Val::Num(0.0)));
+    }
+
+    #[test]
+    fn numbers() {
+        for (text, n) in [
+            ("503", 503.0),
+            ("-7", -7.0),
+            ("0", 0.0),
+            ("1.5e3", 1500.0),
+            ("-0.25", -0.25),
+        ] {
+            assert_eq!(j(text).to_number(), n, "{text}");
+        }
+        assert!(j("1e400").to_number().is_infinite());
+        assert!(Val::Bytes(b"12x").to_number().is_nan());
+        assert_eq!(j("123456789012345678").to_number(), 123456789012345678.0);
     }
 
     #[test]

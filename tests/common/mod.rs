@@ -208,10 +208,9 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
-    loop {
-        let Some((size, rest)) = body.split_once("\r\n") else { break };
+    while let Some((size, rest)) = body.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
+        if n == 0 || rest.len() < n + 2 {
             break;
         }
         out.push_str(&rest[..n]);
@@ -247,7 +246,9 @@ impl Metrics {
     }
 
     pub fn source_events(&self, source: &str) -> u64 {
-        self.get(&format!("sluice_source_events_total{{source=\"{source}\"}}")) as u64
+        self.get(&format!(
+            "sluice_source_events_total{{source=\"{source}\"}}"
+        )) as u64
     }
 
     pub fn rejected(&self, source: &str, reason: &str) -> u64 {
@@ -261,7 +262,10 @@ impl Metrics {
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -270,7 +274,10 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 pub async fn wait_until_async(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
