@@ -57,7 +57,8 @@ impl Validate for FileConfig {
 struct State {
     file: Option<File>,
     size: u64,
-    next_index: u64,
+    /// The number the next rotated file gets; found on first use.
+    next_index: Option<u64>,
 }
 
 pub struct FileDestination {
@@ -74,12 +75,11 @@ struct Writer {
 }
 
 impl FileDestination {
-    pub fn new(cfg: &FileConfig) -> Result<Self, String> {
-        let next_index = rotated_files(&cfg.path)
-            .map_err(|e| format!("cannot list {}: {e}", cfg.path.display()))?
-            .last()
-            .map_or(1, |(i, _)| i + 1);
-        Ok(FileDestination {
+    /// Nothing touches the filesystem here: a path that cannot be written yet
+    /// (a volume not mounted, a directory in the way) makes writes fail and
+    /// retry, visibly in the metrics, without stopping the rest of sluice.
+    pub fn new(cfg: &FileConfig) -> Self {
+        FileDestination {
             encoding: cfg.encoding.unwrap_or_default(),
             writer: Arc::new(Writer {
                 path: cfg.path.clone(),
@@ -88,10 +88,10 @@ impl FileDestination {
                 state: Mutex::new(State {
                     file: None,
                     size: 0,
-                    next_index,
+                    next_index: None,
                 }),
             }),
-        })
+        }
     }
 }
 
@@ -167,10 +167,14 @@ impl Writer {
 
     fn rotate(&self, st: &mut State) -> std::io::Result<()> {
         st.file = None;
+        let index = match st.next_index {
+            Some(i) => i,
+            None => rotated_files(&self.path)?.last().map_or(1, |(i, _)| i + 1),
+        };
         let mut target = self.path.as_os_str().to_owned();
-        target.push(format!(".{}", st.next_index));
+        target.push(format!(".{index}"));
         std::fs::rename(&self.path, &target)?;
-        st.next_index += 1;
+        st.next_index = Some(index + 1);
         st.size = 0;
         if let Some(keep) = self.max_files {
             let rotated = rotated_files(&self.path)?;
@@ -239,7 +243,7 @@ mod tests {
     fn appends_creates_dirs_and_rotates() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/out.ndjson");
-        let d = FileDestination::new(&cfg(path.clone(), Some(10), Some(2))).unwrap();
+        let d = FileDestination::new(&cfg(path.clone(), Some(10), Some(2)));
         for i in 0..5 {
             d.writer.write(format!("line-{i}\n").as_bytes()).unwrap();
         }
@@ -252,7 +256,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "line-4\n");
         assert_eq!(std::fs::read_to_string(&rotated[1].1).unwrap(), "line-3\n");
         // A new writer continues the numbering.
-        let d2 = FileDestination::new(&cfg(path.clone(), Some(10), Some(2))).unwrap();
+        let d2 = FileDestination::new(&cfg(path.clone(), Some(10), Some(2)));
         d2.writer.write(b"line-5\n").unwrap();
         assert_eq!(rotated_files(&path).unwrap().last().unwrap().0, 5);
     }

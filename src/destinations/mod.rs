@@ -179,16 +179,19 @@ pub struct DestinationError {
 }
 
 /// Start the driver for a destination on `lane`. `stop` is the hard stop.
+/// Fails only for settings that cannot work at all (none so far: a file path
+/// that cannot be written yet is retried, not refused).
 pub fn start(
     id: &str,
     config: &DestinationConfig,
     lane: Arc<Lane>,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, DestinationError> {
-    let err = |message: String| DestinationError {
-        id: id.to_string(),
-        message,
-    };
+    tracing::debug!(
+        destination = id,
+        policy = config.common().lane_policy().as_str(),
+        "starting destination"
+    );
     Ok(match config {
         DestinationConfig::Console(c) => spawn(
             console::Console::new(c),
@@ -205,7 +208,7 @@ pub fn start(
             stop,
         ),
         DestinationConfig::File(c) => spawn(
-            file::FileDestination::new(c).map_err(err)?,
+            file::FileDestination::new(c),
             c.common(),
             DeliveryDefaults::LOCAL,
             lane,

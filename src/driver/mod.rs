@@ -375,3 +375,6 @@ fn split_partial(job: &mut Job, records: &[RecordOutcome], lane: &Lane, bytes: u
     job.retain(|i| records[i] == RecordOutcome::Retry);
     job.is_empty()
 }
+
+#[cfg(test)]
+mod tests;
