@@ -271,27 +271,12 @@ impl Scanner<'_, '_> {
         Some(end)
     }
 
-    /// One member of the top-level object, starting at its key (or at the
-    /// closing brace). Returns where the next member starts, `None` at the
-    /// end of the object, on malformed input, or when every slot is found.
+    /// One member of the top-level object, starting at its key. Returns
+    /// where the next member starts; `None` at the end of the object, on
+    /// malformed input, or when every slot is found.
     fn root_member(&mut self, root: &Node, p: usize) -> Option<usize> {
-        if *self.b.get(p)? != b'"' {
-            return None;
-        }
-        let (ks, ke, escaped) = self.string(p)?;
-        let mut p = self.ws(ke + 1)?;
-        if self.b[p] != b':' {
-            return None;
-        }
-        p += 1;
-        p = match find_key(root, &self.b[ks..ke], escaped) {
-            Some(child) => self.value(child, p)?,
-            None => {
-                let v = self.ws(p)?;
-                self.skip(v)?
-            }
-        };
-        p = self.ws(p)?;
+        let p = self.member(root, p)?;
+        let p = self.ws(p)?;
         match self.b[p] {
             b',' => self.ws(p + 1),
             _ => None,
@@ -304,23 +289,7 @@ impl Scanner<'_, '_> {
             return Some(p + 1);
         }
         loop {
-            if self.b[p] != b'"' {
-                return None;
-            }
-            let (ks, ke, escaped) = self.string(p)?;
-            p = self.ws(ke + 1)?;
-            if self.b[p] != b':' {
-                return None;
-            }
-            p += 1;
-            let child = find_key(node, &self.b[ks..ke], escaped);
-            p = match child {
-                Some(child) => self.value(child, p)?,
-                None => {
-                    let v = self.ws(p)?;
-                    self.skip(v)?
-                }
-            };
+            p = self.member(node, p)?;
             if self.remaining == 0 {
                 return None;
             }
@@ -329,6 +298,28 @@ impl Scanner<'_, '_> {
                 b',' => p = self.ws(p + 1)?,
                 b'}' => return Some(p + 1),
                 _ => return None,
+            }
+        }
+    }
+
+    /// One `"key": value` member starting at `p`, matched against `node`'s
+    /// children; returns the position just after the value.
+    #[inline]
+    fn member(&mut self, node: &Node, p: usize) -> Option<usize> {
+        if *self.b.get(p)? != b'"' {
+            return None;
+        }
+        let (ks, ke, escaped) = self.string(p)?;
+        let mut p = self.ws(ke + 1)?;
+        if self.b[p] != b':' {
+            return None;
+        }
+        p += 1;
+        match find_key(node, &self.b[ks..ke], escaped) {
+            Some(child) => self.value(child, p),
+            None => {
+                let v = self.ws(p)?;
+                self.skip(v)
             }
         }
     }

@@ -102,7 +102,7 @@ struct HttpState {
 pub async fn start(
     cfg: &HttpConfig,
     ctx: SourceContext,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+) -> std::io::Result<(Option<SocketAddr>, JoinHandle<()>)> {
     let listener = TcpListener::bind(cfg.address).await?;
     let local = listener.local_addr()?;
     tracing::info!(source = %ctx.id, address = %local, path = %cfg.path, "http source listening");
@@ -129,7 +129,7 @@ pub async fn start(
             tracing::error!(source = %id, error = %e, "http source stopped");
         }
     });
-    Ok((local, task))
+    Ok((Some(local), task))
 }
 
 fn reply(status: StatusCode, accepted: usize, rejected: u64) -> Response {

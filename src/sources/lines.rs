@@ -8,7 +8,9 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use memchr::{memchr, memchr_iter, memrchr};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::SourceContext;
 use super::decoding::Decoding;
 use crate::event::Event;
 use crate::metrics::RejectReason;
@@ -98,6 +100,41 @@ impl LineFramer {
         }
         self.buf.clear();
         self.discarding = false;
+    }
+}
+
+/// Read `reader` to its end (or until shutdown), framing lines and routing
+/// them. While the router waits for room, nothing is read: that is how a
+/// stream source pushes back. Returns the read error, if one ended it.
+pub async fn pump(
+    mut reader: impl AsyncRead + Unpin,
+    max_line: usize,
+    decoding: Decoding,
+    ctx: &SourceContext,
+) -> Option<std::io::Error> {
+    let mut framer = LineFramer::new(max_line, decoding);
+    let mut events = Vec::new();
+    let mut rejects = Rejects::default();
+    loop {
+        let read = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return None,
+            r = reader.read_buf(framer.read_buf()) => r,
+        };
+        let (eof, error) = match read {
+            Ok(0) => {
+                framer.finish(&mut events, &mut rejects);
+                (true, None)
+            }
+            Ok(_) => {
+                framer.drain(&mut events, &mut rejects);
+                (false, None)
+            }
+            Err(e) => (true, Some(e)),
+        };
+        rejects.report(&ctx.metrics);
+        if ctx.send_all(&mut events).await.is_err() || eof {
+            return error;
+        }
     }
 }
 

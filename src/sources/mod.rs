@@ -169,39 +169,29 @@ pub async fn start(
     ctx: SourceContext,
 ) -> Result<RunningSource, SourceError> {
     let id = ctx.id.to_string();
-    let (kind, local_addr, task) = match config {
-        SourceConfig::Tcp(c) => {
-            let (addr, task) = tcp::start(c, ctx)
-                .await
-                .map_err(|source| SourceError::Bind {
-                    id: id.clone(),
-                    address: c.address,
-                    source,
-                })?;
-            ("tcp", Some(addr), task)
+    let bind_err = |address: SocketAddr| {
+        let id = id.clone();
+        move |source| SourceError::Bind {
+            id,
+            address,
+            source,
         }
-        SourceConfig::Udp(c) => {
-            let (addr, task) = udp::start(c, ctx)
-                .await
-                .map_err(|source| SourceError::Bind {
-                    id: id.clone(),
-                    address: c.address,
-                    source,
-                })?;
-            ("udp", Some(addr), task)
-        }
-        SourceConfig::Http(c) => {
-            let (addr, task) = http::start(c, ctx)
-                .await
-                .map_err(|source| SourceError::Bind {
-                    id: id.clone(),
-                    address: c.address,
-                    source,
-                })?;
-            ("http", Some(addr), task)
-        }
-        SourceConfig::Generator(c) => ("generator", None, generator::start(c, ctx)),
-        SourceConfig::Stdin(c) => ("stdin", None, stdin::start(c, ctx)),
+    };
+    let (kind, (local_addr, task)) = match config {
+        SourceConfig::Tcp(c) => (
+            "tcp",
+            tcp::start(c, ctx).await.map_err(bind_err(c.address))?,
+        ),
+        SourceConfig::Udp(c) => (
+            "udp",
+            udp::start(c, ctx).await.map_err(bind_err(c.address))?,
+        ),
+        SourceConfig::Http(c) => (
+            "http",
+            http::start(c, ctx).await.map_err(bind_err(c.address))?,
+        ),
+        SourceConfig::Generator(c) => ("generator", (None, generator::start(c, ctx))),
+        SourceConfig::Stdin(c) => ("stdin", (None, stdin::start(c, ctx))),
     };
     Ok(RunningSource {
         id,

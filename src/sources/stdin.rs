@@ -3,12 +3,11 @@
 //! destinations and exits, so `cat events | sluice run` works as a pipeline.
 
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 
 use super::SourceContext;
 use super::decoding::Decoding;
-use super::lines::{LineFramer, Rejects};
+use super::lines::pump;
 use crate::config::Validate;
 use crate::config::units::ByteSize;
 
@@ -35,33 +34,9 @@ impl Validate for StdinConfig {
 pub fn start(cfg: &StdinConfig, ctx: SourceContext) -> JoinHandle<()> {
     let cfg = cfg.clone();
     tokio::spawn(async move {
-        let mut stdin = tokio::io::stdin();
-        let mut framer = LineFramer::new(cfg.max_line_bytes.as_usize(), cfg.decoding);
-        let mut events = Vec::new();
-        let mut rejects = Rejects::default();
-        loop {
-            let read = tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                r = stdin.read_buf(framer.read_buf()) => r,
-            };
-            let eof = match read {
-                Ok(0) => {
-                    framer.finish(&mut events, &mut rejects);
-                    true
-                }
-                Ok(_) => {
-                    framer.drain(&mut events, &mut rejects);
-                    false
-                }
-                Err(e) => {
-                    tracing::warn!(source = %ctx.id, error = %e, "reading stdin failed");
-                    true
-                }
-            };
-            rejects.report(&ctx.metrics);
-            if ctx.send_all(&mut events).await.is_err() || eof {
-                break;
-            }
+        let stdin = tokio::io::stdin();
+        if let Some(e) = pump(stdin, cfg.max_line_bytes.as_usize(), cfg.decoding, &ctx).await {
+            tracing::warn!(source = %ctx.id, error = %e, "reading stdin failed");
         }
         tracing::info!(source = %ctx.id, "stdin source finished");
     })

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -19,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::SourceContext;
 use super::decoding::Decoding;
-use super::lines::{LineFramer, Rejects};
+use super::lines::pump;
 use crate::config::Validate;
 use crate::config::units::ByteSize;
 
@@ -68,12 +67,12 @@ impl Validate for TcpConfig {
 pub async fn start(
     cfg: &TcpConfig,
     ctx: SourceContext,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+) -> std::io::Result<(Option<SocketAddr>, JoinHandle<()>)> {
     let listener = TcpListener::bind(cfg.address).await?;
     let local = listener.local_addr()?;
     tracing::info!(source = %ctx.id, address = %local, "tcp source listening");
     let cfg = cfg.clone();
-    Ok((local, tokio::spawn(accept_loop(listener, cfg, ctx))))
+    Ok((Some(local), tokio::spawn(accept_loop(listener, cfg, ctx))))
 }
 
 async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) {
@@ -115,34 +114,11 @@ async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) 
     connections.wait().await;
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, cfg: &TcpConfig, ctx: &SourceContext) {
+async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &TcpConfig, ctx: &SourceContext) {
     tracing::debug!(source = %ctx.id, %peer, "connection opened");
-    let mut framer = LineFramer::new(cfg.max_line_bytes.as_usize(), cfg.decoding);
-    let mut events = Vec::new();
-    let mut rejects = Rejects::default();
-    loop {
-        let read = tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            r = stream.read_buf(framer.read_buf()) => r,
-        };
-        let eof = match read {
-            Ok(0) => {
-                framer.finish(&mut events, &mut rejects);
-                true
-            }
-            Ok(_) => {
-                framer.drain(&mut events, &mut rejects);
-                false
-            }
-            Err(e) => {
-                tracing::debug!(source = %ctx.id, %peer, error = %e, "read failed; closing");
-                true
-            }
-        };
-        rejects.report(&ctx.metrics);
-        if ctx.send_all(&mut events).await.is_err() || eof {
-            break;
-        }
+    let error = pump(stream, cfg.max_line_bytes.as_usize(), cfg.decoding, ctx).await;
+    match error {
+        Some(e) => tracing::debug!(source = %ctx.id, %peer, error = %e, "read failed; closing"),
+        None => tracing::debug!(source = %ctx.id, %peer, "connection closed"),
     }
-    tracing::debug!(source = %ctx.id, %peer, "connection closed");
 }

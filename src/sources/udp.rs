@@ -51,7 +51,7 @@ impl Validate for UdpConfig {
 pub async fn start(
     cfg: &UdpConfig,
     ctx: SourceContext,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+) -> std::io::Result<(Option<SocketAddr>, JoinHandle<()>)> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(cfg.address),
         socket2::Type::DGRAM,
@@ -66,7 +66,7 @@ pub async fn start(
     let local = socket.local_addr()?;
     tracing::info!(source = %ctx.id, address = %local, "udp source listening");
     let cfg = cfg.clone();
-    Ok((local, tokio::spawn(run(socket, cfg, ctx))))
+    Ok((Some(local), tokio::spawn(run(socket, cfg, ctx))))
 }
 
 /// Datagrams are read into one shared buffer and sliced out, so there is one
