@@ -46,12 +46,6 @@ pub enum RouteError {
     Shutdown,
 }
 
-/// What happened to a routed batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Routed {
-    pub events: usize,
-}
-
 pub struct Router {
     routes: Vec<Route>,
     fields: FieldSet,
@@ -94,15 +88,15 @@ impl Router {
         batch: Batch,
         deadline: Option<Instant>,
         shutdown: &CancellationToken,
-    ) -> Result<Routed, RouteError> {
-        let total = batch.events.len();
-        if total == 0 {
-            return Ok(Routed::default());
+    ) -> Result<(), RouteError> {
+        if batch.events.is_empty() {
+            return Ok(());
         }
         let (out, route_hits, unmatched) = self.split(batch);
 
         // Reserve room in every blocking lane first, in lane order.
-        let mut reservations: Vec<Option<Reservation>> = Vec::new();
+        let mut reservations: Vec<Option<Reservation>> =
+            (0..self.lanes.len()).map(|_| None).collect();
         for (i, b) in out.iter().enumerate() {
             let Some(b) = b else { continue };
             let lane = &self.lanes[i];
@@ -116,7 +110,6 @@ impl Router {
                 r = wait => r.map_err(|_| RouteError::Shutdown)?,
                 _ = sleep_until_opt(deadline) => return Err(RouteError::Shed),
             };
-            reservations.resize_with(i + 1, || None);
             reservations[i] = Some(r);
         }
 
@@ -125,7 +118,7 @@ impl Router {
             let Some(b) = b else { continue };
             let lane = &self.lanes[i];
             lane.metrics().events.inc_by(b.events.len() as u64);
-            match reservations.get_mut(i).and_then(Option::take) {
+            match reservations[i].take() {
                 Some(r) => lane.commit(b, r),
                 None => {
                     lane.push_nowait(b);
@@ -140,7 +133,7 @@ impl Router {
         if unmatched > 0 {
             self.unmatched_events.inc_by(unmatched);
         }
-        Ok(Routed { events: total })
+        Ok(())
     }
 
     /// Evaluate the routes: one batch per destination, hits per route, unmatched count.

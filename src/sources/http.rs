@@ -324,7 +324,7 @@ pub fn parse_body(body: &Bytes, out: &mut Vec<Event>) -> Result<u64, String> {
     let mut malformed = 0u64;
     let mut lines = 0u64;
     let mut start = 0;
-    let mut push = |line: &[u8], start: usize, out: &mut Vec<Event>| {
+    let mut push = |line: &[u8], out: &mut Vec<Event>| {
         let line = line.trim_ascii();
         if line.is_empty() {
             return;
@@ -335,13 +335,12 @@ pub fn parse_body(body: &Bytes, out: &mut Vec<Event>) -> Result<u64, String> {
         } else {
             malformed += 1;
         }
-        let _ = start;
     };
     for nl in memchr::memchr_iter(b'\n', body) {
-        push(&body[start..nl], start, out);
+        push(&body[start..nl], out);
         start = nl + 1;
     }
-    push(&body[start..], start, out);
+    push(&body[start..], out);
     if out.is_empty() && lines > 1 && is_json(body) {
         // One pretty-printed document rather than NDJSON.
         out.push(Event::json(compact_json(body).into()));

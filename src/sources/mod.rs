@@ -114,7 +114,7 @@ impl SourceContext {
     ) -> Result<(), RouteError> {
         let n = batch.events.len() as u64;
         match self.router.route(batch, deadline, &self.shutdown).await {
-            Ok(_) => {
+            Ok(()) => {
                 self.metrics.events.inc_by(n);
                 Ok(())
             }
