@@ -35,6 +35,12 @@ struct DestLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    destination: String,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DestReasonLabel {
     destination: String,
     reason: &'static str,
@@ -96,10 +102,13 @@ pub enum DropReason {
     Unencodable,
     /// Still queued in memory when the shutdown timeout expired.
     Shutdown,
+    /// Handed to the `dead_letter` destination after a rejection or after
+    /// retries ran out.
+    DeadLetter,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::Backpressure,
         DropReason::QueueFull,
         DropReason::Rejected,
@@ -107,6 +116,7 @@ impl DropReason {
         DropReason::RetriesExhausted,
         DropReason::Unencodable,
         DropReason::Shutdown,
+        DropReason::DeadLetter,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +128,7 @@ impl DropReason {
             DropReason::RetriesExhausted => "retries_exhausted",
             DropReason::Unencodable => "unencodable",
             DropReason::Shutdown => "shutdown",
+            DropReason::DeadLetter => "dead_letter",
         }
     }
 }
@@ -140,6 +151,8 @@ struct Families {
     dest_in_flight: Family<DestLabel, Gauge>,
     dest_concurrency: Family<DestLabel, Gauge>,
     request_duration: Family<DestLabel, Histogram, fn() -> Histogram>,
+    endpoint_up: Family<EndpointLabel, Gauge>,
+    endpoint_sent: Family<EndpointLabel, Counter>,
 }
 
 /// The process-wide registry and the families in it.
@@ -178,6 +191,8 @@ impl Metrics {
             dest_in_flight: Family::default(),
             dest_concurrency: Family::default(),
             request_duration: Family::new_with_constructor(request_histogram),
+            endpoint_up: Family::default(),
+            endpoint_sent: Family::default(),
         };
         // prometheus-client appends `_total` to counter names.
         let mut r = Registry::default();
@@ -256,6 +271,16 @@ impl Metrics {
             "Duration of each request attempt to the peer",
             f.request_duration.clone(),
         );
+        r.register(
+            "sluice_endpoint_up",
+            "1 while a load-balanced endpoint is healthy, 0 while it is marked down",
+            f.endpoint_up.clone(),
+        );
+        r.register(
+            "sluice_endpoint_sent_events",
+            "Events delivered through each endpoint",
+            f.endpoint_sent.clone(),
+        );
         Metrics {
             families: Arc::new(f),
             registry: Arc::new(r),
@@ -311,6 +336,18 @@ impl Metrics {
             concurrency_limit: f.dest_concurrency.get_or_create_owned(&l),
             request_duration: f.request_duration.get_or_create_owned(&l),
         }
+    }
+
+    /// `sluice_endpoint_up` and `sluice_endpoint_sent_events_total` for one endpoint.
+    pub fn endpoint(&self, destination: &str, endpoint: &str) -> (Gauge, Counter) {
+        let l = EndpointLabel {
+            destination: destination.to_string(),
+            endpoint: endpoint.to_string(),
+        };
+        (
+            self.families.endpoint_up.get_or_create_owned(&l),
+            self.families.endpoint_sent.get_or_create_owned(&l),
+        )
     }
 
     /// The Prometheus/OpenMetrics text exposition.

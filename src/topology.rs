@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, DestinationStatus, Phase, RouteStatus, SourceStatus, Status};
 use crate::config::Config;
-use crate::destinations;
+use crate::destinations::{self, Wiring};
+use crate::driver::DeadLetter;
 use crate::expr::{FieldSet, Program};
 use crate::lane::Lane;
 use crate::metrics::{DropReason, Metrics};
@@ -72,6 +73,9 @@ pub struct Running {
     finite: Option<Vec<JoinHandle<()>>>,
     drivers: Vec<JoinHandle<()>>,
     lanes: Vec<Arc<Lane>>,
+    /// Lane indices grouped by when they may close: a dead-letter
+    /// destination closes only after every destination that feeds it.
+    close_order: Vec<Vec<usize>>,
     api_task: Option<JoinHandle<()>>,
     /// Sources stop taking input.
     shutdown: CancellationToken,
@@ -88,9 +92,9 @@ impl Running {
         let stop = CancellationToken::new();
         let api_stop = CancellationToken::new();
 
+        // Every lane first: a driver may dead-letter into another's lane.
         let mut lanes = Vec::new();
         let mut index = HashMap::new();
-        let mut drivers = Vec::new();
         let mut dest_status = Vec::new();
         for d in &config.destinations {
             let common = d.config.common();
@@ -100,13 +104,6 @@ impl Running {
                 common.lane_capacity(),
                 metrics.destination(&d.id),
             ));
-            match destinations::start(&d.id, &d.config, lane.clone(), stop.clone()) {
-                Ok(task) => drivers.push(task),
-                Err(e) => {
-                    stop.cancel();
-                    return Err(e.into());
-                }
-            }
             index.insert(d.id.clone(), lanes.len());
             dest_status.push(DestinationStatus {
                 id: d.id.clone(),
@@ -115,6 +112,32 @@ impl Running {
             });
             lanes.push(lane);
         }
+        let mut drivers = Vec::new();
+        for (i, d) in config.destinations.iter().enumerate() {
+            let dead_letter = d
+                .config
+                .common()
+                .dead_letter
+                .and_then(|target| index.get(target))
+                .map(|&j| DeadLetter {
+                    origin: d.id.clone(),
+                    lane: lanes[j].clone(),
+                });
+            let wiring = Wiring {
+                lane: lanes[i].clone(),
+                stop: stop.clone(),
+                metrics: &metrics,
+                dead_letter,
+            };
+            match destinations::start(&d.id, &d.config, wiring) {
+                Ok(task) => drivers.push(task),
+                Err(e) => {
+                    stop.cancel();
+                    return Err(e.into());
+                }
+            }
+        }
+        let close_order = close_order(&config, &index);
 
         let mut fields = FieldSet::new();
         let mut routes = Vec::new();
@@ -245,6 +268,7 @@ impl Running {
             finite: all_finite.then_some(finite),
             drivers,
             lanes,
+            close_order,
             api_task,
             shutdown,
             stop,
@@ -301,19 +325,26 @@ impl Running {
             }
         }
         tracing::info!("draining destinations");
-        for lane in &self.lanes {
-            lane.close();
-        }
-        let mut drivers = self.drivers;
+        let mut drivers: Vec<Option<JoinHandle<()>>> = self.drivers.into_iter().map(Some).collect();
         let mut timed_out = false;
-        for t in drivers.iter_mut() {
-            if !timed_out && tokio::time::timeout_at(deadline, &mut *t).await.is_err() {
-                timed_out = true;
-                tracing::warn!("shutdown timeout reached: counting undelivered events as dropped");
-                self.stop.cancel();
+        for group in &self.close_order {
+            for &i in group {
+                self.lanes[i].close();
             }
-            if timed_out {
-                let _ = t.await;
+            for &i in group {
+                let Some(mut t) = drivers[i].take() else {
+                    continue;
+                };
+                if !timed_out && tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                    timed_out = true;
+                    tracing::warn!(
+                        "shutdown timeout reached: counting undelivered events as dropped"
+                    );
+                    self.stop.cancel();
+                }
+                if timed_out {
+                    let _ = t.await;
+                }
             }
         }
         self.status.set_phase(Phase::Stopped);
@@ -344,6 +375,39 @@ impl Running {
         }
         reports
     }
+}
+
+/// Destinations grouped by dead-letter depth: those nobody dead-letters into
+/// first, then the ones only they feed, and so on. (Validation rejects cycles.)
+fn close_order(config: &Config, index: &HashMap<String, usize>) -> Vec<Vec<usize>> {
+    let n = config.destinations.len();
+    let target: Vec<Option<usize>> = config
+        .destinations
+        .iter()
+        .map(|d| {
+            d.config
+                .common()
+                .dead_letter
+                .and_then(|t| index.get(t).copied())
+        })
+        .collect();
+    let mut depth = vec![0usize; n];
+    // Longest chain into each destination; chains are at most n long.
+    for _ in 0..n {
+        for (i, t) in target.iter().enumerate() {
+            if let Some(t) = *t
+                && t != i
+            {
+                depth[t] = depth[t].max(depth[i] + 1).min(n);
+            }
+        }
+    }
+    let levels = depth.iter().copied().max().unwrap_or(0) + 1;
+    let mut groups = vec![Vec::new(); levels];
+    for (i, d) in depth.iter().enumerate() {
+        groups[*d].push(i);
+    }
+    groups
 }
 
 fn report(lane: &Lane) -> DestinationReport {

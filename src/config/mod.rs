@@ -309,6 +309,37 @@ impl Config {
             }
         }
         let known = || dest_ids.keys().copied().collect::<Vec<_>>().join(", ");
+        for d in &destinations {
+            let Some(target) = d.config.common().dead_letter else {
+                continue;
+            };
+            if target == d.id {
+                errors.push(at(
+                    d.location,
+                    format!(
+                        "destination `{}`: dead_letter cannot be the destination itself",
+                        d.id
+                    ),
+                ));
+            } else if !dest_ids.contains_key(target) {
+                errors.push(at(
+                    d.location,
+                    format!(
+                        "destination `{}`: dead_letter names unknown destination `{target}` (defined: {})",
+                        d.id,
+                        known()
+                    ),
+                ));
+            } else if dead_letter_cycle(&destinations, &d.id) {
+                errors.push(at(
+                    d.location,
+                    format!(
+                        "destination `{}`: dead letters would go round in a circle through `{target}`",
+                        d.id
+                    ),
+                ));
+            }
+        }
 
         let mut routes = Vec::new();
         let mut names = HashSet::new();
@@ -402,6 +433,25 @@ impl Config {
             destinations,
         })
     }
+}
+
+/// Whether following `dead_letter` from `start` comes back to it.
+fn dead_letter_cycle(destinations: &[Component<DestinationConfig>], start: &str) -> bool {
+    let next = |id: &str| {
+        destinations
+            .iter()
+            .find(|d| d.id == id)
+            .and_then(|d| d.config.common().dead_letter)
+    };
+    let mut at = next(start);
+    for _ in 0..=destinations.len() {
+        match at {
+            None => return false,
+            Some(id) if id == start => return true,
+            Some(id) => at = next(id),
+        }
+    }
+    true
 }
 
 type KindMap = HashMap<(&'static str, String), String>;

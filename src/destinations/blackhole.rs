@@ -45,7 +45,7 @@ impl Destination for Blackhole {
         Encoded::all(events.len(), bytes)
     }
 
-    async fn send(&self, events: &usize) -> Outcome {
+    async fn send(&self, events: &usize, _endpoint: usize) -> Outcome {
         if let Some(rate) = self.rate {
             tokio::time::sleep(Duration::from_secs_f64(*events as f64 / rate as f64)).await;
         }

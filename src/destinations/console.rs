@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::config::Validate;
 use crate::destination_config;
-use crate::driver::{Destination, Encoded, Encoding, Outcome};
+use crate::driver::{Destination, Encoded, Encoding, Outcome, Rejection};
 use crate::event::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -72,7 +72,7 @@ impl Destination for Console {
         Encoded::all(out, n)
     }
 
-    async fn send(&self, request: &Vec<u8>) -> Outcome {
+    async fn send(&self, request: &Vec<u8>, _endpoint: usize) -> Outcome {
         let mut out = self.out.lock().await;
         let written = async {
             out.write_all(request).await?;
@@ -84,9 +84,9 @@ impl Destination for Console {
             Err(e) => {
                 // Retrying a half-written batch would duplicate lines; a
                 // closed or failing terminal does not come back.
-                Outcome::Rejected {
-                    error: format!("writing to the console failed: {e}"),
-                }
+                Outcome::Rejected(Rejection::new(format!(
+                    "writing to the console failed: {e}"
+                )))
             }
         }
     }

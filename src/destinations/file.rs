@@ -201,7 +201,7 @@ impl Destination for FileDestination {
         Encoded::all(Arc::new(out), n)
     }
 
-    async fn send(&self, request: &Arc<Vec<u8>>) -> Outcome {
+    async fn send(&self, request: &Arc<Vec<u8>>, _endpoint: usize) -> Outcome {
         let data = request.clone();
         let writer = self.writer.clone();
         // File I/O blocks; keep it off the async workers.
@@ -233,6 +233,7 @@ mod tests {
             retry: Default::default(),
             backpressure: Default::default(),
             queue: Default::default(),
+            dead_letter: None,
             path,
             rotate_bytes: rotate.map(ByteSize),
             max_files,

@@ -10,6 +10,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod http;
 
 use std::sync::Arc;
 
@@ -20,10 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ComponentKind, Validate};
 use crate::driver::{
-    BatchConfig, Compression, DeliveryDefaults, DeliverySettings, Destination, Driver, Encoding,
-    RequestConfig, RetryConfig,
+    BatchConfig, Compression, DeadLetter, DeliveryDefaults, DeliverySettings, Destination, Driver,
+    Encoding, RequestConfig, RetryConfig,
 };
 use crate::lane::{DEFAULT_MAX_EVENTS, Lane, LanePolicy, Policy, QueueConfig};
+use crate::metrics::Metrics;
 
 /// Declares a destination's config struct with the common delivery settings
 /// followed by its own fields.
@@ -55,6 +57,10 @@ macro_rules! destination_config {
             pub backpressure: $crate::lane::Policy,
             #[serde(default)]
             pub queue: $crate::lane::QueueConfig,
+            /// Where rejected (and retry-exhausted) events go instead of
+            /// being dropped: another destination's id.
+            #[serde(default)]
+            pub dead_letter: Option<String>,
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
 
@@ -68,6 +74,7 @@ macro_rules! destination_config {
                     retry: &self.retry,
                     backpressure: self.backpressure,
                     queue: &self.queue,
+                    dead_letter: self.dead_letter.as_deref(),
                 }
             }
         }
@@ -84,6 +91,7 @@ pub struct Common<'a> {
     pub retry: &'a RetryConfig,
     pub backpressure: Policy,
     pub queue: &'a QueueConfig,
+    pub dead_letter: Option<&'a str>,
 }
 
 pub trait HasCommon {
@@ -106,8 +114,11 @@ impl Common<'_> {
         if self.batch.max_bytes.is_some_and(|b| b.0 == 0) {
             return Err("batch.max_bytes must be at least 1".into());
         }
-        if self.request.concurrency == Some(0) {
-            return Err("request.concurrency must be at least 1".into());
+        if self.request.max_concurrency == Some(0) {
+            return Err("request.max_concurrency must be at least 1".into());
+        }
+        if self.batch.max_event_bytes.is_some_and(|b| b.0 == 0) {
+            return Err("batch.max_event_bytes must be at least 1".into());
         }
         if self.queue.max_events == Some(0) {
             return Err("queue.max_events must be at least 1".into());
@@ -129,18 +140,20 @@ pub enum DestinationConfig {
     Console(console::ConsoleConfig),
     Blackhole(blackhole::BlackholeConfig),
     File(file::FileConfig),
+    Http(http::HttpConfig),
 }
 
 impl ComponentKind for DestinationConfig {
     const SECTION: &'static str = "destinations";
     const NOUN: &'static str = "destination";
-    const KINDS: &'static [&'static str] = &["console", "blackhole", "file"];
+    const KINDS: &'static [&'static str] = &["http", "console", "blackhole", "file"];
 
     fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
         Ok(match kind {
             "console" => DestinationConfig::Console(Deserialize::deserialize(d)?),
             "blackhole" => DestinationConfig::Blackhole(Deserialize::deserialize(d)?),
             "file" => DestinationConfig::File(Deserialize::deserialize(d)?),
+            "http" => DestinationConfig::Http(Deserialize::deserialize(d)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "unknown destination type `{other}`"
@@ -156,17 +169,29 @@ impl DestinationConfig {
             DestinationConfig::Console(c) => c.common(),
             DestinationConfig::Blackhole(c) => c.common(),
             DestinationConfig::File(c) => c.common(),
+            DestinationConfig::Http(c) => c.common(),
         }
+    }
+
+    /// Whether `retry.retry_on` (status codes) means anything here.
+    fn has_statuses(&self) -> bool {
+        matches!(self, DestinationConfig::Http(_))
     }
 }
 
 impl Validate for DestinationConfig {
     fn validate(&self) -> Result<(), String> {
         self.common().validate()?;
+        if self.common().retry.retry_on.is_some() && !self.has_statuses() {
+            return Err(
+                "retry.retry_on lists status codes, which only http destinations have".into(),
+            );
+        }
         match self {
             DestinationConfig::Console(c) => c.validate(),
             DestinationConfig::Blackhole(c) => c.validate(),
             DestinationConfig::File(c) => c.validate(),
+            DestinationConfig::Http(c) => c.validate(),
         }
     }
 }
@@ -178,41 +203,56 @@ pub struct DestinationError {
     pub message: String,
 }
 
-/// Start the driver for a destination on `lane`. `stop` is the hard stop.
-/// Fails only for settings that cannot work at all (none so far: a file path
-/// that cannot be written yet is retried, not refused).
+/// What a destination's driver needs from the rest of the topology.
+pub struct Wiring<'a> {
+    pub lane: Arc<Lane>,
+    /// The hard stop (the shutdown deadline).
+    pub stop: CancellationToken,
+    pub metrics: &'a Metrics,
+    pub dead_letter: Option<DeadLetter>,
+}
+
+/// Start the driver for a destination. Fails only for settings that cannot
+/// work at all (an unreadable TLS CA file, say); a peer or a path that is not
+/// reachable yet is retried instead.
 pub fn start(
     id: &str,
     config: &DestinationConfig,
-    lane: Arc<Lane>,
-    stop: CancellationToken,
+    wiring: Wiring<'_>,
 ) -> Result<JoinHandle<()>, DestinationError> {
     tracing::debug!(
         destination = id,
         policy = config.common().lane_policy().as_str(),
         "starting destination"
     );
+    let err = |message: String| DestinationError {
+        id: id.to_string(),
+        message,
+    };
     Ok(match config {
         DestinationConfig::Console(c) => spawn(
             console::Console::new(c),
             c.common(),
             DeliveryDefaults::LOCAL,
-            lane,
-            stop,
+            wiring,
         ),
         DestinationConfig::Blackhole(c) => spawn(
             blackhole::Blackhole::new(c),
             c.common(),
             DeliveryDefaults::LOCAL,
-            lane,
-            stop,
+            wiring,
         ),
         DestinationConfig::File(c) => spawn(
             file::FileDestination::new(c),
             c.common(),
             DeliveryDefaults::LOCAL,
-            lane,
-            stop,
+            wiring,
+        ),
+        DestinationConfig::Http(c) => spawn(
+            http::HttpDestination::new(c).map_err(err)?,
+            c.common(),
+            DeliveryDefaults::NETWORK,
+            wiring,
         ),
     })
 }
@@ -221,9 +261,9 @@ fn spawn<D: Destination>(
     dest: D,
     common: Common<'_>,
     defaults: DeliveryDefaults,
-    lane: Arc<Lane>,
-    stop: CancellationToken,
+    w: Wiring<'_>,
 ) -> JoinHandle<()> {
     let settings = DeliverySettings::resolve(common.batch, common.request, common.retry, defaults);
-    tokio::spawn(Driver::new(dest, lane, settings, stop).run())
+    let driver = Driver::new(dest, w.lane, settings, w.stop, w.metrics, w.dead_letter);
+    tokio::spawn(driver.run())
 }

@@ -84,6 +84,24 @@ impl Job {
         self.acks = acks;
     }
 
+    /// A new job with copies of the events for which `pick(i)` is true (and
+    /// their acknowledgements); `self` is unchanged.
+    pub fn extract(&self, mut pick: impl FnMut(usize) -> bool) -> Job {
+        let mut out = Job::default();
+        for (i, e) in self.events.iter().enumerate() {
+            if pick(i) {
+                if let Some(ack) = self.ack_for(i) {
+                    let same = out.acks.last().is_some_and(|(_, a)| a.same(ack));
+                    if !same {
+                        out.acks.push((out.events.len(), ack.clone()));
+                    }
+                }
+                out.events.push(e.clone());
+            }
+        }
+        out
+    }
+
     /// Mark the acknowledgement of event `index` as failed.
     pub fn fail_event(&self, index: usize) {
         if let Some(a) = self.ack_for(index) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::backoff::Backoff;
+use super::concurrency::Concurrency;
 use crate::config::units::{ByteSize, Dur};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -17,13 +18,17 @@ pub struct BatchConfig {
     pub max_bytes: Option<ByteSize>,
     /// Flush this long after the first event entered the batch.
     pub timeout: Option<Dur>,
+    /// Drop (`reason="oversize"`) any single event larger than this.
+    pub max_event_bytes: Option<ByteSize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
-    /// Requests in flight at once.
-    pub concurrency: Option<usize>,
+    /// Requests in flight at once: a number, or `adaptive`.
+    pub concurrency: Option<Concurrency>,
+    /// The ceiling for `adaptive` (default 200).
+    pub max_concurrency: Option<usize>,
     /// Give up on one attempt after this long and retry it.
     pub timeout: Option<Dur>,
 }
@@ -38,7 +43,85 @@ pub struct RetryConfig {
     /// Stop after this many attempts and drop with reason `retries_exhausted`.
     /// Unset: retry for ever, and let the lane's policy act upstream.
     pub max_attempts: Option<u32>,
+    /// Status codes to retry (HTTP destinations): numbers, classes such as
+    /// `5xx`, and exclusions such as `!501`. Replaces the default list.
+    pub retry_on: Option<Vec<StatusRule>>,
 }
+
+/// One entry of `retry.retry_on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusRule {
+    Code(u16),
+    /// `4xx` / `5xx`: every code whose first digit is this.
+    Class(u16),
+    /// `!503`: never retried even if a class includes it.
+    Not(u16),
+}
+
+impl<'de> Deserialize<'de> for StatusRule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StatusRule;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a status code (503), a class (\"5xx\") or an exclusion (\"!501\")")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusRule, E> {
+                match u16::try_from(v) {
+                    Ok(c) if (100..600).contains(&c) => Ok(StatusRule::Code(c)),
+                    _ => Err(E::custom(format!("{v} is not an HTTP status code"))),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusRule, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("{v} is not an HTTP status code")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusRule, E> {
+                let t = v.trim();
+                if let Some(code) = t.strip_prefix('!') {
+                    return match self.visit_str::<E>(code)? {
+                        StatusRule::Code(c) => Ok(StatusRule::Not(c)),
+                        _ => Err(E::custom(format!(
+                            "`{v}`: exclude single codes, like \"!501\""
+                        ))),
+                    };
+                }
+                if let Some(d) = t.strip_suffix("xx").or_else(|| t.strip_suffix("XX")) {
+                    return match d.parse::<u16>() {
+                        Ok(c) if (1..6).contains(&c) => Ok(StatusRule::Class(c)),
+                        _ => Err(E::custom(format!("`{v}` is not a status class"))),
+                    };
+                }
+                t.parse::<u64>()
+                    .map_err(|_| E::custom(format!("`{v}` is not a status code")))
+                    .and_then(|c| self.visit_u64(c))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether `status` is retried under `rules`.
+pub fn retried(rules: &[StatusRule], status: u16) -> bool {
+    if rules.contains(&StatusRule::Not(status)) {
+        return false;
+    }
+    rules.iter().any(|r| match *r {
+        StatusRule::Code(c) => c == status,
+        StatusRule::Class(c) => status / 100 == c,
+        StatusRule::Not(_) => false,
+    })
+}
+
+/// HTTP statuses retried by default: 408, 429 and 5xx except 501 (what
+/// Vector retries).
+pub const DEFAULT_RETRY_ON: &[StatusRule] = &[
+    StatusRule::Code(408),
+    StatusRule::Code(429),
+    StatusRule::Class(5),
+    StatusRule::Not(501),
+];
 
 /// A destination type's defaults for the settings above.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +132,9 @@ pub struct DeliveryDefaults {
     pub concurrency: usize,
     pub request_timeout: Option<Duration>,
 }
+
+/// Default ceiling for adaptive concurrency (Vector's).
+pub const DEFAULT_MAX_CONCURRENCY: usize = 200;
 
 impl DeliveryDefaults {
     /// Defaults for network destinations (Cribl's webhook and Vector's sinks agree
@@ -77,8 +163,10 @@ impl DeliveryDefaults {
 pub struct DeliverySettings {
     pub max_events: usize,
     pub max_bytes: usize,
+    pub max_event_bytes: Option<usize>,
     pub batch_timeout: Duration,
-    pub concurrency: usize,
+    pub concurrency: Concurrency,
+    pub max_concurrency: usize,
     pub request_timeout: Option<Duration>,
     pub backoff: Backoff,
     pub max_attempts: Option<u32>,
@@ -97,8 +185,17 @@ impl DeliverySettings {
                 .max_bytes
                 .map_or(d.max_bytes, |b| b.0)
                 .clamp(1, usize::MAX as u64) as usize,
+            max_event_bytes: batch.max_event_bytes.map(ByteSize::as_usize),
             batch_timeout: batch.timeout.map_or(d.batch_timeout, Dur::get),
-            concurrency: request.concurrency.unwrap_or(d.concurrency).clamp(1, 1024),
+            concurrency: match request.concurrency {
+                Some(Concurrency::Fixed(n)) => Concurrency::Fixed(n.clamp(1, 1024)),
+                Some(Concurrency::Adaptive) => Concurrency::Adaptive,
+                None => Concurrency::Fixed(d.concurrency),
+            },
+            max_concurrency: request
+                .max_concurrency
+                .unwrap_or(DEFAULT_MAX_CONCURRENCY)
+                .clamp(1, 1024),
             request_timeout: request.timeout.map(Dur::get).or(d.request_timeout),
             backoff: Backoff {
                 initial: retry

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::concurrency::Concurrency;
 use super::*;
 use crate::event::{Ack, AckStatus, Batch, Event};
 use crate::lane::{Lane, LanePolicy};
@@ -25,12 +26,29 @@ struct Script {
     /// Events whose raw text is this are skipped at encode time as oversize.
     skip: Option<&'static str>,
     delay: Option<Duration>,
+    /// Declared endpoints (name, weight); empty: untracked.
+    endpoints: Vec<(&'static str, u32)>,
+    /// Endpoint each request went to.
+    sent_to: Mutex<Vec<usize>>,
+    /// Endpoints whose every request fails at the endpoint level.
+    broken: Mutex<Vec<usize>>,
 }
 
 struct Scripted(Arc<Script>);
 
 impl Destination for Scripted {
     type Request = usize;
+
+    fn endpoints(&self) -> Vec<EndpointSpec> {
+        self.0
+            .endpoints
+            .iter()
+            .map(|(n, w)| EndpointSpec {
+                name: (*n).to_string(),
+                weight: *w,
+            })
+            .collect()
+    }
 
     fn encode(&self, events: &[Event]) -> Encoded<usize> {
         let skipped: Vec<(usize, DropReason)> = events
@@ -47,8 +65,14 @@ impl Destination for Scripted {
         }
     }
 
-    async fn send(&self, n: &usize) -> Outcome {
+    async fn send(&self, n: &usize, endpoint: usize) -> Outcome {
         let s = &self.0;
+        s.sent_to.lock().unwrap().push(endpoint);
+        if s.broken.lock().unwrap().contains(&endpoint) {
+            return Outcome::EndpointFailed {
+                error: "connection refused".into(),
+            };
+        }
         let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         s.max_in_flight.fetch_max(now, Ordering::SeqCst);
         s.sent.lock().unwrap().push(*n);
@@ -68,8 +92,10 @@ fn settings(concurrency: usize, max_events: usize) -> DeliverySettings {
     DeliverySettings {
         max_events,
         max_bytes: 1 << 20,
+        max_event_bytes: None,
         batch_timeout: Duration::from_millis(10),
-        concurrency,
+        concurrency: Concurrency::Fixed(concurrency),
+        max_concurrency: 200,
         request_timeout: None,
         backoff: Backoff {
             initial: Duration::from_millis(100),
@@ -91,22 +117,43 @@ struct Rig {
     script: Arc<Script>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    metrics: Metrics,
+    /// The dead-letter destination's lane, when one is wired.
+    dead: Option<Arc<Lane>>,
 }
 
 fn rig(script: Script, settings: DeliverySettings) -> Rig {
+    rig_with(script, settings, false)
+}
+
+fn rig_with(script: Script, settings: DeliverySettings, dead_letter: bool) -> Rig {
+    let metrics = Metrics::new();
     let script = Arc::new(script);
     let lane = Arc::new(Lane::new(
         "d",
         LanePolicy::Block,
         10_000,
-        Metrics::new().destination("d"),
+        metrics.destination("d"),
     ));
+    let dead = dead_letter.then(|| {
+        Arc::new(Lane::new(
+            "dlq",
+            LanePolicy::Block,
+            10_000,
+            metrics.destination("dlq"),
+        ))
+    });
     let stop = CancellationToken::new();
     let driver = Driver::new(
         Scripted(script.clone()),
         lane.clone(),
         settings,
         stop.clone(),
+        &metrics,
+        dead.as_ref().map(|l| DeadLetter {
+            origin: "d".into(),
+            lane: l.clone(),
+        }),
     );
     let task = tokio::spawn(driver.run());
     Rig {
@@ -114,6 +161,8 @@ fn rig(script: Script, settings: DeliverySettings) -> Rig {
         script,
         stop,
         task,
+        metrics,
+        dead,
     }
 }
 
@@ -173,9 +222,7 @@ async fn rejected_events_are_dropped_counted_and_fail_their_ack() {
         .outcomes
         .lock()
         .unwrap()
-        .push_back(Outcome::Rejected {
-            error: "400".into(),
-        });
+        .push_back(Outcome::Rejected(Rejection::new("400")));
     let rig = rig(script, settings(1, 100));
     let (ack, rx) = Ack::new();
     rig.push(events(4), Some(ack)).await;
@@ -304,4 +351,120 @@ async fn hard_stop_counts_everything_undelivered_as_shutdown() {
     assert_eq!(m.sent_events.get(), 0);
     assert!(balanced(&rig.lane));
     assert_eq!(rig.lane.pending(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_endpoint_is_skipped_and_its_batch_moves_on() {
+    let script = Script {
+        endpoints: vec![("a", 1), ("b", 1), ("c", 0)],
+        ..Script::default()
+    };
+    script.broken.lock().unwrap().push(0);
+    let rig = rig(script, settings(1, 10));
+    for _ in 0..6 {
+        rig.push(events(10), None).await;
+    }
+    let (lane, script) = rig.finish().await;
+    let m = lane.metrics();
+    assert_eq!(m.sent_events.get(), 60);
+    let sent_to = script.sent_to.lock().unwrap().clone();
+    // `a` failed once and was then left alone; `c` (weight 0) got nothing.
+    assert_eq!(
+        sent_to.iter().filter(|&&e| e == 0).count(),
+        1,
+        "{sent_to:?}"
+    );
+    assert!(!sent_to.contains(&2));
+    assert_eq!(m.retries.get(), 1);
+    assert_eq!(
+        m.backpressure.get(),
+        0,
+        "one endpoint down is not backpressure"
+    );
+    assert!(balanced(&lane));
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_endpoint_down_waits_for_a_probe_then_delivers() {
+    let script = Script {
+        endpoints: vec![("a", 1)],
+        ..Script::default()
+    };
+    script.broken.lock().unwrap().push(0);
+    let rig = rig(script, settings(1, 10));
+    rig.push(events(5), None).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        rig.lane.metrics().backpressure.get(),
+        1,
+        "all endpoints down"
+    );
+    let up = common_gauge(&rig.metrics, "a");
+    assert_eq!(up, 0);
+    // Fixed: the next probe (2 s after going down, jittered) brings it back.
+    rig.script.broken.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (lane, script) = rig.finish().await;
+    assert_eq!(lane.metrics().sent_events.get(), 5);
+    assert_eq!(script.sent_to.lock().unwrap().len(), 2);
+    assert!(balanced(&lane));
+}
+
+fn common_gauge(metrics: &Metrics, endpoint: &str) -> i64 {
+    metrics.endpoint("d", endpoint).0.get()
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_and_exhausted_events_go_to_the_dead_letter_lane() {
+    let script = Script::default();
+    script.outcomes.lock().unwrap().extend([
+        Outcome::Rejected(Rejection {
+            error: "HTTP 400".into(),
+            status: Some(400),
+            response: Some("no".into()),
+        }),
+        Outcome::Retry {
+            after: None,
+            error: "down".into(),
+        },
+        Outcome::Retry {
+            after: None,
+            error: "down".into(),
+        },
+    ]);
+    let mut s = settings(1, 10);
+    s.max_attempts = Some(2);
+    let rig = rig_with(script, s, true);
+    rig.push(events(3), None).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    rig.push(events(4), None).await;
+    let dead = rig.dead.clone().unwrap();
+    let (lane, _) = rig.finish().await;
+    let m = lane.metrics();
+    assert_eq!(m.dropped(DropReason::DeadLetter), 7);
+    assert_eq!(m.dropped(DropReason::Rejected), 0);
+    assert!(balanced(&lane));
+    assert_eq!(dead.metrics().events.get(), 7);
+    let first = dead.try_pop().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&first.events[0].raw).unwrap();
+    assert_eq!(v["dead_letter"]["status"], 400);
+    assert_eq!(v["dead_letter"]["reason"], "rejected");
+    assert_eq!(v["event"]["i"], 0);
+    let second = dead.try_pop().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&second.events[0].raw).unwrap();
+    assert_eq!(v["dead_letter"]["reason"], "retries_exhausted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversize_events_are_dropped_before_sending() {
+    let mut s = settings(1, 10);
+    s.max_event_bytes = Some(7);
+    let rig = rig(Script::default(), s);
+    // `{"i":N}` is 7 bytes for one digit, 8 for two.
+    rig.push(events(12), None).await;
+    let (lane, script) = rig.finish().await;
+    assert_eq!(lane.metrics().dropped(DropReason::Oversize), 2);
+    assert_eq!(lane.metrics().sent_events.get(), 10);
+    assert_eq!(*script.sent.lock().unwrap(), vec![10]);
+    assert!(balanced(&lane));
 }

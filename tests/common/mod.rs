@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
+pub mod tls;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -42,8 +45,9 @@ impl Sluice {
         let config = dir.join("sluice.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let mut cmd = Command::new(BIN);
-        cmd.args(["--log-format", "json", "--log", "info", "run", "--config"])
+        cmd.args(["--log-format", "json", "run", "--config"])
             .arg(&config)
+            .env("SLUICE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
