@@ -165,6 +165,60 @@ fn errors_name_file_line_column_and_key() {
             ":10:5: ",
             "destination `out`: rate must be at least 1",
         ),
+        (
+            "dead letter to an unknown destination",
+            format!("{BASE}    dead_letter: nowhere\n"),
+            ":10:5: ",
+            "dead_letter names unknown destination `nowhere`",
+        ),
+        (
+            "dead letter to itself",
+            format!("{BASE}    dead_letter: out\n"),
+            ":10:5: ",
+            "dead_letter cannot be the destination itself",
+        ),
+        (
+            "dead letters in a circle",
+            format!("{BASE}    dead_letter: b\n  b:\n    type: blackhole\n    dead_letter: out\n"),
+            ":10:5: ",
+            "would go round in a circle",
+        ),
+        (
+            "http with both url and endpoints",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out:\n    type: http\n    url: http://x:1/\n    endpoints: [{url: http://y:1/}]\n".into(),
+            ":8:5: ",
+            "set either `url` or `endpoints`",
+        ),
+        (
+            "http with a bad url",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: http, url: \"ftp://x/\"}\n".into(),
+            ":7:8: ",
+            "must be http:// or https://",
+        ),
+        (
+            "http endpoints all at weight 0",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out:\n    type: http\n    endpoints: [{url: \"http://a:1/\", weight: 0}]\n".into(),
+            ":8:5: ",
+            "every endpoint has weight 0",
+        ),
+        (
+            "retry_on for a destination without status codes",
+            format!("{BASE}    retry: {{ retry_on: [500] }}\n"),
+            ":10:5: ",
+            "only http destinations have",
+        ),
+        (
+            "a status rule that is not one",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out:\n    type: http\n    url: http://a:1/\n    retry: { retry_on: [5xx, \"!5xx\"] }\n".into(),
+            ":10:30: ",
+            "destinations.out.retry.retry_on[1]",
+        ),
+        (
+            "concurrency that is neither a number nor adaptive",
+            format!("{BASE}    request: {{ concurrency: lots }}\n"),
+            ":11:29: ",
+            "expected a number or `adaptive`",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (what, yaml, position, message) in cases {

@@ -415,7 +415,10 @@ impl Config {
         }
         for d in &destinations {
             let used = routes.iter().any(|r| r.destination == d.id)
-                || unmatched.as_deref() == Some(d.id.as_str());
+                || unmatched.as_deref() == Some(d.id.as_str())
+                || destinations
+                    .iter()
+                    .any(|o| o.config.common().dead_letter == Some(d.id.as_str()));
             if !used {
                 tracing::warn!(destination = %d.id, "no route sends events to this destination");
             }
