@@ -785,3 +785,53 @@ destinations:
     assert!(started.elapsed() < Duration::from_secs(30));
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_endpoint_times_out_and_its_batches_move_to_a_healthy_one() {
+    // Accepts connections, never reads or answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    let accept = tokio::spawn(async move {
+        while let Ok((s, _)) = hole.accept().await {
+            h.lock().unwrap().push(s);
+        }
+    });
+    let good = Receiver::start().await;
+    let running = common::topology(&format!(
+        r#"
+api: {{ enabled: false }}
+sources:
+  gen: {{ type: generator, rate: 0, count: 3000 }}
+routes: [{{ name: all, destination: out }}]
+destinations:
+  out:
+    type: http
+    endpoints:
+      - {{ url: "http://{hole_addr}/" }}
+      - {{ url: "{}" }}
+    batch: {{ max_events: 100, timeout: 20ms }}
+    request: {{ timeout: 500ms }}
+"#,
+        good.url("/")
+    ))
+    .await;
+    wait_until_async("everything delivered", Duration::from_secs(60), || {
+        metrics(&running).dest("sluice_destination_sent_events_total", "out") == 3000
+    })
+    .await;
+    let m = metrics(&running);
+    assert_eq!(
+        m.get(&format!(
+            "sluice_endpoint_up{{destination=\"out\",endpoint=\"http://{hole_addr}/\"}}"
+        )),
+        0.0
+    );
+    assert!(m.dest("sluice_destination_retries_total", "out") >= 1);
+    let got: BTreeSet<u64> = seqs(&good.accepted()).into_iter().collect();
+    assert_eq!(got, (0..3000).collect::<BTreeSet<_>>());
+    assert!(!held.lock().unwrap().is_empty(), "the black hole was tried");
+    running.shutdown().await;
+    accept.abort();
+}
