@@ -19,4 +19,5 @@ pub mod lane;
 pub mod metrics;
 pub mod router;
 pub mod sources;
+pub mod tls;
 pub mod topology;

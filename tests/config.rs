@@ -214,6 +214,48 @@ fn errors_name_file_line_column_and_key() {
             "destinations.out.retry.retry_on[1]",
         ),
         (
+            "tcp with a bad address",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: tcp, address: \"logs.example\"}\n".into(),
+            ":7:8: ",
+            "`logs.example` is not host:port",
+        ),
+        (
+            "json_array on a stream",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: tcp, address: \"a:1\", encoding: json_array}\n".into(),
+            ":7:8: ",
+            "json_array does not frame a stream",
+        ),
+        (
+            "compression on UDP",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: udp, address: \"a:1\", compression: gzip}\n".into(),
+            ":7:8: ",
+            "compression is not supported for UDP",
+        ),
+        (
+            "a metric encoding without metric fields",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: udp, address: \"a:1\", encoding: statsd}\n".into(),
+            ":7:8: ",
+            "encoding `statsd` needs `metric: {name, value}`",
+        ),
+        (
+            "metric fields without a metric encoding",
+            format!("{BASE}    metric: {{ name: n, value: v }}\n"),
+            ":10:5: ",
+            "`metric` applies only to the graphite, statsd and influx encodings",
+        ),
+        (
+            "a metric field that is not a path",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out:\n    type: tcp\n    address: \"a:1\"\n    encoding: graphite\n    metric: { name: \"a b\", value: v }\n".into(),
+            ":8:5: ",
+            "metric.name: `a b`",
+        ),
+        (
+            "an unknown statsd type",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out:\n    type: udp\n    address: \"a:1\"\n    encoding: statsd\n    metric: { name: n, value: v, type: counter }\n".into(),
+            ":11:40: ",
+            "destinations.out.metric.type: unknown variant `counter`",
+        ),
+        (
             "concurrency that is neither a number nor adaptive",
             format!("{BASE}    request: {{ concurrency: lots }}\n"),
             ":11:29: ",

@@ -11,7 +11,8 @@ use tokio::sync::Mutex;
 
 use crate::config::Validate;
 use crate::destination_config;
-use crate::driver::{Destination, Encoded, Encoding, Outcome, Rejection};
+use crate::destinations::{HasCommon, unencodable};
+use crate::driver::{Destination, Encoded, Encoder, Outcome, Rejection};
 use crate::event::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -42,20 +43,20 @@ impl Validate for ConsoleConfig {
 }
 
 pub struct Console {
-    encoding: Encoding,
+    encoder: Encoder,
     out: Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
 }
 
 impl Console {
-    pub fn new(cfg: &ConsoleConfig) -> Self {
+    pub fn new(cfg: &ConsoleConfig) -> Result<Self, String> {
         let out: Box<dyn AsyncWrite + Send + Unpin> = match cfg.target {
             Target::Stdout => Box::new(tokio::io::stdout()),
             Target::Stderr => Box::new(tokio::io::stderr()),
         };
-        Console {
-            encoding: cfg.encoding.unwrap_or_default(),
+        Ok(Console {
+            encoder: cfg.common().encoder()?,
             out: Mutex::new(out),
-        }
+        })
     }
 }
 
@@ -64,12 +65,13 @@ impl Destination for Console {
 
     fn encode(&self, events: &[Event]) -> Encoded<Vec<u8>> {
         let mut out = Vec::new();
-        self.encoding.encode(events, &mut out);
-        if self.encoding == Encoding::JsonArray {
-            out.push(b'\n');
-        }
+        let skipped = self.encoder.encode_batch(events, &mut out);
         let n = out.len();
-        Encoded::all(out, n)
+        Encoded {
+            request: out,
+            bytes: n,
+            skipped: unencodable(skipped),
+        }
     }
 
     async fn send(&self, request: &Vec<u8>, _endpoint: usize) -> Outcome {

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use crate::config::Validate;
 use crate::config::units::ByteSize;
 use crate::destination_config;
-use crate::driver::{Compression, Destination, Encoded, Encoding, Outcome};
+use crate::destinations::{HasCommon, unencodable};
+use crate::driver::{Compression, Destination, Encoded, Encoder, Outcome};
 use crate::event::Event;
 
 destination_config! {
@@ -62,7 +63,7 @@ struct State {
 }
 
 pub struct FileDestination {
-    encoding: Encoding,
+    encoder: Encoder,
     writer: Arc<Writer>,
 }
 
@@ -78,9 +79,9 @@ impl FileDestination {
     /// Nothing touches the filesystem here: a path that cannot be written yet
     /// (a volume not mounted, a directory in the way) makes writes fail and
     /// retry, visibly in the metrics, without stopping the rest of sluice.
-    pub fn new(cfg: &FileConfig) -> Self {
-        FileDestination {
-            encoding: cfg.encoding.unwrap_or_default(),
+    pub fn new(cfg: &FileConfig) -> Result<Self, String> {
+        Ok(FileDestination {
+            encoder: cfg.common().encoder()?,
             writer: Arc::new(Writer {
                 path: cfg.path.clone(),
                 rotate_bytes: cfg.rotate_bytes.map(|b| b.0),
@@ -91,7 +92,7 @@ impl FileDestination {
                     next_index: None,
                 }),
             }),
-        }
+        })
     }
 }
 
@@ -193,12 +194,13 @@ impl Destination for FileDestination {
 
     fn encode(&self, events: &[Event]) -> Encoded<Arc<Vec<u8>>> {
         let mut out = Vec::new();
-        self.encoding.encode(events, &mut out);
-        if self.encoding == Encoding::JsonArray {
-            out.push(b'\n');
-        }
+        let skipped = self.encoder.encode_batch(events, &mut out);
         let n = out.len();
-        Encoded::all(Arc::new(out), n)
+        Encoded {
+            request: Arc::new(out),
+            bytes: n,
+            skipped: unencodable(skipped),
+        }
     }
 
     async fn send(&self, request: &Arc<Vec<u8>>, _endpoint: usize) -> Outcome {
@@ -234,6 +236,7 @@ mod tests {
             backpressure: Default::default(),
             queue: Default::default(),
             dead_letter: None,
+            metric: None,
             path,
             rotate_bytes: rotate.map(ByteSize),
             max_files,
@@ -244,7 +247,7 @@ mod tests {
     fn appends_creates_dirs_and_rotates() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/out.ndjson");
-        let d = FileDestination::new(&cfg(path.clone(), Some(10), Some(2)));
+        let d = FileDestination::new(&cfg(path.clone(), Some(10), Some(2))).unwrap();
         for i in 0..5 {
             d.writer.write(format!("line-{i}\n").as_bytes()).unwrap();
         }
@@ -257,7 +260,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "line-4\n");
         assert_eq!(std::fs::read_to_string(&rotated[1].1).unwrap(), "line-3\n");
         // A new writer continues the numbering.
-        let d2 = FileDestination::new(&cfg(path.clone(), Some(10), Some(2)));
+        let d2 = FileDestination::new(&cfg(path.clone(), Some(10), Some(2))).unwrap();
         d2.writer.write(b"line-5\n").unwrap();
         assert_eq!(rotated_files(&path).unwrap().last().unwrap().0, 5);
     }

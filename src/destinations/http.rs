@@ -19,7 +19,6 @@
 //! the body; headers (and so credentials) never are.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -29,12 +28,14 @@ use crate::auth::AuthConfig;
 use crate::config::Validate;
 use crate::config::units::Dur;
 use crate::destination_config;
+use crate::destinations::{HasCommon, unencodable};
 use crate::driver::{
     Body, DEFAULT_RETRY_ON, Destination, Encoded, Encoder, EndpointSpec, Outcome, RESPONSE_EXCERPT,
     Rejection, StatusRule, retried,
 };
 use crate::event::Event;
 use crate::metrics::DropReason;
+use crate::tls::TlsConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,17 +57,6 @@ pub enum HttpMethod {
     Post,
     Put,
     Patch,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Trust exactly the certificates in this PEM file (a private CA).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// `false` accepts any certificate. For testing only.
-    #[serde(default)]
-    pub verify_certificate: Option<bool>,
 }
 
 destination_config! {
@@ -166,20 +156,15 @@ impl HttpDestination {
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
         if let Some(tls) = &cfg.tls {
-            if let Some(path) = &tls.ca_file {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-                if certs.is_empty() {
-                    return Err(format!(
-                        "tls.ca_file {}: no certificates found",
-                        path.display()
-                    ));
-                }
+            if let Some(certs) = tls.ca_certificates()? {
+                let certs = certs
+                    .iter()
+                    .map(|c| reqwest::Certificate::from_der(c))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("tls.ca_file: {e}"))?;
                 client = client.tls_certs_only(certs);
             }
-            if tls.verify_certificate == Some(false) {
+            if !tls.verify() {
                 client = client.tls_danger_accept_invalid_certs(true);
             }
         }
@@ -223,10 +208,7 @@ impl HttpDestination {
                 HttpMethod::Patch => reqwest::Method::PATCH,
             },
             headers,
-            encoder: Encoder {
-                encoding: cfg.encoding.unwrap_or_default(),
-                compression: cfg.compression.unwrap_or_default(),
-            },
+            encoder: cfg.common().encoder()?,
             retry_on: cfg
                 .retry
                 .retry_on
@@ -360,9 +342,13 @@ impl Destination for HttpDestination {
 
     fn encode(&self, events: &[Event]) -> Encoded<Body> {
         match self.encoder.body(events) {
-            Ok(body) => {
+            Ok((body, skipped)) => {
                 let n = body.bytes.len();
-                Encoded::all(body, n)
+                Encoded {
+                    request: body,
+                    bytes: n,
+                    skipped: unencodable(skipped),
+                }
             }
             // Compressing into memory does not fail; if it ever did, the
             // events are counted rather than lost silently.

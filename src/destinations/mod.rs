@@ -11,6 +11,8 @@ pub mod blackhole;
 pub mod console;
 pub mod file;
 pub mod http;
+pub mod tcp;
+pub mod udp;
 
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ComponentKind, Validate};
 use crate::driver::{
     BatchConfig, Compression, DeadLetter, DeliveryDefaults, DeliverySettings, Destination, Driver,
-    Encoding, RequestConfig, RetryConfig,
+    Encoder, Encoding, MetricConfig, RequestConfig, RetryConfig,
 };
 use crate::lane::{DEFAULT_MAX_EVENTS, Lane, LanePolicy, Policy, QueueConfig};
 use crate::metrics::Metrics;
@@ -61,6 +63,9 @@ macro_rules! destination_config {
             /// being dropped: another destination's id.
             #[serde(default)]
             pub dead_letter: Option<String>,
+            /// Which event fields the metric encodings read.
+            #[serde(default)]
+            pub metric: Option<$crate::driver::MetricConfig>,
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
 
@@ -75,10 +80,19 @@ macro_rules! destination_config {
                     backpressure: self.backpressure,
                     queue: &self.queue,
                     dead_letter: self.dead_letter.as_deref(),
+                    metric: self.metric.as_ref(),
                 }
             }
         }
     };
+}
+
+/// Indices of events an encoder could not encode, as skips for the driver.
+pub fn unencodable(indices: Vec<usize>) -> Vec<(usize, crate::metrics::DropReason)> {
+    indices
+        .into_iter()
+        .map(|i| (i, crate::metrics::DropReason::Unencodable))
+        .collect()
 }
 
 /// The delivery settings every destination has.
@@ -92,6 +106,7 @@ pub struct Common<'a> {
     pub backpressure: Policy,
     pub queue: &'a QueueConfig,
     pub dead_letter: Option<&'a str>,
+    pub metric: Option<&'a MetricConfig>,
 }
 
 pub trait HasCommon {
@@ -99,6 +114,15 @@ pub trait HasCommon {
 }
 
 impl Common<'_> {
+    /// The destination's encoder (its encoding, compression and metric fields).
+    pub fn encoder(&self) -> Result<Encoder, String> {
+        Encoder::new(
+            self.encoding.unwrap_or_default(),
+            self.compression.unwrap_or_default(),
+            self.metric,
+        )
+    }
+
     pub fn lane_policy(&self) -> LanePolicy {
         LanePolicy::new(self.backpressure, self.queue.drop.unwrap_or_default())
     }
@@ -126,6 +150,7 @@ impl Common<'_> {
         if self.queue.drop.is_some() && self.backpressure != Policy::Drop {
             return Err("queue.drop applies only with `backpressure: drop`".into());
         }
+        self.encoder()?;
         if let (Some(i), Some(m)) = (self.retry.initial_backoff, self.retry.max_backoff)
             && i > m
         {
@@ -141,12 +166,14 @@ pub enum DestinationConfig {
     Blackhole(blackhole::BlackholeConfig),
     File(file::FileConfig),
     Http(http::HttpConfig),
+    Tcp(tcp::TcpConfig),
+    Udp(udp::UdpConfig),
 }
 
 impl ComponentKind for DestinationConfig {
     const SECTION: &'static str = "destinations";
     const NOUN: &'static str = "destination";
-    const KINDS: &'static [&'static str] = &["http", "console", "blackhole", "file"];
+    const KINDS: &'static [&'static str] = &["http", "tcp", "udp", "console", "blackhole", "file"];
 
     fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
         Ok(match kind {
@@ -154,6 +181,8 @@ impl ComponentKind for DestinationConfig {
             "blackhole" => DestinationConfig::Blackhole(Deserialize::deserialize(d)?),
             "file" => DestinationConfig::File(Deserialize::deserialize(d)?),
             "http" => DestinationConfig::Http(Deserialize::deserialize(d)?),
+            "tcp" => DestinationConfig::Tcp(Deserialize::deserialize(d)?),
+            "udp" => DestinationConfig::Udp(Deserialize::deserialize(d)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "unknown destination type `{other}`"
@@ -170,6 +199,8 @@ impl DestinationConfig {
             DestinationConfig::Blackhole(c) => c.common(),
             DestinationConfig::File(c) => c.common(),
             DestinationConfig::Http(c) => c.common(),
+            DestinationConfig::Tcp(c) => c.common(),
+            DestinationConfig::Udp(c) => c.common(),
         }
     }
 
@@ -192,6 +223,8 @@ impl Validate for DestinationConfig {
             DestinationConfig::Blackhole(c) => c.validate(),
             DestinationConfig::File(c) => c.validate(),
             DestinationConfig::Http(c) => c.validate(),
+            DestinationConfig::Tcp(c) => c.validate(),
+            DestinationConfig::Udp(c) => c.validate(),
         }
     }
 }
@@ -231,7 +264,7 @@ pub fn start(
     };
     Ok(match config {
         DestinationConfig::Console(c) => spawn(
-            console::Console::new(c),
+            console::Console::new(c).map_err(err)?,
             c.common(),
             DeliveryDefaults::LOCAL,
             wiring,
@@ -243,7 +276,7 @@ pub fn start(
             wiring,
         ),
         DestinationConfig::File(c) => spawn(
-            file::FileDestination::new(c),
+            file::FileDestination::new(c).map_err(err)?,
             c.common(),
             DeliveryDefaults::LOCAL,
             wiring,
@@ -252,6 +285,18 @@ pub fn start(
             http::HttpDestination::new(c).map_err(err)?,
             c.common(),
             DeliveryDefaults::NETWORK,
+            wiring,
+        ),
+        DestinationConfig::Tcp(c) => spawn(
+            tcp::TcpDestination::new(c).map_err(err)?,
+            c.common(),
+            DeliveryDefaults::STREAM,
+            wiring,
+        ),
+        DestinationConfig::Udp(c) => spawn(
+            udp::UdpDestination::new(c).map_err(err)?,
+            c.common(),
+            DeliveryDefaults::DATAGRAM,
             wiring,
         ),
     })

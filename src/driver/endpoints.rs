@@ -63,28 +63,39 @@ pub struct Endpoints {
     /// False for destinations without declared endpoints: one implicit
     /// endpoint, always usable, no health tracking, no metrics.
     tracked: bool,
+    destination: String,
+    metrics: Metrics,
+}
+
+fn tracked_endpoint(spec: EndpointSpec, destination: &str, metrics: &Metrics) -> Endpoint {
+    let (up_gauge, sent) = metrics.endpoint(destination, &spec.name);
+    up_gauge.set(i64::from(spec.weight > 0));
+    Endpoint {
+        name: spec.name,
+        weight: i64::from(spec.weight),
+        current: 0,
+        up: true,
+        failures: 0,
+        paused_until: None,
+        up_gauge,
+        sent,
+    }
 }
 
 impl Endpoints {
-    pub fn new(specs: Vec<EndpointSpec>, destination: &str, metrics: &Metrics) -> Self {
-        let tracked = !specs.is_empty();
+    /// `tracked` with no specs yet: endpoints will come from `update` (a
+    /// destination whose names have not resolved yet).
+    pub fn new(
+        specs: Vec<EndpointSpec>,
+        tracked: bool,
+        destination: &str,
+        metrics: &Metrics,
+    ) -> Self {
+        let tracked = tracked || !specs.is_empty();
         let list = if tracked {
             specs
                 .into_iter()
-                .map(|s| {
-                    let (up_gauge, sent) = metrics.endpoint(destination, &s.name);
-                    up_gauge.set(i64::from(s.weight > 0));
-                    Endpoint {
-                        name: s.name,
-                        weight: i64::from(s.weight),
-                        current: 0,
-                        up: true,
-                        failures: 0,
-                        paused_until: None,
-                        up_gauge,
-                        sent,
-                    }
-                })
+                .map(|s| tracked_endpoint(s, destination, metrics))
                 .collect()
         } else {
             vec![Endpoint {
@@ -102,7 +113,44 @@ impl Endpoints {
             list: Mutex::new(list),
             changed: Notify::new(),
             tracked,
+            destination: destination.to_string(),
+            metrics: metrics.clone(),
         }
+    }
+
+    /// Take a new list of endpoints from the destination (after a DNS
+    /// refresh, say). Indices are stable: entries that already exist keep
+    /// their place and only change weight (0 retires one); new ones are
+    /// appended.
+    pub fn update(&self, specs: Vec<EndpointSpec>) {
+        {
+            let mut list = self.lock();
+            for (i, spec) in specs.into_iter().enumerate() {
+                match list.get_mut(i) {
+                    Some(e) => {
+                        if e.weight != i64::from(spec.weight) {
+                            tracing::info!(endpoint = %e.name, weight = spec.weight, "endpoint weight changed");
+                            e.weight = i64::from(spec.weight);
+                            e.current = 0;
+                            e.up_gauge.set(i64::from(e.up && e.weight > 0));
+                        }
+                    }
+                    None => {
+                        tracing::info!(endpoint = %spec.name, "endpoint added");
+                        list.push(tracked_endpoint(spec, &self.destination, &self.metrics));
+                    }
+                }
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 
     pub fn is_tracked(&self) -> bool {
@@ -276,7 +324,7 @@ mod tests {
                 weight: *w,
             })
             .collect();
-        Endpoints::new(specs, "d", &Metrics::new())
+        Endpoints::new(specs, true, "d", &Metrics::new())
     }
 
     fn lane() -> Lane {
@@ -336,6 +384,32 @@ mod tests {
         assert!(!eps.any_usable());
         assert_eq!(eps.acquire(&lane, &stop).await, Some(0));
         assert!(t.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn updates_keep_indices_and_retire_with_weight_zero() {
+        let eps = set(&[1, 1]);
+        let (lane, stop) = (lane(), CancellationToken::new());
+        eps.update(vec![
+            EndpointSpec {
+                name: "e0".into(),
+                weight: 0,
+            },
+            EndpointSpec {
+                name: "e1".into(),
+                weight: 1,
+            },
+            EndpointSpec {
+                name: "e2".into(),
+                weight: 1,
+            },
+        ]);
+        assert_eq!(eps.len(), 3);
+        let mut seen = [0; 3];
+        for _ in 0..10 {
+            seen[eps.acquire(&lane, &stop).await.unwrap()] += 1;
+        }
+        assert_eq!(seen, [0, 5, 5]);
     }
 
     #[test]

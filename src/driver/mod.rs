@@ -75,7 +75,7 @@ pub use backoff::Backoff;
 pub use compression::Compression;
 pub use concurrency::Concurrency;
 pub use dead_letter::{DeadLetter, RESPONSE_EXCERPT, Rejection};
-pub use encoding::Encoding;
+pub use encoding::{Body, EncodeScratch, Encoder, Encoding, MetricConfig, StatsdKind};
 pub use endpoints::{EndpointSpec, Endpoints, PROBE_INITIAL, PROBE_MAX};
 pub use job::Job;
 pub use settings::{
@@ -119,6 +119,18 @@ pub trait Destination: Send + Sync + 'static {
     fn probe(&self, endpoint: usize) -> impl Future<Output = bool> + Send {
         let _ = endpoint;
         async { true }
+    }
+
+    /// How often to call `refresh` (re-resolving host names, say). `None`,
+    /// the default: the endpoints never change.
+    fn refresh_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The endpoints now: existing ones in their places (weight 0 for one
+    /// that went away), new ones appended. `None`: no change.
+    fn refresh(&self) -> impl Future<Output = Option<Vec<EndpointSpec>>> + Send {
+        async { None }
     }
 }
 
@@ -179,37 +191,6 @@ pub enum RecordOutcome {
     Rejected,
 }
 
-/// The encoding and compression settings of a destination, applied together.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Encoder {
-    pub encoding: Encoding,
-    pub compression: Compression,
-}
-
-/// A compressed, encoded request body.
-#[derive(Debug, Clone)]
-pub struct Body {
-    pub bytes: bytes::Bytes,
-    pub content_type: &'static str,
-    pub content_encoding: Option<&'static str>,
-}
-
-impl Encoder {
-    pub fn body(&self, events: &[Event]) -> std::io::Result<Body> {
-        let mut out = Vec::new();
-        self.encoding.encode(events, &mut out);
-        if self.encoding == Encoding::JsonArray {
-            out.push(b'\n');
-        }
-        let out = self.compression.compress(out)?;
-        Ok(Body {
-            bytes: out.into(),
-            content_type: self.encoding.content_type(),
-            content_encoding: self.compression.content_encoding(),
-        })
-    }
-}
-
 /// Runs one destination: takes jobs from its lane and delivers them.
 pub struct Driver<D: Destination> {
     dest: Arc<D>,
@@ -219,6 +200,8 @@ pub struct Driver<D: Destination> {
     endpoints: Endpoints,
     limiter: Arc<Limiter>,
     dead_letter: Option<DeadLetter>,
+    /// Probes and refreshes; cancelled when the driver ends.
+    background: CancellationToken,
     probes: TaskTracker,
 }
 
@@ -233,7 +216,12 @@ impl<D: Destination> Driver<D> {
         metrics: &Metrics,
         dead_letter: Option<DeadLetter>,
     ) -> Self {
-        let endpoints = Endpoints::new(dest.endpoints(), lane.id(), metrics);
+        let endpoints = Endpoints::new(
+            dest.endpoints(),
+            dest.refresh_interval().is_some(),
+            lane.id(),
+            metrics,
+        );
         let limiter = Limiter::new(
             settings.concurrency,
             settings.max_concurrency,
@@ -243,10 +231,11 @@ impl<D: Destination> Driver<D> {
             dest: Arc::new(dest),
             lane,
             settings,
-            stop,
+            stop: stop.clone(),
             endpoints,
             limiter,
             dead_letter,
+            background: stop.child_token(),
             probes: TaskTracker::new(),
         }
     }
@@ -261,6 +250,9 @@ impl<D: Destination> Driver<D> {
             self.settings.batch_timeout,
         );
         let ctx = Arc::new(self);
+        if ctx.dest.refresh_interval().is_some() {
+            ctx.start_refresh();
+        }
         loop {
             let slot = tokio::select! {
                 biased;
@@ -284,8 +276,9 @@ impl<D: Destination> Driver<D> {
         if ctx.stop.is_cancelled() {
             batcher.abandon(DropReason::Shutdown);
         }
-        // Probes end with the hard stop; without one, stop them now.
+        ctx.background.cancel();
         ctx.probes.close();
+        ctx.probes.wait().await;
     }
 
     /// Drop (and count) events over `batch.max_event_bytes`, then encode,
@@ -342,17 +335,41 @@ impl<D: Destination> Driver<D> {
         job.resolve(&self.lane, reason);
     }
 
+    /// Ask the destination for its current endpoints every
+    /// `refresh_interval`, until the hard stop.
+    fn start_refresh(self: &Arc<Self>) {
+        let ctx = self.clone();
+        self.probes.spawn(async move {
+            loop {
+                let Some(every) = ctx.dest.refresh_interval() else {
+                    return;
+                };
+                tokio::select! {
+                    _ = ctx.background.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let fresh = tokio::select! {
+                    _ = ctx.background.cancelled() => return,
+                    f = ctx.dest.refresh() => f,
+                };
+                if let Some(specs) = fresh {
+                    ctx.endpoints.update(specs);
+                }
+            }
+        });
+    }
+
     fn start_probe(self: &Arc<Self>, endpoint: usize, first: Duration) {
         let ctx = self.clone();
         self.probes.spawn(async move {
             let mut delay = first;
             loop {
                 tokio::select! {
-                    _ = ctx.stop.cancelled() => return,
+                    _ = ctx.background.cancelled() => return,
                     _ = tokio::time::sleep(endpoints::jittered(delay)) => {}
                 }
                 let reachable = tokio::select! {
-                    _ = ctx.stop.cancelled() => return,
+                    _ = ctx.background.cancelled() => return,
                     ok = ctx.dest.probe(endpoint) => ok,
                 };
                 if reachable {

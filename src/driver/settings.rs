@@ -147,6 +147,26 @@ impl DeliveryDefaults {
         request_timeout: Some(Duration::from_secs(30)),
     };
 
+    /// Defaults for TCP streams: small batches flushed quickly (syslog
+    /// receivers expect a steady trickle), two connections, and no overall
+    /// request timeout (`write_timeout` bounds each write).
+    pub const STREAM: DeliveryDefaults = DeliveryDefaults {
+        max_events: 1000,
+        max_bytes: 1 << 20,
+        batch_timeout: Duration::from_millis(100),
+        concurrency: 2,
+        request_timeout: None,
+    };
+
+    /// Defaults for UDP: datagrams go out at once, one sender.
+    pub const DATAGRAM: DeliveryDefaults = DeliveryDefaults {
+        max_events: 1000,
+        max_bytes: 1 << 20,
+        batch_timeout: Duration::from_millis(50),
+        concurrency: 1,
+        request_timeout: None,
+    };
+
     /// Defaults for local writes: flush quickly, one writer, and no request
     /// timeout (abandoning a half-written batch to a slow pipe would tear lines).
     pub const LOCAL: DeliveryDefaults = DeliveryDefaults {

@@ -14,7 +14,7 @@
 
 mod compile;
 mod lexer;
-mod parser;
+pub mod parser;
 pub mod scan;
 mod value;
 
@@ -22,6 +22,16 @@ use std::fmt;
 
 pub use compile::Env;
 pub use scan::{FieldSet, MISSING, Scratch, Span};
+pub use value::{number, scalar_text};
+
+/// Parse a field path (`kube.namespace`, `tags[0]`) as filters write it.
+pub fn parse_path(src: &str) -> Result<Vec<parser::Segment>, FilterError> {
+    match parser::parse(src)? {
+        parser::Ast::Path(p) if p.len() <= scan::MAX_PATH_DEPTH => Ok(p),
+        parser::Ast::Path(_) => Err(FilterError::new(0, "field path too deep")),
+        _ => Err(FilterError::new(0, format!("`{src}` is not a field path"))),
+    }
+}
 
 use crate::event::{Event, Format};
 

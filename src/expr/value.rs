@@ -133,6 +133,32 @@ impl<'a> Val<'a> {
     }
 }
 
+/// A located JSON value as text, the way a tag or a metric name uses it:
+/// strings unescaped, numbers and booleans as written; `None` for null,
+/// objects and arrays.
+pub fn scalar_text(raw: &[u8]) -> Option<Cow<'_, [u8]>> {
+    match Val::from_json(raw) {
+        Val::Null | Val::Missing | Val::Array(_) | Val::Object(_) => None,
+        v => v.as_match_text(),
+    }
+}
+
+/// A located JSON value as a finite number: numbers, numeric strings, and
+/// booleans as 1 and 0.
+pub fn number(raw: &[u8]) -> Option<f64> {
+    let v = Val::from_json(raw);
+    let n = match v {
+        Val::NumText(_) | Val::JsonStr { .. } | Val::Bool(_) => v.to_number(),
+        _ => return None,
+    };
+    if let Val::JsonStr { body, .. } = v
+        && body.trim_ascii().is_empty()
+    {
+        return None;
+    }
+    n.is_finite().then_some(n)
+}
+
 fn parse_number(t: &[u8]) -> f64 {
     // Most numbers in logs are short integers (status codes, counts): read
     // those directly; anything else goes to the full float parser.

@@ -2,9 +2,9 @@
 //! (decoding, line framing, handing batches to the router) lives here.
 
 pub mod decoding;
+pub mod framing;
 pub mod generator;
 pub mod http;
-pub mod lines;
 pub mod stdin;
 pub mod tcp;
 pub mod udp;

@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 
 use super::SourceContext;
 use super::decoding::Decoding;
-use super::lines::pump;
+use super::framing::{Framing, pump};
 use crate::config::Validate;
 use crate::config::units::ByteSize;
 
@@ -35,7 +35,15 @@ pub fn start(cfg: &StdinConfig, ctx: SourceContext) -> JoinHandle<()> {
     let cfg = cfg.clone();
     tokio::spawn(async move {
         let stdin = tokio::io::stdin();
-        if let Some(e) = pump(stdin, cfg.max_line_bytes.as_usize(), cfg.decoding, &ctx).await {
+        if let Some(e) = pump(
+            stdin,
+            Framing::Newline,
+            cfg.max_line_bytes.as_usize(),
+            cfg.decoding,
+            &ctx,
+        )
+        .await
+        {
             tracing::warn!(source = %ctx.id, error = %e, "reading stdin failed");
         }
         tracing::info!(source = %ctx.id, "stdin source finished");

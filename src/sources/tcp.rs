@@ -18,17 +18,9 @@ use tokio_util::task::TaskTracker;
 
 use super::SourceContext;
 use super::decoding::Decoding;
-use super::lines::pump;
+use super::framing::{Framing, pump};
 use crate::config::Validate;
 use crate::config::units::ByteSize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Framing {
-    /// One event per line (`\n`, with an optional `\r` before it).
-    #[default]
-    Newline,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,9 +28,10 @@ pub struct TcpConfig {
     #[serde(rename = "type")]
     pub kind: String,
     pub address: SocketAddr,
+    /// `newline` (default) or `octet_counting` (RFC 6587).
     #[serde(default)]
     pub framing: Framing,
-    /// Longer lines are skipped and counted (`reason="oversize"`). Default 1 MiB.
+    /// Longer events are skipped and counted (`reason="oversize"`). Default 1 MiB.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: ByteSize,
     /// Stop accepting beyond this many open connections. Default: no limit.
@@ -116,9 +109,16 @@ async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) 
 
 async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &TcpConfig, ctx: &SourceContext) {
     tracing::debug!(source = %ctx.id, %peer, "connection opened");
-    let error = pump(stream, cfg.max_line_bytes.as_usize(), cfg.decoding, ctx).await;
+    let error = pump(
+        stream,
+        cfg.framing,
+        cfg.max_line_bytes.as_usize(),
+        cfg.decoding,
+        ctx,
+    )
+    .await;
     match error {
-        Some(e) => tracing::debug!(source = %ctx.id, %peer, error = %e, "read failed; closing"),
+        Some(e) => tracing::debug!(source = %ctx.id, %peer, error = %e, "closing the connection"),
         None => tracing::debug!(source = %ctx.id, %peer, "connection closed"),
     }
 }

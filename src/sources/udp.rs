@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use super::decoding::Decoding;
-use super::lines::{Rejects, split_lines};
+use super::framing::{Rejects, split_lines};
 use super::{MAX_BATCH, SourceContext};
 use crate::config::Validate;
 use crate::config::units::ByteSize;

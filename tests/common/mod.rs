@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod tcp_receiver;
 pub mod tls;
 
 use std::collections::HashMap;
