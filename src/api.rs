@@ -157,7 +157,8 @@ impl Status {
                     "sent_bytes": m.sent_bytes.get(),
                     "dropped": dropped,
                     "queued": d.lane.depth(),
-                    "in_flight_events": d.lane.pending().saturating_sub(d.lane.depth()),
+                    "in_flight_events": d.lane.outstanding(),
+                    "persistent_queue": d.lane.disk_status(),
                     "retries": m.retries.get(),
                     "blocked_seconds": m.blocked_seconds.get(),
                 })

@@ -59,16 +59,28 @@ impl Event {
 pub struct Batch {
     pub events: Vec<Event>,
     /// Set when the source waits for delivery before acknowledging its sender.
+    /// For a batch read back from a persistent queue: the handle that tells
+    /// the queue when the batch is done with, so it can advance past it.
     pub ack: Option<Ack>,
+    /// Read back from the destination's persistent queue (already on disk).
+    pub persisted: bool,
 }
 
 impl Batch {
     pub fn new(events: Vec<Event>) -> Self {
-        Self { events, ack: None }
+        Self {
+            events,
+            ack: None,
+            persisted: false,
+        }
     }
 
     pub fn with_ack(events: Vec<Event>, ack: Option<Ack>) -> Self {
-        Self { events, ack }
+        Self {
+            events,
+            ack,
+            persisted: false,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -87,6 +99,9 @@ pub enum AckStatus {
     Delivered,
     /// At least one event was rejected by a peer or lost at shutdown.
     Failed,
+    /// Left undelivered at shutdown but kept (in a persistent queue): it
+    /// will be delivered by the next run.
+    Abandoned,
 }
 
 /// A shared acknowledgement handle. Every copy of the batch (one per destination
@@ -98,13 +113,16 @@ pub struct Ack(Arc<AckInner>);
 #[derive(Debug)]
 struct AckInner {
     failed: AtomicBool,
+    abandoned: AtomicBool,
     tx: Option<oneshot::Sender<AckStatus>>,
 }
 
 impl Drop for AckInner {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
-            let status = if self.failed.load(Ordering::Acquire) {
+            let status = if self.abandoned.load(Ordering::Acquire) {
+                AckStatus::Abandoned
+            } else if self.failed.load(Ordering::Acquire) {
                 AckStatus::Failed
             } else {
                 AckStatus::Delivered
@@ -122,6 +140,7 @@ impl Ack {
         (
             Self(Arc::new(AckInner {
                 failed: AtomicBool::new(false),
+                abandoned: AtomicBool::new(false),
                 tx: Some(tx),
             })),
             rx,
@@ -130,6 +149,11 @@ impl Ack {
 
     pub fn fail(&self) {
         self.0.failed.store(true, Ordering::Release);
+    }
+
+    /// Not delivered, but kept for later; wins over `fail`.
+    pub fn abandon(&self) {
+        self.0.abandoned.store(true, Ordering::Release);
     }
 
     pub fn same(&self, other: &Ack) -> bool {

@@ -17,6 +17,7 @@ pub mod event;
 pub mod expr;
 pub mod lane;
 pub mod metrics;
+pub mod queue;
 pub mod router;
 pub mod sources;
 pub mod tls;

@@ -1,4 +1,4 @@
-//! The `sluice` command line: `run` and `validate`.
+//! The `sluice` command line: `run`, `validate` and `queue inspect|verify`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::config::{Config, ConfigError};
+use sluice::queue::inspect::{QueueSummary, scan_all};
 use sluice::topology::Running;
 use tracing_subscriber::EnvFilter;
 
@@ -42,6 +43,30 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Look at persistent queues on disk (read-only; safe while sluice runs).
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Per destination: events and bytes waiting, segments, oldest record's age.
+    Inspect {
+        /// The `data_dir` of the configuration.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// One JSON object per destination instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the CRC of every waiting record; exit 1 naming each damaged
+    /// segment and offset if any fails.
+    Verify {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +92,7 @@ fn main() -> ExitCode {
     }
 
     match cli.command {
+        Command::Queue { command } => queue_command(command),
         Command::Validate { config } => match Config::load_file(&config) {
             Ok(c) => {
                 println!(
@@ -95,6 +121,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            ignore_file_size_signal();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("sluice")
@@ -118,6 +145,105 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Past a file-size limit (`ulimit -f`) the kernel sends SIGXFSZ, which
+/// kills by default. Ignored, the write fails with EFBIG instead and the
+/// persistent queue treats it like a full disk.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: installing SIG_IGN for one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+fn queue_command(command: QueueCommand) -> ExitCode {
+    let (data_dir, verify, json) = match command {
+        QueueCommand::Inspect { data_dir, json } => (data_dir, false, json),
+        QueueCommand::Verify { data_dir } => (data_dir, true, false),
+    };
+    let queues = match scan_all(&data_dir) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if queues.is_empty() {
+        eprintln!(
+            "no persistent queues under {}",
+            data_dir.join("queues").display()
+        );
+    }
+    if verify {
+        return report_verify(&queues);
+    }
+    let now = sluice::queue::disk::now_ms();
+    if json {
+        for q in &queues {
+            let mut v = serde_json::to_value(q).unwrap_or_default();
+            v["oldest_age_seconds"] =
+                serde_json::json!(q.oldest_ms.map(|t| now.saturating_sub(t) as f64 / 1000.0));
+            println!("{v}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<24} {:>12} {:>12} {:>9} {:>12}  DAMAGE",
+        "DESTINATION", "EVENTS", "BYTES", "SEGMENTS", "OLDEST"
+    );
+    for q in &queues {
+        let age = q.oldest_ms.map_or_else(
+            || "-".to_string(),
+            |t| {
+                humantime::format_duration(std::time::Duration::from_secs(
+                    now.saturating_sub(t) / 1000,
+                ))
+                .to_string()
+            },
+        );
+        let damage = if q.damage.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{} damaged (run `sluice queue verify`)", q.damage.len())
+        };
+        println!(
+            "{:<24} {:>12} {:>12} {:>9} {:>12}  {damage}",
+            q.destination, q.events, q.bytes, q.segments, age
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn report_verify(queues: &[QueueSummary]) -> ExitCode {
+    let mut damaged = 0;
+    for q in queues {
+        for d in &q.damage {
+            println!("{}: DAMAGED: {d}", q.destination);
+            damaged += 1;
+        }
+        if q.torn_bytes > 0 {
+            println!(
+                "{}: note: {} bytes at the end of the newest segment are a write cut short (never acknowledged; truncated on the next start)",
+                q.destination, q.torn_bytes
+            );
+        }
+        if q.damage.is_empty() {
+            println!(
+                "{}: ok ({} events in {} segments)",
+                q.destination, q.events, q.segments
+            );
+        }
+    }
+    if damaged > 0 {
+        eprintln!(
+            "sluice: {damaged} damaged record(s); sluice skips them on start, counts them as dropped (reason=corrupt) and moves their segments to quarantine/"
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -105,10 +105,13 @@ pub enum DropReason {
     /// Handed to the `dead_letter` destination after a rejection or after
     /// retries ran out.
     DeadLetter,
+    /// In a persistent-queue record whose checksum failed (or in bytes of
+    /// the queue that could not be read at all).
+    Corrupt,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Backpressure,
         DropReason::QueueFull,
         DropReason::Rejected,
@@ -117,6 +120,7 @@ impl DropReason {
         DropReason::Unencodable,
         DropReason::Shutdown,
         DropReason::DeadLetter,
+        DropReason::Corrupt,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -129,6 +133,7 @@ impl DropReason {
             DropReason::Unencodable => "unencodable",
             DropReason::Shutdown => "shutdown",
             DropReason::DeadLetter => "dead_letter",
+            DropReason::Corrupt => "corrupt",
         }
     }
 }
@@ -153,6 +158,8 @@ struct Families {
     request_duration: Family<DestLabel, Histogram, fn() -> Histogram>,
     endpoint_up: Family<EndpointLabel, Gauge>,
     endpoint_sent: Family<EndpointLabel, Counter>,
+    pq_events: Family<DestLabel, Gauge>,
+    pq_bytes: Family<DestLabel, Gauge>,
 }
 
 /// The process-wide registry and the families in it.
@@ -193,6 +200,8 @@ impl Metrics {
             request_duration: Family::new_with_constructor(request_histogram),
             endpoint_up: Family::default(),
             endpoint_sent: Family::default(),
+            pq_events: Family::default(),
+            pq_bytes: Family::default(),
         };
         // prometheus-client appends `_total` to counter names.
         let mut r = Registry::default();
@@ -281,6 +290,16 @@ impl Metrics {
             "Events delivered through each endpoint",
             f.endpoint_sent.clone(),
         );
+        r.register(
+            "sluice_persistent_queue_events",
+            "Events in the destination's persistent queue on disk, not yet delivered",
+            f.pq_events.clone(),
+        );
+        r.register(
+            "sluice_persistent_queue_bytes",
+            "Bytes of the destination's persistent queue segment files",
+            f.pq_bytes.clone(),
+        );
         Metrics {
             families: Arc::new(f),
             registry: Arc::new(r),
@@ -336,6 +355,18 @@ impl Metrics {
             concurrency_limit: f.dest_concurrency.get_or_create_owned(&l),
             request_duration: f.request_duration.get_or_create_owned(&l),
         }
+    }
+
+    /// `sluice_persistent_queue_events` and `_bytes` for a destination with
+    /// a persistent queue (only those get the series).
+    pub fn persistent_queue(&self, destination: &str) -> (Gauge, Gauge) {
+        let l = DestLabel {
+            destination: destination.to_string(),
+        };
+        (
+            self.families.pq_events.get_or_create_owned(&l),
+            self.families.pq_bytes.get_or_create_owned(&l),
+        )
     }
 
     /// `sluice_endpoint_up` and `sluice_endpoint_sent_events_total` for one endpoint.

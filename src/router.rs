@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::{Batch, Event};
 use crate::expr::{Env, FieldSet, Program, Scratch, prepare};
-use crate::lane::{Lane, LanePolicy, Reservation};
+use crate::lane::{Lane, Reservation};
 
 pub struct Route {
     pub name: String,
@@ -100,7 +100,7 @@ impl Router {
         for (i, b) in out.iter().enumerate() {
             let Some(b) = b else { continue };
             let lane = &self.lanes[i];
-            if lane.policy() != LanePolicy::Block {
+            if !lane.policy().reserves() {
                 continue;
             }
             let wait = lane.reserve(b.events.len());

@@ -8,7 +8,9 @@
 //! 1. `/ready` turns 503 and sources stop taking input;
 //! 2. lanes close; drivers flush and deliver what is queued;
 //! 3. at `shutdown_timeout` whatever is still undelivered is counted as
-//!    dropped with reason `shutdown`, so `events = sent + dropped` holds at exit.
+//!    dropped with reason `shutdown`, so `events = sent + dropped` holds at
+//!    exit — except on `persistent_queue` destinations, whose undelivered
+//!    events are written to (or stay in) the disk queue and count as queued.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,8 +26,9 @@ use crate::config::Config;
 use crate::destinations::{self, Wiring};
 use crate::driver::DeadLetter;
 use crate::expr::{FieldSet, Program};
-use crate::lane::Lane;
+use crate::lane::{Lane, LanePolicy};
 use crate::metrics::{DropReason, Metrics};
+use crate::queue::{QueueSettings, Spill};
 use crate::router::{Route, Router};
 use crate::sources::{self, SourceContext};
 
@@ -37,6 +40,11 @@ pub enum TopologyError {
     Destination(#[from] destinations::DestinationError),
     #[error("route `{route}`: {message}")]
     Route { route: String, message: String },
+    #[error("destination `{destination}`: persistent queue: {message}")]
+    Queue {
+        destination: String,
+        message: String,
+    },
     #[error("API: cannot listen on {address}: {source}")]
     Api {
         address: SocketAddr,
@@ -98,12 +106,20 @@ impl Running {
         let mut dest_status = Vec::new();
         for d in &config.destinations {
             let common = d.config.common();
-            let lane = Arc::new(Lane::new(
-                &d.id,
-                common.lane_policy(),
-                common.lane_capacity(),
-                metrics.destination(&d.id),
-            ));
+            let lane = match common.lane_policy() {
+                LanePolicy::Persistent => {
+                    let settings = common.queue.disk_settings(&config.data_dir, &d.id);
+                    Arc::new(
+                        open_persistent(&d.id, settings, common.lane_capacity(), &metrics).await?,
+                    )
+                }
+                policy => Arc::new(Lane::new(
+                    &d.id,
+                    policy,
+                    common.lane_capacity(),
+                    metrics.destination(&d.id),
+                )),
+            };
             index.insert(d.id.clone(), lanes.len());
             dest_status.push(DestinationStatus {
                 id: d.id.clone(),
@@ -252,6 +268,10 @@ impl Running {
             destinations: dest_status,
         });
         let api_task = api_listener.map(|l| api::serve(l, status.clone(), api_stop.clone()));
+        // Last, so that an error above leaves no task holding a queue's lock.
+        for lane in &lanes {
+            Spill::start(lane, stop.clone());
+        }
         status.set_phase(Phase::Running);
         tracing::info!(
             sources = config.sources.len(),
@@ -346,6 +366,24 @@ impl Running {
                     let _ = t.await;
                 }
             }
+            // The drivers are done: persistent queues write what they were
+            // handed back, record their position and sync.
+            for &i in group {
+                let finish = self.lanes[i].finish();
+                tokio::pin!(finish);
+                if !timed_out
+                    && tokio::time::timeout_at(deadline, &mut finish)
+                        .await
+                        .is_err()
+                {
+                    timed_out = true;
+                    tracing::warn!("shutdown timeout reached while writing persistent queues");
+                    self.stop.cancel();
+                }
+                if timed_out {
+                    finish.await;
+                }
+            }
         }
         self.status.set_phase(Phase::Stopped);
         let reports: Vec<DestinationReport> = self.lanes.iter().map(|l| report(l)).collect();
@@ -356,6 +394,7 @@ impl Running {
                     events = r.events,
                     sent = r.sent,
                     dropped = r.dropped_total(),
+                    queued = r.queued,
                     "final accounting"
                 );
             } else {
@@ -375,6 +414,58 @@ impl Running {
         }
         reports
     }
+}
+
+/// Open (and recover) a destination's disk queue and build its lane. What
+/// a previous run left is counted as received, so that accounting balances
+/// when it is delivered; corrupt records found now are counted as dropped.
+async fn open_persistent(
+    id: &str,
+    settings: QueueSettings,
+    capacity: usize,
+    metrics: &Metrics,
+) -> Result<Lane, TopologyError> {
+    let dir = settings.dir.clone();
+    let gauges = metrics.persistent_queue(id);
+    let opened = tokio::task::spawn_blocking(move || Spill::open(settings, capacity, gauges))
+        .await
+        .map_err(|e| TopologyError::Queue {
+            destination: id.to_string(),
+            message: e.to_string(),
+        })?;
+    let (spill, state, report) = opened.map_err(|e| TopologyError::Queue {
+        destination: id.to_string(),
+        message: e.to_string(),
+    })?;
+    let m = metrics.destination(id);
+    m.events.inc_by(report.events + report.corrupt_events);
+    m.drop_events(DropReason::Corrupt, report.corrupt_events);
+    if report.events > 0 {
+        tracing::info!(
+            destination = id,
+            dir = %dir.display(),
+            events = report.events,
+            bytes = report.bytes,
+            "persistent queue: delivering events queued by a previous run"
+        );
+    }
+    if report.torn_bytes > 0 {
+        tracing::warn!(
+            destination = id,
+            bytes = report.torn_bytes,
+            "persistent queue: truncated a write cut short by a crash (never acknowledged)"
+        );
+    }
+    if report.corrupt_events > 0 || report.unreadable_bytes > 0 || !report.quarantined.is_empty() {
+        tracing::error!(
+            destination = id,
+            corrupt_events = report.corrupt_events,
+            unreadable_bytes = report.unreadable_bytes,
+            quarantined = ?report.quarantined,
+            "persistent queue: damaged records skipped and counted (reason=corrupt); damaged segments moved to quarantine/"
+        );
+    }
+    Ok(Lane::persistent(id, capacity, m, spill, state))
 }
 
 /// Destinations grouped by dead-letter depth: those nobody dead-letters into

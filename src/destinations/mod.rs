@@ -150,6 +150,35 @@ impl Common<'_> {
         if self.queue.drop.is_some() && self.backpressure != Policy::Drop {
             return Err("queue.drop applies only with `backpressure: drop`".into());
         }
+        if let Some(key) = self.queue.disk_setting()
+            && self.backpressure != Policy::PersistentQueue
+        {
+            return Err(format!(
+                "queue.{key} applies only with `backpressure: persistent_queue`"
+            ));
+        }
+        if self.queue.drain_rate.is_some()
+            && self.queue.ordering != Some(crate::queue::Ordering::LiveFirst)
+        {
+            return Err("queue.drain_rate applies only with `ordering: live_first`".into());
+        }
+        if self.queue.drain_rate == Some(0) {
+            return Err("queue.drain_rate must be at least 1".into());
+        }
+        if self.queue.max_bytes.is_some_and(|b| b.0 == 0) {
+            return Err("queue.max_bytes must be at least 1".into());
+        }
+        if self.queue.segment_bytes.is_some_and(|b| b.0 < 4096) {
+            return Err("queue.segment_bytes must be at least 4KiB".into());
+        }
+        if self.queue.fsync_interval.is_some()
+            && self
+                .queue
+                .fsync
+                .is_some_and(|f| f != crate::queue::Fsync::Interval)
+        {
+            return Err("queue.fsync_interval applies only with `fsync: interval`".into());
+        }
         self.encoder()?;
         if let (Some(i), Some(m)) = (self.retry.initial_backoff, self.retry.max_backoff)
             && i > m

@@ -81,6 +81,12 @@ impl Batcher {
         if batch.events.is_empty() {
             return false;
         }
+        if !self.pending.is_empty() && batch.persisted != self.pending.persisted {
+            // Events from disk and from memory end differently at shutdown
+            // (see `Job::resolve`): never in one job.
+            self.carry = Some(batch);
+            return true;
+        }
         if self.pending.is_empty() {
             self.deadline = Some(Instant::now() + self.timeout);
         }
@@ -102,6 +108,7 @@ impl Batcher {
             self.carry = Some(Batch {
                 events: rest,
                 ack: batch.ack.clone(),
+                persisted: batch.persisted,
             });
             self.pending.append(batch);
             return true;

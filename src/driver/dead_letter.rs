@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Batch, Event, Format};
-use crate::lane::{Lane, LanePolicy};
+use crate::lane::Lane;
 use crate::metrics::DropReason;
 
 /// Longest response excerpt kept with a dead letter.
@@ -77,8 +77,8 @@ impl DeadLetter {
             .collect();
         let n = wrapped.len();
         let batch = Batch::new(wrapped);
-        match self.lane.policy() {
-            LanePolicy::Block => {
+        match self.lane.policy().reserves() {
+            true => {
                 let reservation = tokio::select! {
                     _ = stop.cancelled() => return false,
                     r = self.lane.reserve(n) => match r {
@@ -89,7 +89,7 @@ impl DeadLetter {
                 self.lane.metrics().events.inc_by(n as u64);
                 self.lane.commit(batch, reservation);
             }
-            _ => {
+            false => {
                 if self.lane.is_closed() {
                     return false;
                 }

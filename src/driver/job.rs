@@ -12,6 +12,9 @@ pub struct Job {
     pub events: Vec<Event>,
     /// (index of the first event of a source batch, its ack), ascending.
     acks: Vec<(usize, Ack)>,
+    /// The events were read back from a persistent queue (a job never mixes
+    /// them with events from memory; see `Batcher::absorb`).
+    pub persisted: bool,
 }
 
 impl Job {
@@ -24,6 +27,9 @@ impl Job {
     }
 
     pub fn append(&mut self, mut batch: Batch) {
+        if self.events.is_empty() {
+            self.persisted = batch.persisted;
+        }
         if let Some(ack) = batch.ack.take() {
             let same = self.acks.last().is_some_and(|(_, a)| a.same(&ack));
             if !same {
@@ -51,9 +57,17 @@ impl Job {
         lane.settle(self.events.len());
     }
 
-    /// Every event is dropped for `reason`; sources waiting on them learn it failed.
+    /// Every event is dropped for `reason`; sources waiting on them learn it
+    /// failed. Except at shutdown on a persistent-queue lane: the events go
+    /// back to its disk queue instead, to be delivered by the next run.
     pub fn resolve(self, lane: &Lane, reason: DropReason) {
         if self.events.is_empty() {
+            return;
+        }
+        if reason == DropReason::Shutdown && lane.spill().is_some() {
+            let (n, persisted) = (self.events.len(), self.persisted);
+            lane.hand_back(self.into_batches(), persisted);
+            lane.settle(n);
             return;
         }
         lane.metrics().drop_events(reason, self.events.len() as u64);
@@ -87,7 +101,10 @@ impl Job {
     /// A new job with copies of the events for which `pick(i)` is true (and
     /// their acknowledgements); `self` is unchanged.
     pub fn extract(&self, mut pick: impl FnMut(usize) -> bool) -> Job {
-        let mut out = Job::default();
+        let mut out = Job {
+            persisted: self.persisted,
+            ..Job::default()
+        };
         for (i, e) in self.events.iter().enumerate() {
             if pick(i) {
                 if let Some(ack) = self.ack_for(i) {
@@ -99,6 +116,30 @@ impl Job {
                 out.events.push(e.clone());
             }
         }
+        out
+    }
+
+    /// The events as batches again, one per acknowledgement.
+    fn into_batches(self) -> Vec<Batch> {
+        let persisted = self.persisted;
+        let mut events = self.events;
+        let mut out = Vec::with_capacity(self.acks.len() + 1);
+        for (start, ack) in self.acks.into_iter().rev() {
+            let tail = events.split_off(start.min(events.len()));
+            out.push(Batch {
+                events: tail,
+                ack: Some(ack),
+                persisted,
+            });
+        }
+        if !events.is_empty() {
+            out.push(Batch {
+                events,
+                ack: None,
+                persisted,
+            });
+        }
+        out.reverse();
         out
     }
 
@@ -141,5 +182,20 @@ mod tests {
         drop(job);
         assert_eq!(ra.await.unwrap(), AckStatus::Delivered);
         assert_eq!(rb.await.unwrap(), AckStatus::Failed);
+    }
+
+    #[test]
+    fn into_batches_splits_at_acks() {
+        let (a, _ra) = Ack::new();
+        let (b, _rb) = Ack::new();
+        let mut job = Job::default();
+        job.append(batch(2, None));
+        job.append(batch(3, Some(a.clone())));
+        job.append(batch(1, Some(b.clone())));
+        let out = job.into_batches();
+        let shape: Vec<(usize, bool)> = out.iter().map(|b| (b.len(), b.ack.is_some())).collect();
+        assert_eq!(shape, vec![(2, false), (3, true), (1, true)]);
+        assert!(out[1].ack.as_ref().unwrap().same(&a));
+        assert!(out[2].ack.as_ref().unwrap().same(&b));
     }
 }

@@ -33,6 +33,10 @@
 //! - **Shutdown**: when the lane closes the driver flushes what is left and
 //!   waits for in-flight jobs; when the hard stop fires (the shutdown timeout)
 //!   everything still held is counted as dropped with reason `shutdown`.
+//!   A `persistent_queue` lane instead takes back what is held (and, as
+//!   soon as it closes, jobs waiting for an endpoint or a retry): events
+//!   from memory are written to its disk queue, events read from disk stay
+//!   there.
 //!
 //! # Writing a destination
 //!
@@ -405,7 +409,15 @@ async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, slot: Slot) 
         if job.is_empty() {
             return;
         }
-        let Some(endpoint) = ctx.endpoints.acquire(lane, &ctx.stop).await else {
+        // A persistent-queue lane that is closing takes back jobs that are
+        // waiting (for an endpoint or a retry) rather than let them run into
+        // the hard stop: they go to disk for the next run.
+        let endpoint = tokio::select! {
+            biased;
+            e = ctx.endpoints.acquire(lane, &ctx.stop) => e,
+            _ = lane.handing_back() => None,
+        };
+        let Some(endpoint) = endpoint else {
             job.resolve(lane, DropReason::Shutdown);
             return;
         };
@@ -526,6 +538,10 @@ async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, slot: Slot) 
             tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => {
+                    job.resolve(lane, DropReason::Shutdown);
+                    return;
+                }
+                _ = lane.handing_back() => {
                     job.resolve(lane, DropReason::Shutdown);
                     return;
                 }
