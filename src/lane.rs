@@ -684,7 +684,9 @@ impl Lane {
                 .as_ref()
                 .is_some_and(|sp| sp.settings.ordering == queue::Ordering::LiveFirst);
             let n = front.len();
-            if memory.is_empty() || (live_first && d.backlog_turn(n)) {
+            // Under strict ordering whatever is on disk is older than
+            // anything in memory.
+            if memory.is_empty() || !live_first || d.backlog_turn(n) {
                 let batch = d.readahead.pop_front()?;
                 d.readahead_events -= n;
                 let low = d.readahead_events <= self.capacity / 2;
@@ -1018,5 +1020,58 @@ mod tests {
         assert_eq!(blocked.await.unwrap(), Some(Closed));
         assert!(lane.pop().await.is_some());
         assert!(lane.pop().await.is_none());
+    }
+
+    fn persistent_lane(dir: &Path, ordering: queue::Ordering, cap: usize) -> Lane {
+        let q = QueueConfig {
+            ordering: Some(ordering),
+            drain_rate: Some(1),
+            ..QueueConfig::default()
+        };
+        let metrics = Metrics::new();
+        let (spill, state, _) = Spill::open(
+            q.disk_settings(dir, "d"),
+            cap,
+            metrics.persistent_queue("d"),
+        )
+        .unwrap();
+        Lane::persistent("d", cap, metrics.destination("d"), spill, state)
+    }
+
+    fn from_disk(range: std::ops::Range<u32>) -> Batch {
+        let mut b = batch(range);
+        b.persisted = true;
+        b
+    }
+
+    #[tokio::test]
+    async fn live_first_serves_memory_before_the_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let lane = persistent_lane(dir.path(), queue::Ordering::LiveFirst, 100);
+        lane.push_readahead(vec![from_disk(0..10), from_disk(10..20), from_disk(20..30)]);
+        let r = lane.reserve(5).await.unwrap();
+        assert!(matches!(r, Reservation::Memory(_)));
+        lane.commit(batch(100..105), r);
+        let mut order = Vec::new();
+        while let Some(b) = lane.try_pop() {
+            order.push(ids(&b)[0]);
+        }
+        // The backlog's first turn is free; then live events go first, and
+        // the backlog takes whatever is left.
+        assert_eq!(order, vec![0, 100, 10, 20]);
+    }
+
+    #[tokio::test]
+    async fn strict_serves_the_backlog_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let lane = persistent_lane(dir.path(), queue::Ordering::Strict, 100);
+        lane.push_readahead(vec![from_disk(0..10)]);
+        let r = lane.reserve(5).await.unwrap();
+        lane.commit(batch(100..105), r);
+        let mut order = Vec::new();
+        while let Some(b) = lane.try_pop() {
+            order.push(ids(&b)[0]);
+        }
+        assert_eq!(order, vec![0, 100]);
     }
 }

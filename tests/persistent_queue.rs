@@ -38,6 +38,21 @@ destinations:
     )
 }
 
+/// A receiver that is down (its port refuses) until `restart`.
+async fn down_receiver() -> Receiver {
+    let mut rx = Receiver::start().await;
+    rx.kill().await;
+    rx
+}
+
+/// A generator of `count` events (`rate` per second, 0: as fast as the
+/// lane takes them), next to the HTTP source.
+fn generator(count: u64, rate: u64, event_bytes: usize) -> String {
+    format!(
+        "  gen: {{ type: generator, rate: {rate}, count: {count}, event_bytes: {event_bytes} }}\n{HTTP_SOURCE}"
+    )
+}
+
 /// An HTTP source, so sluice keeps running after a generator finishes.
 const HTTP_SOURCE: &str = "  web: { type: http, address: 127.0.0.1:0, acknowledgements: true }";
 
@@ -96,12 +111,9 @@ fn status_out(s: &Sluice) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_30s_outage_loses_nothing_and_drains_in_order() {
     let data = tempfile::tempdir().unwrap();
-    let mut rx = Receiver::start().await;
-    rx.kill().await;
+    let mut rx = down_receiver().await;
     let total = 40_000u64;
-    let sources = format!(
-        "  gen: {{ type: generator, rate: 1000, count: {total}, event_bytes: 150 }}\n{HTTP_SOURCE}"
-    );
+    let sources = generator(total, 1000, 150);
     let mut s = start(&config(
         data.path(),
         &rx.url("/"),
@@ -149,11 +161,8 @@ async fn a_30s_outage_loses_nothing_and_drains_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_of_an_outage_loses_nothing() {
     let data = tempfile::tempdir().unwrap();
-    let mut rx = Receiver::start().await;
-    rx.kill().await;
-    let sources = format!(
-        "  gen: {{ type: generator, rate: 2000, count: 30000, event_bytes: 150 }}\n{HTTP_SOURCE}"
-    );
+    let mut rx = down_receiver().await;
+    let sources = generator(30000, 2000, 150);
     // A large in-memory lane: most of what is queued at shutdown is in
     // memory, and must be written to disk rather than lost.
     let queue = "max_events: 20000";
@@ -304,9 +313,7 @@ fn queue_cli(args: &[&str], data: &Path) -> (i32, String, String) {
 
 /// Fill a queue through the binary (receiver down), then stop gracefully.
 async fn fill_queue(data: &Path, url: &str, count: u64) -> u64 {
-    let sources = format!(
-        "  gen: {{ type: generator, rate: 0, count: {count}, event_bytes: 200 }}\n{HTTP_SOURCE}"
-    );
+    let sources = generator(count, 0, 200);
     let mut s = start(&config(
         data,
         url,
@@ -324,8 +331,7 @@ async fn fill_queue(data: &Path, url: &str, count: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_segments_are_skipped_counted_and_quarantined_and_the_cli_finds_them() {
     let data = tempfile::tempdir().unwrap();
-    let mut rx = Receiver::start().await;
-    rx.kill().await;
+    let mut rx = down_receiver().await;
     let total = fill_queue(data.path(), &rx.url("/"), 20_000).await;
     assert_eq!(total, 20_000);
     let qdir = data.path().join("queues/out");
@@ -407,11 +413,8 @@ async fn damaged_segments_are_skipped_counted_and_quarantined_and_the_cli_finds_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_full_drop_sheds_and_counts_at_max_bytes() {
     let data = tempfile::tempdir().unwrap();
-    let mut rx = Receiver::start().await;
-    rx.kill().await;
-    let sources = format!(
-        "  gen: {{ type: generator, rate: 0, count: 50000, event_bytes: 200 }}\n{HTTP_SOURCE}"
-    );
+    let mut rx = down_receiver().await;
+    let sources = generator(50000, 0, 200);
     let mut s = start(&config(
         data.path(),
         &rx.url("/"),
@@ -443,12 +446,9 @@ async fn on_full_drop_sheds_and_counts_at_max_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_full_block_pushes_back_then_delivers_everything() {
     let data = tempfile::tempdir().unwrap();
-    let mut rx = Receiver::start().await;
-    rx.kill().await;
+    let mut rx = down_receiver().await;
     let total = 30_000u64;
-    let sources = format!(
-        "  gen: {{ type: generator, rate: 0, count: {total}, event_bytes: 200 }}\n{HTTP_SOURCE}"
-    );
+    let sources = generator(total, 0, 200);
     let mut s = start(&config(
         data.path(),
         &rx.url("/"),
@@ -492,11 +492,8 @@ async fn on_full_block_pushes_back_then_delivers_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_counted_not_a_crash() {
     let data = tempfile::tempdir().unwrap();
-    let mut rx = Receiver::start().await;
-    rx.kill().await;
-    let sources = format!(
-        "  gen: {{ type: generator, rate: 0, count: 20000, event_bytes: 200 }}\n{HTTP_SOURCE}"
-    );
+    let mut rx = down_receiver().await;
+    let sources = generator(20000, 0, 200);
     let yaml = config(
         data.path(),
         &rx.url("/"),
@@ -583,4 +580,130 @@ fn queue_settings_need_the_persistent_queue_policy() {
         assert!(err.contains(want), "{snippet}: {err}");
         assert!(err.contains("c.yaml:"), "names the file: {err}");
     }
+}
+
+/// Backlog of `backlog` generator events (seq < backlog) built while the
+/// receiver is down, then live events posted (seq from 1,000,000) right
+/// as it comes back. Returns the arrival order.
+async fn backlog_then_live(queue: &str, backlog: u64) -> Vec<u64> {
+    let data = tempfile::tempdir().unwrap();
+    let mut rx = down_receiver().await;
+    let sources = generator(backlog, 0, 150);
+    let mut s = start(&config(data.path(), &rx.url("/"), &sources, queue));
+    wait_until_async("the backlog on disk", Duration::from_secs(60), || {
+        // All but the memory lane and what the driver holds (a job being
+        // retried and the next one).
+        s.metrics().dest("sluice_persistent_queue_events", "out") >= backlog - 2000
+    })
+    .await;
+    // A slowish peer (20 ms a request), so draining takes seconds.
+    rx.set(Behavior::Delay(Duration::from_millis(20)));
+    rx.restart().await;
+    // Once delivery has resumed and the in-memory lane has room again
+    // (what the driver held and the 1000 in memory are out), live events
+    // arrive. Before that they would queue on disk under any ordering.
+    wait_until_async("delivery to resume", Duration::from_secs(60), || {
+        s.metrics()
+            .dest("sluice_destination_sent_events_total", "out")
+            >= 2000
+            && status_out(&s)["queued"] == 0
+    })
+    .await;
+    let url = format!("http://{}/", s.source("web"));
+    let client = reqwest::Client::new();
+    let before = rx.accepted().len();
+    assert!(post(&client, &url, 1_000_000..1_000_100).await);
+    eprintln!("live events posted after {before} had arrived");
+    wait_until_async("everything delivered", Duration::from_secs(120), || {
+        distinct(&seqs(&rx)).len() as u64 == backlog + 100
+    })
+    .await;
+    terminate(&mut s);
+    assert!(balanced(&s.final_accounting("out")));
+    seqs(&rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_ordering_delivers_the_backlog_before_live_events() {
+    let got = backlog_then_live("max_events: 1000", 30_000).await;
+    assert_first_arrivals_in_order(&got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_first_delivers_live_events_while_the_backlog_drains() {
+    let got = backlog_then_live(
+        "max_events: 1000, ordering: live_first, drain_rate: 2000",
+        30_000,
+    )
+    .await;
+    let first_live = got.iter().position(|&s| s >= 1_000_000).unwrap();
+    let last_backlog = got.iter().rposition(|&s| s < 1_000_000).unwrap();
+    assert!(
+        first_live < last_backlog,
+        "live events arrived at {first_live}, before the backlog finished at {last_backlog}"
+    );
+}
+
+/// `mode: error`: with a lane large enough to hold the whole outage in
+/// memory, a failing destination still moves it to disk at once, so a
+/// crash loses nothing that was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_error_writes_through_while_the_destination_fails() {
+    let data = tempfile::tempdir().unwrap();
+    let mut rx = down_receiver().await;
+    let sources = generator(10000, 0, 150);
+    let yaml = config(
+        data.path(),
+        &rx.url("/"),
+        &sources,
+        "mode: error, max_events: 100000",
+    );
+    let s = start(&yaml);
+    // Everything but what the driver holds (a job being retried and the
+    // next one) goes to disk.
+    wait_until_async("the outage on disk", Duration::from_secs(60), || {
+        s.metrics().dest("sluice_persistent_queue_events", "out") >= 9000
+    })
+    .await;
+    assert_eq!(status_out(&s)["persistent_queue"]["engaged"], true);
+    let on_disk = s.metrics().dest("sluice_persistent_queue_events", "out");
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(s.pid(), libc::SIGKILL);
+    }
+    drop(s);
+    rx.restart().await;
+    let mut s = start(&config(
+        data.path(),
+        &rx.url("/"),
+        HTTP_SOURCE,
+        "mode: error",
+    ));
+    wait_until_async("the disk delivered", Duration::from_secs(60), || {
+        distinct(&seqs(&rx)).len() as u64 >= on_disk
+    })
+    .await;
+    assert_first_arrivals_in_order(&seqs(&rx));
+    terminate(&mut s);
+    assert!(balanced(&s.final_accounting("out")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_cannot_share_a_queue() {
+    let data = tempfile::tempdir().unwrap();
+    let yaml = config(data.path(), "http://127.0.0.1:1/", HTTP_SOURCE, "");
+    let _first = start(&yaml);
+    let path = data.path().join("second.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("another process is using this queue") && err.contains("queues/out"),
+        "{err}"
+    );
 }
