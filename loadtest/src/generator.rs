@@ -1,0 +1,332 @@
+//! The load generator: TCP, HTTP and UDP senders.
+//!
+//! Every event carries a unique `seq`. What counts as *sent*: for TCP and UDP,
+//! bytes the kernel accepted; for HTTP, a request answered 2xx (a 429 or 503
+//! is retried after its `Retry-After`, a connection error after a short
+//! pause, so the generator behaves like a well-written client). Throughput
+//! runs send a prepared block of events over and over and only count them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::seq::{Tracker, write_event};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Http,
+    Udp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Load {
+    pub protocol: Protocol,
+    pub target: SocketAddr,
+    /// Events per second over all connections; 0 = as fast as possible.
+    pub rate: u64,
+    pub event_bytes: usize,
+    pub connections: usize,
+    pub duration: Duration,
+    /// Events per write (TCP), per request (HTTP) or per datagram (UDP).
+    pub batch: usize,
+    /// Record every id (chaos runs) or only count (throughput runs).
+    pub track_ids: bool,
+}
+
+/// What a running generator has done so far.
+#[derive(Default)]
+pub struct Progress {
+    pub attempts: AtomicU64,
+    pub refused: AtomicU64,
+    pub errors: AtomicU64,
+    /// HTTP answers by class: 2xx, 429, 5xx, other.
+    pub ok: AtomicU64,
+    pub throttled: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Summary {
+    pub sent: u64,
+    pub attempts: u64,
+    pub write_errors: u64,
+    pub http_2xx: u64,
+    pub http_429: u64,
+    pub http_other: u64,
+    pub seconds: f64,
+}
+
+pub struct Generator {
+    pub progress: Arc<Progress>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    started: Instant,
+    tracker: Arc<Tracker>,
+}
+
+impl Generator {
+    pub fn start(load: Load, tracker: Arc<Tracker>) -> Generator {
+        let progress = Arc::new(Progress::default());
+        let started = Instant::now();
+        let per_conn_rate = if load.rate == 0 {
+            0
+        } else {
+            load.rate.div_ceil(load.connections.max(1) as u64)
+        };
+        let tasks = (0..load.connections.max(1))
+            .map(|_| {
+                let load = load.clone();
+                let tracker = tracker.clone();
+                let progress = progress.clone();
+                tokio::spawn(async move {
+                    let deadline = started + load.duration;
+                    match load.protocol {
+                        Protocol::Tcp => {
+                            tcp(&load, per_conn_rate, deadline, &tracker, &progress).await
+                        }
+                        Protocol::Http => {
+                            http(&load, per_conn_rate, deadline, &tracker, &progress).await
+                        }
+                        Protocol::Udp => {
+                            udp(&load, per_conn_rate, deadline, &tracker, &progress).await
+                        }
+                    }
+                })
+            })
+            .collect();
+        Generator {
+            progress,
+            tasks,
+            started,
+            tracker,
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.tasks.iter().all(|t| t.is_finished())
+    }
+
+    pub async fn wait(self) -> Summary {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let p = &self.progress;
+        Summary {
+            sent: self.tracker.sent_events(),
+            attempts: p.attempts.load(Ordering::Relaxed),
+            write_errors: p.errors.load(Ordering::Relaxed),
+            http_2xx: p.ok.load(Ordering::Relaxed),
+            http_429: p.throttled.load(Ordering::Relaxed),
+            http_other: p.failed.load(Ordering::Relaxed),
+            seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// Paces a sender at `rate` events/s: how many may go now.
+struct Pacer {
+    rate: u64,
+    started: Instant,
+    done: u64,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Self {
+        Pacer {
+            rate,
+            started: Instant::now(),
+            done: 0,
+        }
+    }
+
+    /// Wait until `n` more events are due (immediately when unpaced).
+    async fn admit(&mut self, n: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        self.done += n;
+        let due = Duration::from_secs_f64(self.done as f64 / self.rate as f64);
+        let wait = due.saturating_sub(self.started.elapsed());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+fn running(deadline: Instant) -> bool {
+    Instant::now() < deadline
+}
+
+/// Build a batch of `n` events starting at `first` (ids) into `buf`.
+fn batch(buf: &mut Vec<u8>, first: u64, n: usize, size: usize) {
+    buf.clear();
+    for i in 0..n as u64 {
+        write_event(buf, first + i, size);
+        buf.push(b'\n');
+    }
+}
+
+async fn tcp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progress: &Progress) {
+    let mut pacer = Pacer::new(rate);
+    let mut buf = Vec::with_capacity(load.batch * (load.event_bytes + 1));
+    // Throughput: one prepared block, sent again and again.
+    if !load.track_ids {
+        batch(&mut buf, 0, load.batch, load.event_bytes);
+    }
+    let mut conn: Option<TcpStream> = None;
+    while running(deadline) {
+        let Some(stream) = conn.as_mut() else {
+            match TcpStream::connect(load.target).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    conn = Some(s);
+                }
+                Err(_) => {
+                    progress.refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            continue;
+        };
+        pacer.admit(load.batch as u64).await;
+        let first = if load.track_ids {
+            let first = tracker.reserve(load.batch as u64);
+            batch(&mut buf, first, load.batch, load.event_bytes);
+            first
+        } else {
+            0
+        };
+        progress.attempts.fetch_add(1, Ordering::Relaxed);
+        // A write blocked by backpressure must still end with the run.
+        let wrote = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1),
+            stream.write_all(&buf),
+        )
+        .await;
+        match wrote {
+            Ok(Ok(())) => {
+                if load.track_ids {
+                    tracker.mark_sent(first, load.batch as u64);
+                } else {
+                    tracker.count_sent(load.batch as u64);
+                }
+            }
+            // Part of the batch may have gone: those ids show up as
+            // "unexpected" if they arrive, never as lost.
+            Ok(Err(_)) | Err(_) => {
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+                conn = None;
+            }
+        }
+    }
+    if let Some(mut s) = conn {
+        let _ = s.shutdown().await;
+    }
+}
+
+async fn http(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progress: &Progress) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("generator: http client: {e}");
+            return;
+        }
+    };
+    let url = format!("http://{}/", load.target);
+    let mut pacer = Pacer::new(rate);
+    let mut buf = Vec::with_capacity(load.batch * (load.event_bytes + 1));
+    if !load.track_ids {
+        batch(&mut buf, 0, load.batch, load.event_bytes);
+    }
+    let prepared = bytes::Bytes::from(buf.clone());
+    while running(deadline) {
+        pacer.admit(load.batch as u64).await;
+        let (first, body) = if load.track_ids {
+            let first = tracker.reserve(load.batch as u64);
+            batch(&mut buf, first, load.batch, load.event_bytes);
+            (first, bytes::Bytes::from(buf.clone()))
+        } else {
+            (0, prepared.clone())
+        };
+        // The same request until it is taken or the run ends: a client
+        // that gives up on 429 would lose what the router pushed back.
+        while running(deadline) {
+            progress.attempts.fetch_add(1, Ordering::Relaxed);
+            match client.post(&url).body(body.clone()).send().await {
+                Ok(r) if r.status().is_success() => {
+                    progress.ok.fetch_add(1, Ordering::Relaxed);
+                    if load.track_ids {
+                        tracker.mark_sent(first, load.batch as u64);
+                    } else {
+                        tracker.count_sent(load.batch as u64);
+                    }
+                    break;
+                }
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let wait = r
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs)
+                        .unwrap_or(Duration::from_millis(200));
+                    if status == 429 {
+                        progress.throttled.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        progress.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+                }
+                Err(_) => {
+                    progress.errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn udp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progress: &Progress) {
+    let socket = match UdpSocket::bind("127.0.0.1:0").await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("generator: udp socket: {e}");
+            return;
+        }
+    };
+    if let Err(e) = socket.connect(load.target).await {
+        eprintln!("generator: udp connect {}: {e}", load.target);
+        return;
+    }
+    let mut pacer = Pacer::new(rate);
+    let mut buf = Vec::with_capacity(load.batch * (load.event_bytes + 1));
+    while running(deadline) {
+        pacer.admit(load.batch as u64).await;
+        let first = tracker.reserve(load.batch as u64);
+        batch(&mut buf, first, load.batch, load.event_bytes);
+        progress.attempts.fetch_add(1, Ordering::Relaxed);
+        match socket.send(&buf).await {
+            Ok(_) => {
+                if load.track_ids {
+                    tracker.mark_sent(first, load.batch as u64);
+                } else {
+                    tracker.count_sent(load.batch as u64);
+                }
+            }
+            Err(_) => {
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

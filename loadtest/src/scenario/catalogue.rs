@@ -1,0 +1,423 @@
+//! The chaos scenarios. Each names what it proves in its description; times
+//! are seconds from the scenario start, shorter in a smoke run.
+
+use serde_json::{Value, json};
+
+use super::{Chaos, Check, Ctx, Expect, Kind, ReceiverSpec, Report};
+use crate::fault::{Fault, Window};
+use crate::generator::Protocol;
+
+/// Every chaos scenario's name, in run order.
+pub const NAMES: &[&str] = &[
+    "outage-block",
+    "outage-drop",
+    "outage-persistent-queue",
+    "kill9-persistent-queue",
+    "http-503-storm",
+    "http-429-retry-after",
+    "http-400-dead-letter",
+    "lb-blackhole",
+    "tcp-receiver-stall",
+    "udp-destination",
+    "slow-receiver",
+];
+
+fn route_all(dest: &str) -> Value {
+    json!([{ "name": "all", "destination": dest }])
+}
+
+fn http_dest(url: String, extra: Value) -> Value {
+    let mut d = json!({
+        "type": "http",
+        "url": url,
+        "batch": { "max_events": 500, "timeout": "200ms" },
+        "request": { "timeout": "5s" },
+        "retry": { "initial_backoff": "200ms", "max_backoff": "5s" },
+    });
+    merge(&mut d, extra);
+    d
+}
+
+fn merge(into: &mut Value, extra: Value) {
+    if let (Some(a), Value::Object(b)) = (into.as_object_mut(), extra) {
+        for (k, v) in b {
+            a.insert(k, v);
+        }
+    }
+}
+
+fn receiver(name: &'static str, kind: Kind, faults: Vec<Window>) -> ReceiverSpec {
+    ReceiverSpec { name, kind, faults }
+}
+
+fn check(f: impl Fn(&Report) -> Vec<String> + 'static) -> Option<Check> {
+    Some(Box::new(f))
+}
+
+fn need(ok: bool, what: String) -> Vec<String> {
+    if ok { Vec::new() } else { vec![what] }
+}
+
+fn receiver_events(r: &Report, name: &str) -> u64 {
+    r.receivers
+        .iter()
+        .find(|x| x.name == name)
+        .map(|x| x.events)
+        .unwrap_or(0)
+}
+
+fn answers(r: &Report, name: &str, code: u16) -> u64 {
+    r.receivers
+        .iter()
+        .find(|x| x.name == name)
+        .and_then(|x| x.answers.get(&code).copied())
+        .unwrap_or(0)
+}
+
+/// A base chaos scenario: TCP source at `rate`, one HTTP receiver.
+fn base(name: &'static str, description: &'static str, seconds: f64) -> Chaos {
+    Chaos {
+        name,
+        description,
+        source: Protocol::Tcp,
+        acknowledgements: false,
+        receivers: Vec::new(),
+        pipeline: Box::new(|_| (Value::Null, Value::Null)),
+        rate: 5_000,
+        seconds,
+        event_bytes: 200,
+        connections: 2,
+        batch: 50,
+        expect: Expect::NoLoss,
+        kill_at: None,
+        rss_after: 5.0,
+        check: None,
+    }
+}
+
+pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
+    let s = |full: f64, smoke: f64| ctx.secs(full, smoke);
+    // An outage: up for `lead`, down for `down`, then up until the end.
+    let (lead, down, tail) = (s(5.0, 2.0), s(30.0, 5.0), s(10.0, 3.0));
+    let outage = vec![Window::new(lead, lead + down, Fault::Down)];
+    let outage_total = lead + down + tail;
+    Some(match name {
+        "outage-block" => Chaos {
+            receivers: vec![receiver("collector", Kind::Http, outage)],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": http_dest(a.http("collector"), json!({ "backpressure": "block" })) }),
+                )
+            }),
+            rate: 20_000,
+            check: check(move |r| {
+                // While the peer is down and the generator still offering,
+                // the sender must be held back (the lane and the socket
+                // buffers fill first).
+                let throttled = r
+                    .timeline
+                    .iter()
+                    .any(|x| x.t > lead && x.t < lead + down && x.sent_per_s < 2_000.0);
+                need(
+                    throttled,
+                    "the TCP sender was never throttled during the outage".into(),
+                )
+            }),
+            ..base(
+                "outage-block",
+                "HTTP destination down; backpressure: block. The TCP sender is throttled; nothing is lost.",
+                outage_total,
+            )
+        },
+        "outage-drop" => Chaos {
+            receivers: vec![receiver("collector", Kind::Http, outage)],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": http_dest(a.http("collector"), json!({ "backpressure": "drop", "queue": { "max_events": 2000 } })) }),
+                )
+            }),
+            expect: Expect::ExactlyCounted,
+            check: check(|r| {
+                need(
+                    r.sluice.dropped.get("backpressure").copied().unwrap_or(0.0) > 0.0,
+                    "nothing was dropped for backpressure during the outage".into(),
+                )
+            }),
+            ..base(
+                "outage-drop",
+                "HTTP destination down; backpressure: drop. Lost events are exactly those counted as dropped.",
+                outage_total,
+            )
+        },
+        "outage-persistent-queue" => Chaos {
+            receivers: vec![receiver("collector", Kind::Http, outage)],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": http_dest(a.http("collector"), json!({
+                        "backpressure": "persistent_queue",
+                        "queue": { "max_events": 1000 },
+                    })) }),
+                )
+            }),
+            check: check(|r| {
+                need(
+                    r.timeline.iter().any(|x| x.disk > 0.0),
+                    "the persistent queue never held anything".into(),
+                )
+            }),
+            ..base(
+                "outage-persistent-queue",
+                "HTTP destination down; backpressure: persistent_queue. Spills to disk, drains in order, loses nothing.",
+                outage_total,
+            )
+        },
+        "kill9-persistent-queue" => {
+            let kill = s(12.0, 4.0);
+            let back = s(20.0, 7.0);
+            Chaos {
+                source: Protocol::Http,
+                acknowledgements: true,
+                batch: 100,
+                connections: 4,
+                receivers: vec![receiver(
+                    "collector",
+                    Kind::Http,
+                    vec![Window::new(0.5, back, Fault::Down)],
+                )],
+                pipeline: Box::new(|a| {
+                    (
+                        route_all("out"),
+                        json!({ "out": http_dest(a.http("collector"), json!({
+                            "backpressure": "persistent_queue",
+                            "queue": { "mode": "always", "fsync": "always" },
+                        })) }),
+                    )
+                }),
+                kill_at: Some((kill, 1.0)),
+                rss_after: kill + 3.0,
+                check: check(|r| need(r.sluice.restarts == 1, "sluice was not restarted".into())),
+                ..base(
+                    "kill9-persistent-queue",
+                    "HTTP source with acknowledgements into a persistent queue (mode always, fsync always) while the destination is down; sluice is killed with SIGKILL mid-spill and restarted: every acknowledged event arrives.",
+                    back + s(8.0, 3.0),
+                )
+            }
+        }
+        "http-503-storm" => Chaos {
+            receivers: vec![receiver(
+                "collector",
+                Kind::Http,
+                vec![Window::new(
+                    s(3.0, 1.0),
+                    s(13.0, 5.0),
+                    Fault::Status {
+                        code: 503,
+                        rate: 1.0,
+                        retry_after: None,
+                    },
+                )],
+            )],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": http_dest(a.http("collector"), json!({})) }),
+                )
+            }),
+            check: check(|r| {
+                need(
+                    answers(r, "collector", 503) > 0 && r.sluice.retries > 0.0,
+                    "no 503 was answered and retried".into(),
+                )
+            }),
+            ..base(
+                "http-503-storm",
+                "Every request answered 503 for a while, then recovery: retried, nothing lost.",
+                s(20.0, 8.0),
+            )
+        },
+        "http-429-retry-after" => Chaos {
+            receivers: vec![receiver(
+                "collector",
+                Kind::Http,
+                vec![Window::new(
+                    s(3.0, 1.0),
+                    s(13.0, 5.0),
+                    Fault::Status {
+                        code: 429,
+                        rate: 0.5,
+                        retry_after: Some(2),
+                    },
+                )],
+            )],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": http_dest(a.http("collector"), json!({})) }),
+                )
+            }),
+            check: check(|r| {
+                need(
+                    answers(r, "collector", 429) > 0,
+                    "no 429 was answered".into(),
+                )
+            }),
+            ..base(
+                "http-429-retry-after",
+                "Half the requests answered 429 with Retry-After: 2 for a while: the endpoint pauses as asked, nothing lost.",
+                s(20.0, 8.0),
+            )
+        },
+        "http-400-dead-letter" => Chaos {
+            receivers: vec![
+                receiver(
+                    "collector",
+                    Kind::Http,
+                    vec![Window::new(
+                        s(2.0, 1.0),
+                        s(12.0, 4.0),
+                        Fault::Status {
+                            code: 400,
+                            rate: 0.2,
+                            retry_after: None,
+                        },
+                    )],
+                ),
+                receiver("dead-letters", Kind::Http, vec![]),
+            ],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({
+                        "out": http_dest(a.http("collector"), json!({ "dead_letter": "dlq" })),
+                        "dlq": http_dest(a.http("dead-letters"), json!({})),
+                    }),
+                )
+            }),
+            check: check(|r| {
+                let dl = r.sluice.dropped.get("dead_letter").copied().unwrap_or(0.0) as u64;
+                let got = receiver_events(r, "dead-letters");
+                let mut f = need(dl > 0, "nothing was dead-lettered".into());
+                f.extend(need(dl == got, format!("{dl} events counted as dead-lettered but {got} reached the dead-letter receiver")));
+                f
+            }),
+            ..base(
+                "http-400-dead-letter",
+                "A fifth of the requests answered 400 for a while: those batches go to a dead-letter HTTP destination with their status; every event arrives at one of the two.",
+                s(16.0, 6.0),
+            )
+        },
+        "lb-blackhole" => Chaos {
+            receivers: vec![
+                receiver("a", Kind::Http, vec![]),
+                receiver("b", Kind::Http, vec![]),
+                receiver(
+                    "hole",
+                    Kind::Http,
+                    vec![Window::new(s(3.0, 1.0), f64::MAX, Fault::Stall)],
+                ),
+            ],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": {
+                        "type": "http",
+                        "endpoints": [
+                            { "url": a.http("a") }, { "url": a.http("b") }, { "url": a.http("hole") },
+                        ],
+                        "batch": { "max_events": 500, "timeout": "200ms" },
+                        "request": { "timeout": "2s" },
+                    } }),
+                )
+            }),
+            check: check(|r| {
+                let (a, b) = (receiver_events(r, "a"), receiver_events(r, "b"));
+                need(
+                    a > 0 && b > 0,
+                    format!("the healthy endpoints did not both take traffic ({a}, {b})"),
+                )
+            }),
+            ..base(
+                "lb-blackhole",
+                "Three load-balanced HTTP endpoints; one starts accepting requests and never answering. Its batches time out and move on; nothing lost.",
+                s(20.0, 8.0),
+            )
+        },
+        "tcp-receiver-stall" => Chaos {
+            receivers: vec![
+                receiver("a", Kind::Tcp, vec![]),
+                receiver(
+                    "b",
+                    Kind::Tcp,
+                    vec![Window::new(s(3.0, 1.0), s(13.0, 4.0), Fault::Stall)],
+                ),
+            ],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": {
+                        "type": "tcp",
+                        "endpoints": [ { "address": a.addr("a") }, { "address": a.addr("b") } ],
+                        "write_timeout": "2s",
+                    } }),
+                )
+            }),
+            check: check(|r| {
+                let a = receiver_events(r, "a");
+                need(a > 0, "the healthy TCP receiver took nothing".into())
+            }),
+            ..base(
+                "tcp-receiver-stall",
+                "Two load-balanced TCP receivers; one stops reading for a while and then reads again. The write timeout marks it down, its batch moves to the other; what sat in its socket buffers is read when it resumes: nothing lost.",
+                s(20.0, 8.0),
+            )
+        },
+        "udp-destination" => Chaos {
+            rate: 2_000,
+            receivers: vec![receiver("statsd", Kind::Udp, vec![])],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": { "type": "udp", "address": a.addr("statsd"), "pack": true, "max_datagram_bytes": 8192 } }),
+                )
+            }),
+            ..base(
+                "udp-destination",
+                "TCP in, UDP out (events packed into datagrams) at a rate loopback can carry: every event arrives.",
+                s(10.0, 4.0),
+            )
+        },
+        "slow-receiver" => Chaos {
+            rate: 20_000,
+            rss_after: s(15.0, 5.0),
+            receivers: vec![receiver(
+                "collector",
+                Kind::Http,
+                vec![Window::new(0.0, f64::MAX, Fault::Latency { ms: 300 })],
+            )],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": http_dest(a.http("collector"), json!({ "request": { "concurrency": 2, "timeout": "10s" } })) }),
+                )
+            }),
+            check: check(|r| {
+                need(
+                    r.rss_max_over_min < 1.5,
+                    format!(
+                        "RSS grew while the receiver was slow: max/min {:.2}",
+                        r.rss_max_over_min
+                    ),
+                )
+            }),
+            ..base(
+                "slow-receiver",
+                "A receiver that takes 300 ms per request, offered about three times what it can take, for minutes: the sender is throttled and sluice's memory stays flat.",
+                s(180.0, 20.0),
+            )
+        },
+        _ => return None,
+    })
+}

@@ -1,0 +1,291 @@
+//! Throughput at the maximum rate: the raw relay (the physical baseline),
+//! sluice tcp→tcp and http→http with one filter route, and the same
+//! workloads through Vector when its binary is given. Each target runs with
+//! the same generator and receiver, one after another; the relay runs first
+//! and last, and the ratio is to the mean of both runs.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Ctx, Report, bar};
+use crate::generator::{Generator, Load, Protocol};
+use crate::process::{Process, wait_listening};
+use crate::receiver::{self, Sink, free_port};
+use crate::seq::Tracker;
+use crate::sluice;
+
+pub const NAME: &str = "throughput";
+
+/// The one filter every router applies; every generated event passes it,
+/// so every router delivers every event.
+const FILTER: &str = "status >= 200";
+const VRL_FILTER: &str = "(to_int(.status) ?? 0) >= 200";
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Row {
+    pub target: String,
+    pub path: String,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_s: f64,
+    pub mb_per_s: f64,
+    /// CPU cores the router process used on average.
+    pub cpu_cores: f64,
+    pub peak_rss_mb: f64,
+    pub ratio_to_relay: f64,
+    pub lost: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Relay,
+    SluiceTcp,
+    SluiceHttp,
+    VectorTcp,
+    VectorHttp,
+}
+
+impl Target {
+    fn label(self) -> (&'static str, &'static str) {
+        match self {
+            Target::Relay => ("relay", "tcp → tcp, tokio copy loop"),
+            Target::SluiceTcp => ("sluice", "tcp → filter → tcp"),
+            Target::SluiceHttp => ("sluice", "http → filter → http"),
+            Target::VectorTcp => ("vector", "tcp → filter → tcp"),
+            Target::VectorHttp => ("vector", "http → filter → http"),
+        }
+    }
+
+    fn protocol(self) -> Protocol {
+        match self {
+            Target::SluiceHttp | Target::VectorHttp => Protocol::Http,
+            _ => Protocol::Tcp,
+        }
+    }
+}
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
+    let dir = ctx.dir(NAME)?;
+    let seconds = ctx.secs(15.0, 2.0);
+    let mut targets = vec![Target::Relay, Target::SluiceTcp, Target::SluiceHttp];
+    if ctx.vector.is_some() {
+        targets.extend([Target::VectorTcp, Target::VectorHttp]);
+    }
+    targets.push(Target::Relay);
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let sub = dir.join(format!("{i}"));
+        std::fs::create_dir_all(&sub)?;
+        rows.push(one(ctx, *t, &sub, seconds).await?);
+    }
+    let relays: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.target == "relay")
+        .map(|r| r.events_per_s)
+        .collect();
+    let relay = relays.iter().sum::<f64>() / relays.len().max(1) as f64;
+    for r in &mut rows {
+        r.ratio_to_relay = if relay > 0.0 {
+            r.events_per_s / relay
+        } else {
+            0.0
+        };
+    }
+    let mut report = Report {
+        name: NAME.into(),
+        description: format!(
+            "Maximum rate, 200-byte JSON events, {seconds} s per target; routers apply `{FILTER}`. Ratios are to the raw relay, measured first and last in the same run."
+        ),
+        seconds: started.elapsed().as_secs_f64(),
+        ..Report::default()
+    };
+    for r in &rows {
+        if r.lost > 0 {
+            report
+                .failures
+                .push(format!("{} {}: {} events lost", r.target, r.path, r.lost));
+        }
+        if r.events == 0 {
+            report
+                .failures
+                .push(format!("{} {}: nothing arrived", r.target, r.path));
+        }
+    }
+    if relays.len() == 2 && relays[0] > 0.0 {
+        report.notes.push(format!(
+            "relay first {:.0} events/s, last {:.0} events/s (drift {:+.0} %)",
+            relays[0],
+            relays[1],
+            (relays[1] / relays[0] - 1.0) * 100.0
+        ));
+    }
+    report.throughput = rows;
+    report.passed = report.failures.is_empty();
+    Ok(report)
+}
+
+async fn one(ctx: &Ctx, target: Target, dir: &Path, seconds: f64) -> anyhow::Result<Row> {
+    let tracker = Arc::new(Tracker::new());
+    let sink = Sink::new(tracker.clone(), false);
+    let stats = sink.stats.clone();
+    let rx_addr = free_port()?;
+    let http = target.protocol() == Protocol::Http;
+    let _receiver = if http {
+        receiver::http::spawn(rx_addr, crate::fault::Schedule::none(Instant::now()), sink).await?
+    } else {
+        receiver::tcp::spawn(rx_addr, crate::fault::Schedule::none(Instant::now()), sink).await?
+    };
+    let input = free_port()?;
+    let mut process = start(ctx, target, dir, input, rx_addr).await?;
+    let (name, path) = target.label();
+    let before = process.usage();
+    let load = Load {
+        protocol: target.protocol(),
+        target: input,
+        rate: 0,
+        event_bytes: 200,
+        connections: if http { 4 } else { 2 },
+        duration: Duration::from_secs_f64(seconds),
+        batch: if http { 1000 } else { 512 },
+        track_ids: false,
+    };
+    let pb = bar(
+        &format!("{name} {}", if http { "http" } else { "tcp" }),
+        seconds,
+    );
+    let started = Instant::now();
+    let generator = Generator::start(load, tracker.clone());
+    let mut peak_rss = 0u64;
+    while !generator.finished() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let u = process.usage();
+        peak_rss = peak_rss.max(u.rss_bytes);
+        pb.set_position((started.elapsed().as_secs_f64() * 10.0) as u64);
+        pb.set_message(format!("{} events", tracker.received_events()));
+    }
+    let summary = generator.wait().await;
+    // Drain: everything sent must arrive.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tracker.received_events() < summary.sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak_rss = peak_rss.max(process.usage().rss_bytes);
+    }
+    pb.finish_and_clear();
+    let end = stats.last_event().unwrap_or_else(Instant::now);
+    let secs = end
+        .saturating_duration_since(started)
+        .as_secs_f64()
+        .max(1e-3);
+    let after = process.usage();
+    let _ = process.terminate(Duration::from_secs(30));
+    let events = tracker.received_events();
+    Ok(Row {
+        target: name.into(),
+        path: path.into(),
+        events,
+        seconds: secs,
+        events_per_s: events as f64 / secs,
+        mb_per_s: tracker.received_bytes() as f64 / secs / 1e6,
+        cpu_cores: (after.cpu_seconds - before.cpu_seconds) / secs,
+        peak_rss_mb: peak_rss as f64 / 1e6,
+        ratio_to_relay: 0.0,
+        lost: summary.sent.saturating_sub(events),
+    })
+}
+
+async fn start(
+    ctx: &Ctx,
+    target: Target,
+    dir: &Path,
+    input: SocketAddr,
+    output: SocketAddr,
+) -> anyhow::Result<Process> {
+    let log = dir.join("process.log");
+    let mut p = match target {
+        Target::Relay => {
+            let exe = std::env::current_exe().context("find the loadtest binary")?;
+            Process::spawn(
+                "relay",
+                &exe,
+                &[
+                    "relay".into(),
+                    "--listen".into(),
+                    input.to_string(),
+                    "--to".into(),
+                    output.to_string(),
+                ],
+                &log,
+            )?
+        }
+        Target::SluiceTcp | Target::SluiceHttp => {
+            let http = matches!(target, Target::SluiceHttp);
+            let api = free_port()?;
+            let config = sluice::config(
+                api,
+                dir,
+                json!({ "in": { "type": if http { "http" } else { "tcp" }, "address": input.to_string() } }),
+                json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
+                json!({ "out": if http {
+                    json!({ "type": "http", "url": format!("http://{output}/") })
+                } else {
+                    json!({ "type": "tcp", "address": output.to_string() })
+                } }),
+            );
+            let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
+            s.process
+        }
+        Target::VectorTcp | Target::VectorHttp => {
+            let bin = ctx.vector.as_ref().context("no Vector binary")?;
+            let config = vector_config(matches!(target, Target::VectorHttp), dir, input, output);
+            let path = dir.join("vector.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&config)?)?;
+            Process::spawn(
+                "vector",
+                bin,
+                &[
+                    "--config-json".into(),
+                    path.display().to_string(),
+                    "--quiet".into(),
+                ],
+                &log,
+            )?
+        }
+    };
+    wait_listening(input, &mut p, Duration::from_secs(30)).await?;
+    Ok(p)
+}
+
+/// The same pipeline for Vector: decode JSON, the same filter in VRL,
+/// encode JSON, newline-delimited.
+fn vector_config(
+    http: bool,
+    dir: &Path,
+    input: SocketAddr,
+    output: SocketAddr,
+) -> serde_json::Value {
+    let framing = json!({ "method": "newline_delimited" });
+    let source = if http {
+        json!({ "type": "http_server", "address": input.to_string(), "decoding": { "codec": "json" }, "framing": framing })
+    } else {
+        json!({ "type": "socket", "mode": "tcp", "address": input.to_string(), "decoding": { "codec": "json" }, "framing": framing })
+    };
+    let sink = if http {
+        json!({ "type": "http", "inputs": ["filtered"], "uri": format!("http://{output}/"), "encoding": { "codec": "json" }, "framing": framing })
+    } else {
+        json!({ "type": "socket", "mode": "tcp", "inputs": ["filtered"], "address": output.to_string(), "encoding": { "codec": "json" }, "framing": framing })
+    };
+    json!({
+        "data_dir": dir.display().to_string(),
+        "api": { "enabled": false },
+        "sources": { "in": source },
+        "transforms": { "filtered": { "type": "filter", "inputs": ["in"], "condition": VRL_FILTER } },
+        "sinks": { "out": sink },
+    })
+}
