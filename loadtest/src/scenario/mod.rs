@@ -516,3 +516,81 @@ fn write_config_copy(dir: &Path, config: &Value) {
         serde_json::to_string_pretty(config).unwrap_or_default(),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(sent: u64, lost: u64, dropped: f64) -> Report {
+        let mut r = Report {
+            comparison: Comparison {
+                sent,
+                lost,
+                lost_ids: (0..lost.min(3)).collect(),
+                ..Comparison::default()
+            },
+            ..Report::default()
+        };
+        if dropped > 0.0 {
+            r.sluice.dropped.insert("backpressure".into(), dropped);
+        }
+        // Dead letters reach their own receiver: never an explanation.
+        r.sluice.dropped.insert("dead_letter".into(), 1_000.0);
+        r.explained = explained(&r.sluice);
+        r.unexplained = lost.saturating_sub(r.explained);
+        r
+    }
+
+    #[test]
+    fn loss_no_counter_explains_fails() {
+        let mut r = report(100, 5, 2.0);
+        judge(&mut r, Expect::ExactlyCounted, true);
+        assert!(
+            r.failures.iter().any(|f| f.contains("no counter explains")),
+            "{:?}",
+            r.failures
+        );
+    }
+
+    #[test]
+    fn counted_drops_pass_only_when_they_match_exactly() {
+        let mut r = report(100, 5, 5.0);
+        judge(&mut r, Expect::ExactlyCounted, true);
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        let mut r = report(100, 3, 5.0);
+        judge(&mut r, Expect::ExactlyCounted, true);
+        assert!(!r.failures.is_empty());
+    }
+
+    #[test]
+    fn any_loss_fails_where_none_is_allowed_and_so_does_an_unclean_exit() {
+        let mut r = report(100, 1, 1.0);
+        judge(&mut r, Expect::NoLoss, true);
+        assert!(r.failures.iter().any(|f| f.contains("expected none")));
+        let mut r = report(100, 0, 0.0);
+        judge(&mut r, Expect::NoLoss, false);
+        assert!(r.failures.iter().any(|f| f.contains("exit")));
+        let mut r = report(0, 0, 0.0);
+        judge(&mut r, Expect::NoLoss, true);
+        assert!(r.failures.iter().any(|f| f.contains("sent nothing")));
+    }
+
+    #[test]
+    fn settled_needs_every_routed_event_accounted_and_empty_disk_queues() {
+        let s = Scrape::parse(
+            "sluice_destination_events_total{destination=\"a\"} 10\n\
+             sluice_destination_sent_events_total{destination=\"a\"} 8\n\
+             sluice_destination_dropped_events_total{destination=\"a\",reason=\"backpressure\"} 1\n\
+             sluice_persistent_queue_events{destination=\"a\"} 0\n",
+        );
+        assert!(!settled(&s));
+        let s = Scrape::parse(
+            "sluice_destination_events_total{destination=\"a\"} 10\n\
+             sluice_destination_sent_events_total{destination=\"a\"} 9\n\
+             sluice_destination_dropped_events_total{destination=\"a\",reason=\"backpressure\"} 1\n\
+             sluice_persistent_queue_events{destination=\"a\"} 0\n",
+        );
+        assert!(settled(&s));
+        assert!(!settled(&Scrape::default()));
+    }
+}
