@@ -16,6 +16,7 @@ pub const NAMES: &[&str] = &[
     "http-503-storm",
     "http-429-retry-after",
     "http-400-dead-letter",
+    "http-connection-close",
     "lb-blackhole",
     "tcp-receiver-stall",
     "udp-destination",
@@ -307,6 +308,31 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                 "http-400-dead-letter",
                 "A fifth of the requests answered 400 for a while: those batches go to a dead-letter HTTP destination with their status; every event arrives at one of the two.",
                 s(16.0, 6.0),
+            )
+        },
+        "http-connection-close" => Chaos {
+            receivers: vec![receiver(
+                "collector",
+                Kind::Http,
+                // Every few seconds the receiver drops every connection,
+                // requests in flight included: a restart behind a proxy.
+                (1..=3)
+                    .map(|i| {
+                        let at = s(4.0, 1.5) * f64::from(i);
+                        Window::new(at, at + 0.5, Fault::Close)
+                    })
+                    .collect(),
+            )],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": http_dest(a.http("collector"), json!({})) }),
+                )
+            }),
+            ..base(
+                "http-connection-close",
+                "The receiver closes every connection three times, requests in flight included: those requests are sent again (duplicates allowed), nothing lost.",
+                s(16.0, 7.0),
             )
         },
         "lb-blackhole" => Chaos {
