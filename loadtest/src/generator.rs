@@ -56,6 +56,8 @@ pub struct Progress {
 pub struct Summary {
     pub sent: u64,
     pub attempts: u64,
+    /// Connections refused (the router not listening: killed, restarting).
+    pub connect_failures: u64,
     pub write_errors: u64,
     pub http_2xx: u64,
     pub http_429: u64,
@@ -64,7 +66,7 @@ pub struct Summary {
 }
 
 pub struct Generator {
-    pub progress: Arc<Progress>,
+    progress: Arc<Progress>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     started: Instant,
     tracker: Arc<Tracker>,
@@ -120,6 +122,7 @@ impl Generator {
         Summary {
             sent: self.tracker.sent_events(),
             attempts: p.attempts.load(Ordering::Relaxed),
+            connect_failures: p.refused.load(Ordering::Relaxed),
             write_errors: p.errors.load(Ordering::Relaxed),
             http_2xx: p.ok.load(Ordering::Relaxed),
             http_429: p.throttled.load(Ordering::Relaxed),
@@ -161,6 +164,15 @@ impl Pacer {
 
 fn running(deadline: Instant) -> bool {
     Instant::now() < deadline
+}
+
+/// A batch starting at `first` was taken: record its ids, or only count it.
+fn sent(load: &Load, tracker: &Tracker, first: u64) {
+    if load.track_ids {
+        tracker.mark_sent(first, load.batch as u64);
+    } else {
+        tracker.count_sent(load.batch as u64);
+    }
 }
 
 /// Build a batch of `n` events starting at `first` (ids) into `buf`.
@@ -211,11 +223,7 @@ async fn tcp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progr
         .await;
         match wrote {
             Ok(Ok(())) => {
-                if load.track_ids {
-                    tracker.mark_sent(first, load.batch as u64);
-                } else {
-                    tracker.count_sent(load.batch as u64);
-                }
+                sent(load, tracker, first);
             }
             // Part of the batch may have gone: those ids show up as
             // "unexpected" if they arrive, never as lost.
@@ -265,11 +273,7 @@ async fn http(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, prog
             match client.post(&url).body(body.clone()).send().await {
                 Ok(r) if r.status().is_success() => {
                     progress.ok.fetch_add(1, Ordering::Relaxed);
-                    if load.track_ids {
-                        tracker.mark_sent(first, load.batch as u64);
-                    } else {
-                        tracker.count_sent(load.batch as u64);
-                    }
+                    sent(load, tracker, first);
                     break;
                 }
                 Ok(r) => {
@@ -318,11 +322,7 @@ async fn udp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progr
         progress.attempts.fetch_add(1, Ordering::Relaxed);
         match socket.send(&buf).await {
             Ok(_) => {
-                if load.track_ids {
-                    tracker.mark_sent(first, load.batch as u64);
-                } else {
-                    tracker.count_sent(load.batch as u64);
-                }
+                sent(load, tracker, first);
             }
             Err(_) => {
                 progress.errors.fetch_add(1, Ordering::Relaxed);

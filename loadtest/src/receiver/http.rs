@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -16,67 +15,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use super::{Handle, Sink, bind_tcp};
+use super::{Handle, Sink};
 use crate::fault::{Fault, Schedule};
 
 const TICK: Duration = Duration::from_millis(50);
 
 pub async fn spawn(addr: SocketAddr, schedule: Schedule, sink: Sink) -> anyhow::Result<Handle> {
-    let listener = bind_tcp(addr)
-        .await
-        .with_context(|| format!("http receiver: bind {addr}"))?;
-    let addr = listener.local_addr()?;
-    let (stop, stop_rx) = watch::channel(false);
-    let stats = sink.stats.clone();
-    tokio::spawn(supervise(listener, addr, schedule, sink, stop_rx));
-    Ok(Handle { addr, stats, stop })
-}
-
-async fn supervise(
-    first: tokio::net::TcpListener,
-    addr: SocketAddr,
-    schedule: Schedule,
-    sink: Sink,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut listener = Some(first);
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        if schedule.is_down() {
-            listener = None;
-            tokio::time::sleep(TICK).await;
-            continue;
-        }
-        let l = match listener.take() {
-            Some(l) => l,
-            None => match bind_tcp(addr).await {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("http receiver {addr}: cannot listen again: {e}");
-                    return;
-                }
-            },
-        };
-        let (down, down_rx) = watch::channel(false);
-        loop {
-            tokio::select! {
-                accepted = l.accept() => {
-                    if let Ok((stream, _)) = accepted {
-                        sink.stats.connections.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(connection(stream, schedule.clone(), sink.clone(), down_rx.clone()));
-                    }
-                }
-                _ = tokio::time::sleep(TICK) => {
-                    if schedule.is_down() { break; }
-                }
-                _ = stop.changed() => { break; }
-            }
-        }
-        let _ = down.send(true);
-        drop(l);
-    }
+    super::listen("http", addr, schedule, sink, connection).await
 }
 
 async fn connection(

@@ -7,14 +7,20 @@ pub mod tcp;
 pub mod udp;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use anyhow::Context;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::fault::Schedule;
 use crate::seq::Tracker;
+
+const TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Where a receiver puts what it takes.
 #[derive(Clone)]
@@ -111,12 +117,91 @@ impl Drop for Handle {
     }
 }
 
+/// Listen on `addr` and hand every connection to `serve` (with a signal
+/// that fires when a `Down` window begins). While one is in force there is
+/// no listener and no connection; afterwards the same port listens again.
+async fn listen<F, Fut>(
+    kind: &'static str,
+    addr: SocketAddr,
+    schedule: Schedule,
+    sink: Sink,
+    serve: F,
+) -> anyhow::Result<Handle>
+where
+    F: Fn(TcpStream, Schedule, Sink, watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = bind_tcp(addr)
+        .await
+        .with_context(|| format!("{kind} receiver: bind {addr}"))?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let stats = sink.stats.clone();
+    tokio::spawn(supervise(
+        kind, listener, addr, schedule, sink, stop_rx, serve,
+    ));
+    Ok(Handle { addr, stats, stop })
+}
+
+async fn supervise<F, Fut>(
+    kind: &'static str,
+    first: TcpListener,
+    addr: SocketAddr,
+    schedule: Schedule,
+    sink: Sink,
+    mut stop: watch::Receiver<bool>,
+    serve: F,
+) where
+    F: Fn(TcpStream, Schedule, Sink, watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut listener = Some(first);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if schedule.is_down() {
+            listener = None;
+            tokio::time::sleep(TICK).await;
+            continue;
+        }
+        let l = match listener.take() {
+            Some(l) => l,
+            None => match bind_tcp(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{kind} receiver {addr}: cannot listen again: {e}");
+                    return;
+                }
+            },
+        };
+        // One generation per listener: `Down` ends every connection of it.
+        let (down, down_rx) = watch::channel(false);
+        loop {
+            tokio::select! {
+                accepted = l.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        sink.stats.connections.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(serve(stream, schedule.clone(), sink.clone(), down_rx.clone()));
+                    }
+                }
+                _ = tokio::time::sleep(TICK) => {
+                    if schedule.is_down() { break; }
+                }
+                _ = stop.changed() => { break; }
+            }
+        }
+        let _ = down.send(true);
+        drop(l);
+    }
+}
+
 /// Bind a listener on `addr`, retrying briefly: a port just released by a
 /// `Down` window can take a moment to be free again.
-async fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let mut tries = 0;
     loop {
-        match tokio::net::TcpListener::bind(addr).await {
+        match TcpListener::bind(addr).await {
             Ok(l) => return Ok(l),
             Err(_) if tries < 50 => {
                 tries += 1;

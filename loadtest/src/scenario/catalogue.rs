@@ -51,6 +51,21 @@ fn receiver(name: &'static str, kind: Kind, faults: Vec<Window>) -> ReceiverSpec
     ReceiverSpec { name, kind, faults }
 }
 
+/// `base` with one HTTP receiver, `collector`, injecting `faults`, and every
+/// event routed to an HTTP destination on it with the `extra` settings.
+fn collector(base: Chaos, faults: Vec<Window>, extra: Value) -> Chaos {
+    Chaos {
+        receivers: vec![receiver("collector", Kind::Http, faults)],
+        pipeline: Box::new(move |a| {
+            (
+                route_all("out"),
+                json!({ "out": http_dest(a.http("collector"), extra.clone()) }),
+            )
+        }),
+        ..base
+    }
+}
+
 fn check(f: impl Fn(&Report) -> Vec<String> + 'static) -> Option<Check> {
     Some(Box::new(f))
 }
@@ -104,13 +119,6 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
     let outage_total = lead + down + tail;
     Some(match name {
         "outage-block" => Chaos {
-            receivers: vec![receiver("collector", Kind::Http, outage)],
-            pipeline: Box::new(|a| {
-                (
-                    route_all("out"),
-                    json!({ "out": http_dest(a.http("collector"), json!({ "backpressure": "block" })) }),
-                )
-            }),
             rate: 20_000,
             check: check(move |r| {
                 // While the peer is down and the generator still offering,
@@ -125,20 +133,17 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                     "the TCP sender was never throttled during the outage".into(),
                 )
             }),
-            ..base(
-                "outage-block",
-                "HTTP destination down; backpressure: block. The TCP sender is throttled; nothing is lost.",
-                outage_total,
+            ..collector(
+                base(
+                    "outage-block",
+                    "HTTP destination down; backpressure: block. The TCP sender is throttled; nothing is lost.",
+                    outage_total,
+                ),
+                outage,
+                json!({ "backpressure": "block" }),
             )
         },
         "outage-drop" => Chaos {
-            receivers: vec![receiver("collector", Kind::Http, outage)],
-            pipeline: Box::new(|a| {
-                (
-                    route_all("out"),
-                    json!({ "out": http_dest(a.http("collector"), json!({ "backpressure": "drop", "queue": { "max_events": 2000 } })) }),
-                )
-            }),
             expect: Expect::ExactlyCounted,
             check: check(|r| {
                 need(
@@ -146,33 +151,34 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                     "nothing was dropped for backpressure during the outage".into(),
                 )
             }),
-            ..base(
-                "outage-drop",
-                "HTTP destination down; backpressure: drop. Lost events are exactly those counted as dropped.",
-                outage_total,
+            ..collector(
+                base(
+                    "outage-drop",
+                    "HTTP destination down; backpressure: drop. Lost events are exactly those counted as dropped.",
+                    outage_total,
+                ),
+                outage,
+                json!({ "backpressure": "drop", "queue": { "max_events": 2000 } }),
             )
         },
         "outage-persistent-queue" => Chaos {
-            receivers: vec![receiver("collector", Kind::Http, outage)],
-            pipeline: Box::new(|a| {
-                (
-                    route_all("out"),
-                    json!({ "out": http_dest(a.http("collector"), json!({
-                        "backpressure": "persistent_queue",
-                        "queue": { "max_events": 1000 },
-                    })) }),
-                )
-            }),
             check: check(|r| {
                 need(
                     r.timeline.iter().any(|x| x.disk > 0.0),
                     "the persistent queue never held anything".into(),
                 )
             }),
-            ..base(
-                "outage-persistent-queue",
-                "HTTP destination down; backpressure: persistent_queue. Spills to disk, drains in order, loses nothing.",
-                outage_total,
+            ..collector(
+                base(
+                    "outage-persistent-queue",
+                    "HTTP destination down; backpressure: persistent_queue. Spills to disk, drains in order, loses nothing.",
+                    outage_total,
+                ),
+                outage,
+                json!({
+                    "backpressure": "persistent_queue",
+                    "queue": { "max_events": 1000 },
+                }),
             )
         },
         "kill9-persistent-queue" => {
@@ -183,34 +189,36 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                 acknowledgements: true,
                 batch: 100,
                 connections: 4,
-                receivers: vec![receiver(
-                    "collector",
-                    Kind::Http,
-                    vec![Window::new(0.5, back, Fault::Down)],
-                )],
-                pipeline: Box::new(|a| {
-                    (
-                        route_all("out"),
-                        json!({ "out": http_dest(a.http("collector"), json!({
-                            "backpressure": "persistent_queue",
-                            "queue": { "mode": "always", "fsync": "always" },
-                        })) }),
-                    )
-                }),
                 kill_at: Some((kill, 1.0)),
                 rss_after: kill + 3.0,
                 check: check(|r| need(r.sluice.restarts == 1, "sluice was not restarted".into())),
-                ..base(
-                    "kill9-persistent-queue",
-                    "HTTP source with acknowledgements into a persistent queue (mode always, fsync always) while the destination is down; sluice is killed with SIGKILL mid-spill and restarted: every acknowledged event arrives.",
-                    back + s(8.0, 3.0),
+                ..collector(
+                    base(
+                        "kill9-persistent-queue",
+                        "HTTP source with acknowledgements into a persistent queue (mode always, fsync always) while the destination is down; sluice is killed with SIGKILL mid-spill and restarted: every acknowledged event arrives.",
+                        back + s(8.0, 3.0),
+                    ),
+                    vec![Window::new(0.5, back, Fault::Down)],
+                    json!({
+                        "backpressure": "persistent_queue",
+                        "queue": { "mode": "always", "fsync": "always" },
+                    }),
                 )
             }
         }
         "http-503-storm" => Chaos {
-            receivers: vec![receiver(
-                "collector",
-                Kind::Http,
+            check: check(|r| {
+                need(
+                    answers(r, "collector", 503) > 0 && r.sluice.retries > 0.0,
+                    "no 503 was answered and retried".into(),
+                )
+            }),
+            ..collector(
+                base(
+                    "http-503-storm",
+                    "Every request answered 503 for a while, then recovery: retried, nothing lost.",
+                    s(20.0, 8.0),
+                ),
                 vec![Window::new(
                     s(3.0, 1.0),
                     s(13.0, 5.0),
@@ -220,29 +228,22 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                         retry_after: None,
                     },
                 )],
-            )],
-            pipeline: Box::new(|a| {
-                (
-                    route_all("out"),
-                    json!({ "out": http_dest(a.http("collector"), json!({})) }),
-                )
-            }),
-            check: check(|r| {
-                need(
-                    answers(r, "collector", 503) > 0 && r.sluice.retries > 0.0,
-                    "no 503 was answered and retried".into(),
-                )
-            }),
-            ..base(
-                "http-503-storm",
-                "Every request answered 503 for a while, then recovery: retried, nothing lost.",
-                s(20.0, 8.0),
+                json!({}),
             )
         },
         "http-429-retry-after" => Chaos {
-            receivers: vec![receiver(
-                "collector",
-                Kind::Http,
+            check: check(|r| {
+                need(
+                    answers(r, "collector", 429) > 0,
+                    "no 429 was answered".into(),
+                )
+            }),
+            ..collector(
+                base(
+                    "http-429-retry-after",
+                    "Half the requests answered 429 with Retry-After: 2 for a while: the endpoint pauses as asked, nothing lost.",
+                    s(20.0, 8.0),
+                ),
                 vec![Window::new(
                     s(3.0, 1.0),
                     s(13.0, 5.0),
@@ -252,23 +253,7 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                         retry_after: Some(2),
                     },
                 )],
-            )],
-            pipeline: Box::new(|a| {
-                (
-                    route_all("out"),
-                    json!({ "out": http_dest(a.http("collector"), json!({})) }),
-                )
-            }),
-            check: check(|r| {
-                need(
-                    answers(r, "collector", 429) > 0,
-                    "no 429 was answered".into(),
-                )
-            }),
-            ..base(
-                "http-429-retry-after",
-                "Half the requests answered 429 with Retry-After: 2 for a while: the endpoint pauses as asked, nothing lost.",
-                s(20.0, 8.0),
+                json!({}),
             )
         },
         "http-400-dead-letter" => Chaos {
@@ -311,10 +296,12 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
             )
         },
         "http-connection-close" => Chaos {
-            receivers: vec![receiver(
-                "collector",
-                Kind::Http,
-                // Every few seconds the receiver drops every connection,
+            ..collector(
+                base(
+                    "http-connection-close",
+                    "The receiver closes every connection three times, requests in flight included: those requests are sent again (duplicates allowed), nothing lost.",
+                    s(16.0, 7.0),
+                ), // Every few seconds the receiver drops every connection,
                 // requests in flight included: a restart behind a proxy.
                 (1..=3)
                     .map(|i| {
@@ -322,17 +309,7 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                         Window::new(at, at + 0.5, Fault::Close)
                     })
                     .collect(),
-            )],
-            pipeline: Box::new(|a| {
-                (
-                    route_all("out"),
-                    json!({ "out": http_dest(a.http("collector"), json!({})) }),
-                )
-            }),
-            ..base(
-                "http-connection-close",
-                "The receiver closes every connection three times, requests in flight included: those requests are sent again (duplicates allowed), nothing lost.",
-                s(16.0, 7.0),
+                json!({}),
             )
         },
         "lb-blackhole" => Chaos {
@@ -418,17 +395,6 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
         "slow-receiver" => Chaos {
             rate: 20_000,
             rss_after: s(15.0, 5.0),
-            receivers: vec![receiver(
-                "collector",
-                Kind::Http,
-                vec![Window::new(0.0, f64::MAX, Fault::Latency { ms: 300 })],
-            )],
-            pipeline: Box::new(|a| {
-                (
-                    route_all("out"),
-                    json!({ "out": http_dest(a.http("collector"), json!({ "request": { "concurrency": 2, "timeout": "10s" } })) }),
-                )
-            }),
             check: check(|r| {
                 need(
                     r.rss_max_over_min < 1.5,
@@ -438,10 +404,14 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                     ),
                 )
             }),
-            ..base(
-                "slow-receiver",
-                "A receiver that takes 300 ms per request, offered about three times what it can take, for minutes: the sender is throttled and sluice's memory stays flat.",
-                s(180.0, 20.0),
+            ..collector(
+                base(
+                    "slow-receiver",
+                    "A receiver that takes 300 ms per request, offered about three times what it can take, for minutes: the sender is throttled and sluice's memory stays flat.",
+                    s(180.0, 20.0),
+                ),
+                vec![Window::new(0.0, f64::MAX, Fault::Latency { ms: 300 })],
+                json!({ "request": { "concurrency": 2, "timeout": "10s" } }),
             )
         },
         _ => return None,
