@@ -221,6 +221,14 @@ async fn health() -> Response {
 
 async fn ready(State(s): State<Arc<Status>>) -> Response {
     let phase = s.phase();
+    let failed = s.metrics.failed_components();
+    if failed > 0 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("failed: {failed} component task(s) ended unexpectedly; see the log\n"),
+        )
+            .into_response();
+    }
     let code = if phase == Phase::Running {
         StatusCode::OK
     } else {

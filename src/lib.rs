@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod queue;
 pub mod router;
 pub mod sources;
+pub mod supervise;
 pub mod tls;
 pub mod topology;

@@ -1,11 +1,12 @@
-//! The `sluice` command line: `run`, `validate` and `queue inspect|verify`.
+//! The `sluice` command line: `run`, `validate`, `destinations` and
+//! `queue inspect|verify`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sluice::config::{Config, ConfigError};
 use sluice::queue::inspect::{QueueSummary, scan_all};
 use sluice::topology::Running;
@@ -43,6 +44,13 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// List the destination types this binary was built with: encodings,
+    /// compressions, protocol limits and delivery defaults.
+    Destinations {
+        /// One JSON object per type instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Look at persistent queues on disk (read-only; safe while sluice runs).
     Queue {
         #[command(subcommand)]
@@ -70,7 +78,21 @@ enum QueueCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` also says which destination types this build has (Cargo
+    // features can leave heavy protocols out).
+    let long_version: &'static str = Box::leak(
+        format!(
+            "{}\ndestinations: {}",
+            env!("CARGO_PKG_VERSION"),
+            sluice::destinations::TYPES.join(", ")
+        )
+        .into_boxed_str(),
+    );
+    let cli = match Cli::from_arg_matches(&Cli::command().long_version(long_version).get_matches())
+    {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let filter = match &cli.log {
         Some(f) => EnvFilter::try_new(f),
         None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
@@ -93,6 +115,10 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Queue { command } => queue_command(command),
+        Command::Destinations { json } => {
+            print!("{}", destinations_listing(json));
+            ExitCode::SUCCESS
+        }
         Command::Validate { config } => match Config::load_file(&config) {
             Ok(c) => {
                 println!(
@@ -287,4 +313,63 @@ async fn terminate() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `sluice destinations`: what each registered type accepts and defaults to.
+fn destinations_listing(json: bool) -> String {
+    use std::fmt::Write;
+    let types = sluice::destinations::describe();
+    let list = |v: Vec<&str>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    let limit = |v: Option<u64>| v.map_or("-".to_string(), |n| n.to_string());
+    let mut out = String::new();
+    if json {
+        for t in &types {
+            let c = &t.capabilities;
+            let v = serde_json::json!({
+                "type": t.name,
+                "encodings": c.encodings.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+                "compressions": c.compressions.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+                "max_events": c.max_events,
+                "max_bytes": c.max_bytes,
+                "max_record_bytes": c.max_record_bytes,
+                "retry_on": c.retry_on,
+                "defaults": {
+                    "batch_max_events": t.defaults.max_events,
+                    "batch_max_bytes": t.defaults.max_bytes,
+                    "batch_timeout_ms": t.defaults.batch_timeout.as_millis() as u64,
+                    "concurrency": t.defaults.concurrency,
+                    "request_timeout_ms": t.defaults.request_timeout.map(|d| d.as_millis() as u64),
+                },
+            });
+            let _ = writeln!(out, "{v}");
+        }
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<10} {:<40} {:<10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "TYPE", "ENCODINGS", "COMPRESS", "MAX_EVENTS", "MAX_BYTES", "MAX_RECORD", "BATCH", "CONC"
+    );
+    for t in &types {
+        let c = &t.capabilities;
+        let _ = writeln!(
+            out,
+            "{:<10} {:<40} {:<10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            t.name,
+            list(c.encodings.iter().map(|e| e.as_str()).collect()),
+            list(c.compressions.iter().map(|e| e.as_str()).collect()),
+            limit(c.max_events.map(|n| n as u64)),
+            limit(c.max_bytes),
+            limit(c.max_record_bytes),
+            t.defaults.max_events,
+            t.defaults.concurrency,
+        );
+    }
+    out
 }

@@ -41,6 +41,12 @@ struct EndpointLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabel {
+    kind: &'static str,
+    component: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DestReasonLabel {
     destination: String,
     reason: &'static str,
@@ -150,6 +156,9 @@ struct Families {
     dest_sent_bytes: Family<DestLabel, Counter>,
     dest_dropped: Family<DestReasonLabel, Counter>,
     dest_retries: Family<DestLabel, Counter>,
+    dest_retried_events: Family<DestLabel, Counter>,
+    dest_throttled: Family<DestLabel, Counter>,
+    component_errors: Family<ComponentLabel, Counter>,
     dest_queue: Family<DestLabel, Gauge>,
     dest_backpressure: Family<DestLabel, Gauge>,
     dest_blocked: Family<DestLabel, FCounter>,
@@ -167,6 +176,7 @@ struct Families {
 pub struct Metrics {
     families: Arc<Families>,
     registry: Arc<Registry>,
+    failed: Arc<AtomicU64>,
 }
 
 fn request_histogram() -> Histogram {
@@ -192,6 +202,9 @@ impl Metrics {
             dest_sent_bytes: Family::default(),
             dest_dropped: Family::default(),
             dest_retries: Family::default(),
+            dest_retried_events: Family::default(),
+            dest_throttled: Family::default(),
+            component_errors: Family::default(),
             dest_queue: Family::default(),
             dest_backpressure: Family::default(),
             dest_blocked: Family::default(),
@@ -251,6 +264,21 @@ impl Metrics {
             f.dest_retries.clone(),
         );
         r.register(
+            "sluice_destination_retried_events",
+            "Events re-sent by retries (a partial retry counts only the records it re-sends)",
+            f.dest_retried_events.clone(),
+        );
+        r.register(
+            "sluice_destination_throttled",
+            "Attempts the peer answered with a throttle (429, RESOURCE_EXHAUSTED, ...)",
+            f.dest_throttled.clone(),
+        );
+        r.register(
+            "sluice_component_errors",
+            "Source or destination tasks that ended by panicking",
+            f.component_errors.clone(),
+        );
+        r.register(
             "sluice_destination_queue_events",
             "Events waiting in the destination's in-memory lane",
             f.dest_queue.clone(),
@@ -303,6 +331,7 @@ impl Metrics {
         Metrics {
             families: Arc::new(f),
             registry: Arc::new(r),
+            failed: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -348,6 +377,8 @@ impl Metrics {
                 })
             }),
             retries: f.dest_retries.get_or_create_owned(&l),
+            retried_events: f.dest_retried_events.get_or_create_owned(&l),
+            throttled: f.dest_throttled.get_or_create_owned(&l),
             queue_events: f.dest_queue.get_or_create_owned(&l),
             backpressure: f.dest_backpressure.get_or_create_owned(&l),
             blocked_seconds: f.dest_blocked.get_or_create_owned(&l),
@@ -379,6 +410,27 @@ impl Metrics {
             self.families.endpoint_up.get_or_create_owned(&l),
             self.families.endpoint_sent.get_or_create_owned(&l),
         )
+    }
+
+    /// `sluice_component_errors_total` for one component (`kind`: source or
+    /// destination).
+    pub fn component_errors(&self, kind: &'static str, id: &str) -> Counter {
+        self.families
+            .component_errors
+            .get_or_create_owned(&ComponentLabel {
+                kind,
+                component: id.to_string(),
+            })
+    }
+
+    /// Components that have failed so far (`/ready` answers 503 while any has).
+    pub fn failed_components(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn component_failed(&self) {
+        self.failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The Prometheus/OpenMetrics text exposition.
@@ -417,6 +469,8 @@ pub struct DestinationMetrics {
     pub sent_bytes: Counter,
     dropped: [Counter; DropReason::ALL.len()],
     pub retries: Counter,
+    pub retried_events: Counter,
+    pub throttled: Counter,
     pub queue_events: Gauge,
     pub backpressure: Gauge,
     pub blocked_seconds: FCounter,

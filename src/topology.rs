@@ -145,7 +145,7 @@ impl Running {
                 metrics: &metrics,
                 dead_letter,
             };
-            match destinations::start(&d.id, &d.config, wiring) {
+            match destinations::start(&d.id, &d.config, wiring).await {
                 Ok(task) => drivers.push(task),
                 Err(e) => {
                     stop.cancel();

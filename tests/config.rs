@@ -205,7 +205,7 @@ fn errors_name_file_line_column_and_key() {
             "retry_on for a destination without status codes",
             format!("{BASE}    retry: {{ retry_on: [500] }}\n"),
             ":10:5: ",
-            "only http destinations have",
+            "which blackhole destinations do not have",
         ),
         (
             "a status rule that is not one",
@@ -223,13 +223,19 @@ fn errors_name_file_line_column_and_key() {
             "json_array on a stream",
             "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: tcp, address: \"a:1\", encoding: json_array}\n".into(),
             ":7:8: ",
-            "json_array does not frame a stream",
+            "encoding `json_array` is not supported by tcp destinations (use one of: ndjson, raw,",
         ),
         (
             "compression on UDP",
             "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: udp, address: \"a:1\", compression: gzip}\n".into(),
             ":7:8: ",
-            "compression is not supported for UDP",
+            "compression `gzip` is not supported by udp destinations (supported: none)",
+        ),
+        (
+            "a batch limit above the protocol's",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out:\n    type: udp\n    address: \"a:1\"\n    batch:\n      max_event_bytes: 100KiB\n".into(),
+            ":11:24: ",
+            "batch.max_event_bytes: 102400 exceeds udp's limit of 65507",
         ),
         (
             "a metric encoding without metric fields",

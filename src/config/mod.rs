@@ -304,8 +304,9 @@ impl Config {
                         .into(),
                 ));
             }
-            if let Err(m) = d.config.validate() {
-                errors.push(at(d.location, format!("destination `{}`: {m}", d.id)));
+            if let Err(p) = d.config.check() {
+                let loc = p.at.unwrap_or(d.location);
+                errors.push(at(loc, format!("destination `{}`: {}", d.id, p.message)));
             }
         }
         let known = || dest_ids.keys().copied().collect::<Vec<_>>().join(", ");

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::config::Validate;
 use crate::destination_config;
-use crate::driver::{Destination, Encoded, Outcome};
+use crate::destinations::{BuildContext, Capabilities, DestinationType};
+use crate::driver::{DeliveryDefaults, Destination, Encoded, Outcome};
 use crate::event::Event;
 
 destination_config! {
@@ -33,6 +34,17 @@ pub struct Blackhole {
 impl Blackhole {
     pub fn new(cfg: &BlackholeConfig) -> Self {
         Blackhole { rate: cfg.rate }
+    }
+}
+
+impl DestinationType for Blackhole {
+    const NAME: &'static str = "blackhole";
+    const DEFAULTS: DeliveryDefaults = DeliveryDefaults::LOCAL;
+    const CAPABILITIES: Capabilities = Capabilities::LOCAL;
+    type Config = BlackholeConfig;
+
+    async fn build(cfg: &BlackholeConfig, _: &BuildContext<'_>) -> Result<Self, String> {
+        Ok(Blackhole::new(cfg))
     }
 }
 

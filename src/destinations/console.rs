@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 
 use crate::config::Validate;
 use crate::destination_config;
-use crate::destinations::{HasCommon, unencodable};
-use crate::driver::{Destination, Encoded, Encoder, Outcome, Rejection};
+use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon, unencodable};
+use crate::driver::{DeliveryDefaults, Destination, Encoded, Encoder, Outcome, Rejection};
 use crate::event::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -32,13 +32,18 @@ destination_config! {
 
 impl Validate for ConsoleConfig {
     fn validate(&self) -> Result<(), String> {
-        if self
-            .compression
-            .is_some_and(|c| c != crate::driver::Compression::None)
-        {
-            return Err("compression does not apply to console output".into());
-        }
         Ok(())
+    }
+}
+
+impl DestinationType for Console {
+    const NAME: &'static str = "console";
+    const DEFAULTS: DeliveryDefaults = DeliveryDefaults::LOCAL;
+    const CAPABILITIES: Capabilities = Capabilities::LOCAL;
+    type Config = ConsoleConfig;
+
+    async fn build(cfg: &ConsoleConfig, _: &BuildContext<'_>) -> Result<Self, String> {
+        Console::new(cfg)
     }
 }
 

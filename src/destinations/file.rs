@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use crate::config::Validate;
 use crate::config::units::ByteSize;
 use crate::destination_config;
-use crate::destinations::{HasCommon, unencodable};
-use crate::driver::{Compression, Destination, Encoded, Encoder, Outcome};
+use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon, unencodable};
+use crate::driver::{DeliveryDefaults, Destination, Encoded, Encoder, Outcome};
 use crate::event::Event;
 
 destination_config! {
@@ -45,13 +45,20 @@ impl Validate for FileConfig {
         if self.max_files == Some(0) {
             return Err("max_files must be at least 1".into());
         }
-        if self.compression.is_some_and(|c| c != Compression::None) {
-            return Err(
-                "compression is not supported for files yet; compress rotated files with logrotate"
-                    .into(),
-            );
-        }
         Ok(())
+    }
+}
+
+impl DestinationType for FileDestination {
+    const NAME: &'static str = "file";
+    const DEFAULTS: DeliveryDefaults = DeliveryDefaults::LOCAL;
+    /// Appending compressed batches would make a file no tool reads line by
+    /// line; compress rotated files instead (logrotate, or `filesystem`).
+    const CAPABILITIES: Capabilities = Capabilities::LOCAL;
+    type Config = FileConfig;
+
+    async fn build(cfg: &FileConfig, _: &BuildContext<'_>) -> Result<Self, String> {
+        FileDestination::new(cfg)
     }
 }
 

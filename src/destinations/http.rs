@@ -28,10 +28,11 @@ use crate::auth::AuthConfig;
 use crate::config::Validate;
 use crate::config::units::Dur;
 use crate::destination_config;
-use crate::destinations::{HasCommon, unencodable};
+use crate::destinations::kind::{ALL_COMPRESSIONS, ALL_ENCODINGS};
+use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon, unencodable};
 use crate::driver::{
-    Body, DEFAULT_RETRY_ON, Destination, Encoded, Encoder, EndpointSpec, Outcome, RESPONSE_EXCERPT,
-    Rejection, StatusRule, retried,
+    Body, DEFAULT_RETRY_ON, DeliveryDefaults, Destination, Encoded, Encoder, EndpointSpec, Outcome,
+    RESPONSE_EXCERPT, Rejection, StatusRule, retried,
 };
 use crate::event::Event;
 use crate::metrics::DropReason;
@@ -127,6 +128,24 @@ impl Validate for HttpConfig {
             a.validate()?;
         }
         Ok(())
+    }
+}
+
+impl DestinationType for HttpDestination {
+    const NAME: &'static str = "http";
+    const DEFAULTS: DeliveryDefaults = DeliveryDefaults::NETWORK;
+    const CAPABILITIES: Capabilities = Capabilities {
+        encodings: ALL_ENCODINGS,
+        compressions: ALL_COMPRESSIONS,
+        max_events: None,
+        max_bytes: None,
+        max_record_bytes: None,
+        retry_on: true,
+    };
+    type Config = HttpConfig;
+
+    async fn build(cfg: &HttpConfig, _: &BuildContext<'_>) -> Result<Self, String> {
+        HttpDestination::new(cfg)
     }
 }
 

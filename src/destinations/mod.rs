@@ -11,6 +11,7 @@ pub mod blackhole;
 pub mod console;
 pub mod file;
 pub mod http;
+pub mod kind;
 pub mod tcp;
 pub mod udp;
 
@@ -21,13 +22,16 @@ use serde::de::Deserialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use tracing::Instrument;
+
 use crate::config::{ComponentKind, Validate};
 use crate::driver::{
-    BatchConfig, Compression, DeadLetter, DeliveryDefaults, DeliverySettings, Destination, Driver,
-    Encoder, Encoding, MetricConfig, RequestConfig, RetryConfig,
+    BatchConfig, Compression, DeadLetter, DeliveryDefaults, DeliverySettings, Driver, Encoder,
+    Encoding, MetricConfig, RequestConfig, RetryConfig,
 };
 use crate::lane::{DEFAULT_MAX_EVENTS, Lane, LanePolicy, Policy, QueueConfig};
 use crate::metrics::Metrics;
+pub use kind::{BuildContext, Capabilities, DestinationType, Problem};
 
 /// Declares a destination's config struct with the common delivery settings
 /// followed by its own fields.
@@ -132,16 +136,26 @@ impl Common<'_> {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.batch.max_events == Some(0) {
+        if self.batch.max_events.as_ref().is_some_and(|n| n.value == 0) {
             return Err("batch.max_events must be at least 1".into());
         }
-        if self.batch.max_bytes.is_some_and(|b| b.0 == 0) {
+        if self
+            .batch
+            .max_bytes
+            .as_ref()
+            .is_some_and(|b| b.value.0 == 0)
+        {
             return Err("batch.max_bytes must be at least 1".into());
         }
         if self.request.max_concurrency == Some(0) {
             return Err("request.max_concurrency must be at least 1".into());
         }
-        if self.batch.max_event_bytes.is_some_and(|b| b.0 == 0) {
+        if self
+            .batch
+            .max_event_bytes
+            .as_ref()
+            .is_some_and(|b| b.value.0 == 0)
+        {
             return Err("batch.max_event_bytes must be at least 1".into());
         }
         if self.queue.max_events == Some(0) {
@@ -189,72 +203,105 @@ impl Common<'_> {
     }
 }
 
-#[derive(Debug, Clone)]
-pub enum DestinationConfig {
-    Console(console::ConsoleConfig),
-    Blackhole(blackhole::BlackholeConfig),
-    File(file::FileConfig),
-    Http(http::HttpConfig),
-    Tcp(tcp::TcpConfig),
-    Udp(udp::UdpConfig),
+/// The destination types this binary has: one line each. Everything below
+/// the list is generated from the types' `DestinationType` declarations.
+macro_rules! registry {
+    ($( $(#[$attr:meta])* $variant:ident => $ty:ty ),* $(,)?) => {
+        #[derive(Debug, Clone)]
+        pub enum DestinationConfig {
+            $( $(#[$attr])* $variant(<$ty as DestinationType>::Config), )*
+        }
+
+        /// Every destination `type` this binary was built with.
+        pub const TYPES: &[&str] = &[ $( $(#[$attr])* <$ty as DestinationType>::NAME, )* ];
+
+        /// Each type's name, capabilities and defaults (`sluice destinations`).
+        pub fn describe() -> Vec<TypeInfo> {
+            vec![ $( $(#[$attr])* TypeInfo {
+                name: <$ty as DestinationType>::NAME,
+                capabilities: <$ty as DestinationType>::CAPABILITIES,
+                defaults: defaults_of::<$ty>(),
+            }, )* ]
+        }
+
+        impl ComponentKind for DestinationConfig {
+            const SECTION: &'static str = "destinations";
+            const NOUN: &'static str = "destination";
+            const KINDS: &'static [&'static str] = TYPES;
+
+            fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
+                $( $(#[$attr])*
+                if kind == <$ty as DestinationType>::NAME {
+                    return Ok(DestinationConfig::$variant(Deserialize::deserialize(d)?));
+                } )*
+                Err(serde::de::Error::custom(format!("unknown destination type `{kind}`")))
+            }
+        }
+
+        impl DestinationConfig {
+            pub fn common(&self) -> Common<'_> {
+                match self { $( $(#[$attr])* DestinationConfig::$variant(c) => c.common(), )* }
+            }
+
+            fn capabilities(&self) -> (&'static str, Capabilities) {
+                match self { $( $(#[$attr])* DestinationConfig::$variant(_) => (
+                    <$ty as DestinationType>::NAME,
+                    <$ty as DestinationType>::CAPABILITIES,
+                ), )* }
+            }
+
+            fn validate_own(&self) -> Result<(), String> {
+                match self { $( $(#[$attr])* DestinationConfig::$variant(c) => c.validate(), )* }
+            }
+
+            async fn spawn(&self, id: &str, wiring: Wiring<'_>) -> Result<JoinHandle<()>, DestinationError> {
+                match self { $( $(#[$attr])* DestinationConfig::$variant(c) => spawn::<$ty>(id, c, wiring).await, )* }
+            }
+        }
+    };
 }
 
-impl ComponentKind for DestinationConfig {
-    const SECTION: &'static str = "destinations";
-    const NOUN: &'static str = "destination";
-    const KINDS: &'static [&'static str] = &["http", "tcp", "udp", "console", "blackhole", "file"];
+registry! {
+    Console => console::Console,
+    Blackhole => blackhole::Blackhole,
+    File => file::FileDestination,
+    Http => http::HttpDestination,
+    Tcp => tcp::TcpDestination,
+    Udp => udp::UdpDestination,
+}
 
-    fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
-        Ok(match kind {
-            "console" => DestinationConfig::Console(Deserialize::deserialize(d)?),
-            "blackhole" => DestinationConfig::Blackhole(Deserialize::deserialize(d)?),
-            "file" => DestinationConfig::File(Deserialize::deserialize(d)?),
-            "http" => DestinationConfig::Http(Deserialize::deserialize(d)?),
-            "tcp" => DestinationConfig::Tcp(Deserialize::deserialize(d)?),
-            "udp" => DestinationConfig::Udp(Deserialize::deserialize(d)?),
-            other => {
-                return Err(serde::de::Error::custom(format!(
-                    "unknown destination type `{other}`"
-                )));
-            }
-        })
+/// One destination type as `sluice destinations` shows it.
+#[derive(Debug, Clone)]
+pub struct TypeInfo {
+    pub name: &'static str,
+    pub capabilities: Capabilities,
+    pub defaults: DeliveryDefaults,
+}
+
+/// A type's defaults, narrowed to its protocol's limits.
+fn defaults_of<T: DestinationType>() -> DeliveryDefaults {
+    let mut d = kind::effective_defaults(T::DEFAULTS, &T::CAPABILITIES);
+    if d.max_event_bytes.is_none() {
+        d.max_event_bytes = T::CAPABILITIES.max_record_bytes;
     }
+    d
 }
 
 impl DestinationConfig {
-    pub fn common(&self) -> Common<'_> {
-        match self {
-            DestinationConfig::Console(c) => c.common(),
-            DestinationConfig::Blackhole(c) => c.common(),
-            DestinationConfig::File(c) => c.common(),
-            DestinationConfig::Http(c) => c.common(),
-            DestinationConfig::Tcp(c) => c.common(),
-            DestinationConfig::Udp(c) => c.common(),
-        }
-    }
-
-    /// Whether `retry.retry_on` (status codes) means anything here.
-    fn has_statuses(&self) -> bool {
-        matches!(self, DestinationConfig::Http(_))
+    /// Every check of one destination's settings: the common ones, the
+    /// type's capabilities and limits, then its own.
+    pub fn check(&self) -> Result<(), Problem> {
+        self.common().validate()?;
+        let (name, caps) = self.capabilities();
+        kind::check_capabilities(name, &caps, &self.common())?;
+        self.validate_own()?;
+        Ok(())
     }
 }
 
 impl Validate for DestinationConfig {
     fn validate(&self) -> Result<(), String> {
-        self.common().validate()?;
-        if self.common().retry.retry_on.is_some() && !self.has_statuses() {
-            return Err(
-                "retry.retry_on lists status codes, which only http destinations have".into(),
-            );
-        }
-        match self {
-            DestinationConfig::Console(c) => c.validate(),
-            DestinationConfig::Blackhole(c) => c.validate(),
-            DestinationConfig::File(c) => c.validate(),
-            DestinationConfig::Http(c) => c.validate(),
-            DestinationConfig::Tcp(c) => c.validate(),
-            DestinationConfig::Udp(c) => c.validate(),
-        }
+        self.check().map_err(|p| p.message)
     }
 }
 
@@ -277,7 +324,7 @@ pub struct Wiring<'a> {
 /// Start the driver for a destination. Fails only for settings that cannot
 /// work at all (an unreadable TLS CA file, say); a peer or a path that is not
 /// reachable yet is retried instead.
-pub fn start(
+pub async fn start(
     id: &str,
     config: &DestinationConfig,
     wiring: Wiring<'_>,
@@ -287,57 +334,37 @@ pub fn start(
         policy = config.common().lane_policy().as_str(),
         "starting destination"
     );
-    let err = |message: String| DestinationError {
-        id: id.to_string(),
-        message,
-    };
-    Ok(match config {
-        DestinationConfig::Console(c) => spawn(
-            console::Console::new(c).map_err(err)?,
-            c.common(),
-            DeliveryDefaults::LOCAL,
-            wiring,
-        ),
-        DestinationConfig::Blackhole(c) => spawn(
-            blackhole::Blackhole::new(c),
-            c.common(),
-            DeliveryDefaults::LOCAL,
-            wiring,
-        ),
-        DestinationConfig::File(c) => spawn(
-            file::FileDestination::new(c).map_err(err)?,
-            c.common(),
-            DeliveryDefaults::LOCAL,
-            wiring,
-        ),
-        DestinationConfig::Http(c) => spawn(
-            http::HttpDestination::new(c).map_err(err)?,
-            c.common(),
-            DeliveryDefaults::NETWORK,
-            wiring,
-        ),
-        DestinationConfig::Tcp(c) => spawn(
-            tcp::TcpDestination::new(c).map_err(err)?,
-            c.common(),
-            DeliveryDefaults::STREAM,
-            wiring,
-        ),
-        DestinationConfig::Udp(c) => spawn(
-            udp::UdpDestination::new(c).map_err(err)?,
-            c.common(),
-            DeliveryDefaults::DATAGRAM,
-            wiring,
-        ),
-    })
+    config.spawn(id, wiring).await
 }
 
-fn spawn<D: Destination>(
-    dest: D,
-    common: Common<'_>,
-    defaults: DeliveryDefaults,
+async fn spawn<T: DestinationType>(
+    id: &str,
+    config: &T::Config,
     w: Wiring<'_>,
-) -> JoinHandle<()> {
-    let settings = DeliverySettings::resolve(common.batch, common.request, common.retry, defaults);
+) -> Result<JoinHandle<()>, DestinationError> {
+    let ctx = BuildContext {
+        id,
+        metrics: w.metrics,
+    };
+    let dest = T::build(config, &ctx)
+        .await
+        .map_err(|message| DestinationError {
+            id: id.to_string(),
+            message,
+        })?;
+    let common = config.common();
+    let settings = DeliverySettings::resolve(
+        common.batch,
+        common.request,
+        common.retry,
+        defaults_of::<T>(),
+    );
     let driver = Driver::new(dest, w.lane, settings, w.stop, w.metrics, w.dead_letter);
-    tokio::spawn(driver.run())
+    let span = tracing::info_span!("destination", id);
+    Ok(crate::supervise::spawn(
+        driver.run().instrument(span),
+        "destination",
+        id,
+        w.metrics,
+    ))
 }

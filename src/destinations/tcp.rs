@@ -40,9 +40,10 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
 use crate::destination_config;
-use crate::destinations::{HasCommon, unencodable};
+use crate::destinations::kind::STREAM_ENCODINGS;
+use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon, unencodable};
 use crate::driver::{
-    Compression, Destination, EncodeScratch, Encoded, Encoder, Encoding, EndpointSpec, Outcome,
+    DeliveryDefaults, Destination, EncodeScratch, Encoded, Encoder, EndpointSpec, Outcome,
 };
 use crate::event::Event;
 use crate::tls::TlsConfig;
@@ -145,15 +146,22 @@ impl Validate for TcpConfig {
         for h in &hosts {
             split_address(&h.address)?;
         }
-        if self.encoding == Some(Encoding::JsonArray) {
-            return Err(
-                "json_array does not frame a stream: use ndjson, raw or a metric encoding".into(),
-            );
-        }
-        if self.compression.is_some_and(|c| c != Compression::None) {
-            return Err("compression is not supported on a TCP stream".into());
-        }
         Ok(())
+    }
+}
+
+impl DestinationType for TcpDestination {
+    const NAME: &'static str = "tcp";
+    const DEFAULTS: DeliveryDefaults = DeliveryDefaults::STREAM;
+    /// A stream has no request to compress and no array to close.
+    const CAPABILITIES: Capabilities = Capabilities {
+        encodings: STREAM_ENCODINGS,
+        ..Capabilities::LOCAL
+    };
+    type Config = TcpConfig;
+
+    async fn build(cfg: &TcpConfig, _: &BuildContext<'_>) -> Result<Self, String> {
+        TcpDestination::new(cfg)
     }
 }
 
@@ -523,6 +531,7 @@ impl Destination for TcpDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::{Compression, Encoding};
 
     fn dest(hosts: &[(&str, u32)]) -> TcpDestination {
         TcpDestination {

@@ -18,8 +18,9 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
 use crate::destination_config;
-use crate::destinations::HasCommon;
-use crate::driver::{Compression, Destination, Encoded, Encoder, Encoding, Outcome, RecordOutcome};
+use crate::destinations::kind::STREAM_ENCODINGS;
+use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
+use crate::driver::{DeliveryDefaults, Destination, Encoded, Encoder, Outcome, RecordOutcome};
 use crate::event::Event;
 use crate::metrics::DropReason;
 
@@ -48,15 +49,24 @@ impl Validate for UdpConfig {
             }
             _ => {}
         }
-        if self.encoding == Some(Encoding::JsonArray) {
-            return Err(
-                "json_array does not fit datagrams: use ndjson, raw or a metric encoding".into(),
-            );
-        }
-        if self.compression.is_some_and(|c| c != Compression::None) {
-            return Err("compression is not supported for UDP".into());
-        }
         Ok(())
+    }
+}
+
+impl DestinationType for UdpDestination {
+    const NAME: &'static str = "udp";
+    const DEFAULTS: DeliveryDefaults = DeliveryDefaults::DATAGRAM;
+    /// Datagrams carry records, not compressed requests or arrays.
+    const CAPABILITIES: Capabilities = Capabilities {
+        encodings: STREAM_ENCODINGS,
+        // The largest UDP payload over IPv4.
+        max_record_bytes: Some(65_507),
+        ..Capabilities::LOCAL
+    };
+    type Config = UdpConfig;
+
+    async fn build(cfg: &UdpConfig, _: &BuildContext<'_>) -> Result<Self, String> {
+        UdpDestination::new(cfg)
     }
 }
 

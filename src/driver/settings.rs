@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use super::backoff::Backoff;
 use super::concurrency::Concurrency;
@@ -12,14 +13,15 @@ use crate::config::units::{ByteSize, Dur};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
+    // Spanned: a value above the protocol's limit is reported at its line.
     /// Flush when this many events are batched.
-    pub max_events: Option<usize>,
+    pub max_events: Option<Spanned<usize>>,
     /// Flush before the batch (before compression) would exceed this size.
-    pub max_bytes: Option<ByteSize>,
+    pub max_bytes: Option<Spanned<ByteSize>>,
     /// Flush this long after the first event entered the batch.
     pub timeout: Option<Dur>,
     /// Drop (`reason="oversize"`) any single event larger than this.
-    pub max_event_bytes: Option<ByteSize>,
+    pub max_event_bytes: Option<Spanned<ByteSize>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -131,6 +133,8 @@ pub struct DeliveryDefaults {
     pub batch_timeout: Duration,
     pub concurrency: usize,
     pub request_timeout: Option<Duration>,
+    /// Larger events are dropped as `oversize` (the protocol's record limit).
+    pub max_event_bytes: Option<u64>,
 }
 
 /// Default ceiling for adaptive concurrency (Vector's).
@@ -145,6 +149,7 @@ impl DeliveryDefaults {
         batch_timeout: Duration::from_secs(1),
         concurrency: 5,
         request_timeout: Some(Duration::from_secs(30)),
+        max_event_bytes: None,
     };
 
     /// Defaults for TCP streams: small batches flushed quickly (syslog
@@ -156,6 +161,7 @@ impl DeliveryDefaults {
         batch_timeout: Duration::from_millis(100),
         concurrency: 2,
         request_timeout: None,
+        max_event_bytes: None,
     };
 
     /// Defaults for UDP: datagrams go out at once, one sender.
@@ -165,6 +171,7 @@ impl DeliveryDefaults {
         batch_timeout: Duration::from_millis(50),
         concurrency: 1,
         request_timeout: None,
+        max_event_bytes: None,
     };
 
     /// Defaults for local writes: flush quickly, one writer, and no request
@@ -175,6 +182,7 @@ impl DeliveryDefaults {
         batch_timeout: Duration::from_millis(100),
         concurrency: 1,
         request_timeout: None,
+        max_event_bytes: None,
     };
 }
 
@@ -200,12 +208,22 @@ impl DeliverySettings {
         d: DeliveryDefaults,
     ) -> Self {
         DeliverySettings {
-            max_events: batch.max_events.unwrap_or(d.max_events).max(1),
+            max_events: batch
+                .max_events
+                .as_ref()
+                .map_or(d.max_events, |s| s.value)
+                .max(1),
             max_bytes: batch
                 .max_bytes
-                .map_or(d.max_bytes, |b| b.0)
+                .as_ref()
+                .map_or(d.max_bytes, |b| b.value.0)
                 .clamp(1, usize::MAX as u64) as usize,
-            max_event_bytes: batch.max_event_bytes.map(ByteSize::as_usize),
+            max_event_bytes: batch
+                .max_event_bytes
+                .as_ref()
+                .map(|b| b.value.0)
+                .or(d.max_event_bytes)
+                .map(|b| b.min(usize::MAX as u64) as usize),
             batch_timeout: batch.timeout.map_or(d.batch_timeout, Dur::get),
             concurrency: match request.concurrency {
                 Some(Concurrency::Fixed(n)) => Concurrency::Fixed(n.clamp(1, 1024)),

@@ -1,0 +1,38 @@
+//! Component tasks that cannot vanish: a source or driver task that panics
+//! is logged with its component, counted in `sluice_component_errors_total`
+//! and turns `/ready` to 503, instead of leaving a silent hole in the graph.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+
+/// Spawn `task` for component `id` of `kind` (`source` or `destination`).
+pub fn spawn<F>(task: F, kind: &'static str, id: &str, metrics: &Metrics) -> JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let errors = metrics.component_errors(kind, id);
+    let metrics = metrics.clone();
+    let id = id.to_string();
+    tokio::spawn(async move {
+        if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            tracing::error!(
+                component = %id,
+                kind,
+                panic = %message,
+                "component task panicked; its events stop flowing (sluice is no longer ready)"
+            );
+            errors.inc();
+            metrics.component_failed();
+        }
+    })
+}
