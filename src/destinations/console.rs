@@ -76,6 +76,7 @@ impl Destination for Console {
             request: out,
             bytes: n,
             skipped: unencodable(skipped),
+            record_bytes: Vec::new(),
         }
     }
 

@@ -207,6 +207,7 @@ impl Destination for FileDestination {
             request: Arc::new(out),
             bytes: n,
             skipped: unencodable(skipped),
+            record_bytes: Vec::new(),
         }
     }
 

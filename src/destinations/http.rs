@@ -258,6 +258,7 @@ impl HttpDestination {
                 error,
                 status: Some(code),
                 response: Some(excerpt),
+                code: None,
             });
         }
         match code {
@@ -367,6 +368,7 @@ impl Destination for HttpDestination {
                     request: body,
                     bytes: n,
                     skipped: unencodable(skipped),
+                    record_bytes: Vec::new(),
                 }
             }
             // Compressing into memory does not fail; if it ever did, the
@@ -381,6 +383,7 @@ impl Destination for HttpDestination {
                 skipped: (0..events.len())
                     .map(|i| (i, DropReason::Unencodable))
                     .collect(),
+                record_bytes: Vec::new(),
             },
         }
     }

@@ -455,6 +455,7 @@ impl Destination for TcpDestination {
             request: out.into(),
             bytes: n,
             skipped: unencodable(skipped),
+            record_bytes: Vec::new(),
         }
     }
 

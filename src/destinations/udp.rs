@@ -20,7 +20,9 @@ use crate::config::units::{ByteSize, Dur};
 use crate::destination_config;
 use crate::destinations::kind::STREAM_ENCODINGS;
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
-use crate::driver::{DeliveryDefaults, Destination, Encoded, Encoder, Outcome, RecordOutcome};
+use crate::driver::{
+    DeliveryDefaults, Destination, Encoded, Encoder, Outcome, RecordOutcome, Rejection,
+};
 use crate::event::Event;
 use crate::metrics::DropReason;
 
@@ -177,6 +179,7 @@ impl Destination for UdpDestination {
             request: datagrams,
             bytes,
             skipped,
+            record_bytes: Vec::new(),
         }
     }
 
@@ -202,18 +205,16 @@ impl Destination for UdpDestination {
         let mut records = Vec::with_capacity(datagrams.iter().map(|d| d.events).sum());
         let mut failed = 0;
         for d in datagrams {
-            let ok = match socket.send_to(&d.bytes, target).await {
-                Ok(_) => true,
+            let r = match socket.send_to(&d.bytes, target).await {
+                Ok(_) => RecordOutcome::Delivered,
                 Err(e) => {
                     failed += 1;
                     tracing::debug!(address = %self.address, error = %e, "datagram not sent");
-                    false
+                    RecordOutcome::rejected(Rejection::named(
+                        "SendFailed",
+                        format!("datagram not sent: {e}"),
+                    ))
                 }
-            };
-            let r = if ok {
-                RecordOutcome::Delivered
-            } else {
-                RecordOutcome::Rejected
             };
             records.extend(std::iter::repeat_n(r, d.events));
         }

@@ -14,6 +14,7 @@
 //! in its `events_total`); the origin counts them as dropped with reason
 //! `dead_letter`, so each destination's accounting stays balanced.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,12 +28,17 @@ use crate::metrics::DropReason;
 /// Longest response excerpt kept with a dead letter.
 pub const RESPONSE_EXCERPT: usize = 1024;
 
-/// Why a peer refused a request, for logs and dead letters.
+/// Why a peer refused a request or a record, for logs and dead letters.
+/// Not HTTP-shaped only: `status` is an HTTP status where there is one,
+/// `code` a gRPC status name (`INVALID_ARGUMENT`) or a named protocol error
+/// (`MessageTooLarge`, `ProvisionedThroughputExceededException`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Rejection {
     pub error: String,
-    /// The peer's status (an HTTP status code, say), if it has one.
+    /// The peer's HTTP status, if it has one.
     pub status: Option<u16>,
+    /// The protocol's own name for the error.
+    pub code: Option<Cow<'static, str>>,
     /// The start of the peer's answer.
     pub response: Option<String>,
 }
@@ -42,6 +48,33 @@ impl Rejection {
         Rejection {
             error: error.into(),
             ..Rejection::default()
+        }
+    }
+
+    /// A refusal the protocol names (`MessageTooLarge`, `INVALID_ARGUMENT`).
+    pub fn named(code: impl Into<Cow<'static, str>>, error: impl Into<String>) -> Self {
+        Rejection {
+            error: error.into(),
+            code: Some(code.into()),
+            ..Rejection::default()
+        }
+    }
+}
+
+/// The reasons that go with the events handed to `DeadLetter::send`.
+#[derive(Debug, Clone, Copy)]
+pub enum Why<'a> {
+    /// One reason (or none) for every event.
+    One(Option<&'a Rejection>),
+    /// Each event's own reason, in order.
+    Each(&'a [Rejection]),
+}
+
+impl<'a> Why<'a> {
+    fn of(self, i: usize) -> Option<&'a Rejection> {
+        match self {
+            Why::One(w) => w,
+            Why::Each(all) => all.get(i),
         }
     }
 }
@@ -62,7 +95,7 @@ impl DeadLetter {
         &self,
         events: &[Event],
         reason: DropReason,
-        why: Option<&Rejection>,
+        why: Why<'_>,
         stop: &CancellationToken,
     ) -> bool {
         if events.is_empty() {
@@ -73,7 +106,8 @@ impl DeadLetter {
             .map_or(0, |d| d.as_millis() as u64);
         let wrapped: Vec<Event> = events
             .iter()
-            .map(|e| wrap(e, &self.origin, reason, why, time_ms))
+            .enumerate()
+            .map(|(i, e)| wrap(e, &self.origin, reason, why.of(i), time_ms))
             .collect();
         let n = wrapped.len();
         let batch = Batch::new(wrapped);
@@ -115,6 +149,8 @@ fn wrap(
         #[serde(skip_serializing_if = "Option::is_none")]
         status: Option<u16>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         response: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<&'a str>,
@@ -150,6 +186,7 @@ fn wrap(
             destination: origin,
             reason: reason.as_str(),
             status: why.and_then(|w| w.status),
+            code: why.and_then(|w| w.code.as_deref()),
             response: why.and_then(|w| w.response.as_deref()),
             error: why.map(|w| w.error.as_str()).filter(|e| !e.is_empty()),
             time_ms,
@@ -177,6 +214,7 @@ mod tests {
             error: "HTTP 400".into(),
             status: Some(400),
             response: Some("bad \"x\"".into()),
+            ..Rejection::default()
         };
         let j = wrap(
             &Event::json(Bytes::from_static(br#"{"a":1}"#)),

@@ -35,6 +35,10 @@ use crate::metrics::Metrics;
 /// First probe delay after an endpoint goes down, and the ceiling.
 pub const PROBE_INITIAL: Duration = Duration::from_secs(2);
 pub const PROBE_MAX: Duration = Duration::from_secs(60);
+/// The longest wait between probes while no endpoint is up: the backoff
+/// spares a healthy pool one bad member, but when the whole destination is
+/// down, its return must be seen within seconds.
+pub const OUTAGE_PROBE: Duration = Duration::from_secs(2);
 
 /// One endpoint as a destination declares it.
 #[derive(Debug, Clone)]
@@ -255,7 +259,22 @@ impl Endpoints {
         e.up = false;
         e.up_gauge.set(0);
         tracing::warn!(endpoint = %e.name, failures = e.failures, "endpoint marked down");
-        Some(probe_delay(e.failures))
+        let delay = probe_delay(e.failures);
+        drop(list);
+        // Sleeping probes re-check whether the whole destination is down.
+        self.changed.notify_waiters();
+        Some(delay)
+    }
+
+    /// Resolves at the next change of endpoint state (one going down or
+    /// coming back, a new list).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// Whether some endpoint is up (paused or not).
+    pub fn any_up(&self) -> bool {
+        self.lock().iter().any(|e| e.up && e.weight > 0)
     }
 
     /// A probe found `i` reachable again.

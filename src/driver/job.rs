@@ -57,6 +57,29 @@ impl Job {
         lane.settle(self.events.len());
     }
 
+    /// The peer took the request but refused `rejected` of its records
+    /// without naming them: that many count as rejected, the rest as sent.
+    /// Every acknowledgement fails (some of its events were lost), so an
+    /// acknowledging source redelivers rather than loses.
+    pub fn partially_rejected(self, lane: &Lane, rejected: usize, bytes: usize) {
+        let n = self.events.len();
+        let rejected = rejected.min(n);
+        let m = lane.metrics();
+        let delivered = n - rejected;
+        m.sent_events.inc_by(delivered as u64);
+        if n > 0 {
+            m.sent_bytes
+                .inc_by((bytes as u128 * delivered as u128 / n as u128) as u64);
+        }
+        m.drop_events(DropReason::Rejected, rejected as u64);
+        if rejected > 0 {
+            for (_, ack) in &self.acks {
+                ack.fail();
+            }
+        }
+        lane.settle(n);
+    }
+
     /// Every event is dropped for `reason`; sources waiting on them learn it
     /// failed. Except at shutdown on a persistent-queue lane: the events go
     /// back to its disk queue instead, to be delivered by the next run.

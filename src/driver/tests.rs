@@ -62,6 +62,8 @@ impl Destination for Scripted {
             request: n,
             bytes: n * 10,
             skipped,
+            // Every record is 10 bytes on the wire.
+            record_bytes: vec![10; n],
         }
     }
 
@@ -235,14 +237,18 @@ async fn rejected_events_are_dropped_counted_and_fail_their_ack() {
 
 #[tokio::test(start_paused = true)]
 async fn partial_outcomes_retry_only_what_failed() {
-    use RecordOutcome::*;
+    use RecordOutcome::Delivered;
     let script = Script::default();
     script
         .outcomes
         .lock()
         .unwrap()
         .push_back(Outcome::Partial(vec![
-            Delivered, Rejected, Retry, Delivered, Retry,
+            Delivered,
+            RecordOutcome::rejected(Rejection::named("MessageTooLarge", "too big")),
+            RecordOutcome::RETRY,
+            Delivered,
+            RecordOutcome::RETRY,
         ]));
     let rig = rig(script, settings(1, 100));
     rig.push(events(5), None).await;
@@ -251,6 +257,11 @@ async fn partial_outcomes_retry_only_what_failed() {
     assert_eq!(m.sent_events.get(), 4);
     assert_eq!(m.dropped(DropReason::Rejected), 1);
     assert_eq!(m.retries.get(), 1);
+    // The retry round re-sent only the two records that asked for it, and
+    // bytes count only what was delivered (4 records of 10 bytes).
+    assert_eq!(m.retried_events.get(), 2);
+    assert_eq!(m.sent_bytes.get(), 40);
+    assert_eq!(m.throttled.get(), 0);
     assert_eq!(*script.sent.lock().unwrap(), vec![5, 2]);
     assert!(balanced(&lane));
 }
@@ -422,6 +433,7 @@ async fn rejected_and_exhausted_events_go_to_the_dead_letter_lane() {
             error: "HTTP 400".into(),
             status: Some(400),
             response: Some("no".into()),
+            ..Rejection::default()
         }),
         Outcome::Retry {
             after: None,
@@ -466,5 +478,156 @@ async fn oversize_events_are_dropped_before_sending() {
     assert_eq!(lane.metrics().dropped(DropReason::Oversize), 2);
     assert_eq!(lane.metrics().sent_events.get(), 10);
     assert_eq!(*script.sent.lock().unwrap(), vec![10]);
+    assert!(balanced(&lane));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_records_are_dead_lettered_with_their_own_reasons() {
+    let script = Script::default();
+    script
+        .outcomes
+        .lock()
+        .unwrap()
+        .push_back(Outcome::Partial(vec![
+            RecordOutcome::rejected(Rejection::named("MessageTooLarge", "record 0 too big")),
+            RecordOutcome::Delivered,
+            RecordOutcome::rejected(Rejection {
+                error: "HTTP 403".into(),
+                status: Some(403),
+                ..Rejection::default()
+            }),
+        ]));
+    let rig = rig_with(script, settings(1, 10), true);
+    rig.push(events(3), None).await;
+    let dead = rig.dead.clone().unwrap();
+    let (lane, _) = rig.finish().await;
+    let m = lane.metrics();
+    assert_eq!(m.sent_events.get(), 1);
+    assert_eq!(m.dropped(DropReason::DeadLetter), 2);
+    assert!(balanced(&lane));
+    let letters = dead.try_pop().unwrap();
+    let v: Vec<serde_json::Value> = letters
+        .events
+        .iter()
+        .map(|e| serde_json::from_slice(&e.raw).unwrap())
+        .collect();
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0]["dead_letter"]["code"], "MessageTooLarge");
+    assert_eq!(v[0]["dead_letter"]["error"], "record 0 too big");
+    assert_eq!(v[0]["event"]["i"], 0);
+    assert_eq!(v[1]["dead_letter"]["status"], 403);
+    assert!(v[1]["dead_letter"].get("code").is_none());
+    assert_eq!(v[1]["event"]["i"], 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_records_pause_the_endpoint_and_count_as_pushback() {
+    let script = Script {
+        endpoints: vec![("a", 1)],
+        ..Script::default()
+    };
+    script
+        .outcomes
+        .lock()
+        .unwrap()
+        .push_back(Outcome::Partial(vec![
+            RecordOutcome::Delivered,
+            RecordOutcome::Retry {
+                throttled: true,
+                after: Some(Duration::from_secs(4)),
+            },
+        ]));
+    let rig = rig(script, settings(1, 10));
+    let started = tokio::time::Instant::now();
+    rig.push(events(2), None).await;
+    let metrics = rig.metrics.clone();
+    let (lane, script) = rig.finish().await;
+    let m = lane.metrics();
+    assert_eq!(m.sent_events.get(), 2);
+    assert_eq!(m.throttled.get(), 1);
+    assert_eq!(m.retried_events.get(), 1);
+    // The peer's hint paused the endpoint before the throttled record went again.
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    assert_eq!(*script.sent.lock().unwrap(), vec![2, 1]);
+    // Per-endpoint counts are per record delivered.
+    assert_eq!(metrics.endpoint("d", "a").1.get(), 2);
+    // Throttling is not an outage: the endpoint stayed up.
+    assert_eq!(common_gauge(&metrics, "a"), 1);
+    assert!(balanced(&lane));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_failed_record_does_not_mark_the_destination_failing() {
+    let script = Script::default();
+    script
+        .outcomes
+        .lock()
+        .unwrap()
+        .push_back(Outcome::Partial(vec![
+            RecordOutcome::Delivered,
+            RecordOutcome::RETRY,
+        ]));
+    let mut s = settings(1, 10);
+    s.backoff.initial = Duration::from_secs(5);
+    let rig = rig(script, s);
+    rig.push(events(2), None).await;
+    // While the one record waits for its retry, the destination is healthy.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.lane.metrics().sent_events.get(), 1);
+    assert!(!rig.lane.peer_failing());
+    let (lane, _) = rig.finish().await;
+    assert_eq!(lane.metrics().sent_events.get(), 2);
+    assert!(balanced(&lane));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_count_of_rejected_records_is_counted_never_guessed() {
+    let script = Script::default();
+    script
+        .outcomes
+        .lock()
+        .unwrap()
+        .push_back(Outcome::PartialCount {
+            rejected: 3,
+            why: Rejection::new("partial_success: 3 rejected"),
+        });
+    let (ack, rx) = Ack::new();
+    let rig = rig_with(script, settings(1, 10), true);
+    rig.push(events(10), Some(ack)).await;
+    let dead = rig.dead.clone().unwrap();
+    let (lane, script) = rig.finish().await;
+    let m = lane.metrics();
+    assert_eq!(m.sent_events.get(), 7);
+    assert_eq!(m.dropped(DropReason::Rejected), 3);
+    assert_eq!(m.sent_bytes.get(), 70);
+    // Nobody knows which three: nothing is dead-lettered, nothing re-sent.
+    assert_eq!(dead.metrics().events.get(), 0);
+    assert_eq!(*script.sent.lock().unwrap(), vec![10]);
+    assert_eq!(rx.await.unwrap(), AckStatus::Failed);
+    assert!(balanced(&lane));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_outage_is_probed_within_seconds_of_the_return() {
+    let script = Script {
+        endpoints: vec![("a", 1)],
+        ..Script::default()
+    };
+    *script.broken.lock().unwrap() = vec![0];
+    let rig = rig(script, settings(1, 10));
+    rig.push(events(1), None).await;
+    // Five minutes down: the probe backoff alone would have grown to 60 s.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    rig.script.broken.lock().unwrap().clear();
+    let back = tokio::time::Instant::now();
+    while rig.lane.metrics().sent_events.get() == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        back.elapsed() <= Duration::from_secs(5),
+        "resumed {:?} after the peer returned",
+        back.elapsed()
+    );
+    let (lane, _) = rig.finish().await;
     assert!(balanced(&lane));
 }

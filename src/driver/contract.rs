@@ -1,0 +1,167 @@
+//! The destination contract: what a destination implements ("encode, send,
+//! classify") and the outcomes it may report. The delivery loop
+//! (`deliver.rs`) is the only reader of these outcomes.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::dead_letter::Rejection;
+use super::endpoints::EndpointSpec;
+use crate::event::Event;
+use crate::metrics::DropReason;
+
+/// A destination: encode, send, classify. See the module documentation.
+pub trait Destination: Send + Sync + 'static {
+    /// The encoded form of a batch. Built once per job and re-sent unchanged
+    /// on every retry (unless a partial failure narrows the job).
+    type Request: Send + Sync + 'static;
+
+    /// The endpoints this destination balances across, with weights. Empty
+    /// (the default): one implicit endpoint, no health tracking.
+    fn endpoints(&self) -> Vec<EndpointSpec> {
+        Vec::new()
+    }
+
+    /// Encode `events`. Must not block for long: it runs on the job's task.
+    fn encode(&self, events: &[Event]) -> Encoded<Self::Request>;
+
+    /// Send one request to endpoint number `endpoint` (an index into
+    /// `endpoints()`, or 0) and say how it went. Cancel-safe: the driver may
+    /// drop the future on `request.timeout` or at the shutdown deadline.
+    fn send(
+        &self,
+        request: &Self::Request,
+        endpoint: usize,
+    ) -> impl Future<Output = Outcome> + Send;
+
+    /// Whether a down endpoint is reachable again, checked in the background
+    /// on the probe schedule (a TCP connect, say). Default: assume so once
+    /// the backoff has passed, and let the next request tell.
+    fn probe(&self, endpoint: usize) -> impl Future<Output = bool> + Send {
+        let _ = endpoint;
+        async { true }
+    }
+
+    /// How often to call `refresh` (re-resolving host names, say). `None`,
+    /// the default: the endpoints never change.
+    fn refresh_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The endpoints now: existing ones in their places (weight 0 for one
+    /// that went away), new ones appended. `None`: no change.
+    fn refresh(&self) -> impl Future<Output = Option<Vec<EndpointSpec>>> + Send {
+        async { None }
+    }
+}
+
+/// The result of [`Destination::encode`].
+pub struct Encoded<R> {
+    pub request: R,
+    /// Bytes the request puts on the wire, for `sent_bytes`.
+    pub bytes: usize,
+    /// Indices (ascending) of events left out of the request, and why.
+    /// `Outcome::Partial` then describes only the events that were included,
+    /// in order.
+    pub skipped: Vec<(usize, DropReason)>,
+    /// Wire bytes of each included record, for destinations that report
+    /// per-record outcomes: a partial result then counts exactly the bytes
+    /// of what was delivered. Empty: a share of `bytes` by record count.
+    pub record_bytes: Vec<u32>,
+}
+
+impl<R> Encoded<R> {
+    pub fn all(request: R, bytes: usize) -> Self {
+        Encoded {
+            request,
+            bytes,
+            skipped: Vec::new(),
+            record_bytes: Vec::new(),
+        }
+    }
+
+    /// Bytes of the records for which `pick(i)` is true, out of `total`.
+    pub(crate) fn bytes_of(
+        &self,
+        total: usize,
+        picked: usize,
+        pick: impl Fn(usize) -> bool,
+    ) -> u64 {
+        if self.record_bytes.len() == total {
+            (0..total)
+                .filter(|&i| pick(i))
+                .map(|i| u64::from(self.record_bytes[i]))
+                .sum()
+        } else if total == 0 {
+            0
+        } else {
+            (self.bytes as u128 * picked as u128 / total as u128) as u64
+        }
+    }
+}
+
+/// What the peer said about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every event was accepted.
+    Delivered,
+    /// The endpoint itself is failing (connection refused or reset, timeout,
+    /// 5xx): it is marked down and the request goes to the next healthy
+    /// endpoint. With a single endpoint this is a retry after the probe.
+    EndpointFailed { error: String },
+    /// The endpoint asks senders to slow down (429, or 503 with
+    /// `Retry-After`): it is paused for `after` (when honoured) or the
+    /// backoff, and the request waits or goes to another endpoint.
+    Throttled {
+        after: Option<Duration>,
+        error: String,
+    },
+    /// This request failed transiently: retried after the backoff, or after
+    /// `after` when the peer said how long to wait.
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
+    /// Permanent failure: dead-lettered if a `dead_letter` destination is
+    /// set, otherwise dropped with reason `rejected`.
+    Rejected(Rejection),
+    /// Per-record results, one per event included in the request, in order
+    /// (SQS, Kinesis, Kafka delivery reports). The driver counts what was
+    /// delivered, dead-letters or drops each rejected record with its own
+    /// reason, and retries only the rest.
+    Partial(Vec<RecordOutcome>),
+    /// The peer took the request but refused `rejected` of its records
+    /// without saying which (OTLP's `partial_success`, InfluxDB's
+    /// `dropped=N`): that many are counted as rejected, the rest as sent.
+    /// Which ones failed is never guessed, so none is dead-lettered.
+    PartialCount { rejected: usize, why: Rejection },
+}
+
+/// What happened to one record of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordOutcome {
+    Delivered,
+    /// Send it again. `throttled`: the peer is shedding load (Kinesis's
+    /// `ProvisionedThroughputExceededException`, a Kafka quota): the
+    /// destination backs off and adaptive concurrency counts it as
+    /// pushback. `after`: the peer's hint for how long to wait.
+    Retry {
+        throttled: bool,
+        after: Option<Duration>,
+    },
+    /// Refused for good, and why (its own status, gRPC code or protocol
+    /// error name, carried into the dead letter).
+    Rejected(Box<Rejection>),
+}
+
+impl RecordOutcome {
+    /// A plain retry: not throttled, no hint.
+    pub const RETRY: RecordOutcome = RecordOutcome::Retry {
+        throttled: false,
+        after: None,
+    };
+
+    pub fn rejected(why: Rejection) -> Self {
+        RecordOutcome::Rejected(Box::new(why))
+    }
+}
