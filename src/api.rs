@@ -84,6 +84,8 @@ pub struct Status {
     pub unmatched: Option<String>,
     pub unmatched_events: Counter,
     pub destinations: Vec<DestinationStatus>,
+    /// Output routers: no lane, only their own accounting.
+    pub output_routers: Vec<(String, crate::metrics::DestinationMetrics)>,
 }
 
 impl Status {
@@ -175,6 +177,13 @@ impl Status {
                 "events": self.unmatched_events.get(),
             },
             "destinations": destinations,
+            "output_routers": self.output_routers.iter().map(|(id, m)| {
+                let dropped: serde_json::Map<String, Value> = DropReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_string(), json!(m.dropped(*r))))
+                    .collect();
+                json!({ "id": id, "events": m.events.get(), "sent": m.sent_events.get(), "dropped": dropped })
+            }).collect::<Vec<_>>(),
         })
     }
 }

@@ -41,6 +41,12 @@ struct EndpointLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    destination: String,
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ComponentLabel {
     kind: &'static str,
     component: String,
@@ -114,10 +120,12 @@ pub enum DropReason {
     /// In a persistent-queue record whose checksum failed (or in bytes of
     /// the queue that could not be read at all).
     Corrupt,
+    /// No rule of an output router took it and its `default` is `drop`.
+    Unmatched,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Backpressure,
         DropReason::QueueFull,
         DropReason::Rejected,
@@ -127,6 +135,7 @@ impl DropReason {
         DropReason::Shutdown,
         DropReason::DeadLetter,
         DropReason::Corrupt,
+        DropReason::Unmatched,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +149,7 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::DeadLetter => "dead_letter",
             DropReason::Corrupt => "corrupt",
+            DropReason::Unmatched => "unmatched",
         }
     }
 }
@@ -159,6 +169,7 @@ struct Families {
     dest_retried_events: Family<DestLabel, Counter>,
     dest_throttled: Family<DestLabel, Counter>,
     component_errors: Family<ComponentLabel, Counter>,
+    rule_events: Family<RuleLabel, Counter>,
     dest_queue: Family<DestLabel, Gauge>,
     dest_backpressure: Family<DestLabel, Gauge>,
     dest_blocked: Family<DestLabel, FCounter>,
@@ -205,6 +216,7 @@ impl Metrics {
             dest_retried_events: Family::default(),
             dest_throttled: Family::default(),
             component_errors: Family::default(),
+            rule_events: Family::default(),
             dest_queue: Family::default(),
             dest_backpressure: Family::default(),
             dest_blocked: Family::default(),
@@ -272,6 +284,11 @@ impl Metrics {
             "sluice_destination_throttled",
             "Attempts the peer answered with a throttle (429, RESOURCE_EXHAUSTED, ...)",
             f.dest_throttled.clone(),
+        );
+        r.register(
+            "sluice_output_router_rule_events",
+            "Events an output router's rule matched",
+            f.rule_events.clone(),
         );
         r.register(
             "sluice_component_errors",
@@ -354,6 +371,14 @@ impl Metrics {
     pub fn route(&self, name: &str) -> Counter {
         self.families.route_events.get_or_create_owned(&RouteLabel {
             route: name.to_string(),
+        })
+    }
+
+    /// `sluice_output_router_rule_events_total` for one rule of a router.
+    pub fn rule(&self, router: &str, rule: &str) -> Counter {
+        self.families.rule_events.get_or_create_owned(&RuleLabel {
+            destination: router.to_string(),
+            rule: rule.to_string(),
         })
     }
 

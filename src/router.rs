@@ -11,6 +11,12 @@
 //! on it need. Copies share the event's
 //! bytes (`Bytes` is reference counted); nothing is re-serialised.
 //!
+//! An output router (`type: output_router`) is a group of routes evaluated
+//! in place when a route, `unmatched` or another router sends to it: its
+//! rules send copies straight into the children's lanes, so each child keeps
+//! its own lane and policy, and the group itself counts what it received,
+//! what it handed on and what its `default: drop` dropped.
+//!
 //! Delivery into lanes is all-or-nothing per source batch: room is first
 //! reserved in every `block` lane the batch touches (in a fixed order, so two
 //! sources cannot deadlock), then everything is committed at once. If the
@@ -27,13 +33,41 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{Batch, Event};
 use crate::expr::{Env, FieldSet, Program, Scratch, prepare};
 use crate::lane::{Lane, Reservation};
+use crate::metrics::{DestinationMetrics, DropReason};
+
+/// Where a route sends events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A destination's lane (an index into the router's lanes).
+    Lane(usize),
+    /// An output router (an index into the router's groups).
+    Group(usize),
+}
 
 pub struct Route {
     pub name: String,
     pub program: Program,
-    pub destination: usize,
+    pub destination: Target,
     pub is_final: bool,
     pub events: Counter,
+}
+
+/// An output router: rules evaluated in order, then `default`.
+pub struct Group {
+    pub rules: Vec<Route>,
+    /// `None`: events no final rule took are dropped (reason `unmatched`).
+    pub default: Option<Target>,
+    /// Its own accounting: events in = sent (handed on) + dropped.
+    pub metrics: DestinationMetrics,
+}
+
+/// Per-batch tallies of one group, counted once the batch is committed.
+#[derive(Default, Clone)]
+struct GroupTally {
+    events: u64,
+    sent: u64,
+    dropped: u64,
+    rules: Vec<u64>,
 }
 
 /// Why a batch was not routed.
@@ -48,29 +82,38 @@ pub enum RouteError {
 
 pub struct Router {
     routes: Vec<Route>,
+    groups: Vec<Group>,
     fields: FieldSet,
     lanes: Vec<Arc<Lane>>,
-    unmatched: Option<usize>,
+    unmatched: Option<Target>,
     unmatched_events: Counter,
 }
 
 impl Router {
-    /// `routes[i].destination` and `unmatched` index into `lanes`; `fields`
-    /// is the set the routes' programs were compiled against.
+    /// Targets index into `lanes` and `groups`; `fields` is the set every
+    /// program (routes' and groups' rules) was compiled against. Groups must
+    /// not send to each other in a circle (validated with the config).
     pub fn new(
         routes: Vec<Route>,
+        groups: Vec<Group>,
         fields: FieldSet,
         lanes: Vec<Arc<Lane>>,
-        unmatched: Option<usize>,
+        unmatched: Option<Target>,
         unmatched_events: Counter,
     ) -> Self {
         Router {
             routes,
+            groups,
             fields,
             lanes,
             unmatched,
             unmatched_events,
         }
+    }
+
+    /// `sluice_unmatched_events_total`.
+    pub fn unmatched_counter(&self) -> Counter {
+        self.unmatched_events.clone()
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -92,7 +135,7 @@ impl Router {
         if batch.events.is_empty() {
             return Ok(());
         }
-        let (out, route_hits, unmatched) = self.split(batch);
+        let (out, route_hits, unmatched, tallies) = self.split(batch);
 
         // Reserve room in every blocking lane first, in lane order.
         let mut reservations: Vec<Option<Reservation>> =
@@ -133,14 +176,37 @@ impl Router {
         if unmatched > 0 {
             self.unmatched_events.inc_by(unmatched);
         }
+        for (g, t) in self.groups.iter().zip(&tallies) {
+            if t.events == 0 {
+                continue;
+            }
+            g.metrics.events.inc_by(t.events);
+            g.metrics.sent_events.inc_by(t.sent);
+            g.metrics.drop_events(DropReason::Unmatched, t.dropped);
+            for (rule, hits) in g.rules.iter().zip(&t.rules) {
+                if *hits > 0 {
+                    rule.events.inc_by(*hits);
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Evaluate the routes: one batch per destination, hits per route, unmatched count.
-    fn split(&self, batch: Batch) -> (Vec<Option<Batch>>, Vec<u64>, u64) {
+    /// Evaluate the routes: one batch per destination, hits per route,
+    /// unmatched count, and each output router's tallies.
+    #[allow(clippy::type_complexity)]
+    fn split(&self, batch: Batch) -> (Vec<Option<Batch>>, Vec<u64>, u64, Vec<GroupTally>) {
         let mut out: Vec<Option<Batch>> = (0..self.lanes.len()).map(|_| None).collect();
         let mut hits = vec![0u64; self.routes.len()];
         let mut unmatched = 0u64;
+        let mut tallies: Vec<GroupTally> = self
+            .groups
+            .iter()
+            .map(|g| GroupTally {
+                rules: vec![0; g.rules.len()],
+                ..GroupTally::default()
+            })
+            .collect();
         let mut scratch = Scratch::new(self.fields.len());
         let ack = batch.ack;
         let mut push = |dest: usize, e: Event| {
@@ -164,20 +230,59 @@ impl Router {
                         taken_by = Some(route.destination);
                         break;
                     }
-                    push(route.destination, event.clone());
+                    self.send(route.destination, &event, &env, &mut tallies, &mut push);
                 }
             }
-            match taken_by {
-                Some(dest) => push(dest, event),
+            let target = match taken_by {
+                Some(t) => Some(t),
                 None => {
                     unmatched += 1;
-                    if let Some(dest) = self.unmatched {
-                        push(dest, event);
-                    }
+                    self.unmatched
                 }
+            };
+            match target {
+                Some(Target::Lane(dest)) => push(dest, event),
+                Some(group) => self.send(group, &event, &env, &mut tallies, &mut push),
+                None => {}
             }
         }
-        (out, hits, unmatched)
+        (out, hits, unmatched, tallies)
+    }
+
+    /// Send a copy of `event` to `target`, evaluating an output router's
+    /// rules on the event's already-located fields (`env`).
+    fn send(
+        &self,
+        target: Target,
+        event: &Event,
+        env: &Env<'_>,
+        tallies: &mut [GroupTally],
+        push: &mut impl FnMut(usize, Event),
+    ) {
+        let g = match target {
+            Target::Lane(dest) => return push(dest, event.clone()),
+            Target::Group(g) => g,
+        };
+        let group = &self.groups[g];
+        tallies[g].events += 1;
+        let mut taken_by = None;
+        for (i, rule) in group.rules.iter().enumerate() {
+            if rule.program.eval(env) {
+                tallies[g].rules[i] += 1;
+                if rule.is_final {
+                    taken_by = Some(rule.destination);
+                    break;
+                }
+                self.send(rule.destination, event, env, tallies, push);
+            }
+        }
+        match taken_by.or(group.default) {
+            Some(t) => {
+                tallies[g].sent += 1;
+                self.send(t, event, env, tallies, push);
+            }
+            None => tallies[g].dropped += 1,
+        }
     }
 }
 

@@ -27,9 +27,9 @@ use crate::destinations::{self, Wiring};
 use crate::driver::DeadLetter;
 use crate::expr::{FieldSet, Program};
 use crate::lane::{Lane, LanePolicy};
-use crate::metrics::{DropReason, Metrics};
+use crate::metrics::{DestinationMetrics, DropReason, Metrics};
 use crate::queue::{QueueSettings, Spill};
-use crate::router::{Route, Router};
+use crate::router::{Group, Route, Router, Target};
 use crate::sources::{self, SourceContext};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,8 @@ pub struct Running {
     finite: Option<Vec<JoinHandle<()>>>,
     drivers: Vec<JoinHandle<()>>,
     lanes: Vec<Arc<Lane>>,
+    /// Output routers' own accounting (they have no lane).
+    groups: Vec<(String, DestinationMetrics)>,
     /// Lane indices grouped by when they may close: a dead-letter
     /// destination closes only after every destination that feeds it.
     close_order: Vec<Vec<usize>>,
@@ -99,108 +101,23 @@ impl Running {
         let shutdown = CancellationToken::new();
         let stop = CancellationToken::new();
         let api_stop = CancellationToken::new();
-
-        // Every lane first: a driver may dead-letter into another's lane.
-        let mut lanes = Vec::new();
-        let mut index = HashMap::new();
-        let mut dest_status = Vec::new();
-        for d in &config.destinations {
-            let common = d.config.common();
-            let lane = match common.lane_policy() {
-                LanePolicy::Persistent => {
-                    let settings = common.queue.disk_settings(&config.data_dir, &d.id);
-                    Arc::new(
-                        open_persistent(&d.id, settings, common.lane_capacity(), &metrics).await?,
-                    )
-                }
-                policy => Arc::new(Lane::new(
-                    &d.id,
-                    policy,
-                    common.lane_capacity(),
-                    metrics.destination(&d.id),
-                )),
-            };
-            index.insert(d.id.clone(), lanes.len());
-            dest_status.push(DestinationStatus {
-                id: d.id.clone(),
-                kind: d.kind.clone(),
-                lane: lane.clone(),
-            });
-            lanes.push(lane);
-        }
-        let mut drivers = Vec::new();
-        for (i, d) in config.destinations.iter().enumerate() {
-            let dead_letter = d
-                .config
-                .common()
-                .dead_letter
-                .and_then(|target| index.get(target))
-                .map(|&j| DeadLetter {
-                    origin: d.id.clone(),
-                    lane: lanes[j].clone(),
-                });
-            let wiring = Wiring {
-                lane: lanes[i].clone(),
-                stop: stop.clone(),
-                metrics: &metrics,
-                dead_letter,
-            };
-            match destinations::start(&d.id, &d.config, wiring).await {
-                Ok(task) => drivers.push(task),
-                Err(e) => {
-                    stop.cancel();
-                    return Err(e.into());
-                }
-            }
-        }
-        let close_order = close_order(&config, &index);
-
-        let mut fields = FieldSet::new();
-        let mut routes = Vec::new();
-        let mut route_status = Vec::new();
-        for r in &config.routes {
-            let program = Program::compile(&r.filter, &mut fields).map_err(|e| {
-                stop.cancel();
-                TopologyError::Route {
-                    route: r.name.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-            let Some(&destination) = index.get(&r.destination) else {
-                stop.cancel();
-                return Err(TopologyError::Route {
-                    route: r.name.clone(),
-                    message: format!("unknown destination `{}`", r.destination),
-                });
-            };
-            let events = metrics.route(&r.name);
-            route_status.push(RouteStatus {
-                name: r.name.clone(),
-                filter: r.filter.clone(),
-                destination: r.destination.clone(),
-                is_final: r.is_final,
-                events: events.clone(),
-            });
-            routes.push(Route {
-                name: r.name.clone(),
-                program,
-                destination,
-                is_final: r.is_final,
-                events,
-            });
-        }
-        let unmatched = config
-            .unmatched
-            .as_ref()
-            .and_then(|u| index.get(u).copied());
-        let unmatched_events = metrics.unmatched();
-        let router = Arc::new(Router::new(
-            routes,
-            fields,
-            lanes.clone(),
-            unmatched,
-            unmatched_events.clone(),
-        ));
+        // Whatever fails below, drivers already started must end.
+        let cancel = |e: TopologyError| {
+            shutdown.cancel();
+            stop.cancel();
+            e
+        };
+        let graph = open_lanes(&config, &metrics).await.map_err(cancel)?;
+        let drivers = start_drivers(&config, &graph, &metrics, &stop)
+            .await
+            .map_err(cancel)?;
+        let close_order = close_order(&config, &graph.index);
+        let (router, route_status, groups) =
+            build_router(&config, &graph, &metrics).map_err(cancel)?;
+        let unmatched_events = router.unmatched_counter();
+        let router = Arc::new(router);
+        let lanes = graph.lanes;
+        let dest_status = graph.status;
 
         let api_listener = if config.api.enabled {
             let l = api::bind(config.api.address).await.map_err(|source| {
@@ -266,6 +183,7 @@ impl Running {
             unmatched: config.unmatched.clone(),
             unmatched_events,
             destinations: dest_status,
+            output_routers: groups.clone(),
         });
         let api_task = api_listener.map(|l| api::serve(l, status.clone(), api_stop.clone()));
         // Last, so that an error above leaves no task holding a queue's lock.
@@ -288,6 +206,7 @@ impl Running {
             finite: all_finite.then_some(finite),
             drivers,
             lanes,
+            groups,
             close_order,
             api_task,
             shutdown,
@@ -386,7 +305,8 @@ impl Running {
             }
         }
         self.status.set_phase(Phase::Stopped);
-        let reports: Vec<DestinationReport> = self.lanes.iter().map(|l| report(l)).collect();
+        let mut reports: Vec<DestinationReport> = self.lanes.iter().map(|l| report(l)).collect();
+        reports.extend(self.groups.iter().map(|(id, m)| report_metrics(id, m, 0)));
         for r in &reports {
             if r.balanced() {
                 tracing::info!(
@@ -471,17 +391,14 @@ async fn open_persistent(
 /// Destinations grouped by dead-letter depth: those nobody dead-letters into
 /// first, then the ones only they feed, and so on. (Validation rejects cycles.)
 fn close_order(config: &Config, index: &HashMap<String, usize>) -> Vec<Vec<usize>> {
-    let n = config.destinations.len();
+    // Lane order: the destinations that have lanes (not output routers).
     let target: Vec<Option<usize>> = config
         .destinations
         .iter()
-        .map(|d| {
-            d.config
-                .common()
-                .dead_letter
-                .and_then(|t| index.get(t).copied())
-        })
+        .filter(|d| index.contains_key(&d.id))
+        .map(|d| d.config.dead_letter().and_then(|t| index.get(t).copied()))
         .collect();
+    let n = target.len();
     let mut depth = vec![0usize; n];
     // Longest chain into each destination; chains are at most n long.
     for _ in 0..n {
@@ -502,9 +419,12 @@ fn close_order(config: &Config, index: &HashMap<String, usize>) -> Vec<Vec<usize
 }
 
 fn report(lane: &Lane) -> DestinationReport {
-    let m = lane.metrics();
+    report_metrics(lane.id(), lane.metrics(), lane.pending() as u64)
+}
+
+fn report_metrics(id: &str, m: &DestinationMetrics, queued: u64) -> DestinationReport {
     DestinationReport {
-        id: lane.id().to_string(),
+        id: id.to_string(),
         events: m.events.get(),
         sent: m.sent_events.get(),
         dropped: DropReason::ALL
@@ -512,6 +432,178 @@ fn report(lane: &Lane) -> DestinationReport {
             .map(|r| (r.as_str(), m.dropped(*r)))
             .filter(|(_, n)| *n > 0)
             .collect(),
-        queued: lane.pending() as u64,
+        queued,
     }
+}
+
+/// The destinations' lanes (output routers have none) and where each
+/// destination id leads.
+struct Graph {
+    lanes: Vec<Arc<Lane>>,
+    /// Destination id → its lane index (not output routers).
+    index: HashMap<String, usize>,
+    /// Destination id → where routes to it send events.
+    targets: HashMap<String, Target>,
+    status: Vec<DestinationStatus>,
+}
+
+/// Every lane first: a driver may dead-letter into another's lane.
+async fn open_lanes(config: &Config, metrics: &Metrics) -> Result<Graph, TopologyError> {
+    let mut g = Graph {
+        lanes: Vec::new(),
+        index: HashMap::new(),
+        targets: HashMap::new(),
+        status: Vec::new(),
+    };
+    for d in &config.destinations {
+        let Some(common) = d.config.common() else {
+            // Output routers are numbered in config order, like the groups
+            // `build_router` makes.
+            let group = g.targets.len() - g.lanes.len();
+            g.targets.insert(d.id.clone(), Target::Group(group));
+            continue;
+        };
+        let lane = match common.lane_policy() {
+            LanePolicy::Persistent => {
+                let settings = common.queue.disk_settings(&config.data_dir, &d.id);
+                Arc::new(open_persistent(&d.id, settings, common.lane_capacity(), metrics).await?)
+            }
+            policy => Arc::new(Lane::new(
+                &d.id,
+                policy,
+                common.lane_capacity(),
+                metrics.destination(&d.id),
+            )),
+        };
+        g.index.insert(d.id.clone(), g.lanes.len());
+        g.targets.insert(d.id.clone(), Target::Lane(g.lanes.len()));
+        g.status.push(DestinationStatus {
+            id: d.id.clone(),
+            kind: d.kind.clone(),
+            lane: lane.clone(),
+        });
+        g.lanes.push(lane);
+    }
+    Ok(g)
+}
+
+/// One driver per lane, in lane order.
+async fn start_drivers(
+    config: &Config,
+    g: &Graph,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, TopologyError> {
+    let mut drivers = Vec::new();
+    for d in &config.destinations {
+        let Some(&i) = g.index.get(&d.id) else {
+            continue;
+        };
+        let dead_letter = d
+            .config
+            .dead_letter()
+            .and_then(|target| g.index.get(target))
+            .map(|&j| DeadLetter {
+                origin: d.id.clone(),
+                lane: g.lanes[j].clone(),
+            });
+        let wiring = Wiring {
+            lane: g.lanes[i].clone(),
+            stop: stop.clone(),
+            metrics,
+            dead_letter,
+        };
+        if let Some(task) = destinations::start(&d.id, &d.config, wiring).await? {
+            drivers.push(task);
+        }
+    }
+    Ok(drivers)
+}
+
+type Built = (Router, Vec<RouteStatus>, Vec<(String, DestinationMetrics)>);
+
+/// Compile the routes and the output routers' rules against one field set.
+fn build_router(config: &Config, g: &Graph, metrics: &Metrics) -> Result<Built, TopologyError> {
+    let mut fields = FieldSet::new();
+    let target = |route: &str, id: &str| {
+        g.targets
+            .get(id)
+            .copied()
+            .ok_or_else(|| TopologyError::Route {
+                route: route.to_string(),
+                message: format!("unknown destination `{id}`"),
+            })
+    };
+    let mut routes = Vec::new();
+    let mut route_status = Vec::new();
+    for r in &config.routes {
+        let program =
+            Program::compile(&r.filter, &mut fields).map_err(|e| TopologyError::Route {
+                route: r.name.clone(),
+                message: e.to_string(),
+            })?;
+        let events = metrics.route(&r.name);
+        route_status.push(RouteStatus {
+            name: r.name.clone(),
+            filter: r.filter.clone(),
+            destination: r.destination.clone(),
+            is_final: r.is_final,
+            events: events.clone(),
+        });
+        routes.push(Route {
+            name: r.name.clone(),
+            program,
+            destination: target(&r.name, &r.destination)?,
+            is_final: r.is_final,
+            events,
+        });
+    }
+    let mut groups = Vec::new();
+    let mut group_metrics = Vec::new();
+    for d in &config.destinations {
+        let Some(rc) = d.config.output_router() else {
+            continue;
+        };
+        let mut rules = Vec::new();
+        for (rule, name) in rc.rules.iter().zip(rc.rule_names()) {
+            let label = format!("{}.{name}", d.id);
+            let filter = rule.filter.as_ref().map_or("true", |f| f.value.as_str());
+            let program =
+                Program::compile(filter, &mut fields).map_err(|e| TopologyError::Route {
+                    route: label.clone(),
+                    message: e.to_string(),
+                })?;
+            rules.push(Route {
+                destination: target(&label, &rule.destination.value)?,
+                name,
+                program,
+                is_final: rule.is_final,
+                events: metrics.rule(&d.id, &label[d.id.len() + 1..]),
+            });
+        }
+        let default = match rc.default_target() {
+            Some(t) => Some(target(&d.id, &t.value)?),
+            None => None,
+        };
+        let m = metrics.destination(&d.id);
+        group_metrics.push((d.id.clone(), m.clone()));
+        groups.push(Group {
+            rules,
+            default,
+            metrics: m,
+        });
+    }
+    let unmatched = match &config.unmatched {
+        Some(u) => Some(target("unmatched", u)?),
+        None => None,
+    };
+    let router = Router::new(
+        routes,
+        groups,
+        fields,
+        g.lanes.clone(),
+        unmatched,
+        metrics.unmatched(),
+    );
+    Ok((router, route_status, group_metrics))
 }

@@ -238,6 +238,30 @@ fn errors_name_file_line_column_and_key() {
             "batch.max_event_bytes: 102400 exceeds udp's limit of 65507",
         ),
         (
+            "an output router rule to an unknown destination",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: r\ndestinations:\n  out: {type: blackhole}\n  r:\n    type: output_router\n    rules:\n      - {filter: 'true', destination: nowhere}\n".into(),
+            ":11:39: ",
+            "output router `r`: unknown destination `nowhere`",
+        ),
+        (
+            "an output router filter that does not compile",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: r\ndestinations:\n  out: {type: blackhole}\n  r:\n    type: output_router\n    rules:\n      - {filter: 'a ==', destination: out}\n".into(),
+            ":11:",
+            "output router `r`: rule `0`: filter:",
+        ),
+        (
+            "output routers in a circle",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: a\ndestinations:\n  a:\n    type: output_router\n    rules: [{destination: b}]\n  b:\n    type: output_router\n    rules: [{destination: a}]\n".into(),
+            ":8:5: ",
+            "routers send to each other in a circle",
+        ),
+        (
+            "a dead letter to an output router",
+            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: blackhole, dead_letter: r}\n  r:\n    type: output_router\n    rules: [{destination: out}]\n".into(),
+            ":7:8: ",
+            "dead_letter cannot be an output router",
+        ),
+        (
             "a metric encoding without metric fields",
             "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: udp, address: \"a:1\", encoding: statsd}\n".into(),
             ":7:8: ",

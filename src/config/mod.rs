@@ -311,10 +311,21 @@ impl Config {
         }
         let known = || dest_ids.keys().copied().collect::<Vec<_>>().join(", ");
         for d in &destinations {
-            let Some(target) = d.config.common().dead_letter else {
+            let Some(target) = d.config.dead_letter() else {
                 continue;
             };
-            if target == d.id {
+            let is_router = destinations
+                .iter()
+                .any(|o| o.id == target && o.config.output_router().is_some());
+            if is_router {
+                errors.push(at(
+                    d.location,
+                    format!(
+                        "destination `{}`: dead_letter cannot be an output router (`{target}`); name one of its destinations",
+                        d.id
+                    ),
+                ));
+            } else if target == d.id {
                 errors.push(at(
                     d.location,
                     format!(
@@ -341,6 +352,8 @@ impl Config {
                 ));
             }
         }
+
+        check_output_routers(&text, &destinations, &mut errors, &at);
 
         let mut routes = Vec::new();
         let mut names = HashSet::new();
@@ -419,7 +432,12 @@ impl Config {
                 || unmatched.as_deref() == Some(d.id.as_str())
                 || destinations
                     .iter()
-                    .any(|o| o.config.common().dead_letter == Some(d.id.as_str()));
+                    .any(|o| o.config.dead_letter() == Some(d.id.as_str()))
+                || destinations.iter().any(|o| {
+                    o.config
+                        .output_router()
+                        .is_some_and(|r| r.targets().any(|t| t.value == d.id))
+                });
             if !used {
                 tracing::warn!(destination = %d.id, "no route sends events to this destination");
             }
@@ -439,13 +457,109 @@ impl Config {
     }
 }
 
+/// An output router's rules name destinations that exist (not itself), its
+/// filters compile, and routers do not send to each other in a circle.
+fn check_output_routers(
+    text: &str,
+    destinations: &[Component<DestinationConfig>],
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) {
+    let known = || {
+        destinations
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for d in destinations {
+        let Some(r) = d.config.output_router() else {
+            continue;
+        };
+        for t in r.targets() {
+            if t.value == d.id {
+                errors.push(at(
+                    t.referenced.into(),
+                    format!(
+                        "output router `{}`: a rule cannot send to the router itself",
+                        d.id
+                    ),
+                ));
+            } else if !destinations.iter().any(|o| o.id == t.value) {
+                errors.push(at(
+                    t.referenced.into(),
+                    format!(
+                        "output router `{}`: unknown destination `{}` (use `drop` for default, or one of: {})",
+                        d.id,
+                        t.value,
+                        known()
+                    ),
+                ));
+            }
+        }
+        for (rule, name) in r.rules.iter().zip(r.rule_names()) {
+            let Some(f) = &rule.filter else { continue };
+            if let Err(e) = Program::compile(&f.value, &mut FieldSet::new()) {
+                let (loc, exact) = filter_location(text, f, e.offset);
+                let suffix = if exact {
+                    String::new()
+                } else {
+                    format!(" (at character {} of the filter)", e.offset + 1)
+                };
+                errors.push(at(
+                    loc,
+                    format!(
+                        "output router `{}`: rule `{name}`: filter: {}{suffix}",
+                        d.id, e.message
+                    ),
+                ));
+            }
+        }
+        if router_cycle(destinations, &d.id) {
+            errors.push(at(
+                d.location,
+                format!(
+                    "output router `{}`: routers send to each other in a circle back to it",
+                    d.id
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether some chain of output routers starting at `start` leads back to it.
+fn router_cycle(destinations: &[Component<DestinationConfig>], start: &str) -> bool {
+    let children = |id: &str| -> Vec<&str> {
+        destinations
+            .iter()
+            .find(|d| d.id == id)
+            .and_then(|d| d.config.output_router())
+            .map(|r| r.targets().map(|t| t.value.as_str()).collect())
+            .unwrap_or_default()
+    };
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<&str> = children(start)
+        .into_iter()
+        .filter(|c| *c != start)
+        .collect();
+    while let Some(id) = stack.pop() {
+        if id == start {
+            return true;
+        }
+        if seen.insert(id) {
+            stack.extend(children(id));
+        }
+    }
+    false
+}
+
 /// Whether following `dead_letter` from `start` comes back to it.
 fn dead_letter_cycle(destinations: &[Component<DestinationConfig>], start: &str) -> bool {
     let next = |id: &str| {
         destinations
             .iter()
             .find(|d| d.id == id)
-            .and_then(|d| d.config.common().dead_letter)
+            .and_then(|d| d.config.dead_letter())
     };
     let mut at = next(start);
     for _ in 0..=destinations.len() {

@@ -12,6 +12,7 @@ pub mod console;
 pub mod file;
 pub mod http;
 pub mod kind;
+pub mod output_router;
 pub mod tcp;
 pub mod udp;
 
@@ -210,10 +211,15 @@ macro_rules! registry {
         #[derive(Debug, Clone)]
         pub enum DestinationConfig {
             $( $(#[$attr])* $variant(<$ty as DestinationType>::Config), )*
+            /// Not a protocol: the router expands it in place.
+            OutputRouter(output_router::OutputRouterConfig),
         }
 
         /// Every destination `type` this binary was built with.
-        pub const TYPES: &[&str] = &[ $( $(#[$attr])* <$ty as DestinationType>::NAME, )* ];
+        pub const TYPES: &[&str] = &[
+            $( $(#[$attr])* <$ty as DestinationType>::NAME, )*
+            output_router::NAME,
+        ];
 
         /// Each type's name, capabilities and defaults (`sluice destinations`).
         pub fn describe() -> Vec<TypeInfo> {
@@ -234,28 +240,46 @@ macro_rules! registry {
                 if kind == <$ty as DestinationType>::NAME {
                     return Ok(DestinationConfig::$variant(Deserialize::deserialize(d)?));
                 } )*
+                if kind == output_router::NAME {
+                    return Ok(DestinationConfig::OutputRouter(Deserialize::deserialize(d)?));
+                }
                 Err(serde::de::Error::custom(format!("unknown destination type `{kind}`")))
             }
         }
 
         impl DestinationConfig {
-            pub fn common(&self) -> Common<'_> {
-                match self { $( $(#[$attr])* DestinationConfig::$variant(c) => c.common(), )* }
+            /// The delivery settings; `None` for an output router, which
+            /// delivers nothing itself.
+            pub fn common(&self) -> Option<Common<'_>> {
+                match self {
+                    $( $(#[$attr])* DestinationConfig::$variant(c) => Some(c.common()), )*
+                    DestinationConfig::OutputRouter(_) => None,
+                }
             }
 
-            fn capabilities(&self) -> (&'static str, Capabilities) {
-                match self { $( $(#[$attr])* DestinationConfig::$variant(_) => (
-                    <$ty as DestinationType>::NAME,
-                    <$ty as DestinationType>::CAPABILITIES,
-                ), )* }
+            fn capabilities(&self) -> Option<(&'static str, Capabilities)> {
+                match self {
+                    $( $(#[$attr])* DestinationConfig::$variant(_) => Some((
+                        <$ty as DestinationType>::NAME,
+                        <$ty as DestinationType>::CAPABILITIES,
+                    )), )*
+                    DestinationConfig::OutputRouter(_) => None,
+                }
             }
 
             fn validate_own(&self) -> Result<(), String> {
-                match self { $( $(#[$attr])* DestinationConfig::$variant(c) => c.validate(), )* }
+                match self {
+                    $( $(#[$attr])* DestinationConfig::$variant(c) => c.validate(), )*
+                    DestinationConfig::OutputRouter(c) => c.validate(),
+                }
             }
 
-            async fn spawn(&self, id: &str, wiring: Wiring<'_>) -> Result<JoinHandle<()>, DestinationError> {
-                match self { $( $(#[$attr])* DestinationConfig::$variant(c) => spawn::<$ty>(id, c, wiring).await, )* }
+            /// `None` for an output router: it has no driver.
+            async fn spawn(&self, id: &str, wiring: Wiring<'_>) -> Result<Option<JoinHandle<()>>, DestinationError> {
+                match self {
+                    $( $(#[$attr])* DestinationConfig::$variant(c) => spawn::<$ty>(id, c, wiring).await.map(Some), )*
+                    DestinationConfig::OutputRouter(_) => Ok(None),
+                }
             }
         }
     };
@@ -291,11 +315,24 @@ impl DestinationConfig {
     /// Every check of one destination's settings: the common ones, the
     /// type's capabilities and limits, then its own.
     pub fn check(&self) -> Result<(), Problem> {
-        self.common().validate()?;
-        let (name, caps) = self.capabilities();
-        kind::check_capabilities(name, &caps, &self.common())?;
+        if let (Some(common), Some((name, caps))) = (self.common(), self.capabilities()) {
+            common.validate()?;
+            kind::check_capabilities(name, &caps, &common)?;
+        }
         self.validate_own()?;
         Ok(())
+    }
+
+    /// Where this destination's dead letters go.
+    pub fn dead_letter(&self) -> Option<&str> {
+        self.common().and_then(|c| c.dead_letter)
+    }
+
+    pub fn output_router(&self) -> Option<&output_router::OutputRouterConfig> {
+        match self {
+            DestinationConfig::OutputRouter(r) => Some(r),
+            _ => None,
+        }
     }
 }
 
@@ -328,12 +365,8 @@ pub async fn start(
     id: &str,
     config: &DestinationConfig,
     wiring: Wiring<'_>,
-) -> Result<JoinHandle<()>, DestinationError> {
-    tracing::debug!(
-        destination = id,
-        policy = config.common().lane_policy().as_str(),
-        "starting destination"
-    );
+) -> Result<Option<JoinHandle<()>>, DestinationError> {
+    tracing::debug!(destination = id, "starting destination");
     config.spawn(id, wiring).await
 }
 

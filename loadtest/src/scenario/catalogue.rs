@@ -90,6 +90,34 @@ fn answers(r: &Report, name: &str, code: u16) -> u64 {
         .unwrap_or(0)
 }
 
+/// How long after `back` (the peer's return) deliveries resumed: the first
+/// sample after it in which the receivers got more than before.
+fn resumed_after(r: &Report, back: f64) -> Option<f64> {
+    let before = r
+        .timeline
+        .iter()
+        .take_while(|x| x.t <= back)
+        .last()
+        .map_or(0, |x| x.received);
+    r.timeline
+        .iter()
+        .find(|x| x.t > back && x.received > before)
+        .map(|x| x.t - back)
+}
+
+/// Delivery resumed within `RECOVERY` seconds of the peer's return, however
+/// long the outage (plus one sampling interval of slack).
+fn recovered_quickly(r: &Report, back: f64) -> Vec<String> {
+    const RECOVERY: f64 = 5.0;
+    match resumed_after(r, back) {
+        Some(d) if d <= RECOVERY + 0.5 => Vec::new(),
+        Some(d) => vec![format!(
+            "deliveries resumed {d:.1} s after the peer returned (limit {RECOVERY} s)"
+        )],
+        None => vec!["deliveries never resumed after the peer returned".into()],
+    }
+}
+
 /// A base chaos scenario: TCP source at `rate`, one HTTP receiver.
 fn base(name: &'static str, description: &'static str, seconds: f64) -> Chaos {
     Chaos {
@@ -128,10 +156,12 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                     .timeline
                     .iter()
                     .any(|x| x.t > lead && x.t < lead + down && x.sent_per_s < 2_000.0);
-                need(
+                let mut problems = need(
                     throttled,
                     "the TCP sender was never throttled during the outage".into(),
-                )
+                );
+                problems.extend(recovered_quickly(r, lead + down));
+                problems
             }),
             ..collector(
                 base(
@@ -145,11 +175,13 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
         },
         "outage-drop" => Chaos {
             expect: Expect::ExactlyCounted,
-            check: check(|r| {
-                need(
+            check: check(move |r| {
+                let mut problems = need(
                     r.sluice.dropped.get("backpressure").copied().unwrap_or(0.0) > 0.0,
                     "nothing was dropped for backpressure during the outage".into(),
-                )
+                );
+                problems.extend(recovered_quickly(r, lead + down));
+                problems
             }),
             ..collector(
                 base(
@@ -162,11 +194,13 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
             )
         },
         "outage-persistent-queue" => Chaos {
-            check: check(|r| {
-                need(
+            check: check(move |r| {
+                let mut problems = need(
                     r.timeline.iter().any(|x| x.disk > 0.0),
                     "the persistent queue never held anything".into(),
-                )
+                );
+                problems.extend(recovered_quickly(r, lead + down));
+                problems
             }),
             ..collector(
                 base(
@@ -416,4 +450,41 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
         },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Sample;
+
+    fn report(received: &[(f64, u64)]) -> Report {
+        Report {
+            timeline: received
+                .iter()
+                .map(|&(t, received)| Sample {
+                    t,
+                    received,
+                    ..Sample::default()
+                })
+                .collect(),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn recovery_is_measured_from_the_peer_return() {
+        let r = report(&[
+            (1.0, 10),
+            (2.0, 10),
+            (3.0, 10),
+            (4.0, 10),
+            (9.0, 10),
+            (10.0, 20),
+        ]);
+        assert_eq!(resumed_after(&r, 2.5), Some(7.5));
+        assert_eq!(recovered_quickly(&r, 2.5).len(), 1);
+        assert!(recovered_quickly(&r, 5.0).is_empty());
+        let never = report(&[(1.0, 10), (5.0, 10)]);
+        assert_eq!(recovered_quickly(&never, 2.0).len(), 1);
+    }
 }
