@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod codec;
 pub mod config;
 pub mod destinations;
 pub mod driver;

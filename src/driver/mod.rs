@@ -71,12 +71,10 @@
 
 mod backoff;
 mod batcher;
-mod compression;
 mod concurrency;
 mod contract;
 mod dead_letter;
 mod deliver;
-mod encoding;
 mod endpoints;
 mod job;
 mod settings;
@@ -88,11 +86,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use backoff::Backoff;
-pub use compression::Compression;
+// Encodings and compression live in `crate::codec`; re-exported here because
+// every destination uses them with the driver.
+pub use crate::codec::{
+    Body, Compression, EncodeScratch, Encoder, Encoding, MetricConfig, StatsdKind,
+};
 pub use concurrency::Concurrency;
 pub use contract::{Destination, Encoded, Outcome, RecordOutcome};
 pub use dead_letter::{DeadLetter, RESPONSE_EXCERPT, Rejection, Why};
-pub use encoding::{Body, EncodeScratch, Encoder, Encoding, MetricConfig, StatsdKind};
 pub use endpoints::{EndpointSpec, Endpoints, OUTAGE_PROBE, PROBE_INITIAL, PROBE_MAX};
 pub use job::Job;
 pub use settings::{

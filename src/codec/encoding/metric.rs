@@ -1,6 +1,6 @@
 //! Where the metric encodings (graphite, statsd, influx) find a metric in an
-//! event: `metric: {name, value, timestamp, tags}` name event fields, located
-//! with the same lazy scanner filters use.
+//! event: `metric: {name, value, timestamp, tags}` name event fields, read
+//! through the shared `codec::FieldReader`.
 //!
 //! An event without a usable name or value is not encodable and is dropped
 //! with reason `unencodable`. The timestamp is optional (now, if absent); a
@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use crate::codec::fields::{Field, FieldReader, FieldScratch};
 use crate::event::{Event, Format};
-use crate::expr::{FieldSet, Scratch, number, parse_path, scalar_text};
+use crate::expr::{number, parse_path, scalar_text};
 
 /// StatsD metric types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -87,11 +88,11 @@ impl MetricConfig {
 /// A compiled `MetricConfig`.
 #[derive(Debug)]
 pub struct MetricFields {
-    fields: FieldSet,
-    name: u32,
-    value: u32,
-    timestamp: Option<u32>,
-    tags: Vec<(String, u32)>,
+    fields: FieldReader,
+    name: Field,
+    value: Field,
+    timestamp: Option<Field>,
+    tags: Vec<(String, Field)>,
     pub kind: StatsdKind,
     pub field: String,
     pub prefix: String,
@@ -112,10 +113,8 @@ pub struct Metric<'a> {
 impl MetricFields {
     pub fn new(cfg: &MetricConfig) -> Result<MetricFields, String> {
         cfg.validate()?;
-        let mut fields = FieldSet::new();
-        let mut slot = |p: &str| -> Result<u32, String> {
-            Ok(fields.slot(&parse_path(p).map_err(|e| e.message)?))
-        };
+        let mut fields = FieldReader::new();
+        let mut slot = |p: &str| fields.add(p);
         let name = slot(&cfg.name)?;
         let value = slot(&cfg.value)?;
         let timestamp = cfg.timestamp.as_deref().map(&mut slot).transpose()?;
@@ -136,26 +135,22 @@ impl MetricFields {
         })
     }
 
-    pub fn scratch(&self) -> Scratch {
-        Scratch::new(self.fields.len())
+    pub fn scratch(&self) -> FieldScratch {
+        self.fields.scratch()
     }
 
     /// The metric in `event`, or `None` when it has no usable name or value.
     pub fn extract<'a>(
         &'a self,
         event: &'a Event,
-        scratch: &mut Scratch,
+        scratch: &mut FieldScratch,
         now: SystemTime,
     ) -> Option<Metric<'a>> {
         if event.format != Format::Json {
             return None;
         }
-        let raw = &event.raw[..];
-        self.fields.scan(raw, scratch);
-        let get = |slot: u32| {
-            let s = scratch.span(slot);
-            (!s.is_missing()).then(|| &raw[s.start as usize..s.end as usize])
-        };
+        self.fields.locate(event, scratch);
+        let get = |f: Field| self.fields.raw(event, scratch, f);
         let name = scalar_text(get(self.name)?).filter(|n| !n.is_empty())?;
         let value_raw = get(self.value)?;
         let value: Cow<'a, str> = match value_raw.first() {

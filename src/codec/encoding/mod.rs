@@ -27,8 +27,8 @@ use serde::Deserialize;
 pub use metric::{MetricConfig, StatsdKind};
 
 use super::compression::Compression;
+use crate::codec::fields::FieldScratch;
 use crate::event::{Event, Format};
-use crate::expr::Scratch;
 use metric::MetricFields;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -96,7 +96,7 @@ pub struct Body {
 
 /// Per-batch working memory for `Encoder::encode_one`.
 pub struct EncodeScratch {
-    fields: Option<Scratch>,
+    fields: Option<FieldScratch>,
     now: SystemTime,
 }
 

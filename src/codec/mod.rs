@@ -1,0 +1,14 @@
+//! Turning events into bytes for a peer, shared by every destination:
+//! encodings (`ndjson`, `json_array`, `raw`, graphite, statsd, influx),
+//! compression, and reading event fields for protocol metadata (`fields`)
+//! and name templates (`template`).
+
+pub mod compression;
+pub mod encoding;
+pub mod fields;
+pub mod template;
+
+pub use compression::Compression;
+pub use encoding::{Body, EncodeScratch, Encoder, Encoding, MetricConfig, StatsdKind};
+pub use fields::{Field, FieldReader, FieldScratch};
+pub use template::Template;

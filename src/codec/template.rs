@@ -1,0 +1,179 @@
+//! Name templates: `topic: "logs-{{ service }}"`, a Kafka topic, a Pub/Sub
+//! ordering key, an S3 key prefix. Literal text with `{{ path }}` fields
+//! read through a `FieldReader` (the filter language's paths), each with an
+//! optional default for when the event lacks it: `{{ service ?? "misc" }}`
+//! (JavaScript's nullish coalescing, as Cribl users write it).
+//!
+//! A field that is missing and has no default makes `render` fail with the
+//! path, so the destination can use its fallback or count the event as
+//! `unencodable`: never a silently wrong name.
+
+use std::fmt::Write as _;
+
+use super::fields::{Field, FieldReader, FieldScratch};
+use crate::event::Event;
+
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Field {
+        field: Field,
+        path: String,
+        default: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parse `text`, adding its fields to `reader`.
+    pub fn parse(text: &str, reader: &mut FieldReader) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("template `{text}`: `{{{{` without a closing `}}}}`"))?;
+            let inner = after[..close].trim();
+            let (path, default) = match inner.split_once("??") {
+                Some((p, d)) => (p.trim(), Some(unquote(d.trim(), text)?)),
+                None => (inner, None),
+            };
+            if path.is_empty() {
+                return Err(format!("template `{text}`: `{{{{ }}}}` names no field"));
+            }
+            let field = reader
+                .add(path)
+                .map_err(|e| format!("template `{text}`: {e}"))?;
+            parts.push(Part::Field {
+                field,
+                path: path.to_string(),
+                default,
+            });
+            rest = &after[close + 2..];
+        }
+        if rest.contains("}}") {
+            return Err(format!(
+                "template `{text}`: `}}}}` without an opening `{{{{`"
+            ));
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The text, when the template names no field.
+    pub fn as_static(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Text(t)] => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Write the template for `event` (after `reader.locate`) into `out`,
+    /// which is cleared first. `Err(path)`: that field is missing and has no
+    /// default.
+    pub fn render<'t>(
+        &'t self,
+        reader: &FieldReader,
+        event: &Event,
+        scratch: &FieldScratch,
+        out: &mut String,
+    ) -> Result<(), &'t str> {
+        out.clear();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Field {
+                    field,
+                    path,
+                    default,
+                } => match (reader.string(event, scratch, *field), default) {
+                    (Some(v), _) => {
+                        let _ = write!(out, "{v}");
+                    }
+                    (None, Some(d)) => out.push_str(d),
+                    (None, None) => return Err(path),
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A default: `"text"`, `'text'`, or a bare word.
+fn unquote(d: &str, template: &str) -> Result<String, String> {
+    let quoted = d.len() >= 2
+        && ((d.starts_with('"') && d.ends_with('"')) || (d.starts_with('\'') && d.ends_with('\'')));
+    if quoted {
+        return Ok(d[1..d.len() - 1].to_string());
+    }
+    if d.is_empty() || d.contains(char::is_whitespace) {
+        return Err(format!(
+            "template `{template}`: the default after `??` must be a word or a quoted string"
+        ));
+    }
+    Ok(d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn render(t: &str, event: &str) -> Result<String, String> {
+        let mut r = FieldReader::new();
+        let t = Template::parse(t, &mut r)?;
+        let e = Event::json(Bytes::from(event.to_string()));
+        let mut s = r.scratch();
+        r.locate(&e, &mut s);
+        let mut out = String::new();
+        t.render(&r, &e, &s, &mut out)
+            .map_err(|p| format!("missing {p}"))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn fields_defaults_and_literals() {
+        let ev = r#"{"service":"api","kube":{"ns":"prod"},"n":3}"#;
+        assert_eq!(render("logs-{{ service }}", ev).unwrap(), "logs-api");
+        assert_eq!(render("{{kube.ns}}/{{ n }}", ev).unwrap(), "prod/3");
+        assert_eq!(render("t-{{ team ?? \"misc\" }}", ev).unwrap(), "t-misc");
+        assert_eq!(render("t-{{ team ?? misc }}", ev).unwrap(), "t-misc");
+        assert_eq!(render("t-{{ team }}", ev).unwrap_err(), "missing team");
+        assert_eq!(render("plain", ev).unwrap(), "plain");
+    }
+
+    #[test]
+    fn static_templates_and_errors() {
+        let mut r = FieldReader::new();
+        assert_eq!(
+            Template::parse("logs", &mut r).unwrap().as_static(),
+            Some("logs")
+        );
+        assert!(
+            Template::parse("a-{{ b }}", &mut r)
+                .unwrap()
+                .as_static()
+                .is_none()
+        );
+        for bad in [
+            "a-{{ b",
+            "a-}}",
+            "{{ }}",
+            "{{ a b }}",
+            "{{ a ?? two words }}",
+        ] {
+            assert!(Template::parse(bad, &mut r).is_err(), "{bad}");
+        }
+    }
+}
