@@ -65,6 +65,32 @@ impl Console {
     }
 }
 
+/// POSIX guarantees atomic pipe writes up to this size (Linux: 4096).
+const PIPE_BUF: usize = 4096;
+
+/// `buf` split after newlines into pieces of at most `max` bytes (a longer
+/// line is a piece of its own).
+fn line_chunks(buf: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let window = &rest[..rest.len().min(max)];
+        let cut = if rest.len() <= max {
+            rest.len()
+        } else {
+            match memchr::memrchr(b'\n', window) {
+                Some(i) => i + 1,
+                None => memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1),
+            }
+        };
+        let (chunk, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 impl Destination for Console {
     type Request = Vec<u8>;
 
@@ -83,8 +109,14 @@ impl Destination for Console {
     async fn send(&self, request: &Vec<u8>, _endpoint: usize) -> Outcome {
         let mut out = self.out.lock().await;
         let written = async {
-            out.write_all(request).await?;
-            out.flush().await
+            for chunk in line_chunks(request, PIPE_BUF) {
+                out.write_all(chunk).await?;
+                // One write per chunk: a pipe takes a write of at most
+                // PIPE_BUF bytes whole or not at all, so a write abandoned at
+                // the shutdown deadline (a stalled reader) never tears a line.
+                out.flush().await?;
+            }
+            Ok::<(), std::io::Error>(())
         }
         .await;
         match written {
@@ -97,5 +129,25 @@ impl Destination for Console {
                 )))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_chunks;
+
+    #[test]
+    fn chunks_end_at_lines_and_stay_small() {
+        let buf = b"aaaa\nbb\ncccccccc\nd\n";
+        let chunks: Vec<&[u8]> = line_chunks(buf, 8).collect();
+        assert_eq!(
+            chunks,
+            vec![&b"aaaa\nbb\n"[..], &b"cccccccc\n"[..], &b"d\n"[..]]
+        );
+        assert_eq!(line_chunks(b"", 8).count(), 0);
+        assert_eq!(
+            line_chunks(b"abc", 8).collect::<Vec<_>>(),
+            vec![&b"abc"[..]]
+        );
     }
 }

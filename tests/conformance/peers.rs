@@ -1,0 +1,220 @@
+//! One real peer per destination type, behind the `Peer` trait the
+//! conformance scenarios drive. A peer says what it receives (in arrival
+//! order) and, where its protocol allows, how to take it down and bring it
+//! back, and how to make it refuse events for good.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::common::Sluice;
+use crate::common::receiver::{Behavior, Receiver};
+use crate::common::tcp_receiver::{Mode, TcpReceiver};
+use tokio::runtime::Runtime;
+
+pub trait Peer {
+    /// The `type:` and the peer-specific keys of the destination, as YAML
+    /// lines indented for a destination's body (the scenario adds its own).
+    fn destination(&self) -> String;
+    /// Every event line received, in arrival order.
+    fn received(&self) -> Vec<String>;
+    /// Take the peer away (its port refuses, its pipe stops being read).
+    fn down(&mut self, rt: &Runtime) {
+        let _ = rt;
+        unreachable!("this peer has no outage scenario")
+    }
+    /// Bring it back where it was.
+    fn up(&mut self, rt: &Runtime) {
+        let _ = rt;
+        unreachable!("this peer has no outage scenario")
+    }
+    /// Refuse every event from now on, permanently; returns what the dead
+    /// letter must say (`status`, `response`).
+    fn reject(&self) -> (u16, String) {
+        unreachable!("this peer has no rejection scenario")
+    }
+    /// A new sluice process started (a console peer reads its stdout).
+    fn attach(&mut self, sluice: &mut Sluice) {
+        let _ = sluice;
+    }
+}
+
+/// `type: http` to an HTTP server in the test.
+pub struct HttpPeer(Receiver);
+
+impl HttpPeer {
+    pub fn start(rt: &Runtime) -> Self {
+        HttpPeer(rt.block_on(Receiver::start()))
+    }
+}
+
+impl Peer for HttpPeer {
+    fn destination(&self) -> String {
+        format!("    type: http\n    url: \"{}\"\n", self.0.url("/ingest"))
+    }
+    fn received(&self) -> Vec<String> {
+        self.0.accepted()
+    }
+    fn down(&mut self, rt: &Runtime) {
+        rt.block_on(self.0.kill());
+    }
+    fn up(&mut self, rt: &Runtime) {
+        rt.block_on(self.0.restart());
+    }
+    fn reject(&self) -> (u16, String) {
+        let body = "schema mismatch: field `seq` is not allowed".to_string();
+        self.0.set(Behavior::Status {
+            code: 400,
+            retry_after: None,
+            body: body.clone(),
+        });
+        (400, body)
+    }
+}
+
+/// `type: tcp` to a TCP server in the test reading lines.
+pub struct TcpPeer(TcpReceiver);
+
+impl TcpPeer {
+    pub fn start(rt: &Runtime) -> Self {
+        TcpPeer(rt.block_on(TcpReceiver::start(Mode::Lines)))
+    }
+}
+
+impl Peer for TcpPeer {
+    fn destination(&self) -> String {
+        format!("    type: tcp\n    address: \"{}\"\n", self.0.address())
+    }
+    fn received(&self) -> Vec<String> {
+        self.0.events()
+    }
+    fn down(&mut self, rt: &Runtime) {
+        rt.block_on(self.0.kill());
+    }
+    fn up(&mut self, rt: &Runtime) {
+        rt.block_on(self.0.restart());
+    }
+}
+
+/// `type: udp` to a UDP socket in the test.
+pub struct UdpPeer {
+    address: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl UdpPeer {
+    pub fn start() -> Self {
+        // A receive buffer large enough for the whole test: on a busy
+        // machine the reader thread may fall behind, and a datagram that
+        // finds the buffer full is gone (that is UDP, not sluice).
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+            .expect("UDP socket");
+        s.set_recv_buffer_size(4 << 20).expect("SO_RCVBUF");
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        s.bind(&addr.into()).expect("bind UDP");
+        let socket: UdpSocket = s.into();
+        let address = socket.local_addr().unwrap().to_string();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let mut l = sink.lock().unwrap();
+                l.extend(text.lines().filter(|s| !s.is_empty()).map(str::to_string));
+            }
+        });
+        UdpPeer { address, lines }
+    }
+}
+
+impl Peer for UdpPeer {
+    fn destination(&self) -> String {
+        format!("    type: udp\n    address: \"{}\"\n", self.address)
+    }
+    fn received(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+/// `type: file`: the file on disk is the peer.
+pub struct FilePeer {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FilePeer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        FilePeer {
+            path: dir.path().join("events.ndjson"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Peer for FilePeer {
+    fn destination(&self) -> String {
+        format!("    type: file\n    path: \"{}\"\n", self.path.display())
+    }
+    fn received(&self) -> Vec<String> {
+        crate::common::read_lines(&self.path)
+    }
+}
+
+/// `type: console`: sluice's standard output, read by the test. Down: the
+/// reader stops reading, so the pipe fills and writes block, exactly what a
+/// stuck downstream process does.
+pub struct ConsolePeer {
+    lines: Arc<Mutex<Vec<String>>>,
+    paused: Arc<AtomicBool>,
+}
+
+impl ConsolePeer {
+    pub fn start() -> Self {
+        ConsolePeer {
+            lines: Arc::new(Mutex::new(Vec::new())),
+            paused: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Peer for ConsolePeer {
+    fn destination(&self) -> String {
+        "    type: console\n".into()
+    }
+    fn received(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+    fn down(&mut self, _: &Runtime) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+    fn up(&mut self, _: &Runtime) {
+        self.paused.store(false, Ordering::SeqCst);
+    }
+    fn attach(&mut self, sluice: &mut Sluice) {
+        let out = sluice.stdout.take().expect("stdout not taken yet");
+        let (sink, paused) = (self.lines.clone(), self.paused.clone());
+        std::thread::spawn(move || {
+            // Small reads, so a pause stops consumption almost at once.
+            let mut r = BufReader::with_capacity(4096, out);
+            let mut line = String::new();
+            loop {
+                while paused.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => sink
+                        .lock()
+                        .unwrap()
+                        .push(line.trim_end_matches('\n').to_string()),
+                }
+            }
+        });
+    }
+}
