@@ -26,9 +26,10 @@ use crate::config::Config;
 use crate::destinations::{self, Wiring};
 use crate::driver::DeadLetter;
 use crate::expr::{FieldSet, Program};
+use crate::lane::Spill;
 use crate::lane::{Lane, LanePolicy};
 use crate::metrics::{DestinationMetrics, DropReason, Metrics};
-use crate::queue::{QueueSettings, Spill};
+use crate::queue::QueueSettings;
 use crate::router::{Group, Route, Router, Target};
 use crate::sources::{self, SourceContext};
 
@@ -353,7 +354,7 @@ async fn open_persistent(
             destination: id.to_string(),
             message: e.to_string(),
         })?;
-    let (spill, state, report) = opened.map_err(|e| TopologyError::Queue {
+    let (opened, report) = opened.map_err(|e| TopologyError::Queue {
         destination: id.to_string(),
         message: e.to_string(),
     })?;
@@ -385,7 +386,7 @@ async fn open_persistent(
             "persistent queue: damaged records skipped and counted (reason=corrupt); damaged segments moved to quarantine/"
         );
     }
-    Ok(Lane::persistent(id, capacity, m, spill, state))
+    Ok(Lane::persistent(id, capacity, m, opened))
 }
 
 /// Destinations grouped by dead-letter depth: those nobody dead-letters into

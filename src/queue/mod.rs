@@ -15,7 +15,6 @@ pub mod frame;
 pub mod inspect;
 pub mod ledger;
 pub mod segment;
-pub mod spill;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +22,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use disk::{DiskQueue, OpenReport, QueueError};
-pub use spill::Spill;
 
 /// When events go to disk (`queue.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

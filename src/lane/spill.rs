@@ -16,7 +16,9 @@
 //! - **syncer** (`fsync: interval`): fsyncs every `queue.fsync_interval`.
 //!
 //! The lane itself (`crate::lane`) decides what goes to disk and hands
-//! read-ahead batches to the driver; its state for that is [`DiskState`].
+//! read-ahead batches to the driver; its state for that is its own
+//! (`disk_state.rs`). These tasks reach the lane only through [`LaneHandle`],
+//! and the disk only through `crate::queue`, which is pure storage.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
@@ -27,16 +29,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::disk::{DiskQueue, OpenReport, QueueError, Read, now_ms};
-use super::frame;
-use super::ledger::Position;
-use super::{Fsync, Mode, OnFull, Ordering, QueueSettings};
+use super::Lane;
+use super::disk_state::{DiskState, DrainBucket};
 use crate::event::{Ack, AckStatus, Batch, Event};
-use crate::lane::Lane;
 use crate::metrics::DropReason;
+use crate::queue::disk::{DiskQueue, OpenReport, QueueError, Read, now_ms};
+use crate::queue::frame;
+use crate::queue::ledger::Position;
+use crate::queue::{Fsync, Mode, OnFull, Ordering, QueueSettings};
 
 /// Largest frame the writer builds. The read-ahead hands each frame to the
 /// driver as one batch, so frames are about a request's size.
@@ -53,55 +55,44 @@ const IO_RETRY: Duration = Duration::from_secs(1);
 /// batches moved out of the in-memory lane).
 pub struct WriteItem {
     pub batch: Batch,
-    pub permit: Option<OwnedSemaphorePermit>,
+    /// Held until the batch is written; dropping it gives the room back.
+    pub _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// The lane's view of its disk queue, kept under the lane's lock so that
-/// choosing memory or disk, and the order between them, is atomic.
-pub struct DiskState {
-    /// New events go to disk (strict ordering: behind the backlog).
-    pub engaged: bool,
-    /// Batches read back from disk, waiting for the driver.
-    pub readahead: VecDeque<Batch>,
-    pub readahead_events: usize,
-    /// Events sent to the writer and not yet written (or dropped).
-    pub write_pending: usize,
-    /// Events handed back undelivered at shutdown; they stay on disk.
-    pub requeued: usize,
-    /// The writer's input; `None` once the lane has finished.
-    pub writes: Option<UnboundedSender<WriteItem>>,
-    drain: DrainBucket,
-}
+/// All the spill tasks may do to their lane: report writes, fill the
+/// read-ahead, and let the lane go back to memory when the backlog is gone.
+/// Everything else about the lane is none of their business.
+pub(super) struct LaneHandle(Arc<Lane>);
 
-impl DiskState {
-    /// Under `live_first`, whether the backlog gets this turn even though
-    /// live events are waiting.
-    pub fn backlog_turn(&mut self, events: usize) -> bool {
-        self.drain.take(events)
+impl LaneHandle {
+    fn spill(&self) -> Option<&Spill> {
+        self.0.spill()
+    }
+    fn id(&self) -> &str {
+        self.0.id()
+    }
+    fn metrics(&self) -> &crate::metrics::DestinationMetrics {
+        self.0.metrics()
+    }
+    /// `n` events reached the disk (or were dropped on the way).
+    fn written(&self, n: usize) {
+        self.0.written(n);
+    }
+    fn readahead_room(&self) -> usize {
+        self.0.readahead_room()
+    }
+    fn push_readahead(&self, batches: Vec<Batch>) {
+        self.0.push_readahead(batches);
+    }
+    fn try_disengage(&self) {
+        self.0.try_disengage();
     }
 }
 
-/// Paces the backlog under `live_first`: `rate` events per second on
-/// average. A frame may overdraw the bucket; the debt delays the next one.
-struct DrainBucket {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl DrainBucket {
-    fn take(&mut self, n: usize) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate.max(1.0));
-        if self.tokens > 0.0 {
-            self.tokens -= n as f64;
-            true
-        } else {
-            false
-        }
-    }
+/// An opened disk queue, ready to become a lane (`Lane::persistent`).
+pub struct Opened {
+    pub(super) spill: Spill,
+    pub(super) state: DiskState,
 }
 
 /// One read frame the committer waits for.
@@ -147,7 +138,7 @@ impl Spill {
         settings: QueueSettings,
         capacity: usize,
         gauges: (Gauge, Gauge),
-    ) -> Result<(Spill, DiskState, OpenReport), QueueError> {
+    ) -> Result<(Opened, OpenReport), QueueError> {
         let (disk, report) = DiskQueue::open(&settings.dir, settings.segment_bytes)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let engaged = settings.mode == Mode::Always
@@ -159,11 +150,7 @@ impl Spill {
             write_pending: 0,
             requeued: 0,
             writes: Some(tx),
-            drain: DrainBucket {
-                rate: settings.drain_rate as f64,
-                tokens: 0.0,
-                last: Instant::now(),
-            },
+            drain: DrainBucket::new(settings.drain_rate as f64),
         };
         let spill = Spill {
             disk: Arc::new(disk),
@@ -182,7 +169,7 @@ impl Spill {
             settings,
         };
         spill.update_gauges();
-        Ok((spill, state, report))
+        Ok((Opened { spill, state }, report))
     }
 
     /// At `max_bytes` (or too near it for the next frame), or a write
@@ -225,12 +212,12 @@ impl Spill {
         };
         let (commits, pending) = mpsc::unbounded_channel();
         let mut tasks = vec![
-            tokio::spawn(write_loop(lane.clone(), rx, stop.clone())),
-            tokio::spawn(read_loop(lane.clone(), commits, stop)),
-            tokio::spawn(commit_loop(lane.clone(), pending)),
+            tokio::spawn(write_loop(LaneHandle(lane.clone()), rx, stop.clone())),
+            tokio::spawn(read_loop(LaneHandle(lane.clone()), commits, stop)),
+            tokio::spawn(commit_loop(LaneHandle(lane.clone()), pending)),
         ];
         if sp.settings.fsync == Fsync::Interval {
-            tasks.push(tokio::spawn(sync_loop(lane.clone())));
+            tasks.push(tokio::spawn(sync_loop(LaneHandle(lane.clone()))));
         }
         if let Ok(mut t) = sp.tasks.lock() {
             t.extend(tasks);
@@ -261,7 +248,7 @@ struct FrameSpan {
 }
 
 async fn write_loop(
-    lane: Arc<Lane>,
+    lane: LaneHandle,
     mut rx: UnboundedReceiver<WriteItem>,
     stop: CancellationToken,
 ) {
@@ -385,7 +372,7 @@ fn append_frames(
 /// Write every frame (or drop what `on_full: drop` sheds). Returns the
 /// buffer and whether everything was written, as durably as promised.
 async fn write_frames(
-    lane: &Lane,
+    lane: &LaneHandle,
     buf: Vec<u8>,
     spans: Vec<FrameSpan>,
     stop: &CancellationToken,
@@ -476,7 +463,7 @@ async fn write_frames(
     (buf, durable)
 }
 
-async fn read_loop(lane: Arc<Lane>, commits: UnboundedSender<Pending>, stop: CancellationToken) {
+async fn read_loop(lane: LaneHandle, commits: UnboundedSender<Pending>, stop: CancellationToken) {
     let Some(sp) = lane.spill() else { return };
     loop {
         let wake = sp.wake_reader.notified();
@@ -516,7 +503,7 @@ async fn read_loop(lane: Arc<Lane>, commits: UnboundedSender<Pending>, stop: Can
 
 /// Put what was read into the lane's read-ahead and tell the committer
 /// what to wait for, in order.
-fn hand_over(lane: &Lane, read: Read, commits: &UnboundedSender<Pending>) {
+fn hand_over(lane: &LaneHandle, read: Read, commits: &UnboundedSender<Pending>) {
     lane.metrics()
         .drop_events(DropReason::Corrupt, read.corrupt_events);
     let mut batches = Vec::with_capacity(read.frames.len());
@@ -540,7 +527,7 @@ fn hand_over(lane: &Lane, read: Read, commits: &UnboundedSender<Pending>) {
     lane.push_readahead(batches);
 }
 
-async fn commit_loop(lane: Arc<Lane>, mut rx: UnboundedReceiver<Pending>) {
+async fn commit_loop(lane: LaneHandle, mut rx: UnboundedReceiver<Pending>) {
     let Some(sp) = lane.spill() else { return };
     let sync = sp.settings.fsync == Fsync::Always;
     let mut waiting: VecDeque<Pending> = VecDeque::new();
@@ -598,7 +585,7 @@ async fn commit_loop(lane: Arc<Lane>, mut rx: UnboundedReceiver<Pending>) {
     }
 }
 
-async fn sync_loop(lane: Arc<Lane>) {
+async fn sync_loop(lane: LaneHandle) {
     let Some(sp) = lane.spill() else { return };
     loop {
         tokio::select! {

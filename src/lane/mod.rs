@@ -27,8 +27,14 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use crate::config::units::{ByteSize, Dur};
 use crate::event::Batch;
 use crate::metrics::{DestinationMetrics, DropReason};
-use crate::queue::spill::{DiskState, Spill, WriteItem};
+mod disk_state;
+mod spill;
+
+pub use spill::{Opened, Spill};
+
 use crate::queue::{self, DiskCompression, Fsync, Mode, OnFull, QueueSettings};
+use disk_state::DiskState;
+use spill::WriteItem;
 
 /// What a destination does when it cannot keep up (`backpressure:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -229,15 +235,14 @@ impl Lane {
         id: &str,
         capacity: usize,
         metrics: DestinationMetrics,
-        spill: Spill,
-        state: DiskState,
+        opened: spill::Opened,
     ) -> Self {
         Self::build(
             id,
             LanePolicy::Persistent,
             capacity,
             metrics,
-            Some((spill, state)),
+            Some((opened.spill, opened.state)),
         )
     }
 
@@ -492,7 +497,10 @@ impl Lane {
         if let Some(d) = q.disk.as_mut()
             && let Some(tx) = &d.writes
         {
-            match tx.send(WriteItem { batch, permit }) {
+            match tx.send(WriteItem {
+                batch,
+                _permit: permit,
+            }) {
                 Ok(()) => {
                     d.write_pending += n;
                     return;
@@ -782,7 +790,7 @@ impl Lane {
     }
 
     /// Room left in the read-ahead, in events (0 once closed).
-    pub(crate) fn readahead_room(&self) -> usize {
+    fn readahead_room(&self) -> usize {
         if self.is_closed() {
             return 0;
         }
@@ -793,7 +801,7 @@ impl Lane {
     }
 
     /// Batches read back from disk, for the driver.
-    pub(crate) fn push_readahead(&self, batches: Vec<Batch>) {
+    fn push_readahead(&self, batches: Vec<Batch>) {
         if batches.is_empty() {
             return;
         }
@@ -817,7 +825,7 @@ impl Lane {
     }
 
     /// The writer finished with `n` events (written or dropped).
-    pub(crate) fn written(&self, n: usize) {
+    fn written(&self, n: usize) {
         if let Some(d) = self.lock().disk.as_mut() {
             d.write_pending -= n.min(d.write_pending);
         }
@@ -829,7 +837,7 @@ impl Lane {
     /// Strict ordering: once the disk has been read to the end (nothing
     /// waiting to be written, read, or taken from the read-ahead), new
     /// batches may use memory again.
-    pub(crate) fn try_disengage(&self) {
+    fn try_disengage(&self) {
         let Some(sp) = &self.spill else { return };
         if !sp.is_engaged() || sp.settings.mode == Mode::Always {
             return;
@@ -1029,13 +1037,13 @@ mod tests {
             ..QueueConfig::default()
         };
         let metrics = Metrics::new();
-        let (spill, state, _) = Spill::open(
+        let (opened, _) = Spill::open(
             q.disk_settings(dir, "d"),
             cap,
             metrics.persistent_queue("d"),
         )
         .unwrap();
-        Lane::persistent("d", cap, metrics.destination("d"), spill, state)
+        Lane::persistent("d", cap, metrics.destination("d"), opened)
     }
 
     fn from_disk(range: std::ops::Range<u32>) -> Batch {
