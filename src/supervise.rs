@@ -36,3 +36,31 @@ where
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_counted_and_fails_readiness() {
+        let m = Metrics::new();
+        spawn(async {}, "source", "fine", &m).await.unwrap();
+        assert_eq!(m.failed_components(), 0);
+        spawn(
+            async {
+                let v: Vec<u8> = Vec::new();
+                let _ = v[1];
+            },
+            "destination",
+            "broken",
+            &m,
+        )
+        .await
+        .unwrap();
+        assert_eq!(m.failed_components(), 1);
+        assert_eq!(m.component_errors("destination", "broken").get(), 1);
+        assert!(m.encode().contains(
+            "sluice_component_errors_total{kind=\"destination\",component=\"broken\"} 1"
+        ));
+    }
+}

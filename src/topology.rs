@@ -148,6 +148,7 @@ impl Running {
                 router: router.clone(),
                 metrics: metrics.source(&s.id),
                 shutdown: shutdown.clone(),
+                registry: metrics.clone(),
             };
             let source_metrics = ctx.metrics.clone();
             let running = match sources::start(&s.config, ctx).await {

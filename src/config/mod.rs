@@ -185,7 +185,8 @@ impl Config {
         Self::load_str(DEFAULT_CONFIG_NAME, DEFAULT_CONFIG)
     }
 
-    /// Parse and validate `text`; `name` is used in messages.
+    /// Parse and validate `text`; `name` is used in messages. Every
+    /// problem found is reported at once, at its line and column.
     pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigError> {
         let at = |loc: Loc, message: String| Diagnostic {
             file: name.to_string(),
@@ -196,252 +197,21 @@ impl Config {
         let text = interpolate::interpolate(text, |k| std::env::var(k).ok()).map_err(|e| {
             ConfigError::Invalid(vec![at(offset_to_loc(text, e.offset), e.message)])
         })?;
-        let yaml_err = |e: serde_saphyr::Error| {
-            let loc = e.location().map(Loc::from).unwrap_or_default();
-            ConfigError::Invalid(vec![at(loc, serde_message(&e))])
-        };
-
-        // Pass one: component types.
-        let index: KindIndex = if text.trim().is_empty() {
-            KindIndex::default()
-        } else {
-            serde_saphyr::from_str(&text).map_err(yaml_err)?
-        };
-        let mut errors = Vec::new();
-        let mut kinds = HashMap::new();
-        let mut locations = HashMap::new();
-        collect_kinds::<SourceConfig>(
-            index.sources.unwrap_or_default(),
-            &mut kinds,
-            &mut locations,
-            &mut errors,
-            &at,
-        );
-        collect_kinds::<DestinationConfig>(
-            index.destinations.unwrap_or_default(),
-            &mut kinds,
-            &mut locations,
-            &mut errors,
-            &at,
-        );
-        if !errors.is_empty() {
-            return Err(ConfigError::Invalid(errors));
-        }
-
-        // Pass two: everything, each component straight into its own type.
-        let raw: RawConfig = if text.trim().is_empty() {
-            return Err(ConfigError::Invalid(vec![at(
-                Loc::default(),
-                "the configuration is empty: it needs sources, routes and destinations".into(),
-            )]));
-        } else {
-            // Errors name the key path (`destinations.out.batch.max_events: ...`).
-            let mut path = String::new();
-            component::with_kinds(kinds.clone(), || {
-                serde_saphyr::with_deserializer_from_str(&text, |de| {
-                    serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
-                        path = e.path().to_string();
-                        e.into_inner()
-                    })
-                })
-            })
-            .map_err(|e| {
-                let loc = e.location().map(Loc::from).unwrap_or_default();
-                let msg = serde_message(&e);
-                let msg = if path.is_empty() || path == "." {
-                    msg
-                } else {
-                    format!("{path}: {msg}")
-                };
-                ConfigError::Invalid(vec![at(loc, msg)])
-            })?
-        };
-
+        let (raw, kinds, locations) = parse(&text, &at)?;
         let sources = components(raw.sources, &kinds, &locations);
         let destinations = components(raw.destinations, &kinds, &locations);
 
-        // Semantic checks, all reported together.
-        let mut listens: HashMap<Listen, String> = HashMap::new();
-        if raw.api.enabled {
-            listens.insert(Listen::Tcp(raw.api.address), "the API".to_string());
-        }
-        if sources.is_empty() {
-            errors.push(at(
-                Loc::default(),
-                "no sources defined: add one under `sources:`".into(),
-            ));
-        }
-        if destinations.is_empty() {
-            errors.push(at(
-                Loc::default(),
-                "no destinations defined: add one under `destinations:`".into(),
-            ));
-        }
-        for s in &sources {
-            check_id::<SourceConfig>(&s.id, s.location, &mut errors, &at);
-            if let Err(m) = s.config.validate() {
-                errors.push(at(s.location, format!("source `{}`: {m}", s.id)));
-            }
-            // Port 0 asks the OS for any free port: never a conflict.
-            if let Some(l) = s.config.listen().filter(|l| l.port() != 0) {
-                let what = format!("source `{}`", s.id);
-                if let Some(prev) = listens.insert(l, what) {
-                    errors.push(at(
-                        s.location,
-                        format!("source `{}` listens on the same address as {prev}", s.id),
-                    ));
-                }
-            }
-        }
-        let dest_ids: BTreeMap<&str, ()> =
-            destinations.iter().map(|d| (d.id.as_str(), ())).collect();
-        for d in &destinations {
-            check_id::<DestinationConfig>(&d.id, d.location, &mut errors, &at);
-            if d.id == "drop" {
-                errors.push(at(
-                    d.location,
-                    "`drop` is reserved (for `unmatched: drop`); choose another destination id"
-                        .into(),
-                ));
-            }
-            if let Err(p) = d.config.check() {
-                let loc = p.at.unwrap_or(d.location);
-                errors.push(at(loc, format!("destination `{}`: {}", d.id, p.message)));
-            }
-        }
-        let known = || dest_ids.keys().copied().collect::<Vec<_>>().join(", ");
-        for d in &destinations {
-            let Some(target) = d.config.dead_letter() else {
-                continue;
-            };
-            let is_router = destinations
-                .iter()
-                .any(|o| o.id == target && o.config.output_router().is_some());
-            if is_router {
-                errors.push(at(
-                    d.location,
-                    format!(
-                        "destination `{}`: dead_letter cannot be an output router (`{target}`); name one of its destinations",
-                        d.id
-                    ),
-                ));
-            } else if target == d.id {
-                errors.push(at(
-                    d.location,
-                    format!(
-                        "destination `{}`: dead_letter cannot be the destination itself",
-                        d.id
-                    ),
-                ));
-            } else if !dest_ids.contains_key(target) {
-                errors.push(at(
-                    d.location,
-                    format!(
-                        "destination `{}`: dead_letter names unknown destination `{target}` (defined: {})",
-                        d.id,
-                        known()
-                    ),
-                ));
-            } else if dead_letter_cycle(&destinations, &d.id) {
-                errors.push(at(
-                    d.location,
-                    format!(
-                        "destination `{}`: dead letters would go round in a circle through `{target}`",
-                        d.id
-                    ),
-                ));
-            }
-        }
-
+        let mut errors = Vec::new();
+        check_sources(&raw.api, &sources, &mut errors, &at);
+        check_destinations(&destinations, &mut errors, &at);
         check_output_routers(&text, &destinations, &mut errors, &at);
-
-        let mut routes = Vec::new();
-        let mut names = HashSet::new();
-        for r in raw.routes {
-            let name = r.name.value.clone();
-            if name.is_empty() {
-                errors.push(at(
-                    r.name.referenced.into(),
-                    "a route name must not be empty".into(),
-                ));
-            } else if !names.insert(name.clone()) {
-                errors.push(at(
-                    r.name.referenced.into(),
-                    format!("route `{name}` is defined twice; route names must be unique"),
-                ));
-            }
-            if !dest_ids.contains_key(r.destination.value.as_str()) {
-                errors.push(at(
-                    r.destination.referenced.into(),
-                    format!(
-                        "route `{name}`: unknown destination `{}` (defined: {})",
-                        r.destination.value,
-                        known()
-                    ),
-                ));
-            }
-            let filter = match &r.filter {
-                Some(f) => {
-                    if let Err(e) = Program::compile(&f.value, &mut FieldSet::new()) {
-                        let (loc, exact) = filter_location(&text, f, e.offset);
-                        let suffix = if exact {
-                            String::new()
-                        } else {
-                            format!(" (at character {} of the filter)", e.offset + 1)
-                        };
-                        errors.push(at(
-                            loc,
-                            format!("route `{name}`: filter: {}{suffix}", e.message),
-                        ));
-                    }
-                    f.value.clone()
-                }
-                None => "true".to_string(),
-            };
-            routes.push(RouteConfig {
-                name,
-                filter,
-                destination: r.destination.value,
-                is_final: r.is_final,
-                description: r.description,
-            });
-        }
-        let unmatched = match raw.unmatched {
-            None => None,
-            Some(u) if u.value == "drop" => None,
-            Some(u) => {
-                if !dest_ids.contains_key(u.value.as_str()) {
-                    errors.push(at(
-                        u.referenced.into(),
-                        format!(
-                            "unmatched: unknown destination `{}` (use `drop` or one of: {})",
-                            u.value,
-                            known()
-                        ),
-                    ));
-                }
-                Some(u.value)
-            }
-        };
+        let routes = check_routes(&text, raw.routes, &destinations, &mut errors, &at);
+        let unmatched = check_unmatched(raw.unmatched, &destinations, &mut errors, &at);
         if !errors.is_empty() {
             errors.sort_by_key(|d| (d.line, d.column));
             return Err(ConfigError::Invalid(errors));
         }
-        for d in &destinations {
-            let used = routes.iter().any(|r| r.destination == d.id)
-                || unmatched.as_deref() == Some(d.id.as_str())
-                || destinations
-                    .iter()
-                    .any(|o| o.config.dead_letter() == Some(d.id.as_str()))
-                || destinations.iter().any(|o| {
-                    o.config
-                        .output_router()
-                        .is_some_and(|r| r.targets().any(|t| t.value == d.id))
-                });
-            if !used {
-                tracing::warn!(destination = %d.id, "no route sends events to this destination");
-            }
-        }
+        warn_unused(&routes, unmatched.as_deref(), &destinations);
         Ok(Config {
             source_name: name.to_string(),
             api: raw.api,
@@ -454,6 +224,301 @@ impl Config {
             unmatched,
             destinations,
         })
+    }
+}
+
+type Parsed = (RawConfig, KindMap, LocMap);
+
+/// Both passes over the YAML: each component's type (with its position),
+/// then everything, each component straight into the struct for its type.
+fn parse(text: &str, at: &impl Fn(Loc, String) -> Diagnostic) -> Result<Parsed, ConfigError> {
+    let yaml_err = |e: serde_saphyr::Error| {
+        let loc = e.location().map(Loc::from).unwrap_or_default();
+        ConfigError::Invalid(vec![at(loc, serde_message(&e))])
+    };
+
+    // Pass one: component types.
+    let index: KindIndex = if text.trim().is_empty() {
+        KindIndex::default()
+    } else {
+        serde_saphyr::from_str(text).map_err(yaml_err)?
+    };
+    let mut errors = Vec::new();
+    let mut kinds = HashMap::new();
+    let mut locations = HashMap::new();
+    collect_kinds::<SourceConfig>(
+        index.sources.unwrap_or_default(),
+        &mut kinds,
+        &mut locations,
+        &mut errors,
+        &at,
+    );
+    collect_kinds::<DestinationConfig>(
+        index.destinations.unwrap_or_default(),
+        &mut kinds,
+        &mut locations,
+        &mut errors,
+        &at,
+    );
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
+
+    // Pass two: everything, each component straight into its own type.
+    let raw: RawConfig = if text.trim().is_empty() {
+        return Err(ConfigError::Invalid(vec![at(
+            Loc::default(),
+            "the configuration is empty: it needs sources, routes and destinations".into(),
+        )]));
+    } else {
+        // Errors name the key path (`destinations.out.batch.max_events: ...`).
+        let mut path = String::new();
+        component::with_kinds(kinds.clone(), || {
+            serde_saphyr::with_deserializer_from_str(text, |de| {
+                serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
+                    path = e.path().to_string();
+                    e.into_inner()
+                })
+            })
+        })
+        .map_err(|e| {
+            let loc = e.location().map(Loc::from).unwrap_or_default();
+            let msg = serde_message(&e);
+            let msg = if path.is_empty() || path == "." {
+                msg
+            } else {
+                format!("{path}: {msg}")
+            };
+            ConfigError::Invalid(vec![at(loc, msg)])
+        })?
+    };
+
+    Ok((raw, kinds, locations))
+}
+
+/// Source ids, settings, and no two listeners on one address.
+fn check_sources(
+    api: &ApiConfig,
+    sources: &[Component<SourceConfig>],
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) {
+    // Semantic checks, all reported together.
+    let mut listens: HashMap<Listen, String> = HashMap::new();
+    if api.enabled {
+        listens.insert(Listen::Tcp(api.address), "the API".to_string());
+    }
+    if sources.is_empty() {
+        errors.push(at(
+            Loc::default(),
+            "no sources defined: add one under `sources:`".into(),
+        ));
+    }
+    for s in sources {
+        check_id::<SourceConfig>(&s.id, s.location, errors, at);
+        if let Err(m) = s.config.validate() {
+            errors.push(at(s.location, format!("source `{}`: {m}", s.id)));
+        }
+        // Port 0 asks the OS for any free port: never a conflict.
+        if let Some(l) = s.config.listen().filter(|l| l.port() != 0) {
+            let what = format!("source `{}`", s.id);
+            if let Some(prev) = listens.insert(l, what) {
+                errors.push(at(
+                    s.location,
+                    format!("source `{}` listens on the same address as {prev}", s.id),
+                ));
+            }
+        }
+    }
+}
+
+/// Destination ids, each one's own settings, and dead-letter targets.
+fn check_destinations(
+    destinations: &[Component<DestinationConfig>],
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) {
+    if destinations.is_empty() {
+        errors.push(at(
+            Loc::default(),
+            "no destinations defined: add one under `destinations:`".into(),
+        ));
+    }
+    let dest_ids: BTreeMap<&str, ()> = destinations.iter().map(|d| (d.id.as_str(), ())).collect();
+    for d in destinations {
+        check_id::<DestinationConfig>(&d.id, d.location, errors, at);
+        if d.id == "drop" {
+            errors.push(at(
+                d.location,
+                "`drop` is reserved (for `unmatched: drop`); choose another destination id".into(),
+            ));
+        }
+        if let Err(p) = d.config.check() {
+            let loc = p.at.unwrap_or(d.location);
+            errors.push(at(loc, format!("destination `{}`: {}", d.id, p.message)));
+        }
+    }
+    let known = || dest_ids.keys().copied().collect::<Vec<_>>().join(", ");
+    for d in destinations {
+        let Some(target) = d.config.dead_letter() else {
+            continue;
+        };
+        let is_router = destinations
+            .iter()
+            .any(|o| o.id == target && o.config.output_router().is_some());
+        if is_router {
+            errors.push(at(
+                d.location,
+                format!(
+                    "destination `{}`: dead_letter cannot be an output router (`{target}`); name one of its destinations",
+                    d.id
+                ),
+            ));
+        } else if target == d.id {
+            errors.push(at(
+                d.location,
+                format!(
+                    "destination `{}`: dead_letter cannot be the destination itself",
+                    d.id
+                ),
+            ));
+        } else if !dest_ids.contains_key(target) {
+            errors.push(at(
+                d.location,
+                format!(
+                    "destination `{}`: dead_letter names unknown destination `{target}` (defined: {})",
+                    d.id,
+                    known()
+                ),
+            ));
+        } else if dead_letter_cycle(destinations, &d.id) {
+            errors.push(at(
+                d.location,
+                format!(
+                    "destination `{}`: dead letters would go round in a circle through `{target}`",
+                    d.id
+                ),
+            ));
+        }
+    }
+}
+
+/// Route names, destinations and filters.
+fn check_routes(
+    text: &str,
+    raw: Vec<RawRoute>,
+    destinations: &[Component<DestinationConfig>],
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) -> Vec<RouteConfig> {
+    let known = || known_ids(destinations);
+    let exists = |id: &str| destinations.iter().any(|d| d.id == id);
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    for r in raw {
+        let name = r.name.value.clone();
+        if name.is_empty() {
+            errors.push(at(
+                r.name.referenced.into(),
+                "a route name must not be empty".into(),
+            ));
+        } else if !names.insert(name.clone()) {
+            errors.push(at(
+                r.name.referenced.into(),
+                format!("route `{name}` is defined twice; route names must be unique"),
+            ));
+        }
+        if !exists(&r.destination.value) {
+            errors.push(at(
+                r.destination.referenced.into(),
+                format!(
+                    "route `{name}`: unknown destination `{}` (defined: {})",
+                    r.destination.value,
+                    known()
+                ),
+            ));
+        }
+        let filter = match &r.filter {
+            Some(f) => {
+                if let Err(e) = Program::compile(&f.value, &mut FieldSet::new()) {
+                    let (loc, exact) = filter_location(text, f, e.offset);
+                    let suffix = if exact {
+                        String::new()
+                    } else {
+                        format!(" (at character {} of the filter)", e.offset + 1)
+                    };
+                    errors.push(at(
+                        loc,
+                        format!("route `{name}`: filter: {}{suffix}", e.message),
+                    ));
+                }
+                f.value.clone()
+            }
+            None => "true".to_string(),
+        };
+        routes.push(RouteConfig {
+            name,
+            filter,
+            destination: r.destination.value,
+            is_final: r.is_final,
+            description: r.description,
+        });
+    }
+    routes
+}
+
+/// `unmatched`: `drop` or a destination.
+fn check_unmatched(
+    unmatched: Option<Spanned<String>>,
+    destinations: &[Component<DestinationConfig>],
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) -> Option<String> {
+    let known = || known_ids(destinations);
+    match unmatched {
+        None => None,
+        Some(u) if u.value == "drop" => None,
+        Some(u) => {
+            if !destinations.iter().any(|d| d.id == u.value) {
+                errors.push(at(
+                    u.referenced.into(),
+                    format!(
+                        "unmatched: unknown destination `{}` (use `drop` or one of: {})",
+                        u.value,
+                        known()
+                    ),
+                ));
+            }
+            Some(u.value)
+        }
+    }
+}
+
+fn known_ids(destinations: &[Component<DestinationConfig>]) -> String {
+    let ids: BTreeMap<&str, ()> = destinations.iter().map(|d| (d.id.as_str(), ())).collect();
+    ids.keys().copied().collect::<Vec<_>>().join(", ")
+}
+
+/// A destination nothing sends to is legal but probably a mistake.
+fn warn_unused(
+    routes: &[RouteConfig],
+    unmatched: Option<&str>,
+    destinations: &[Component<DestinationConfig>],
+) {
+    for d in destinations {
+        let used = routes.iter().any(|r| r.destination == d.id)
+            || unmatched == Some(d.id.as_str())
+            || destinations
+                .iter()
+                .any(|o| o.config.dead_letter() == Some(d.id.as_str()))
+            || destinations.iter().any(|o| {
+                o.config
+                    .output_router()
+                    .is_some_and(|r| r.targets().any(|t| t.value == d.id))
+            });
+        if !used {
+            tracing::warn!(destination = %d.id, "no route sends events to this destination");
+        }
     }
 }
 

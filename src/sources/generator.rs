@@ -73,7 +73,7 @@ const STATUSES: [u16; 10] = [200, 200, 201, 200, 404, 200, 500, 200, 503, 302];
 
 pub fn start(cfg: &GeneratorConfig, ctx: SourceContext) -> JoinHandle<()> {
     let cfg = cfg.clone();
-    tokio::spawn(async move {
+    ctx.spawner().spawn(async move {
         run(cfg, ctx).await;
     })
 }

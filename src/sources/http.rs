@@ -121,7 +121,7 @@ pub async fn start(
         .route(&cfg.path, post(ingest))
         .with_state(state.clone());
     let id = state.ctx.id.clone();
-    let task = tokio::spawn(async move {
+    let task = state.ctx.spawner().spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;

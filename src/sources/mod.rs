@@ -97,9 +97,36 @@ pub struct SourceContext {
     pub metrics: SourceMetrics,
     /// Fires when sluice starts shutting down: stop taking input.
     pub shutdown: CancellationToken,
+    /// The process-wide metrics, for reporting a task that panicked.
+    pub registry: crate::metrics::Metrics,
+}
+
+/// Spawns a source's tasks inside its tracing span (every log line names
+/// the source) and reports one that panics instead of letting it vanish.
+pub struct Spawner {
+    id: Arc<str>,
+    registry: crate::metrics::Metrics,
+}
+
+impl Spawner {
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        use tracing::Instrument;
+        let span = tracing::info_span!("source", id = %self.id);
+        crate::supervise::spawn(task.instrument(span), "source", &self.id, &self.registry)
+    }
 }
 
 impl SourceContext {
+    pub fn spawner(&self) -> Spawner {
+        Spawner {
+            id: self.id.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+
     /// Route a batch, waiting as long as `block` destinations need. Counts the
     /// events as accepted, or as rejected when sluice is shutting down.
     pub async fn send(&self, batch: Batch) -> Result<(), RouteError> {

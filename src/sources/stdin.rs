@@ -33,7 +33,7 @@ impl Validate for StdinConfig {
 
 pub fn start(cfg: &StdinConfig, ctx: SourceContext) -> JoinHandle<()> {
     let cfg = cfg.clone();
-    tokio::spawn(async move {
+    ctx.spawner().spawn(async move {
         let stdin = tokio::io::stdin();
         if let Some(e) = pump(
             stdin,

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::SourceContext;
 use super::decoding::Decoding;
@@ -65,7 +66,8 @@ pub async fn start(
     let local = listener.local_addr()?;
     tracing::info!(source = %ctx.id, address = %local, "tcp source listening");
     let cfg = cfg.clone();
-    Ok((Some(local), tokio::spawn(accept_loop(listener, cfg, ctx))))
+    let spawner = ctx.spawner();
+    Ok((Some(local), spawner.spawn(accept_loop(listener, cfg, ctx))))
 }
 
 async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) {
@@ -90,10 +92,13 @@ async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) 
             Ok((stream, peer)) => {
                 let ctx = ctx.clone();
                 let cfg = cfg.clone();
-                connections.spawn(async move {
-                    connection(stream, peer, &cfg, &ctx).await;
-                    drop(permit);
-                });
+                connections.spawn(
+                    async move {
+                        connection(stream, peer, &cfg, &ctx).await;
+                        drop(permit);
+                    }
+                    .instrument(tracing::Span::current()),
+                );
             }
             Err(e) => {
                 // Usually out of file descriptors: back off rather than spin.

@@ -66,7 +66,8 @@ pub async fn start(
     let local = socket.local_addr()?;
     tracing::info!(source = %ctx.id, address = %local, "udp source listening");
     let cfg = cfg.clone();
-    Ok((Some(local), tokio::spawn(run(socket, cfg, ctx))))
+    let spawner = ctx.spawner();
+    Ok((Some(local), spawner.spawn(run(socket, cfg, ctx))))
 }
 
 /// Datagrams are read into one shared buffer and sliced out, so there is one
