@@ -353,14 +353,14 @@ fn destinations_listing(json: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<10} {:<40} {:<10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "{:<13} {:<46} {:<10} {:>10} {:>10} {:>10} {:>6} {:>5}",
         "TYPE", "ENCODINGS", "COMPRESS", "MAX_EVENTS", "MAX_BYTES", "MAX_RECORD", "BATCH", "CONC"
     );
     for t in &types {
         let c = &t.capabilities;
         let _ = writeln!(
             out,
-            "{:<10} {:<40} {:<10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            "{:<13} {:<46} {:<10} {:>10} {:>10} {:>10} {:>6} {:>5}",
             t.name,
             list(c.encodings.iter().map(|e| e.as_str()).collect()),
             list(c.compressions.iter().map(|e| e.as_str()).collect()),

@@ -338,3 +338,34 @@ fn run_refuses_an_invalid_config() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:11:1:"));
 }
+
+#[test]
+fn the_binary_lists_its_destination_types() {
+    let out = Command::new(common::BIN)
+        .args(["destinations", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let types: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |name: &str| {
+        types
+            .iter()
+            .find(|t| t["type"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {types:?}"))
+    };
+    for name in ["http", "tcp", "udp", "file", "console", "blackhole"] {
+        find(name);
+    }
+    assert_eq!(find("udp")["max_record_bytes"], 65507);
+    assert_eq!(find("http")["retry_on"], true);
+    assert_eq!(find("tcp")["defaults"]["concurrency"], 2);
+    let version = Command::new(common::BIN).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        text.contains("destinations: ") && text.contains("http") && text.contains("output_router"),
+        "{text}"
+    );
+}

@@ -217,3 +217,86 @@ pub const fn effective_defaults(d: DeliveryDefaults, caps: &Capabilities) -> Del
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{BatchConfig, RequestConfig, RetryConfig};
+    use crate::lane::{Policy, QueueConfig};
+
+    const SQS_LIKE: Capabilities = Capabilities {
+        encodings: &[],
+        compressions: &[],
+        max_events: Some(10),
+        max_bytes: Some(256 << 10),
+        max_record_bytes: Some(256 << 10),
+        retry_on: false,
+    };
+
+    fn check(yaml: &str, caps: &Capabilities) -> Result<(), Problem> {
+        let batch: BatchConfig = serde_saphyr::from_str(yaml).unwrap();
+        let (request, retry, queue) = (
+            RequestConfig::default(),
+            RetryConfig::default(),
+            QueueConfig::default(),
+        );
+        let common = Common {
+            encoding: None,
+            compression: None,
+            batch: &batch,
+            request: &request,
+            retry: &retry,
+            backpressure: Policy::default(),
+            queue: &queue,
+            dead_letter: None,
+            metric: None,
+        };
+        check_capabilities("sqs", caps, &common)
+    }
+
+    #[test]
+    fn a_value_above_a_protocol_limit_names_the_limit_and_its_position() {
+        let p = check("timeout: 1s\nmax_events: 20\n", &SQS_LIKE).unwrap_err();
+        assert_eq!(p.message, "batch.max_events: 20 exceeds sqs's limit of 10");
+        assert_eq!(
+            p.at,
+            Some(Loc {
+                line: 2,
+                column: 13
+            })
+        );
+        let p = check("max_bytes: 1MiB\n", &SQS_LIKE).unwrap_err();
+        assert_eq!(
+            p.message,
+            "batch.max_bytes: 1048576 exceeds sqs's limit of 262144"
+        );
+        assert!(check("max_events: 10\nmax_bytes: 256KiB\n", &SQS_LIKE).is_ok());
+        assert!(check("max_events: 5000\n", &Capabilities::LOCAL).is_ok());
+    }
+
+    #[test]
+    fn defaults_never_exceed_the_limits() {
+        let d = effective_defaults(DeliveryDefaults::NETWORK, &SQS_LIKE);
+        assert_eq!(d.max_events, 10);
+        assert_eq!(d.max_bytes, 256 << 10);
+        for t in super::super::describe() {
+            let c = t.capabilities;
+            assert!(
+                c.max_events.is_none_or(|m| t.defaults.max_events <= m),
+                "{}",
+                t.name
+            );
+            assert!(
+                c.max_bytes.is_none_or(|m| t.defaults.max_bytes <= m),
+                "{}",
+                t.name
+            );
+            assert_eq!(t.defaults.max_event_bytes, c.max_record_bytes, "{}", t.name);
+            assert!(
+                c.encodings.is_empty() || c.encodings[0] == Encoding::Ndjson,
+                "{}: the default encoding (ndjson) must be accepted",
+                t.name
+            );
+        }
+    }
+}

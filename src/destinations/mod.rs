@@ -10,6 +10,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod kind;
 pub mod output_router;
@@ -289,6 +290,7 @@ registry! {
     Console => console::Console,
     Blackhole => blackhole::Blackhole,
     File => file::FileDestination,
+    #[cfg(feature = "http")]
     Http => http::HttpDestination,
     Tcp => tcp::TcpDestination,
     Udp => udp::UdpDestination,
