@@ -440,18 +440,7 @@ fn check_routes(
         }
         let filter = match &r.filter {
             Some(f) => {
-                if let Err(e) = Program::compile(&f.value, &mut FieldSet::new()) {
-                    let (loc, exact) = filter_location(text, f, e.offset);
-                    let suffix = if exact {
-                        String::new()
-                    } else {
-                        format!(" (at character {} of the filter)", e.offset + 1)
-                    };
-                    errors.push(at(
-                        loc,
-                        format!("route `{name}`: filter: {}{suffix}", e.message),
-                    ));
-                }
+                check_filter(text, f, &format!("route `{name}`"), errors, at);
                 f.value.clone()
             }
             None => "true".to_string(),
@@ -564,21 +553,8 @@ fn check_output_routers(
         }
         for (rule, name) in r.rules.iter().zip(r.rule_names()) {
             let Some(f) = &rule.filter else { continue };
-            if let Err(e) = Program::compile(&f.value, &mut FieldSet::new()) {
-                let (loc, exact) = filter_location(text, f, e.offset);
-                let suffix = if exact {
-                    String::new()
-                } else {
-                    format!(" (at character {} of the filter)", e.offset + 1)
-                };
-                errors.push(at(
-                    loc,
-                    format!(
-                        "output router `{}`: rule `{name}`: filter: {}{suffix}",
-                        d.id, e.message
-                    ),
-                ));
-            }
+            let what = format!("output router `{}`: rule `{name}`", d.id);
+            check_filter(text, f, &what, errors, at);
         }
         if router_cycle(destinations, &d.id) {
             errors.push(at(
@@ -589,6 +565,26 @@ fn check_output_routers(
                 ),
             ));
         }
+    }
+}
+
+/// A filter compiles; if not, the error is at its character in the file
+/// where that can be known, `what` naming the route or rule.
+fn check_filter(
+    text: &str,
+    f: &Spanned<String>,
+    what: &str,
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) {
+    if let Err(e) = Program::compile(&f.value, &mut FieldSet::new()) {
+        let (loc, exact) = filter_location(text, f, e.offset);
+        let suffix = if exact {
+            String::new()
+        } else {
+            format!(" (at character {} of the filter)", e.offset + 1)
+        };
+        errors.push(at(loc, format!("{what}: filter: {}{suffix}", e.message)));
     }
 }
 
