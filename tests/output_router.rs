@@ -182,3 +182,92 @@ destinations:
         assert!(r.balanced(), "{r:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_block_child_pushes_back_on_the_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let mut down = Receiver::start().await;
+    let url = down.url("/");
+    down.kill().await;
+    let yaml = format!(
+        r#"
+api: {{ enabled: false }}
+shutdown_timeout: 1s
+sources:
+  in: {{ type: tcp, address: 127.0.0.1:0 }}
+routes:
+  - name: all
+    destination: fanout
+destinations:
+  fanout:
+    type: output_router
+    rules:
+      - {{ filter: 'true', destination: remote, final: false }}
+      - {{ filter: 'true', destination: local }}
+  remote:
+    type: http
+    url: "{url}"
+    backpressure: block
+    queue: {{ max_events: 100 }}
+    batch: {{ max_events: 10, timeout: 10ms }}
+    request: {{ concurrency: 1 }}
+  local: {{ type: file, path: "{d}/local.ndjson" }}
+"#
+    );
+    let n = 200_000u64;
+    let running = common::topology(&yaml).await;
+    let addr = running.source_addr("in").unwrap();
+    let sender = tokio::spawn(async move {
+        // 40 MB: far more than the socket buffers on the way can hide.
+        let pad = "x".repeat(180);
+        let lines: Vec<String> = (0..n)
+            .map(|i| format!("{{\"id\":{i},\"pad\":\"{pad}\"}}"))
+            .collect();
+        send_tcp(addr, &lines).await;
+    });
+    let metrics = running.metrics().clone();
+    wait_until_async(
+        "the source to wait on the block child",
+        Duration::from_secs(30),
+        || {
+            metrics
+                .encode()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(
+                        "sluice_destination_blocked_seconds_total{destination=\"remote\"} ",
+                    )
+                })
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .is_some_and(|s| s > 0.5)
+        },
+    )
+    .await;
+    // Held back: the sibling got only what the block child had room for.
+    let local_events = std::fs::read_to_string(dir.path().join("local.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .count() as u64;
+    assert!(local_events < n / 2, "local got {local_events} of {n}");
+    assert!(!sender.is_finished(), "the TCP sender was not held back");
+    down.restart().await;
+    wait_until_async(
+        "everything delivered to both",
+        Duration::from_secs(60),
+        || {
+            let m = metrics.encode();
+            m.contains(&format!(
+                "sluice_destination_sent_events_total{{destination=\"local\"}} {n}"
+            )) && m.contains(&format!(
+                "sluice_destination_sent_events_total{{destination=\"remote\"}} {n}"
+            ))
+        },
+    )
+    .await;
+    let reports = running.shutdown().await;
+    for r in &reports {
+        assert!(r.balanced(), "{r:?}");
+        assert_eq!(r.dropped_total(), 0, "{r:?}");
+    }
+}
