@@ -250,16 +250,13 @@ fn signal_of(outcome: &Outcome) -> Signal {
     }
 }
 
-/// Back off a throttling peer: a tracked endpoint is paused (other endpoints
-/// keep going); otherwise the job itself waits.
+/// Back off a throttling peer: its endpoint is paused, so no job sends there
+/// until the delay is over (with several endpoints, the others keep going;
+/// with one, the whole destination waits).
 fn throttle<D: Destination>(ctx: &Driver<D>, endpoint: usize, d: Duration) -> Option<Duration> {
-    if ctx.endpoints.is_tracked() {
-        ctx.endpoints
-            .pause(endpoint, tokio::time::Instant::now() + d);
-        None
-    } else {
-        Some(d)
-    }
+    ctx.endpoints
+        .pause(endpoint, tokio::time::Instant::now() + d);
+    None
 }
 
 /// The first failure while healthy is a warning; repeats are debug.

@@ -631,3 +631,32 @@ async fn a_long_outage_is_probed_within_seconds_of_the_return() {
     let (lane, _) = rig.finish().await;
     assert!(balanced(&lane));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_throttle_backs_off_the_whole_destination() {
+    let script = Script::default();
+    script
+        .outcomes
+        .lock()
+        .unwrap()
+        .push_back(Outcome::Throttled {
+            after: Some(Duration::from_secs(3)),
+            error: "429".into(),
+        });
+    let rig = rig(script, settings(2, 10));
+    rig.push(events(10), None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A second job arrives while the peer has asked for 3 s of quiet.
+    rig.push(events(10), None).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        rig.script.sent.lock().unwrap().len(),
+        1,
+        "sent during the pause"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rig.lane.metrics().sent_events.get(), 20);
+    assert_eq!(rig.lane.metrics().throttled.get(), 1);
+    let (lane, _) = rig.finish().await;
+    assert!(balanced(&lane));
+}
