@@ -5,7 +5,10 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+use std::sync::Arc;
+
 use futures::FutureExt;
+use prometheus_client::metrics::counter::Counter;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -15,26 +18,53 @@ pub fn spawn<F>(task: F, kind: &'static str, id: &str, metrics: &Metrics) -> Joi
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let errors = metrics.component_errors(kind, id);
-    let metrics = metrics.clone();
-    let id = id.to_string();
-    tokio::spawn(async move {
-        if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            tracing::error!(
-                component = %id,
-                kind,
-                panic = %message,
-                "component task panicked; its events stop flowing (sluice is no longer ready)"
-            );
-            errors.inc();
-            metrics.component_failed();
+    tokio::spawn(Watcher::new(kind, id, metrics).watch(task))
+}
+
+/// Reports the panics of one component's tasks; made once, used per task
+/// (a driver's delivery jobs), so watching costs no lookup.
+#[derive(Clone)]
+pub struct Watcher {
+    kind: &'static str,
+    id: Arc<str>,
+    errors: Counter,
+    metrics: Metrics,
+}
+
+impl Watcher {
+    pub fn new(kind: &'static str, id: &str, metrics: &Metrics) -> Self {
+        Watcher {
+            kind,
+            id: id.into(),
+            errors: metrics.component_errors(kind, id),
+            metrics: metrics.clone(),
         }
-    })
+    }
+
+    /// `task`, with a panic reported instead of unwinding out of it.
+    pub fn watch<F>(&self, task: F) -> impl Future<Output = ()> + Send + 'static
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let w = self.clone();
+        async move {
+            if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                tracing::error!(
+                    component = %w.id,
+                    kind = w.kind,
+                    panic = %message,
+                    "component task panicked; its events stop flowing (sluice is no longer ready)"
+                );
+                w.errors.inc();
+                w.metrics.component_failed();
+            }
+        }
+    }
 }
 
 #[cfg(test)]

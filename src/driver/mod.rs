@@ -84,6 +84,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 pub use backoff::Backoff;
 // Encodings and compression live in `crate::codec`; re-exported here because
@@ -119,6 +120,8 @@ pub struct Driver<D: Destination> {
     /// Probes and refreshes; cancelled when the driver ends.
     background: CancellationToken,
     probes: TaskTracker,
+    /// Reports a delivery job that panicked.
+    watcher: crate::supervise::Watcher,
 }
 
 impl<D: Destination> Driver<D> {
@@ -143,6 +146,7 @@ impl<D: Destination> Driver<D> {
             settings.max_concurrency,
             lane.metrics().concurrency_limit.clone(),
         );
+        let watcher = crate::supervise::Watcher::new("destination", lane.id(), metrics);
         Driver {
             dest: Arc::new(dest),
             lane,
@@ -153,6 +157,7 @@ impl<D: Destination> Driver<D> {
             dead_letter,
             background: stop.child_token(),
             probes: TaskTracker::new(),
+            watcher,
         }
     }
 
@@ -184,7 +189,13 @@ impl<D: Destination> Driver<D> {
                 j = batcher.next() => j,
             };
             let Some(job) = job else { break };
-            tracker.spawn(deliver(ctx.clone(), job, slot));
+            // A job that panicked is reported like a failed component: its
+            // events are then unaccounted, and /ready says so.
+            tracker.spawn(
+                ctx.watcher
+                    .watch(deliver(ctx.clone(), job, slot))
+                    .instrument(tracing::Span::current()),
+            );
         }
         tracker.close();
         // Jobs end themselves, on delivery, rejection or the hard stop.
