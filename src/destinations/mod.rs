@@ -6,6 +6,10 @@
 //! are written into each type's config struct by `destination_config!` rather
 //! than with `#[serde(flatten)]`, because flattening buffers the map and loses
 //! the line and column of every error inside it.
+//!
+//! Each type declares itself once (`kind::DestinationType`: name, defaults,
+//! capabilities, async build) and is listed once, in `registry!` below;
+//! everything that dispatches on the type is generated from that list.
 
 pub mod blackhole;
 pub mod console;
