@@ -577,10 +577,10 @@ fn build_router(config: &Config, g: &Graph, metrics: &Metrics) -> Result<Built, 
                 })?;
             rules.push(Route {
                 destination: target(&label, &rule.destination.value)?,
+                events: metrics.rule(&d.id, &name),
                 name,
                 program,
                 is_final: rule.is_final,
-                events: metrics.rule(&d.id, &label[d.id.len() + 1..]),
             });
         }
         let default = match rc.default_target() {

@@ -119,17 +119,10 @@ destinations:
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_drop_child_never_slows_its_siblings() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let down = Receiver::start().await;
-    down.set(Behavior::Status {
-        code: 503,
-        retry_after: None,
-        body: "down".into(),
-    });
-    let yaml = format!(
+/// A router copying everything to `remote` (HTTP at `url`, with `policy`)
+/// and sending it on to `local` (a file in `dir`).
+fn remote_and_local(url: &str, policy: &str, dir: &str) -> String {
+    format!(
         r#"
 api: {{ enabled: false }}
 shutdown_timeout: 1s
@@ -147,14 +140,26 @@ destinations:
   remote:
     type: http
     url: "{url}"
-    backpressure: drop
+    backpressure: {policy}
     queue: {{ max_events: 100 }}
     batch: {{ max_events: 10, timeout: 10ms }}
     request: {{ concurrency: 1 }}
-  local: {{ type: file, path: "{d}/local.ndjson" }}
-"#,
-        url = down.url("/")
-    );
+  local: {{ type: file, path: "{dir}/local.ndjson" }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_drop_child_never_slows_its_siblings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let down = Receiver::start().await;
+    down.set(Behavior::Status {
+        code: 503,
+        retry_after: None,
+        body: "down".into(),
+    });
+    let yaml = remote_and_local(&down.url("/"), "drop", &d.to_string());
     let n = 20_000u64;
     let events: Vec<String> = (0..n).map(|i| format!("{{\"id\":{i}}}")).collect();
     let running = common::topology(&yaml).await;
@@ -190,31 +195,7 @@ async fn a_full_block_child_pushes_back_on_the_sources() {
     let mut down = Receiver::start().await;
     let url = down.url("/");
     down.kill().await;
-    let yaml = format!(
-        r#"
-api: {{ enabled: false }}
-shutdown_timeout: 1s
-sources:
-  in: {{ type: tcp, address: 127.0.0.1:0 }}
-routes:
-  - name: all
-    destination: fanout
-destinations:
-  fanout:
-    type: output_router
-    rules:
-      - {{ filter: 'true', destination: remote, final: false }}
-      - {{ filter: 'true', destination: local }}
-  remote:
-    type: http
-    url: "{url}"
-    backpressure: block
-    queue: {{ max_events: 100 }}
-    batch: {{ max_events: 10, timeout: 10ms }}
-    request: {{ concurrency: 1 }}
-  local: {{ type: file, path: "{d}/local.ndjson" }}
-"#
-    );
+    let yaml = remote_and_local(&url, "block", &d.to_string());
     let n = 200_000u64;
     let running = common::topology(&yaml).await;
     let addr = running.source_addr("in").unwrap();
@@ -231,16 +212,9 @@ destinations:
         "the source to wait on the block child",
         Duration::from_secs(30),
         || {
-            metrics
-                .encode()
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(
-                        "sluice_destination_blocked_seconds_total{destination=\"remote\"} ",
-                    )
-                })
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .is_some_and(|s| s > 0.5)
+            common::Metrics(metrics.encode())
+                .get("sluice_destination_blocked_seconds_total{destination=\"remote\"}")
+                > 0.5
         },
     )
     .await;

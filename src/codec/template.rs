@@ -8,8 +8,6 @@
 //! path, so the destination can use its fallback or count the event as
 //! `unencodable`: never a silently wrong name.
 
-use std::fmt::Write as _;
-
 use super::fields::{Field, FieldReader, FieldScratch};
 use crate::event::Event;
 
@@ -98,9 +96,7 @@ impl Template {
                     path,
                     default,
                 } => match (reader.string(event, scratch, *field), default) {
-                    (Some(v), _) => {
-                        let _ = write!(out, "{v}");
-                    }
+                    (Some(v), _) => out.push_str(&v),
                     (None, Some(d)) => out.push_str(d),
                     (None, None) => return Err(path),
                 },

@@ -344,7 +344,6 @@ fn check_destinations(
             "no destinations defined: add one under `destinations:`".into(),
         ));
     }
-    let dest_ids: BTreeMap<&str, ()> = destinations.iter().map(|d| (d.id.as_str(), ())).collect();
     for d in destinations {
         check_id::<DestinationConfig>(&d.id, d.location, errors, at);
         if d.id == "drop" {
@@ -358,15 +357,12 @@ fn check_destinations(
             errors.push(at(loc, format!("destination `{}`: {}", d.id, p.message)));
         }
     }
-    let known = || dest_ids.keys().copied().collect::<Vec<_>>().join(", ");
     for d in destinations {
         let Some(target) = d.config.dead_letter() else {
             continue;
         };
-        let is_router = destinations
-            .iter()
-            .any(|o| o.id == target && o.config.output_router().is_some());
-        if is_router {
+        let found = destinations.iter().find(|o| o.id == target);
+        if found.is_some_and(|o| o.config.output_router().is_some()) {
             errors.push(at(
                 d.location,
                 format!(
@@ -382,13 +378,13 @@ fn check_destinations(
                     d.id
                 ),
             ));
-        } else if !dest_ids.contains_key(target) {
+        } else if found.is_none() {
             errors.push(at(
                 d.location,
                 format!(
                     "destination `{}`: dead_letter names unknown destination `{target}` (defined: {})",
                     d.id,
-                    known()
+                    known_ids(destinations)
                 ),
             ));
         } else if dead_letter_cycle(destinations, &d.id) {
@@ -519,13 +515,7 @@ fn check_output_routers(
     errors: &mut Vec<Diagnostic>,
     at: &impl Fn(Loc, String) -> Diagnostic,
 ) {
-    let known = || {
-        destinations
-            .iter()
-            .map(|d| d.id.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let known = || known_ids(destinations);
     for d in destinations {
         let Some(r) = d.config.output_router() else {
             continue;

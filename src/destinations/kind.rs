@@ -202,9 +202,12 @@ pub fn check_capabilities(
 }
 
 /// A type's defaults narrowed to its limits, so a default can never exceed
-/// what the protocol takes.
+/// what the protocol takes; its record limit is the default oversize limit.
 pub const fn effective_defaults(d: DeliveryDefaults, caps: &Capabilities) -> DeliveryDefaults {
     let mut d = d;
+    if d.max_event_bytes.is_none() {
+        d.max_event_bytes = caps.max_record_bytes;
+    }
     if let Some(m) = caps.max_events
         && m < d.max_events
     {

@@ -310,11 +310,7 @@ pub struct TypeInfo {
 
 /// A type's defaults, narrowed to its protocol's limits.
 fn defaults_of<T: DestinationType>() -> DeliveryDefaults {
-    let mut d = kind::effective_defaults(T::DEFAULTS, &T::CAPABILITIES);
-    if d.max_event_bytes.is_none() {
-        d.max_event_bytes = T::CAPABILITIES.max_record_bytes;
-    }
-    d
+    kind::effective_defaults(T::DEFAULTS, &T::CAPABILITIES)
 }
 
 impl DestinationConfig {
@@ -339,12 +335,6 @@ impl DestinationConfig {
             DestinationConfig::OutputRouter(r) => Some(r),
             _ => None,
         }
-    }
-}
-
-impl Validate for DestinationConfig {
-    fn validate(&self) -> Result<(), String> {
-        self.check().map_err(|p| p.message)
     }
 }
 

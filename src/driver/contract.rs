@@ -92,7 +92,15 @@ impl<R> Encoded<R> {
                 .filter(|&i| pick(i))
                 .map(|i| u64::from(self.record_bytes[i]))
                 .sum()
-        } else if total == 0 {
+        } else {
+            self.share_of(picked, total)
+        }
+    }
+
+    /// `picked` of `total` records' share of the request's bytes, for when
+    /// which records is not known (or their sizes are not).
+    pub(crate) fn share_of(&self, picked: usize, total: usize) -> u64 {
+        if total == 0 {
             0
         } else {
             (self.bytes as u128 * picked as u128 / total as u128) as u64

@@ -114,7 +114,8 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
                 ctx.endpoints
                     .succeeded(endpoint, (job.len() - rejected) as u64);
                 recovered(lane);
-                job.partially_rejected(lane, rejected, encoded.bytes);
+                let sent_bytes = encoded.share_of(job.len() - rejected, job.len());
+                job.partially_rejected(lane, rejected, sent_bytes);
                 return;
             }
             Outcome::EndpointFailed { error } => {

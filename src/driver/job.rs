@@ -61,16 +61,13 @@ impl Job {
     /// without naming them: that many count as rejected, the rest as sent.
     /// Every acknowledgement fails (some of its events were lost), so an
     /// acknowledging source redelivers rather than loses.
-    pub fn partially_rejected(self, lane: &Lane, rejected: usize, bytes: usize) {
+    /// `sent_bytes`: the delivered records' share of the request.
+    pub fn partially_rejected(self, lane: &Lane, rejected: usize, sent_bytes: u64) {
         let n = self.events.len();
         let rejected = rejected.min(n);
         let m = lane.metrics();
-        let delivered = n - rejected;
-        m.sent_events.inc_by(delivered as u64);
-        if n > 0 {
-            m.sent_bytes
-                .inc_by((bytes as u128 * delivered as u128 / n as u128) as u64);
-        }
+        m.sent_events.inc_by((n - rejected) as u64);
+        m.sent_bytes.inc_by(sent_bytes);
         m.drop_events(DropReason::Rejected, rejected as u64);
         if rejected > 0 {
             for (_, ack) in &self.acks {
