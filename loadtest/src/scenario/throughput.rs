@@ -1,5 +1,6 @@
 //! Throughput at the maximum rate: the raw relay (the physical baseline),
-//! sluice tcp→tcp and http→http with one filter route, and the same
+//! sluice tcp→tcp and http→http with one filter route (and tcp→tcp with the
+//! filter as an output router's rule), and the same
 //! workloads through Vector when its binary is given. Each target runs with
 //! the same generator and receiver, one after another; the relay runs first
 //! and last, and the ratio is to the mean of both runs.
@@ -47,6 +48,8 @@ enum Target {
     Relay,
     SluiceTcp,
     SluiceHttp,
+    /// The same filter as an output router's rule instead of a route.
+    SluiceRouter,
     VectorTcp,
     VectorHttp,
 }
@@ -57,6 +60,7 @@ impl Target {
             Target::Relay => ("relay", "tcp → tcp, tokio copy loop"),
             Target::SluiceTcp => ("sluice", "tcp → filter → tcp"),
             Target::SluiceHttp => ("sluice", "http → filter → http"),
+            Target::SluiceRouter => ("sluice", "tcp → output router → tcp"),
             Target::VectorTcp => ("vector", "tcp → filter → tcp"),
             Target::VectorHttp => ("vector", "http → filter → http"),
         }
@@ -73,7 +77,12 @@ impl Target {
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let dir = ctx.dir(NAME)?;
     let seconds = ctx.secs(15.0, 2.0);
-    let mut targets = vec![Target::Relay, Target::SluiceTcp, Target::SluiceHttp];
+    let mut targets = vec![
+        Target::Relay,
+        Target::SluiceTcp,
+        Target::SluiceHttp,
+        Target::SluiceRouter,
+    ];
     if ctx.vector.is_some() {
         targets.extend([Target::VectorTcp, Target::VectorHttp]);
     }
@@ -237,6 +246,24 @@ async fn start(
                 } else {
                     json!({ "type": "tcp", "address": output.to_string() })
                 } }),
+            );
+            let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
+            s.process
+        }
+        Target::SluiceRouter => {
+            let api = free_port()?;
+            let config = sluice::config(
+                api,
+                dir,
+                json!({ "in": { "type": "tcp", "address": input.to_string() } }),
+                json!([{ "name": "all", "destination": "fanout" }]),
+                json!({
+                    "fanout": {
+                        "type": "output_router",
+                        "rules": [{ "filter": FILTER, "destination": "out" }],
+                    },
+                    "out": { "type": "tcp", "address": output.to_string() },
+                }),
             );
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
             s.process
