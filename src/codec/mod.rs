@@ -1,14 +1,17 @@
 //! Turning events into bytes for a peer, shared by every destination:
 //! encodings (`ndjson`, `json_array`, `raw`, graphite, statsd, influx),
 //! compression, and reading event fields for protocol metadata (`fields`)
-//! and name templates (`template`).
+//! and name templates (`template`), event times read exactly (`time`).
 
 pub mod compression;
 pub mod encoding;
 pub mod fields;
 pub mod template;
+pub mod time;
 
 pub use compression::Compression;
-pub use encoding::{Body, EncodeScratch, Encoder, Encoding, MetricConfig, StatsdKind};
+pub use encoding::{
+    Body, EncodeScratch, Encoder, Encoding, MetricConfig, StatsdKind, influx_partial_write,
+};
 pub use fields::{Field, FieldReader, FieldScratch};
 pub use template::Template;

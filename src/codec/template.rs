@@ -106,6 +106,61 @@ impl Template {
     }
 }
 
+impl Template {
+    /// `render` for hierarchical names: an empty field is left out with the
+    /// separator before it (or, while nothing has been written, the one
+    /// after it), so `{{ host }}.{{ plugin }}-{{ plugin_instance }}` gives
+    /// `web.load` for an empty instance, as collectd names its own metrics.
+    /// Text before the first field is kept; a missing field still fails.
+    pub fn render_compact<'t>(
+        &'t self,
+        reader: &FieldReader,
+        event: &Event,
+        scratch: &FieldScratch,
+        out: &mut String,
+    ) -> Result<(), &'t str> {
+        out.clear();
+        let mut seen_field = false;
+        let mut written = false;
+        let mut skip_next = false;
+        let mut pending: Option<&str> = None;
+        for p in &self.parts {
+            match p {
+                Part::Text(t) if !seen_field => out.push_str(t),
+                Part::Text(_) if skip_next => skip_next = false,
+                Part::Text(t) => pending = Some(t),
+                Part::Field {
+                    field,
+                    path,
+                    default,
+                } => {
+                    seen_field = true;
+                    let value = match (reader.string(event, scratch, *field), default) {
+                        (Some(v), _) => v,
+                        (None, Some(d)) => std::borrow::Cow::Borrowed(d.as_str()),
+                        (None, None) => return Err(path),
+                    };
+                    if value.is_empty() {
+                        pending = None;
+                        skip_next = !written;
+                        continue;
+                    }
+                    if let Some(sep) = pending.take() {
+                        out.push_str(sep);
+                    }
+                    out.push_str(&value);
+                    written = true;
+                    skip_next = false;
+                }
+            }
+        }
+        if let Some(rest) = pending {
+            out.push_str(rest);
+        }
+        Ok(())
+    }
+}
+
 /// A default: `"text"`, `'text'`, or a bare word.
 fn unquote(d: &str, template: &str) -> Result<String, String> {
     let quoted = d.len() >= 2
@@ -147,6 +202,50 @@ mod tests {
         assert_eq!(render("t-{{ team ?? misc }}", ev).unwrap(), "t-misc");
         assert_eq!(render("t-{{ team }}", ev).unwrap_err(), "missing team");
         assert_eq!(render("plain", ev).unwrap(), "plain");
+    }
+
+    #[test]
+    fn compact_names_drop_empty_parts_with_their_separator() {
+        let compact = |t: &str, ev: &str| {
+            let mut r = FieldReader::new();
+            let t = Template::parse(t, &mut r).unwrap();
+            let e = Event::json(Bytes::from(ev.to_string()));
+            let mut s = r.scratch();
+            r.locate(&e, &mut s);
+            let mut out = String::new();
+            t.render_compact(&r, &e, &s, &mut out)
+                .map(|_| out)
+                .map_err(str::to_string)
+        };
+        let collectd =
+            "{{ host }}.{{ plugin }}-{{ plugin_instance }}.{{ type }}-{{ type_instance }}";
+        let ev = |h: &str, pi: &str, ti: &str| {
+            format!(
+                r#"{{"host":"{h}","plugin":"cpu","plugin_instance":"{pi}","type":"cpu","type_instance":"{ti}"}}"#
+            )
+        };
+        assert_eq!(
+            compact(collectd, &ev("web", "0", "idle")).unwrap(),
+            "web.cpu-0.cpu-idle"
+        );
+        assert_eq!(
+            compact(collectd, &ev("web", "", "")).unwrap(),
+            "web.cpu.cpu"
+        );
+        assert_eq!(
+            compact(collectd, &ev("web", "", "idle")).unwrap(),
+            "web.cpu.cpu-idle"
+        );
+        assert_eq!(compact(collectd, &ev("", "", "")).unwrap(), "cpu.cpu");
+        assert_eq!(
+            compact("collectd.{{ a }}.{{ b }}", r#"{"a":"","b":"x"}"#).unwrap(),
+            "collectd.x"
+        );
+        assert_eq!(compact("{{ a }}.{{ b }}", r#"{"b":"x"}"#).unwrap_err(), "a");
+        assert_eq!(
+            compact("{{ a ?? '' }}.{{ b }}", r#"{"b":"x"}"#).unwrap(),
+            "x"
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //!   peer asks (capped by `retry.max_backoff`); other 5xx fail the
 //!   endpoint; the rest (408, codes you add) are retried with backoff;
 //! - any other status → rejected: dead-lettered or dropped with reason
-//!   `rejected`, with the status and the start of the response body.
+//!   `rejected`, with the status and the start of the response body;
+//! - with `encoding: influx`, InfluxDB's `400 partial write ... dropped=N`
+//!   → the other points were stored: N counted rejected (dead-lettered with
+//!   Influx's reason when the reason names them), the rest sent.
 //!
 //! Failed requests are logged at debug with their status and the start of
 //! the body; headers (and so credentials) never are.
@@ -31,8 +34,8 @@ use crate::destination_config;
 use crate::destinations::kind::{ALL_COMPRESSIONS, ALL_ENCODINGS};
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon, unencodable};
 use crate::driver::{
-    Body, DEFAULT_RETRY_ON, DeliveryDefaults, Destination, Encoded, Encoder, EndpointSpec, Outcome,
-    RESPONSE_EXCERPT, Rejection, StatusRule, retried,
+    Body, DEFAULT_RETRY_ON, DeliveryDefaults, Destination, Encoded, Encoder, Encoding,
+    EndpointSpec, Outcome, RESPONSE_EXCERPT, Rejection, StatusRule, influx_partial_write, retried,
 };
 use crate::event::Event;
 use crate::metrics::DropReason;
@@ -253,6 +256,20 @@ impl HttpDestination {
             format!("HTTP {code}: {excerpt}")
         };
         tracing::debug!(status = code, body = %excerpt, "request failed");
+        if code == 400
+            && self.encoder.encoding == Encoding::Influx
+            && let Some((dropped, reason)) = influx_partial_write(&excerpt)
+        {
+            return Outcome::PartialCount {
+                rejected: dropped,
+                why: Rejection {
+                    error: format!("HTTP {code}: {reason}"),
+                    status: Some(code),
+                    response: Some(excerpt),
+                    code: Some("partial write".into()),
+                },
+            };
+        }
         if !retried(&self.retry_on, code) {
             return Outcome::Rejected(Rejection {
                 error,
@@ -410,6 +427,10 @@ impl Destination for HttpDestination {
                 error: describe(&e),
             },
         }
+    }
+
+    fn refused(&self, events: &[Event], rejected: usize, why: &Rejection) -> Option<Vec<bool>> {
+        self.encoder.influx_refused(events, rejected, &why.error)
     }
 
     /// A down endpoint is back when a TCP connection to it succeeds.

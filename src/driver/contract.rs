@@ -42,6 +42,15 @@ pub trait Destination: Send + Sync + 'static {
         async { true }
     }
 
+    /// After `Outcome::PartialCount`: which of the request's events (those
+    /// included, in order) the peer refused, when its reason names them
+    /// (InfluxDB's field type conflicts do). `None`, the default: not
+    /// known, and never guessed.
+    fn refused(&self, events: &[Event], rejected: usize, why: &Rejection) -> Option<Vec<bool>> {
+        let _ = (events, rejected, why);
+        None
+    }
+
     /// How often to call `refresh` (re-resolving host names, say). `None`,
     /// the default: the endpoints never change.
     fn refresh_interval(&self) -> Option<Duration> {
@@ -141,7 +150,9 @@ pub enum Outcome {
     /// The peer took the request but refused `rejected` of its records
     /// without saying which (OTLP's `partial_success`, InfluxDB's
     /// `dropped=N`): that many are counted as rejected, the rest as sent.
-    /// Which ones failed is never guessed, so none is dead-lettered.
+    /// Which ones failed is never guessed, so none is dead-lettered, unless
+    /// `Destination::refused` can tell from the reason: then it is a
+    /// `Partial` with those records rejected.
     PartialCount { rejected: usize, why: Rejection },
 }
 

@@ -80,6 +80,10 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
         ctx.limiter
             .feedback(rtt, signal_of(&outcome), slot.at_limit);
         let backoff = &ctx.settings.backoff;
+        let outcome = match outcome {
+            Outcome::PartialCount { rejected, why } => named_refusals(&ctx, &job, rejected, why),
+            o => o,
+        };
         let again = match outcome {
             Outcome::Delivered => {
                 ctx.endpoints.succeeded(endpoint, job.len() as u64);
@@ -254,6 +258,32 @@ fn signal_of(outcome: &Outcome) -> Signal {
 /// Back off a throttling peer: its endpoint is paused, so no job sends there
 /// until the delay is over (with several endpoints, the others keep going;
 /// with one, the whole destination waits).
+/// A count-only partial result whose refused records the destination can
+/// name becomes a per-record one, so they are dead-lettered with the peer's
+/// reason; otherwise it stays a count.
+fn named_refusals<D: Destination>(
+    ctx: &Driver<D>,
+    job: &Job,
+    rejected: usize,
+    why: Rejection,
+) -> Outcome {
+    match ctx.dest.refused(&job.events, rejected, &why) {
+        Some(flags) if flags.len() == job.len() => Outcome::Partial(
+            flags
+                .into_iter()
+                .map(|refused| {
+                    if refused {
+                        RecordOutcome::rejected(why.clone())
+                    } else {
+                        RecordOutcome::Delivered
+                    }
+                })
+                .collect(),
+        ),
+        _ => Outcome::PartialCount { rejected, why },
+    }
+}
+
 fn throttle<D: Destination>(ctx: &Driver<D>, endpoint: usize, d: Duration) -> Option<Duration> {
     ctx.endpoints
         .pause(endpoint, tokio::time::Instant::now() + d);

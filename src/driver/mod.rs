@@ -91,6 +91,7 @@ pub use backoff::Backoff;
 // every destination uses them with the driver.
 pub use crate::codec::{
     Body, Compression, EncodeScratch, Encoder, Encoding, MetricConfig, StatsdKind,
+    influx_partial_write,
 };
 pub use concurrency::Concurrency;
 pub use contract::{Destination, Encoded, Outcome, RecordOutcome};

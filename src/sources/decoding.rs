@@ -42,9 +42,25 @@ impl Decoding {
     }
 }
 
-/// True when `bytes` is exactly one valid JSON value.
+/// What the HTTP source does with a body that is not valid UTF-8 (JSON must
+/// be, RFC 8259 §8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidUtf8 {
+    /// The lines holding invalid bytes are malformed (`reason="malformed"`);
+    /// a JSON array body with any is refused whole.
+    #[default]
+    Reject,
+    /// Invalid bytes become U+FFFD and the events are accepted.
+    Replace,
+}
+
+/// True when `bytes` is exactly one valid JSON value, in valid UTF-8.
+/// (serde_json skips the bytes of a string it is not asked to keep, so the
+/// UTF-8 check is its own.)
 pub fn is_json(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    std::str::from_utf8(bytes)
+        .is_ok_and(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok())
 }
 
 #[cfg(test)]
@@ -78,5 +94,12 @@ mod tests {
             Some(RejectReason::Malformed)
         );
         assert_eq!(Decoding::Text.decode(j).unwrap().format, Format::Text);
+        assert_eq!(
+            Decoding::Json
+                .decode(Bytes::from_static(b"{\"c\":\"\xff\xfe\"}"))
+                .err(),
+            Some(RejectReason::Malformed),
+            "JSON is UTF-8"
+        );
     }
 }

@@ -12,6 +12,10 @@
 //!   cannot duplicate events;
 //! - `503` while sluice shuts down.
 //!
+//! JSON must be UTF-8: a line with invalid bytes is malformed (a JSON array
+//! body with any is refused), unless `invalid_utf8: replace` turns them into
+//! U+FFFD.
+//!
 //! With `acknowledgements: true` the answer waits until every destination has
 //! delivered the request's events (`200`) or one has failed them (`500`).
 
@@ -33,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::SourceContext;
-use super::decoding::is_json;
+use super::decoding::{InvalidUtf8, is_json};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
@@ -62,6 +66,9 @@ pub struct HttpConfig {
     /// Answer only once the events are delivered.
     #[serde(default)]
     pub acknowledgements: bool,
+    /// `reject` (default: counted malformed) or `replace` (with U+FFFD).
+    #[serde(default)]
+    pub invalid_utf8: InvalidUtf8,
 }
 
 fn default_path() -> String {
@@ -97,6 +104,7 @@ struct HttpState {
     max_body: usize,
     max_wait: Duration,
     acknowledgements: bool,
+    invalid_utf8: InvalidUtf8,
 }
 
 pub async fn start(
@@ -115,6 +123,7 @@ pub async fn start(
         max_body: cfg.max_body_bytes.as_usize(),
         max_wait: cfg.max_wait.get(),
         acknowledgements: cfg.acknowledgements,
+        invalid_utf8: cfg.invalid_utf8,
         ctx,
     });
     let app = Router::new()
@@ -179,7 +188,7 @@ async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
         }
     };
     let mut events = Vec::new();
-    let malformed = match parse_body(&body, &mut events) {
+    let malformed = match parse_body(&body, st.invalid_utf8, &mut events) {
         Ok(n) => n,
         Err(msg) => {
             m.reject(RejectReason::Malformed, 1);
@@ -309,10 +318,22 @@ fn decompress(r: impl Read, max: usize, name: &str) -> Result<Bytes, BodyError> 
 
 /// Parse a JSON array or NDJSON body into events; returns how many lines
 /// were malformed. `Err` when a JSON array body is itself invalid.
-pub fn parse_body(body: &Bytes, out: &mut Vec<Event>) -> Result<u64, String> {
+pub fn parse_body(body: &Bytes, utf8: InvalidUtf8, out: &mut Vec<Event>) -> Result<u64, String> {
+    let valid = std::str::from_utf8(body).is_ok();
+    let replaced;
+    let body = match (valid, utf8) {
+        (false, InvalidUtf8::Replace) => {
+            replaced = Bytes::from(String::from_utf8_lossy(body).into_owned());
+            &replaced
+        }
+        _ => body,
+    };
     let first = body.iter().position(|c| !c.is_ascii_whitespace());
     let Some(first) = first else { return Ok(0) };
     if body[first] == b'[' {
+        if !valid && utf8 == InvalidUtf8::Reject {
+            return Err("invalid JSON array: not valid UTF-8".into());
+        }
         let items: Vec<&serde_json::value::RawValue> =
             serde_json::from_slice(body).map_err(|e| format!("invalid JSON array: {e}"))?;
         out.reserve(items.len());
@@ -392,7 +413,7 @@ mod tests {
     fn parse(s: &str) -> (Vec<String>, Result<u64, String>) {
         let body = Bytes::copy_from_slice(s.as_bytes());
         let mut out = Vec::new();
-        let r = parse_body(&body, &mut out);
+        let r = parse_body(&body, InvalidUtf8::Reject, &mut out);
         (
             out.iter()
                 .map(|e| String::from_utf8(e.raw.to_vec()).unwrap())
@@ -421,5 +442,21 @@ mod tests {
         let (evs, r) = parse("   ");
         assert!(evs.is_empty());
         assert_eq!(r, Ok(0));
+    }
+
+    #[test]
+    fn json_must_be_utf8() {
+        let body = Bytes::from_static(b"{\"a\":1}\n{\"c\":\"\xff\xfe\"}\n");
+        let mut out = Vec::new();
+        assert_eq!(parse_body(&body, InvalidUtf8::Reject, &mut out), Ok(1));
+        assert_eq!(out.len(), 1);
+        out.clear();
+        assert_eq!(parse_body(&body, InvalidUtf8::Replace, &mut out), Ok(0));
+        assert_eq!(&out[1].raw[..], "{\"c\":\"\u{fffd}\u{fffd}\"}".as_bytes());
+        let array = Bytes::from_static(b"[{\"c\":\"\xff\"}]");
+        assert!(parse_body(&array, InvalidUtf8::Reject, &mut out).is_err());
+        out.clear();
+        assert_eq!(parse_body(&array, InvalidUtf8::Replace, &mut out), Ok(0));
+        assert_eq!(out.len(), 1);
     }
 }

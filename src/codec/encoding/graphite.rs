@@ -1,25 +1,41 @@
 //! Graphite plaintext: `name[;tag=value...] value timestamp` (seconds),
 //! tags in Graphite 1.1 form. Spaces and the characters Graphite reserves
-//! (`;`, `=`, `~`, `!`, `^` in tags) become `_`, so one event is always one
-//! well-formed line.
+//! (`;`, `=`, `~`, `!`, `^` in tags) become `_`, so one metric is always one
+//! well-formed line. Empty tag values are left out (Carbon refuses them).
 
-use std::time::UNIX_EPOCH;
+/// Append a name (or a part of one).
+pub fn name(s: &[u8], out: &mut Vec<u8>) {
+    sanitize(s, out, b" ;");
+}
 
-use super::metric::Metric;
+/// Append `;key=value`.
+pub fn tag(key: &str, value: &[u8], out: &mut Vec<u8>) {
+    out.push(b';');
+    sanitize(key.as_bytes(), out, b" ;=~!^");
+    out.push(b'=');
+    sanitize(value, out, b" ;~");
+}
 
-pub fn write(m: &Metric<'_>, prefix: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(prefix.as_bytes());
-    sanitize(&m.name, out, b" ;");
-    for (k, v) in &m.tags {
-        out.push(b';');
-        sanitize(k.as_bytes(), out, b" ;=~!^");
-        out.push(b'=');
-        sanitize(v, out, b" ;~");
+/// Append one line: the encoded name (and an element's name after a dot),
+/// the encoded tags, the value, the time in whole seconds.
+pub fn line(
+    head: &[u8],
+    suffix: Option<&[u8]>,
+    tags: &[u8],
+    value: &str,
+    time_ns: i64,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(head);
+    if let Some(s) = suffix {
+        out.push(b'.');
+        name(s, out);
     }
+    out.extend_from_slice(tags);
     out.push(b' ');
-    out.extend_from_slice(m.value.as_bytes());
+    out.extend_from_slice(value.as_bytes());
     out.push(b' ');
-    let secs = m.time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = time_ns.div_euclid(1_000_000_000);
     out.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
 }
 

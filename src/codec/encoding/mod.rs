@@ -5,9 +5,10 @@
 //!   `{"message": "<text>"}`, so the output is always valid JSON.
 //! - `json_array`: one JSON array per batch (HTTP only).
 //! - `raw`: each event's bytes as they arrived.
-//! - `graphite`, `statsd`, `influx`: one metric line per event, built from
-//!   the event fields `metric:` names (see `metric.rs`); events without a
-//!   usable name or value are dropped with reason `unencodable`.
+//! - `graphite`, `statsd`, `influx`: metric lines built from the event
+//!   fields `metric:` names (see `metric.rs`): one per event, or one per
+//!   element of an array value, newline-separated; events without a usable
+//!   name or value are dropped with reason `unencodable`.
 //!
 //! Line encodings are framed by the destination: a newline between events
 //! for HTTP bodies, files and TCP `framing: newline`, a length prefix for TCP
@@ -20,16 +21,15 @@ mod metric;
 mod statsd;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-pub use metric::{MetricConfig, StatsdKind};
+pub use metric::{FieldSpec, FieldType, MetricConfig, StatsdKind, TimestampPolicy};
 
 use super::compression::Compression;
-use crate::codec::fields::FieldScratch;
 use crate::event::{Event, Format};
-use metric::MetricFields;
+use metric::{MetricFields, MetricScratch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,8 +96,7 @@ pub struct Body {
 
 /// Per-batch working memory for `Encoder::encode_one`.
 pub struct EncodeScratch {
-    fields: Option<FieldScratch>,
-    now: SystemTime,
+    metric: Option<MetricScratch>,
 }
 
 impl Encoder {
@@ -107,7 +106,7 @@ impl Encoder {
         metric: Option<&MetricConfig>,
     ) -> Result<Encoder, String> {
         let metric = match (encoding.is_metric(), metric) {
-            (true, Some(m)) => Some(Arc::new(MetricFields::new(m)?)),
+            (true, Some(m)) => Some(Arc::new(MetricFields::new(m, encoding)?)),
             (true, None) => {
                 return Err(format!(
                     "encoding `{}` needs `metric: {{name, value}}` naming the event fields to use",
@@ -129,9 +128,11 @@ impl Encoder {
     }
 
     pub fn scratch(&self) -> EncodeScratch {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         EncodeScratch {
-            fields: self.metric.as_ref().map(|m| m.scratch()),
-            now: SystemTime::now(),
+            metric: self.metric.as_ref().map(|m| m.scratch(now)),
         }
     }
 
@@ -148,18 +149,10 @@ impl Encoder {
                 true
             }
             Encoding::Graphite | Encoding::Statsd | Encoding::Influx => {
-                let (Some(m), Some(fields)) = (&self.metric, scratch.fields.as_mut()) else {
-                    return false;
-                };
-                let Some(metric) = m.extract(e, fields, scratch.now) else {
-                    return false;
-                };
-                match self.encoding {
-                    Encoding::Graphite => graphite::write(&metric, &m.prefix, out),
-                    Encoding::Statsd => statsd::write(&metric, &m.prefix, m.kind, out),
-                    _ => influx::write(&metric, &m.prefix, &m.field, out),
+                match (&self.metric, scratch.metric.as_mut()) {
+                    (Some(m), Some(s)) => m.encode(e, s, out),
+                    _ => false,
                 }
-                true
             }
         }
     }
@@ -208,6 +201,51 @@ impl Encoder {
     }
 }
 
+impl Encoder {
+    /// The events InfluxDB refused in a partial write, when its reason
+    /// names them: a field type conflict names a measurement, a field and
+    /// the type it was sent as; if exactly `dropped` of the request's
+    /// points match, those are the refused ones (`true` per event with one).
+    /// `None` when the reason does not say, or the count does not match:
+    /// then which ones is not guessed.
+    pub fn influx_refused(
+        &self,
+        events: &[Event],
+        dropped: usize,
+        reason: &str,
+    ) -> Option<Vec<bool>> {
+        let (field, measurement, given) = influx::conflict(reason)?;
+        let m = self
+            .metric
+            .as_ref()
+            .filter(|_| self.encoding == Encoding::Influx)?;
+        let mut s = m.scratch(0);
+        s.record = Some(Vec::new());
+        let mut line = Vec::new();
+        let mut points = 0;
+        let refused = events
+            .iter()
+            .map(|e| {
+                if let Some(r) = s.record.as_mut() {
+                    r.clear();
+                }
+                line.clear();
+                m.encode(e, &mut s, &mut line);
+                let hits = s.record.iter().flatten().filter(|(meas, key, ty)| {
+                    meas == measurement && key == field && ty.as_str() == given
+                });
+                let n = hits.count();
+                points += n;
+                n > 0
+            })
+            .collect();
+        (points == dropped).then_some(refused)
+    }
+}
+
+/// A partial write in an InfluxDB answer: (points dropped, reason).
+pub use influx::partial_write as influx_partial_write;
+
 #[inline]
 fn write_json(e: &Event, out: &mut Vec<u8>) {
     match e.format {
@@ -255,12 +293,12 @@ mod tests {
     fn metric_encoder(encoding: Encoding) -> Encoder {
         let cfg = MetricConfig {
             name: "metric".into(),
-            value: "value".into(),
-            timestamp: Some("ts".into()),
-            tags: vec!["host".into(), "region".into()],
+            value: Some("value".into()),
+            timestamp: (encoding != Encoding::Statsd).then(|| "ts".into()),
+            tags: vec!["region".into(), "host".into(), "empty".into()],
             kind: StatsdKind::Counter,
-            field: None,
             prefix: Some("app.".into()),
+            ..MetricConfig::default()
         };
         Encoder::new(encoding, Compression::None, Some(&cfg)).unwrap()
     }
@@ -269,7 +307,7 @@ mod tests {
     fn metric_lines_and_unencodable_events() {
         let evs = vec![
             Event::json(Bytes::from_static(
-                br#"{"metric":"req count","value":3,"ts":1700000000,"host":"web,1","region":"eu west"}"#,
+                br#"{"metric":"req count","value":3,"ts":1700000000,"host":"web,1","region":"eu west","empty":""}"#,
             )),
             Event::json(Bytes::from_static(br#"{"metric":"no value"}"#)),
             Event::json(Bytes::from_static(br#"{"metric":"lat","value":"2.5","ts":1700000001}"#)),
@@ -285,7 +323,7 @@ mod tests {
             ),
             (
                 Encoding::Influx,
-                "app.req\\ count,host=web\\,1,region=eu\\ west value=3 1700000000000000000\napp.lat value=2.5 1700000001000000000\n",
+                "app.req\\ count,host=web\\,1,region=eu\\ west value=3i 1700000000000000000\napp.lat value=2.5 1700000001000000000\n",
             ),
         ];
         for (encoding, want) in cases {
@@ -301,12 +339,8 @@ mod tests {
         assert!(Encoder::new(Encoding::Graphite, Compression::None, None).is_err());
         let cfg = MetricConfig {
             name: "a".into(),
-            value: "b".into(),
-            timestamp: None,
-            tags: vec![],
-            kind: StatsdKind::Gauge,
-            field: None,
-            prefix: None,
+            value: Some("b".into()),
+            ..MetricConfig::default()
         };
         assert!(Encoder::new(Encoding::Ndjson, Compression::None, Some(&cfg)).is_err());
         let bad = MetricConfig {
