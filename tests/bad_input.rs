@@ -236,3 +236,59 @@ async fn tcp_and_udp_count_oversize_and_malformed_lines_and_keep_going() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_that_is_not_utf8_never_reaches_a_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let running = common::topology(&format!(
+        r#"
+api: {{ enabled: false }}
+sources:
+  strict: {{ type: http, address: 127.0.0.1:0 }}
+  lenient: {{ type: http, address: 127.0.0.1:0, invalid_utf8: replace }}
+  tcp: {{ type: tcp, address: 127.0.0.1:0, decoding: json }}
+routes: [{{ name: all, destination: out }}]
+destinations:
+  out: {{ type: file, path: "{d}/out.ndjson", batch: {{ timeout: 20ms }} }}
+"#
+    ))
+    .await;
+    let bad: &[u8] = b"{\"src\":\"x\",\"c\":\"\xff\xfe\"}\n{\"src\":\"x\",\"ok\":1}\n";
+    let c = reqwest::Client::new();
+    for (source, accepted, rejected) in [("strict", 1, 1), ("lenient", 2, 0)] {
+        let url = format!("http://{}/", running.source_addr(source).unwrap());
+        let r = c.post(url).body(bad.to_vec()).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            (v["accepted"].as_u64(), v["rejected"].as_u64()),
+            (Some(accepted), Some(rejected)),
+            "{source}"
+        );
+    }
+    let mut tcp = tokio::net::TcpStream::connect(running.source_addr("tcp").unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(bad).await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let metric = |series: &str| common::Metrics(running.metrics().encode()).get(series) as u64;
+    wait_until_async("every line counted", Duration::from_secs(10), || {
+        metric("sluice_source_rejected_total{source=\"strict\",reason=\"malformed\"}") == 1
+            && metric("sluice_source_rejected_total{source=\"tcp\",reason=\"malformed\"}") == 1
+            && metric("sluice_destination_sent_events_total{destination=\"out\"}") == 4
+    })
+    .await;
+    running.shutdown().await;
+    let raw = std::fs::read(dir.path().join("out.ndjson")).unwrap();
+    let text = String::from_utf8(raw).expect("only UTF-8 reaches the file");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert!(
+        lines.iter().any(|l| l["c"] == "\u{fffd}\u{fffd}"),
+        "{lines:?}"
+    );
+}

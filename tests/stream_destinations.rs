@@ -522,6 +522,12 @@ const METRIC_EVENTS: &[&str] = &[
 ];
 
 fn metric_config(kind: &str, dest: &str) -> String {
+    // StatsD lines carry no time, so it takes no `timestamp`.
+    let ts = if kind == "statsd" {
+        ""
+    } else {
+        "timestamp: ts, "
+    };
     format!(
         r#"
 api: {{ enabled: false }}
@@ -532,7 +538,7 @@ destinations:
   out:
     {dest}
     encoding: {kind}
-    metric: {{ name: name, value: value, timestamp: ts, tags: [host, region], type: g }}
+    metric: {{ name: name, value: value, {ts}tags: [host, region], type: g }}
     batch: {{ timeout: 10ms }}
 "#
     )
@@ -691,6 +697,7 @@ async fn influx_over_http_parses_back_to_the_events() {
                 .unwrap()
                 .strip_prefix("value=")
                 .unwrap()
+                .trim_end_matches('i') // "42" is inferred an integer
                 .parse()
                 .unwrap();
             let ns: u64 = parts.next().unwrap().parse().unwrap();

@@ -565,10 +565,14 @@ async fn one_failed_record_does_not_mark_the_destination_failing() {
         .unwrap()
         .push_back(Outcome::Partial(vec![
             RecordOutcome::Delivered,
-            RecordOutcome::RETRY,
+            // A hinted delay, not the jittered backoff (which may be ~0).
+            RecordOutcome::Retry {
+                throttled: false,
+                after: Some(Duration::from_secs(5)),
+            },
         ]));
     let mut s = settings(1, 10);
-    s.backoff.initial = Duration::from_secs(5);
+    s.backoff.honor_retry_after = true;
     let rig = rig(script, s);
     rig.push(events(2), None).await;
     // While the one record waits for its retry, the destination is healthy.

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod real_peer;
 pub mod receiver;
 pub mod tcp_receiver;
 pub mod tls;
