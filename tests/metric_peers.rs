@@ -53,19 +53,26 @@ destinations:
     ))
 }
 
-#[test]
-fn graphite_stores_every_time_form_at_its_instant() {
-    let carbon = Carbon::start();
-    let s = sluice_to(&format!(
+fn graphite_out(carbon: &Carbon, metric: &str) -> String {
+    format!(
         r#"
   out:
     type: tcp
     address: "{}"
     encoding: graphite
-    metric: {{ name: name, value: v, timestamp: ts }}
+    metric: {metric}
     batch: {{ timeout: 50ms }}
 "#,
         carbon.line
+    )
+}
+
+#[test]
+fn graphite_stores_every_time_form_at_its_instant() {
+    let carbon = Carbon::start();
+    let s = sluice_to(&graphite_out(
+        &carbon,
+        "{ name: name, value: v, timestamp: ts }",
     ));
     let base = now_s() - 7200; // two hours ago: inside the retention, not "now"
     let forms: Vec<Value> = vec![
@@ -110,16 +117,9 @@ fn graphite_stores_every_time_form_at_its_instant() {
 #[test]
 fn graphite_gets_no_empty_tags() {
     let carbon = Carbon::start();
-    let s = sluice_to(&format!(
-        r#"
-  out:
-    type: tcp
-    address: "{}"
-    encoding: graphite
-    metric: {{ name: name, value: v, timestamp: ts, tags: [host, dc] }}
-    batch: {{ timeout: 50ms }}
-"#,
-        carbon.line
+    let s = sluice_to(&graphite_out(
+        &carbon,
+        "{ name: name, value: v, timestamp: ts, tags: [host, dc] }",
     ));
     let t = now_s() - 60;
     post(
@@ -332,8 +332,9 @@ fn influx_typed_fields_several_per_point() {
     }
 }
 
-#[test]
-fn influx_partial_write_counts_and_dead_letters_the_refused_point() {
+/// InfluxDB where another writer made `pw`'s `value` an integer, and
+/// sluice writing to it with a dead-letter file.
+fn partial_write_setup() -> (Influx, Sluice) {
     let influx = Influx::start();
     influx.create_database("t");
     assert_eq!(influx.write("t", "pw value=0i 1").0, 204);
@@ -343,6 +344,12 @@ fn influx_partial_write_counts_and_dead_letters_the_refused_point() {
         "{ name: name, value: v, timestamp: ts }",
         "    dead_letter: dlq\n  dlq:\n    type: file\n    path: \"{dir}/dead.ndjson\"",
     ));
+    (influx, s)
+}
+
+#[test]
+fn influx_partial_write_counts_and_dead_letters_the_refused_point() {
+    let (influx, s) = partial_write_setup();
     let events: Vec<Value> = (1..=100)
         .map(|i| {
             let v = if i == 42 { json!(1.5) } else { json!(i) };
@@ -373,15 +380,7 @@ fn influx_partial_write_counts_and_dead_letters_the_refused_point() {
 
 #[test]
 fn influx_partial_write_it_cannot_attribute_is_counted_not_guessed() {
-    let influx = Influx::start();
-    influx.create_database("t");
-    assert_eq!(influx.write("t", "pw value=0i 1").0, 204);
-    let s = sluice_to(&influx_out(
-        &influx,
-        "t",
-        "{ name: name, value: v, timestamp: ts }",
-        "    dead_letter: dlq\n  dlq:\n    type: file\n    path: \"{dir}/dead.ndjson\"",
-    ));
+    let (influx, s) = partial_write_setup();
     // Two conflicts of different types: InfluxDB names only the first.
     let events: Vec<Value> = (1..=100)
         .map(|i| {

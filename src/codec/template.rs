@@ -8,6 +8,8 @@
 //! path, so the destination can use its fallback or count the event as
 //! `unencodable`: never a silently wrong name.
 
+use std::borrow::Cow;
+
 use super::fields::{Field, FieldReader, FieldScratch};
 use crate::event::Event;
 
@@ -91,22 +93,12 @@ impl Template {
         for p in &self.parts {
             match p {
                 Part::Text(t) => out.push_str(t),
-                Part::Field {
-                    field,
-                    path,
-                    default,
-                } => match (reader.string(event, scratch, *field), default) {
-                    (Some(v), _) => out.push_str(&v),
-                    (None, Some(d)) => out.push_str(d),
-                    (None, None) => return Err(path),
-                },
+                field => out.push_str(&field.value(reader, event, scratch)?),
             }
         }
         Ok(())
     }
-}
 
-impl Template {
     /// `render` for hierarchical names: an empty field is left out with the
     /// separator before it (or, while nothing has been written, the one
     /// after it), so `{{ host }}.{{ plugin }}-{{ plugin_instance }}` gives
@@ -129,17 +121,9 @@ impl Template {
                 Part::Text(t) if !seen_field => out.push_str(t),
                 Part::Text(_) if skip_next => skip_next = false,
                 Part::Text(t) => pending = Some(t),
-                Part::Field {
-                    field,
-                    path,
-                    default,
-                } => {
+                field => {
                     seen_field = true;
-                    let value = match (reader.string(event, scratch, *field), default) {
-                        (Some(v), _) => v,
-                        (None, Some(d)) => std::borrow::Cow::Borrowed(d.as_str()),
-                        (None, None) => return Err(path),
-                    };
+                    let value = field.value(reader, event, scratch)?;
                     if value.is_empty() {
                         pending = None;
                         skip_next = !written;
@@ -158,6 +142,33 @@ impl Template {
             out.push_str(rest);
         }
         Ok(())
+    }
+}
+
+impl Part {
+    /// A field part's value in `event`, or its default; `Err(path)` when
+    /// it has neither. (A text part is its text.)
+    fn value<'p, 'e>(
+        &'p self,
+        reader: &FieldReader,
+        event: &'e Event,
+        scratch: &FieldScratch,
+    ) -> Result<Cow<'e, str>, &'p str>
+    where
+        'p: 'e,
+    {
+        match self {
+            Part::Text(t) => Ok(Cow::Borrowed(t)),
+            Part::Field {
+                field,
+                path,
+                default,
+            } => match (reader.string(event, scratch, *field), default) {
+                (Some(v), _) => Ok(v),
+                (None, Some(d)) => Ok(Cow::Borrowed(d)),
+                (None, None) => Err(path),
+            },
+        }
     }
 }
 
