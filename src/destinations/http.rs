@@ -14,7 +14,8 @@
 //!   endpoint; the rest (408, codes you add) are retried with backoff;
 //! - any other status → rejected: dead-lettered or dropped with reason
 //!   `rejected`, with the status and the start of the response body;
-//! - with `encoding: influx`, InfluxDB's `400 partial write ... dropped=N`
+//! - with `encoding: influx`, InfluxDB's `400` (2.x: `422`) `partial write
+//!   ... dropped=N`
 //!   → the other points were stored: N counted rejected (dead-lettered with
 //!   Influx's reason when the reason names them), the rest sent.
 //!
@@ -256,7 +257,8 @@ impl HttpDestination {
             format!("HTTP {code}: {excerpt}")
         };
         tracing::debug!(status = code, body = %excerpt, "request failed");
-        if code == 400
+        // InfluxDB 1.x answers a partial write with 400, 2.x with 422.
+        if matches!(code, 400 | 422)
             && self.encoder.encoding == Encoding::Influx
             && let Some((dropped, reason)) = influx_partial_write(&excerpt)
         {

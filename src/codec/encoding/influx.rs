@@ -11,8 +11,9 @@
 //! `"text"` string, `true` boolean. A value that cannot have the type asked
 //! for makes the event unencodable rather than changing it.
 //!
-//! A `400` answer saying `partial write: ... dropped=N` means the other points
-//! were stored: see `partial_write` and `identify`.
+//! A `400` (2.x: `422`) answer saying `partial write: ... dropped=N` means
+//! the other points were stored: see `partial_write` and
+//! `Encoder::influx_refused`.
 
 use super::metric::{FieldType, Scalar, is_integer_literal, numeric_text};
 
@@ -167,7 +168,8 @@ pub fn measurement_of(line: &[u8]) -> String {
 
 /// A partial write: how many points InfluxDB dropped, and its reason. It
 /// answers `400 {"error":"partial write: ... dropped=N"}` (1.x) or
-/// `{"code":"invalid","message":"... partial write ... dropped=N"}` (2.x).
+/// `422 {"code":"unprocessable entity","message":"... partial write ...
+/// dropped=N"}` (2.x).
 pub fn partial_write(body: &str) -> Option<(usize, String)> {
     let reason = serde_json::from_str::<serde_json::Value>(body)
         .ok()

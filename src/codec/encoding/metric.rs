@@ -182,7 +182,7 @@ pub struct MetricScratch {
     names: Vec<(u32, u32)>,
     now_ns: i64,
     /// When set, every influx field written is noted (measurement, key,
-    /// type): how a refused point is found again (see `influx::identify`).
+    /// type): how a refused point is found again (see `Encoder::influx_refused`).
     pub(super) record: Option<Vec<(String, String, FieldType)>>,
 }
 
@@ -316,11 +316,6 @@ impl MetricFields {
                 TimestampPolicy::Now => Some(s.now_ns),
             },
         };
-        // Graphite has no server-side clock for a line without a time.
-        let time = match self.encoding {
-            Encoding::Graphite => Some(time.unwrap_or(s.now_ns)),
-            _ => time,
-        };
         self.head(e, s)?;
         s.tags.clear();
         for (key, f) in &self.tags {
@@ -420,6 +415,7 @@ impl MetricFields {
         match self.encoding {
             Encoding::Graphite => {
                 let v = plain_number(&v)?;
+                // Graphite lines always carry a time: without one, now.
                 graphite::line(&s.head, suffix, &s.tags, v, time.unwrap_or(s.now_ns), out);
             }
             Encoding::Statsd => {
