@@ -64,7 +64,7 @@ pub fn field(
     escape(key.as_bytes(), out, b",= ");
     out.push(b'=');
     let ok = match kind {
-        FieldType::Float => float_text(v).map(|t| out.extend_from_slice(t.as_bytes())),
+        FieldType::Float => v.number_text().map(|t| out.extend_from_slice(t.as_bytes())),
         FieldType::Integer => integer(v).map(|n| {
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.push(b'i');
@@ -108,14 +108,6 @@ fn infer(v: &Scalar<'_>) -> FieldType {
             Some(t) => number(t, is_integer_literal(t.as_bytes())),
             None => FieldType::String,
         },
-    }
-}
-
-fn float_text<'v>(v: &'v Scalar<'_>) -> Option<&'v str> {
-    match v {
-        Scalar::Num(t, _) => Some(t),
-        Scalar::Bool(b) => Some(if *b { "1" } else { "0" }),
-        Scalar::Str(s) => numeric_text(s),
     }
 }
 

@@ -168,7 +168,8 @@ pub struct MetricFields {
     /// Influx: (key, field, type). With `value`, its one field.
     fields: Vec<(String, Field, Option<FieldType>)>,
     kind: StatsdKind,
-    prefix: String,
+    /// `prefix`, already encoded for the encoding.
+    prefix: Vec<u8>,
 }
 
 /// Per-task working memory.
@@ -193,6 +194,19 @@ pub(super) enum Scalar<'a> {
     Num(&'a str, bool),
     Bool(bool),
     Str(Cow<'a, [u8]>),
+}
+
+impl Scalar<'_> {
+    /// The value as a number is written (Graphite, StatsD, an Influx
+    /// float): the number as written, a numeric string's number, a boolean
+    /// as 1 or 0.
+    pub(super) fn number_text(&self) -> Option<&str> {
+        match self {
+            Scalar::Num(t, _) => Some(t),
+            Scalar::Bool(b) => Some(if *b { "1" } else { "0" }),
+            Scalar::Str(s) => numeric_text(s),
+        }
+    }
 }
 
 impl MetricFields {
@@ -274,7 +288,15 @@ impl MetricFields {
             tags,
             fields,
             kind: cfg.kind,
-            prefix: cfg.prefix.clone().unwrap_or_default(),
+            prefix: {
+                let mut p = Vec::new();
+                encode_name(
+                    encoding,
+                    cfg.prefix.as_deref().unwrap_or("").as_bytes(),
+                    &mut p,
+                );
+                p
+            },
         })
     }
 
@@ -337,9 +359,8 @@ impl MetricFields {
             return self.line(s, None, v, time, out);
         }
         elements(value, &mut s.elems)?;
-        if let Some(names) = r.raw(e, &s.fields, self.value_names) {
-            elements(names, &mut s.names).unwrap_or_else(|| s.names.clear());
-        } else {
+        let names = r.raw(e, &s.fields, self.value_names);
+        if names.and_then(|n| elements(n, &mut s.names)).is_none() {
             s.names.clear();
         }
         let mut written = false;
@@ -353,7 +374,7 @@ impl MetricFields {
             let label = s
                 .names
                 .get(i)
-                .zip(r.raw(e, &s.fields, self.value_names))
+                .zip(names)
                 .and_then(|(&(a, b), names)| scalar_text(&names[a as usize..b as usize]))
                 .filter(|n| !n.is_empty());
             let mut index = itoa::Buffer::new();
@@ -384,21 +405,8 @@ impl MetricFields {
             return None;
         }
         s.head.clear();
-        let prefix = self.prefix.as_bytes();
-        match self.encoding {
-            Encoding::Graphite => {
-                graphite::name(prefix, &mut s.head);
-                graphite::name(&name, &mut s.head);
-            }
-            Encoding::Statsd => {
-                statsd::name(prefix, &mut s.head);
-                statsd::name(&name, &mut s.head);
-            }
-            _ => {
-                influx::measurement(prefix, &mut s.head);
-                influx::measurement(&name, &mut s.head);
-            }
-        }
+        s.head.extend_from_slice(&self.prefix);
+        encode_name(self.encoding, &name, &mut s.head);
         Some(())
     }
 
@@ -414,12 +422,12 @@ impl MetricFields {
     ) -> Option<()> {
         match self.encoding {
             Encoding::Graphite => {
-                let v = plain_number(&v)?;
+                let v = v.number_text()?;
                 // Graphite lines always carry a time: without one, now.
                 graphite::line(&s.head, suffix, &s.tags, v, time.unwrap_or(s.now_ns), out);
             }
             Encoding::Statsd => {
-                let v = plain_number(&v)?;
+                let v = v.number_text()?;
                 statsd::line(&s.head, suffix, v, self.kind, &s.tags, out);
             }
             _ => {
@@ -466,6 +474,15 @@ impl MetricFields {
     }
 }
 
+/// A name (or part of one) escaped as `encoding` requires.
+fn encode_name(encoding: Encoding, name: &[u8], out: &mut Vec<u8>) {
+    match encoding {
+        Encoding::Graphite => graphite::name(name, out),
+        Encoding::Statsd => statsd::name(name, out),
+        _ => influx::measurement(name, out),
+    }
+}
+
 /// A located JSON scalar; `None` for null, arrays and objects.
 pub(super) fn scalar(raw: &[u8]) -> Option<Scalar<'_>> {
     match raw.first()? {
@@ -488,24 +505,12 @@ pub(super) fn is_integer_literal(t: &[u8]) -> bool {
 
 /// A string that is a number (`" 42 "`), as its trimmed text.
 pub(super) fn numeric_text(s: &[u8]) -> Option<&str> {
-    let t = s.trim_ascii();
-    let ok = matches!(t.first(), Some(b'-' | b'0'..=b'9'))
-        && std::str::from_utf8(t)
-            .ok()?
-            .parse::<f64>()
-            .is_ok_and(f64::is_finite)
-        && t.iter().all(|c| c.is_ascii_digit() || b"-+.eE".contains(c));
-    ok.then(|| std::str::from_utf8(t).ok()).flatten()
-}
-
-/// The value as Graphite and StatsD write it: the number as written, a
-/// numeric string's number, a boolean as 1 or 0.
-fn plain_number<'v>(v: &'v Scalar<'_>) -> Option<&'v str> {
-    match v {
-        Scalar::Num(t, _) => Some(t),
-        Scalar::Bool(b) => Some(if *b { "1" } else { "0" }),
-        Scalar::Str(s) => numeric_text(s),
-    }
+    let t = std::str::from_utf8(s.trim_ascii()).ok()?;
+    let ok = t.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+        && t.bytes()
+            .all(|c| c.is_ascii_digit() || b"-+.eE".contains(&c))
+        && t.parse::<f64>().is_ok_and(f64::is_finite);
+    ok.then_some(t)
 }
 
 /// The spans of a JSON array's elements, into `out` (cleared first).
