@@ -58,6 +58,8 @@ pub struct SourceStatus {
     pub address: Option<SocketAddr>,
     pub metrics: SourceMetrics,
     pub task: Option<tokio::task::AbortHandle>,
+    /// What the source itself reports (a Kafka source's partitions).
+    pub detail: Option<crate::sources::Detail>,
 }
 
 pub struct RouteStatus {
@@ -107,14 +109,20 @@ impl Status {
                     .iter()
                     .map(|r| (r.as_str().to_string(), json!(s.metrics.rejected(*r))))
                     .collect();
-                json!({
+                let mut v = json!({
                     "id": s.id,
                     "type": s.kind,
                     "address": s.address.map(|a| a.to_string()),
                     "state": if finished { "finished" } else { self.phase().as_str() },
                     "events": s.metrics.events.get(),
                     "rejected": rejected,
-                })
+                });
+                if let (Some(d), Some(o)) = (&s.detail, v.as_object_mut()) {
+                    for (k, val) in d() {
+                        o.insert(k.to_string(), val);
+                    }
+                }
+                v
             })
             .collect();
         let routes: Vec<Value> = self

@@ -16,6 +16,8 @@ pub mod destinations;
 pub mod driver;
 pub mod event;
 pub mod expr;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod lane;
 pub mod metrics;
 pub mod queue;

@@ -41,6 +41,13 @@ struct EndpointLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    source: String,
+    topic: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RuleLabel {
     destination: String,
     rule: String,
@@ -180,6 +187,9 @@ struct Families {
     endpoint_sent: Family<EndpointLabel, Counter>,
     pq_events: Family<DestLabel, Gauge>,
     pq_bytes: Family<DestLabel, Gauge>,
+    kafka_producer_in_flight: Family<DestLabel, Gauge>,
+    kafka_lag: Family<PartitionLabel, Gauge>,
+    kafka_committed: Family<PartitionLabel, Gauge>,
 }
 
 /// The process-wide registry and the families in it.
@@ -227,6 +237,9 @@ impl Metrics {
             endpoint_sent: Family::default(),
             pq_events: Family::default(),
             pq_bytes: Family::default(),
+            kafka_producer_in_flight: Family::default(),
+            kafka_lag: Family::default(),
+            kafka_committed: Family::default(),
         };
         // prometheus-client appends `_total` to counter names.
         let mut r = Registry::default();
@@ -345,6 +358,21 @@ impl Metrics {
             "Bytes of the destination's persistent queue segment files",
             f.pq_bytes.clone(),
         );
+        r.register(
+            "sluice_kafka_producer_in_flight_messages",
+            "Records a Kafka destination's producer holds, queued or awaiting the broker's acknowledgement",
+            f.kafka_producer_in_flight.clone(),
+        );
+        r.register(
+            "sluice_kafka_consumer_lag_messages",
+            "Messages of a partition a Kafka source has not yet committed (high watermark minus committed offset)",
+            f.kafka_lag.clone(),
+        );
+        r.register(
+            "sluice_kafka_consumer_committed_offset",
+            "The offset a Kafka source last committed for a partition",
+            f.kafka_committed.clone(),
+        );
         Metrics {
             families: Arc::new(f),
             registry: Arc::new(r),
@@ -422,6 +450,28 @@ impl Metrics {
         (
             self.families.pq_events.get_or_create_owned(&l),
             self.families.pq_bytes.get_or_create_owned(&l),
+        )
+    }
+
+    /// `sluice_kafka_producer_in_flight_messages` of one Kafka destination.
+    pub fn kafka_producer_in_flight(&self, destination: &str) -> Gauge {
+        self.families
+            .kafka_producer_in_flight
+            .get_or_create_owned(&DestLabel {
+                destination: destination.to_string(),
+            })
+    }
+
+    /// Consumer lag and committed offset of one partition a Kafka source reads.
+    pub fn kafka_partition(&self, source: &str, topic: &str, partition: i32) -> (Gauge, Gauge) {
+        let l = PartitionLabel {
+            source: source.to_string(),
+            topic: topic.to_string(),
+            partition: partition.to_string(),
+        };
+        (
+            self.families.kafka_lag.get_or_create_owned(&l),
+            self.families.kafka_committed.get_or_create_owned(&l),
         )
     }
 

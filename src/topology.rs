@@ -74,11 +74,16 @@ impl DestinationReport {
     }
 }
 
+/// How long a source may take to finish after the drain (a commit).
+const FINISH_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Running {
     status: Arc<Status>,
     api_addr: Option<SocketAddr>,
     source_addrs: HashMap<String, SocketAddr>,
     source_tasks: Vec<JoinHandle<()>>,
+    /// Sources' work after the drain (see `RunningSource::finishing`).
+    finishing: Vec<JoinHandle<()>>,
     finite: Option<Vec<JoinHandle<()>>>,
     drivers: Vec<JoinHandle<()>>,
     lanes: Vec<Arc<Lane>>,
@@ -141,6 +146,7 @@ impl Running {
         let mut source_status = Vec::new();
         let mut source_addrs = HashMap::new();
         let mut finite = Vec::new();
+        let mut finishing = Vec::new();
         let all_finite = config.sources.iter().all(|s| s.config.is_finite());
         for s in &config.sources {
             let ctx = SourceContext {
@@ -168,7 +174,9 @@ impl Running {
                 address: running.local_addr,
                 metrics: source_metrics,
                 task: Some(running.task.abort_handle()),
+                detail: running.detail,
             });
+            finishing.extend(running.finishing);
             if all_finite {
                 finite.push(running.task);
             } else {
@@ -205,6 +213,7 @@ impl Running {
             api_addr,
             source_addrs,
             source_tasks,
+            finishing,
             finite: all_finite.then_some(finite),
             drivers,
             lanes,
@@ -304,6 +313,18 @@ impl Running {
                 if timed_out {
                     finish.await;
                 }
+            }
+        }
+        // Every acknowledgement has resolved now that the drivers are done:
+        // sources finish what depends on them (a Kafka source's last commit).
+        for mut t in self.finishing {
+            let grace = tokio::time::Instant::now() + FINISH_GRACE;
+            if tokio::time::timeout_at(grace.max(deadline), &mut t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a source did not finish in time");
+                t.abort();
             }
         }
         self.status.set_phase(Phase::Stopped);

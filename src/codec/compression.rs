@@ -1,4 +1,5 @@
-//! Request body compression (`compression: none | gzip | zstd`).
+//! Request body compression (`compression: none | gzip | zstd`; Kafka also
+//! takes `snappy` and `lz4`, which librdkafka applies itself).
 
 use std::io::Write;
 
@@ -13,6 +14,10 @@ pub enum Compression {
     Gzip,
     /// zstd at level 3, zstd's own default.
     Zstd,
+    /// Kafka only: librdkafka compresses its record batches itself.
+    Snappy,
+    /// Kafka only, as `Snappy`.
+    Lz4,
 }
 
 impl Compression {
@@ -21,6 +26,8 @@ impl Compression {
             Compression::None => "none",
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
         }
     }
 
@@ -30,6 +37,7 @@ impl Compression {
             Compression::None => None,
             Compression::Gzip => Some("gzip"),
             Compression::Zstd => Some("zstd"),
+            Compression::Snappy | Compression::Lz4 => None,
         }
     }
 
@@ -45,6 +53,12 @@ impl Compression {
                 enc.finish()
             }
             Compression::Zstd => zstd::bulk::compress(&data, 3),
+            // Refused by every destination type but Kafka, which does not
+            // compress through here.
+            Compression::Snappy | Compression::Lz4 => Err(std::io::Error::other(format!(
+                "{} compression is applied by the Kafka client only",
+                self.as_str()
+            ))),
         }
     }
 }

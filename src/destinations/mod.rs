@@ -16,6 +16,8 @@ pub mod console;
 pub mod file;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod kind;
 pub mod output_router;
 pub mod tcp;
@@ -298,6 +300,8 @@ registry! {
     Http => http::HttpDestination,
     Tcp => tcp::TcpDestination,
     Udp => udp::UdpDestination,
+    #[cfg(feature = "kafka")]
+    Kafka => kafka::KafkaDestination,
 }
 
 /// One destination type as `sluice destinations` shows it.

@@ -5,6 +5,8 @@ pub mod decoding;
 pub mod framing;
 pub mod generator;
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod stdin;
 pub mod tcp;
 pub mod udp;
@@ -33,12 +35,22 @@ pub enum SourceConfig {
     Http(http::HttpConfig),
     Generator(generator::GeneratorConfig),
     Stdin(stdin::StdinConfig),
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::KafkaConfig),
 }
 
 impl ComponentKind for SourceConfig {
     const SECTION: &'static str = "sources";
     const NOUN: &'static str = "source";
-    const KINDS: &'static [&'static str] = &["tcp", "udp", "http", "generator", "stdin"];
+    const KINDS: &'static [&'static str] = &[
+        "tcp",
+        "udp",
+        "http",
+        "generator",
+        "stdin",
+        #[cfg(feature = "kafka")]
+        "kafka",
+    ];
 
     fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
         Ok(match kind {
@@ -47,6 +59,8 @@ impl ComponentKind for SourceConfig {
             "http" => SourceConfig::Http(Deserialize::deserialize(d)?),
             "generator" => SourceConfig::Generator(Deserialize::deserialize(d)?),
             "stdin" => SourceConfig::Stdin(Deserialize::deserialize(d)?),
+            #[cfg(feature = "kafka")]
+            "kafka" => SourceConfig::Kafka(Deserialize::deserialize(d)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "unknown source type `{other}`"
@@ -64,6 +78,8 @@ impl Validate for SourceConfig {
             SourceConfig::Http(c) => c.validate(),
             SourceConfig::Generator(c) => c.validate(),
             SourceConfig::Stdin(c) => c.validate(),
+            #[cfg(feature = "kafka")]
+            SourceConfig::Kafka(c) => c.validate(),
         }
     }
 }
@@ -75,6 +91,8 @@ impl SourceConfig {
             SourceConfig::Http(c) => Some(Listen::Tcp(c.address)),
             SourceConfig::Udp(c) => Some(Listen::Udp(c.address)),
             SourceConfig::Generator(_) | SourceConfig::Stdin(_) => None,
+            #[cfg(feature = "kafka")]
+            SourceConfig::Kafka(_) => None,
         }
     }
 
@@ -171,6 +189,9 @@ impl SourceContext {
     }
 }
 
+/// Extra fields a source adds to its `/api/v1/status` entry.
+pub type Detail = Arc<dyn Fn() -> Vec<(&'static str, serde_json::Value)> + Send + Sync>;
+
 /// A started source.
 pub struct RunningSource {
     pub id: String,
@@ -178,10 +199,17 @@ pub struct RunningSource {
     /// The address it listens on, once bound (port 0 resolved).
     pub local_addr: Option<SocketAddr>,
     pub task: JoinHandle<()>,
+    /// Work left after the source stops taking input, awaited once the
+    /// destinations have drained (a Kafka source commits the offsets of
+    /// what they delivered while draining).
+    pub finishing: Option<JoinHandle<()>>,
+    pub detail: Option<Detail>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("source `{id}`: {message}")]
+    Setup { id: String, message: String },
     #[error("source `{id}`: cannot listen on {address}: {source}")]
     Bind {
         id: String,
@@ -219,11 +247,28 @@ pub async fn start(
         ),
         SourceConfig::Generator(c) => ("generator", (None, generator::start(c, ctx))),
         SourceConfig::Stdin(c) => ("stdin", (None, stdin::start(c, ctx))),
+        #[cfg(feature = "kafka")]
+        SourceConfig::Kafka(c) => {
+            let k = kafka::start(c, ctx).map_err(|message| SourceError::Setup {
+                id: id.clone(),
+                message,
+            })?;
+            return Ok(RunningSource {
+                id,
+                kind: "kafka",
+                local_addr: None,
+                task: k.task,
+                finishing: Some(k.finishing),
+                detail: Some(k.detail),
+            });
+        }
     };
     Ok(RunningSource {
         id,
         kind,
         local_addr,
         task,
+        finishing: None,
+        detail: None,
     })
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod real_peer;
 pub mod receiver;
 pub mod tcp_receiver;

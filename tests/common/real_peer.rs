@@ -158,6 +158,11 @@ impl PeerProcess {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The peer's own pid (`scripts/peers start` execs it).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
 }
 
 impl Drop for PeerProcess {

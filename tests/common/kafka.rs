@@ -1,0 +1,211 @@
+//! Kafka test peers: a real broker (Tansu, started by `scripts/peers`) and
+//! librdkafka's in-process mock cluster, with the client side a user would
+//! use to check them: create a topic, produce, and read a topic back
+//! (assigned partitions, no consumer group, so no group join to wait for).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::real_peer::{PeerProcess, Ports, free_ports};
+
+/// A Tansu broker on its own port, memory storage; killed when dropped.
+pub struct Tansu {
+    pub peer: PeerProcess,
+    pub port: u16,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let ports: Ports<1> = free_ports();
+        let port = ports.ports[0];
+        let peer = PeerProcess::start("tansu", Box::new(ports), &[port.to_string()], Some(port));
+        Tansu { peer, port }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A hung broker: it keeps its connections and data but answers nothing.
+    pub fn pause(&self) {
+        signal(self.peer.pid(), libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        signal(self.peer.pid(), libc::SIGCONT);
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: signalling a child process this test started.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Create `topic` with `partitions`, retrying while the broker settles.
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    runtime().block_on(async {
+        loop {
+            let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+            let r = admin
+                .create_topics(
+                    &[t],
+                    &AdminOptions::new().operation_timeout(Some(Duration::from_secs(5))),
+                )
+                .await;
+            match r {
+                Ok(results) if results.iter().all(|r| r.is_ok()) => return,
+                other => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "cannot create topic {topic}: {other:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+}
+
+/// Produce records (key, value) and wait until the broker has them all.
+pub fn produce(brokers: &str, topic: &str, records: &[(Option<&str>, &[u8])]) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (k, v) in records {
+        let mut r = BaseRecord::<str, [u8]>::to(topic).payload(v);
+        if let Some(k) = k {
+            r = r.key(k);
+        }
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// One record as read back.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Record {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.value).unwrap_or_else(|e| panic!("{}: {e}", self.value))
+    }
+}
+
+/// Read `topic` from the beginning until `n` records are there (or fail at
+/// `timeout`, showing what arrived). Returns every record read.
+pub fn read_topic(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Record> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "sluice-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + timeout;
+    let partitions = loop {
+        match c.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            Ok(m)
+                if m.topics()
+                    .first()
+                    .is_some_and(|t| !t.partitions().is_empty()) =>
+            {
+                break m.topics()[0].partitions().len() as i32;
+            }
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no metadata for {topic}: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {} of {n} records within {timeout:?}",
+            out.len()
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some(Err(e)) => eprintln!("read_topic {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Headers for `produce_with_headers`.
+pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
+    pairs.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        })
+    })
+}
+
+/// Consumer settings for sluice sources against Tansu, which answers a
+/// JoinGroup only after about half the session timeout.
+pub const FAST_GROUP: &str = "librdkafka_options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500, statistics.interval.ms: 500 }";

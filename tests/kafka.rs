@@ -1,0 +1,204 @@
+//! The Kafka destination and source against a real broker (Tansu, from
+//! `scripts/peers`) and librdkafka's mock cluster: what arrives in the topic,
+//! what is committed, and what the counters say.
+
+#![cfg(feature = "kafka")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::kafka::{FAST_GROUP, Tansu, create_topic, produce, read_topic};
+use common::{Sluice, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn send_lines(s: &Sluice, source: &str, lines: impl Iterator<Item = String>) {
+    let mut c = TcpStream::connect(s.source(source)).expect("connect to the tcp source");
+    for l in lines {
+        c.write_all(l.as_bytes()).expect("write");
+        c.write_all(b"\n").expect("write");
+    }
+    c.flush().expect("flush");
+}
+
+fn sent(s: &Sluice, dest: &str) -> u64 {
+    s.metrics()
+        .dest("sluice_destination_sent_events_total", dest)
+}
+
+#[test]
+fn records_arrive_with_keys_headers_and_templated_topics() {
+    let k = Tansu::start();
+    for t in ["logs-web", "logs-db", "logs-misc"] {
+        create_topic(&k.brokers(), t, 3);
+    }
+    let s = Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+  in: {{ type: tcp, address: 127.0.0.1:0 }}
+routes:
+  - {{ name: all, filter: 'true', destination: k }}
+destinations:
+  k:
+    type: kafka
+    brokers: [{}]
+    topic: 'logs-{{{{ service ?? "misc" }}}}'
+    key_field: host
+    headers: {{ x-level: level, x-seq: seq }}
+    compression: zstd
+"#,
+        k.brokers()
+    ));
+    let services = ["web", "db", ""];
+    send_lines(
+        &s,
+        "in",
+        (0..300).map(|i| {
+            let svc = services[i % 3];
+            let svc = if svc.is_empty() {
+                String::new()
+            } else {
+                format!(r#""service":"{svc}","#)
+            };
+            format!(r#"{{{svc}"seq":{i},"host":"h{}","level":"info"}}"#, i % 7)
+        }),
+    );
+    wait_until("300 records sent", WAIT, || sent(&s, "k") == 300);
+    for (topic, svc) in [("logs-web", 0), ("logs-db", 1), ("logs-misc", 2)] {
+        let records = read_topic(&k.brokers(), topic, 100, WAIT);
+        let mut seqs = BTreeSet::new();
+        for r in &records {
+            let v = r.json();
+            let seq = v["seq"].as_u64().unwrap();
+            assert_eq!(seq % 3, svc, "{topic}: {v}");
+            assert_eq!(r.key.as_deref(), Some(format!("h{}", seq % 7).as_str()));
+            assert_eq!(r.headers["x-level"], "info");
+            assert_eq!(r.headers["x-seq"], seq.to_string());
+            seqs.insert(seq);
+        }
+        assert_eq!(seqs.len(), 100, "{topic}: every record once");
+    }
+}
+
+#[test]
+fn every_compression_codec_and_acks_setting_delivers() {
+    let k = Tansu::start();
+    let cases = [
+        ("none", "all"),
+        ("gzip", "1"),
+        ("snappy", "all"),
+        ("lz4", "0"),
+        ("zstd", "all"),
+    ];
+    let mut dests = String::new();
+    let mut routes = String::new();
+    for (codec, acks) in cases {
+        create_topic(&k.brokers(), &format!("c-{codec}"), 1);
+        dests.push_str(&format!(
+            "  {codec}: {{ type: kafka, brokers: [{}], topic: c-{codec}, compression: {codec}, acks: {acks} }}\n",
+            k.brokers()
+        ));
+        routes.push_str(&format!(
+            "  - {{ name: {codec}, filter: 'true', destination: {codec}, final: false }}\n"
+        ));
+    }
+    let s = Sluice::start(&format!(
+        "api: {{ address: 127.0.0.1:0 }}\nsources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\nroutes:\n{routes}unmatched: drop\ndestinations:\n{dests}"
+    ));
+    send_lines(&s, "in", (0..500).map(|i| format!(r#"{{"seq":{i}}}"#)));
+    for (codec, _) in cases {
+        wait_until(&format!("{codec}: 500 sent"), WAIT, || {
+            sent(&s, codec) == 500
+        });
+        let records = read_topic(&k.brokers(), &format!("c-{codec}"), 500, WAIT);
+        let seqs: BTreeSet<u64> = records
+            .iter()
+            .map(|r| r.json()["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs.len(), 500, "{codec}");
+    }
+}
+
+#[test]
+fn the_source_reads_a_topic_with_metadata_and_commits_what_was_delivered() {
+    let k = Tansu::start();
+    create_topic(&k.brokers(), "in", 3);
+    let records: Vec<(String, Vec<u8>)> = (0..600)
+        .map(|i| {
+            (
+                format!("k{}", i % 5),
+                format!(r#"{{"seq":{i}}}"#).into_bytes(),
+            )
+        })
+        .collect();
+    let mut batch: Vec<(Option<&str>, &[u8])> = records
+        .iter()
+        .map(|(k, v)| (Some(k.as_str()), v.as_slice()))
+        .collect();
+    batch.push((None, b"not json"));
+    batch.push((None, b"{broken"));
+    produce(&k.brokers(), "in", &batch);
+    let s = Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+  kin: {{ type: kafka, brokers: [{}], topics: [in], group_id: g1, decoding: json, {FAST_GROUP} }}
+routes:
+  - {{ name: all, filter: '_kafka.key != "k4"', destination: out }}
+unmatched: drop
+destinations:
+  out: {{ type: file, path: "{{dir}}/out.ndjson" }}
+"#,
+        k.brokers()
+    ));
+    let out = s.dir.join("out.ndjson");
+    wait_until("480 events written", WAIT, || {
+        common::read_lines(&out).len() >= 480
+    });
+    wait_until("both malformed messages counted", WAIT, || {
+        s.metrics().rejected("kin", "malformed") == 2
+    });
+    let lines = common::read_lines(&out);
+    assert_eq!(lines.len(), 480, "k4 filtered out, the rest once");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let m = &v["_kafka"];
+        assert_eq!(m["topic"], "in");
+        assert!(
+            m["partition"].as_i64().is_some_and(|p| (0..3).contains(&p)),
+            "{v}"
+        );
+        assert!(m["offset"].as_i64().is_some(), "{v}");
+        assert!(m["timestamp"].as_i64().is_some(), "{v}");
+        let seq = v["seq"].as_u64().unwrap();
+        assert_eq!(m["key"], format!("k{}", seq % 5));
+    }
+    // Everything (the malformed too) is committed: each partition's
+    // committed offset is one past its last record.
+    let all = read_topic(&k.brokers(), "in", 602, WAIT);
+    let mut end = [0i64; 3];
+    for r in &all {
+        end[r.partition as usize] = end[r.partition as usize].max(r.offset + 1);
+    }
+    wait_until("every partition committed to its end", WAIT, || {
+        let m = s.metrics();
+
+        (0..3).all(|p| {
+            m.get(&format!(
+                "sluice_kafka_consumer_committed_offset{{source=\"kin\",topic=\"in\",partition=\"{p}\"}}"
+            )) as i64
+                == end[p]
+        })
+    });
+    let status = s.status();
+    let parts = status["sources"][0]["partitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(parts.len(), 3, "{status}");
+}
