@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Sluice, event_line, seq_of, wait_until};
+#[cfg(feature = "kafka")]
+use conformance::peers::KafkaPeer;
 use conformance::peers::{ConsolePeer, FilePeer, HttpPeer, Peer, TcpPeer, UdpPeer};
 use serde_json::Value;
 use tokio::runtime::Runtime;
@@ -303,8 +305,9 @@ fn dead_letter(mut peer: Box<dyn Peer>, _: &Runtime) {
 
 /// One test per (destination type, scenario).
 macro_rules! conformance {
-    ($( $name:ident => $peer:expr, [$($scenario:ident),* $(,)?]; )*) => {
+    ($( $(#[$attr:meta])* $name:ident => $peer:expr, [$($scenario:ident),* $(,)?]; )*) => {
         $(
+            $(#[$attr])*
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
@@ -333,4 +336,6 @@ conformance! {
     udp => |_: &Runtime| UdpPeer::start(), [ordered];
     file => |_: &Runtime| FilePeer::start(), [ordered];
     console => |_: &Runtime| ConsolePeer::start(), [ordered, block, drop, persistent_queue];
+    #[cfg(feature = "kafka")]
+    kafka => |_: &Runtime| KafkaPeer::start(), [ordered, block, drop, persistent_queue];
 }

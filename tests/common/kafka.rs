@@ -209,3 +209,31 @@ pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
 /// Consumer settings for sluice sources against Tansu, which answers a
 /// JoinGroup only after about half the session timeout.
 pub const FAST_GROUP: &str = "librdkafka_options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500, statistics.interval.ms: 500 }";
+
+/// Read `topic` from the beginning on a thread, appending each value to
+/// `lines`, until `stop` is set.
+pub fn follow_topic(
+    brokers: &str,
+    topic: &str,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "sluice-test-follower")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                lines.lock().unwrap().push(v);
+            }
+        }
+    });
+}

@@ -218,3 +218,67 @@ impl Peer for ConsolePeer {
         });
     }
 }
+
+/// `type: kafka` to a Tansu broker; one partition, so arrival order is the
+/// produce order. Down is a hung broker (SIGSTOP): connections stay open
+/// and nothing is answered, the outage librdkafka is slowest to see.
+#[cfg(feature = "kafka")]
+pub struct KafkaPeer {
+    broker: crate::common::kafka::Tansu,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+#[cfg(feature = "kafka")]
+impl KafkaPeer {
+    pub fn start() -> Self {
+        use crate::common::kafka::{Tansu, create_topic, follow_topic};
+        let broker = Tansu::start();
+        create_topic(&broker.brokers(), "conformance", 1);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        follow_topic(&broker.brokers(), "conformance", lines.clone(), stop.clone());
+        KafkaPeer {
+            broker,
+            lines,
+            stop,
+        }
+    }
+}
+
+#[cfg(feature = "kafka")]
+impl Drop for KafkaPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.broker.resume();
+    }
+}
+
+#[cfg(feature = "kafka")]
+impl Peer for KafkaPeer {
+    fn destination(&self) -> String {
+        format!(
+            "    type: kafka\n    brokers: [\"{}\"]\n    topic: conformance\n",
+            self.broker.brokers()
+        )
+    }
+    fn received(&self) -> Vec<String> {
+        // The topic is read on a thread: what has arrived is what it holds
+        // once a second passes with nothing new (loopback, one partition).
+        let mut seen = usize::MAX;
+        loop {
+            let n = self.lines.lock().unwrap().len();
+            if n == seen {
+                return self.lines.lock().unwrap().clone();
+            }
+            seen = n;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    fn down(&mut self, _: &Runtime) {
+        self.broker.pause();
+    }
+    fn up(&mut self, _: &Runtime) {
+        self.broker.resume();
+    }
+}
