@@ -130,6 +130,16 @@ impl Record {
 /// Read `topic` from the beginning until `n` records are there (or fail at
 /// `timeout`, showing what arrived). Returns every record read.
 pub fn read_topic(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Record> {
+    read_topic_until(brokers, topic, timeout, |r| r.len() >= n)
+}
+
+/// Read `topic` from the beginning until `done` holds for what was read.
+pub fn read_topic_until(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "sluice-test-reader")
@@ -162,10 +172,10 @@ pub fn read_topic(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Ve
     }
     c.assign(&tpl).expect("assign");
     let mut out = Vec::new();
-    while out.len() < n {
+    while !done(&out) {
         assert!(
             Instant::now() < deadline,
-            "{topic}: {} of {n} records within {timeout:?}",
+            "{topic}: {} records within {timeout:?}, not yet all that were expected",
             out.len()
         );
         match c.poll(Duration::from_millis(100)) {
