@@ -248,14 +248,20 @@ destinations:
         sent(&s, "k") + m.dropped("k", "dead_letter") == 100
     });
     let dead_lettered = s.metrics().dropped("k", "dead_letter");
-    assert!(dead_lettered > 0, "the refused request's records are dead-lettered");
+    assert!(
+        dead_lettered > 0,
+        "the refused request's records are dead-lettered"
+    );
     wait_until("the dead letters written", WAIT, || {
         common::read_lines(&dlq).len() as u64 == dead_lettered
     });
     let dead = common::read_lines(&dlq);
     for d in &dead {
         let v: serde_json::Value = serde_json::from_str(d).unwrap();
-        assert!(d.contains("TopicAuthorizationFailed"), "the reason is carried: {v}");
+        assert!(
+            d.contains("TopicAuthorizationFailed"),
+            "the reason is carried: {v}"
+        );
     }
     let got: BTreeSet<u64> = read_topic(&brokers, "m", 100 - dead.len(), WAIT)
         .iter()
@@ -275,7 +281,9 @@ fn kill_9_with_the_destination_down_loses_nothing_the_source_had_read() {
     create_topic(&input.brokers(), "in", 2);
     create_topic(&output.brokers(), "out", 1);
     let n = 3000u64;
-    let values: Vec<Vec<u8>> = (0..n).map(|i| format!(r#"{{"seq":{i}}}"#).into_bytes()).collect();
+    let values: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!(r#"{{"seq":{i}}}"#).into_bytes())
+        .collect();
     let batch: Vec<(Option<&str>, &[u8])> = values.iter().map(|v| (None, v.as_slice())).collect();
     produce(&input.brokers(), "in", &batch);
     let yaml = format!(
@@ -301,17 +309,31 @@ destinations:
     output.pause();
     let before = sent(&first, "k");
     wait_until("delivery stalled and retrying", WAIT, || {
-        first.metrics().dest("sluice_destination_retries_total", "k") > 0
+        first
+            .metrics()
+            .dest("sluice_destination_retries_total", "k")
+            > 0
     });
     let _ = first.child.kill();
     let _ = first.child.wait();
     output.resume();
     let second = Sluice::start(&yaml);
     let got = read_topic_until(&output.brokers(), "out", Duration::from_secs(120), |r| {
-        r.iter().map(|r| r.json()["seq"].as_u64().unwrap()).collect::<BTreeSet<_>>().len() as u64 == n
+        r.iter()
+            .map(|r| r.json()["seq"].as_u64().unwrap())
+            .collect::<BTreeSet<_>>()
+            .len() as u64
+            == n
     });
-    let seqs: BTreeSet<u64> = got.iter().map(|r| r.json()["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs.len() as u64, n, "every message delivered at least once, no gap");
+    let seqs: BTreeSet<u64> = got
+        .iter()
+        .map(|r| r.json()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs.len() as u64,
+        n,
+        "every message delivered at least once, no gap"
+    );
     // Re-read are at most what the first run had read and not committed.
     let duplicates = got.len() as u64 - n;
     assert!(duplicates < n, "{duplicates} duplicates");

@@ -237,7 +237,12 @@ impl KafkaPeer {
         create_topic(&broker.brokers(), "conformance", 1);
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        follow_topic(&broker.brokers(), "conformance", lines.clone(), stop.clone());
+        follow_topic(
+            &broker.brokers(),
+            "conformance",
+            lines.clone(),
+            stop.clone(),
+        );
         KafkaPeer {
             broker,
             lines,
