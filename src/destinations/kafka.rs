@@ -128,6 +128,7 @@ const OWNED: &[(&str, &str)] = &[
     ("batch.size", "batch_bytes"),
     ("message.timeout.ms", "request.timeout"),
     ("delivery.timeout.ms", "request.timeout"),
+    ("request.timeout.ms", "request.timeout"),
     ("topic.metadata.propagation.max.ms", "request.timeout"),
     (
         "queue.buffering.max.messages",
@@ -165,10 +166,10 @@ impl Validate for KafkaConfig {
             .common()
             .request
             .timeout
-            .is_some_and(|t| t.get() < Duration::from_secs(1))
+            .is_some_and(|t| t.get() < Duration::from_secs(2))
         {
             return Err(
-                "request.timeout (each record's delivery deadline) must be at least 1s".into(),
+                "request.timeout (each record's delivery deadline) must be at least 2s".into(),
             );
         }
         Ok(())
@@ -222,9 +223,13 @@ impl DestinationType for KafkaDestination {
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the message timeout a request's reports may take.
+const REPORT_GRACE: Duration = Duration::from_millis(500);
 /// Rounds in a row in which every record timed out, with the brokers
 /// reachable, after which the producer is replaced: a broker that lost its
-/// state can refuse an idempotent producer's id for ever.
+/// state can refuse an idempotent producer's id for ever (Tansu restarted
+/// empty answers `UnknownProducerId` to every retry). Right after an
+/// all-brokers-down outage one round is enough.
 const STUCK_ROUNDS: u32 = 3;
 
 /// One record of a request: ranges into the request's buffer.
@@ -280,6 +285,7 @@ pub struct KafkaDestination {
     producer: RwLock<Arc<Client>>,
     health: Arc<Health>,
     stuck: AtomicU32,
+    message_timeout: Duration,
     encoder: Encoder,
     reader: FieldReader,
     topic: Template,
@@ -307,7 +313,8 @@ impl KafkaDestination {
 
         let timeout = common.request.timeout.map_or(DEFAULT_TIMEOUT, Dur::get);
         // A second inside the driver's own deadline, so librdkafka reports a
-        // timeout before the driver gives up on the request.
+        // timeout (and `send` judges an unanswered request) before the
+        // driver gives up on the request.
         let message_timeout = timeout
             .saturating_sub(Duration::from_secs(1))
             .max(timeout / 2);
@@ -391,6 +398,7 @@ impl KafkaDestination {
             producer: RwLock::new(Arc::new(producer)),
             health,
             stuck: AtomicU32::new(0),
+            message_timeout,
             encoder,
             reader,
             topic,
@@ -547,6 +555,9 @@ impl Destination for KafkaDestination {
                 };
             }
             self.health.down.store(false, Ordering::Release);
+            // A broker back from an outage may have lost its state: one
+            // round of timed-out records is then enough to start afresh.
+            self.stuck.store(STUCK_ROUNDS - 1, Ordering::Relaxed);
         }
         let producer = self.producer();
         let went_down = self.health.went_down.notified();
@@ -575,8 +586,12 @@ impl Destination for KafkaDestination {
         self.health
             .in_flight
             .set(i64::from(producer.in_flight_count()));
+        // librdkafka fails a record that is in flight only when its request
+        // times out, which may be long after the message timeout: a
+        // producer that gets no answer is judged here, before the driver's
+        // own deadline, so it can be replaced.
         let reports = tokio::select! {
-            r = join_all(pending) => r,
+            r = tokio::time::timeout(self.message_timeout + REPORT_GRACE, join_all(pending)) => r.ok(),
             _ = &mut went_down => {
                 // What is still queued was never sent: take it back now, so
                 // the lane's policy decides (a disk queue engages) instead
@@ -588,9 +603,16 @@ impl Destination for KafkaDestination {
                 };
             }
         };
+        let (reports, unanswered) = match reports {
+            Some(r) => (r, false),
+            None => {
+                producer.purge(PurgeConfig::default().queue().non_blocking());
+                (Vec::new(), true)
+            }
+        };
         let mut reports = reports.into_iter();
         let mut delivered = 0;
-        let mut timed_out = 0;
+        let mut timed_out = usize::from(unanswered);
         let mut renew: Option<String> = None;
         for o in outcomes.iter_mut().filter(|o| o.is_none()) {
             let outcome = match reports.next() {

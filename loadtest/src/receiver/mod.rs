@@ -3,6 +3,7 @@
 //! throughput runs) and inject the faults of their [`Schedule`].
 
 pub mod http;
+pub mod kafka;
 pub mod tcp;
 pub mod udp;
 

@@ -21,6 +21,7 @@ pub const NAMES: &[&str] = &[
     "tcp-receiver-stall",
     "udp-destination",
     "slow-receiver",
+    "kafka-broker-restart",
 ];
 
 fn route_all(dest: &str) -> Value {
@@ -446,6 +447,38 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                 ),
                 vec![Window::new(0.0, f64::MAX, Fault::Latency { ms: 300 })],
                 json!({ "request": { "concurrency": 2, "timeout": "10s" } }),
+            )
+        },
+        "kafka-broker-restart" => Chaos {
+            rate: 10_000,
+            receivers: vec![receiver("broker", Kind::Kafka, outage.clone())],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": {
+                        "type": "kafka",
+                        "brokers": [a.addr("broker")],
+                        "topic": crate::receiver::kafka::TOPIC,
+                        "compression": "zstd",
+                        "request": { "timeout": "3s" },
+                        "retry": { "initial_backoff": "200ms", "max_backoff": "2s" },
+                        "backpressure": "persistent_queue",
+                        "queue": { "mode": "error", "max_events": 2000 },
+                    } }),
+                )
+            }),
+            check: check(move |r| {
+                let mut problems = need(
+                    r.timeline.iter().any(|x| x.disk > 0.0),
+                    "the persistent queue never held anything while the broker was gone".into(),
+                );
+                problems.extend(recovered_quickly(r, lead + down));
+                problems
+            }),
+            ..base(
+                "kafka-broker-restart",
+                "Kafka destination (Tansu); the broker is killed under load and a new, empty one started on its port; backpressure: persistent_queue, mode: error. Spills to disk while it is gone, then everything arrives.",
+                outage_total,
             )
         },
         _ => return None,

@@ -62,6 +62,8 @@ pub enum Kind {
     Http,
     Tcp,
     Udp,
+    /// A Kafka broker (Tansu) and a consumer of its topic.
+    Kafka,
 }
 
 /// One receiver of a scenario.
@@ -223,6 +225,7 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
             Kind::Http => receiver::http::spawn(addr, schedule, sink).await?,
             Kind::Tcp => receiver::tcp::spawn(addr, schedule, sink).await?,
             Kind::Udp => receiver::udp::spawn(addr, schedule, sink).await?,
+            Kind::Kafka => receiver::kafka::spawn(addr, schedule, sink, &dir.join(r.name)).await?,
         };
         addrs.insert(r.name, h.addr);
         for w in &r.faults {

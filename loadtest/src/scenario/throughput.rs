@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,6 +18,7 @@ use serde_json::json;
 use super::{Ctx, Report, bar};
 use crate::generator::{Generator, Load, Protocol};
 use crate::process::{Process, wait_listening};
+use crate::receiver::kafka::{Broker, TOPIC as KAFKA_TOPIC};
 use crate::receiver::{self, Sink, free_port};
 use crate::seq::Tracker;
 use crate::sluice;
@@ -52,6 +54,8 @@ enum Target {
     SluiceRouter,
     VectorTcp,
     VectorHttp,
+    /// tcp → filter → kafka (a Tansu broker), read back by a consumer.
+    SluiceKafkaOut,
 }
 
 impl Target {
@@ -63,6 +67,7 @@ impl Target {
             Target::SluiceRouter => ("sluice", "tcp → output router → tcp"),
             Target::VectorTcp => ("vector", "tcp → filter → tcp"),
             Target::VectorHttp => ("vector", "http → filter → http"),
+            Target::SluiceKafkaOut => ("sluice", "tcp → filter → kafka"),
         }
     }
 
@@ -86,13 +91,29 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     if ctx.vector.is_some() {
         targets.extend([Target::VectorTcp, Target::VectorHttp]);
     }
+    targets.push(Target::SluiceKafkaOut);
     targets.push(Target::Relay);
     let started = Instant::now();
     let mut rows = Vec::new();
+    // One broker for both Kafka rows: kafka → tcp reads what tcp → kafka wrote.
+    let kafka_port = free_port()?.port();
+    let mut broker = Broker::new(&dir.join("kafka"), kafka_port, kafka_port);
+    let brokers = format!("127.0.0.1:{kafka_port}");
     for (i, t) in targets.iter().enumerate() {
         let sub = dir.join(format!("{i}"));
         std::fs::create_dir_all(&sub)?;
-        rows.push(one(ctx, *t, &sub, seconds).await?);
+        if matches!(t, Target::SluiceKafkaOut) {
+            broker.start().await?;
+            let out = one(ctx, *t, &sub, seconds, &brokers).await?;
+            let written = out.events;
+            rows.push(out);
+            let sub = dir.join(format!("{i}-in"));
+            std::fs::create_dir_all(&sub)?;
+            rows.push(kafka_in(ctx, &sub, &brokers, written).await?);
+            broker.kill();
+        } else {
+            rows.push(one(ctx, *t, &sub, seconds, &brokers).await?);
+        }
     }
     let relays: Vec<f64> = rows
         .iter()
@@ -140,19 +161,37 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-async fn one(ctx: &Ctx, target: Target, dir: &Path, seconds: f64) -> anyhow::Result<Row> {
+async fn one(
+    ctx: &Ctx,
+    target: Target,
+    dir: &Path,
+    seconds: f64,
+    brokers: &str,
+) -> anyhow::Result<Row> {
     let tracker = Arc::new(Tracker::new());
     let sink = Sink::new(tracker.clone(), false);
     let stats = sink.stats.clone();
     let rx_addr = free_port()?;
     let http = target.protocol() == Protocol::Http;
-    let _receiver = if http {
-        receiver::http::spawn(rx_addr, crate::fault::Schedule::none(Instant::now()), sink).await?
+    let kafka = matches!(target, Target::SluiceKafkaOut);
+    let reading = Arc::new(AtomicBool::new(true));
+    let _reading = Stop(reading.clone());
+    let _receiver = if kafka {
+        receiver::kafka::consume(brokers, sink, reading.clone())?;
+        None
+    } else if http {
+        Some(
+            receiver::http::spawn(rx_addr, crate::fault::Schedule::none(Instant::now()), sink)
+                .await?,
+        )
     } else {
-        receiver::tcp::spawn(rx_addr, crate::fault::Schedule::none(Instant::now()), sink).await?
+        Some(
+            receiver::tcp::spawn(rx_addr, crate::fault::Schedule::none(Instant::now()), sink)
+                .await?,
+        )
     };
     let input = free_port()?;
-    let mut process = start(ctx, target, dir, input, rx_addr).await?;
+    let mut process = start(ctx, target, dir, input, rx_addr, brokers).await?;
     let (name, path) = target.label();
     let before = process.usage();
     let load = Load {
@@ -215,6 +254,7 @@ async fn start(
     dir: &Path,
     input: SocketAddr,
     output: SocketAddr,
+    brokers: &str,
 ) -> anyhow::Result<Process> {
     let log = dir.join("process.log");
     let mut p = match target {
@@ -246,6 +286,18 @@ async fn start(
                 } else {
                     json!({ "type": "tcp", "address": output.to_string() })
                 } }),
+            );
+            let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
+            s.process
+        }
+        Target::SluiceKafkaOut => {
+            let api = free_port()?;
+            let config = sluice::config(
+                api,
+                dir,
+                json!({ "in": { "type": "tcp", "address": input.to_string() } }),
+                json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
+                json!({ "out": { "type": "kafka", "brokers": [brokers], "topic": KAFKA_TOPIC } }),
             );
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
             s.process
@@ -287,6 +339,75 @@ async fn start(
     };
     wait_listening(input, &mut p, Duration::from_secs(30)).await?;
     Ok(p)
+}
+
+/// Stops a Kafka reader thread when dropped.
+struct Stop(Arc<AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// kafka → filter → tcp: a Kafka source reading the `expected` records the
+/// tcp → kafka row wrote, from the beginning, as fast as it can.
+async fn kafka_in(ctx: &Ctx, dir: &Path, brokers: &str, expected: u64) -> anyhow::Result<Row> {
+    let tracker = Arc::new(Tracker::new());
+    let sink = Sink::new(tracker.clone(), false);
+    let stats = sink.stats.clone();
+    let rx_addr = free_port()?;
+    let _receiver =
+        receiver::tcp::spawn(rx_addr, crate::fault::Schedule::none(Instant::now()), sink).await?;
+    let api = free_port()?;
+    let config = sluice::config(
+        api,
+        dir,
+        json!({ "in": {
+            "type": "kafka", "brokers": [brokers], "topics": [KAFKA_TOPIC],
+            "group_id": "throughput", "start": "earliest",
+            // Tansu answers a JoinGroup after half the session timeout.
+            "librdkafka_options": { "session.timeout.ms": 6000, "heartbeat.interval.ms": 500 },
+        } }),
+        json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
+        json!({ "out": { "type": "tcp", "address": rx_addr.to_string() } }),
+    );
+    let mut s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
+    let pb = bar("sluice kafka", 10.0);
+    // Timed from the first event: the group join is not throughput.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tracker.received_events() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let before = s.process.usage();
+    let mut peak_rss = 0u64;
+    while tracker.received_events() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak_rss = peak_rss.max(s.process.usage().rss_bytes);
+        pb.set_message(format!("{} events", tracker.received_events()));
+    }
+    pb.finish_and_clear();
+    let end = stats.last_event().unwrap_or_else(Instant::now);
+    let secs = end
+        .saturating_duration_since(started)
+        .as_secs_f64()
+        .max(1e-3);
+    let after = s.process.usage();
+    let _ = s.process.terminate(Duration::from_secs(30));
+    let events = tracker.received_events();
+    Ok(Row {
+        target: "sluice".into(),
+        path: "kafka → filter → tcp".into(),
+        events,
+        seconds: secs,
+        events_per_s: events as f64 / secs,
+        mb_per_s: tracker.received_bytes() as f64 / secs / 1e6,
+        cpu_cores: (after.cpu_seconds - before.cpu_seconds) / secs,
+        peak_rss_mb: peak_rss as f64 / 1e6,
+        ratio_to_relay: 0.0,
+        lost: expected.saturating_sub(events),
+    })
 }
 
 /// The same pipeline for Vector: decode JSON, the same filter in VRL,

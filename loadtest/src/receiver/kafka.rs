@@ -1,0 +1,297 @@
+//! A Kafka receiver: a real broker (Tansu, started by `scripts/peers`)
+//! behind a small proxy, and a consumer that hands every record of the
+//! topic to the sink.
+//!
+//! A `Down` window is a lost broker: the proxy first refuses produce
+//! requests (so the broker holds nothing the consumer has not read — its
+//! memory storage is gone when it dies), then the consumer is stopped and
+//! the broker killed with SIGKILL. When the window ends a new broker starts
+//! on the same port, empty, the topic is created again and a new consumer
+//! reads it. Clients talk to the proxy (the broker advertises its port), so
+//! the restart is invisible to them but for the outage.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::{Handle, Sink};
+use crate::fault::Schedule;
+use crate::process::{Process, wait_listening};
+
+/// The topic every Kafka scenario writes and reads.
+pub const TOPIC: &str = "loadtest";
+pub const PARTITIONS: i32 = 3;
+
+const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/peers");
+/// Kafka's Produce request.
+const PRODUCE: i16 = 0;
+/// How long the consumer must see nothing new before the broker may die.
+const QUIET: Duration = Duration::from_secs(1);
+
+/// A broker in `dir`, listening on `port`, advertising `advertised`.
+pub struct Broker {
+    dir: PathBuf,
+    port: u16,
+    advertised: u16,
+    runs: u32,
+    process: Option<Process>,
+}
+
+impl Broker {
+    pub fn new(dir: &Path, port: u16, advertised: u16) -> Self {
+        Broker {
+            dir: dir.to_path_buf(),
+            port,
+            advertised,
+            runs: 0,
+            process: None,
+        }
+    }
+
+    /// Start it (empty) and create the topic.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        self.runs += 1;
+        let dir = self.dir.join(format!("tansu-{}", self.runs));
+        std::fs::create_dir_all(&dir)?;
+        let mut p = Process::spawn(
+            "tansu",
+            Path::new(PEERS),
+            &[
+                "start".into(),
+                "tansu".into(),
+                dir.display().to_string(),
+                self.port.to_string(),
+                self.advertised.to_string(),
+            ],
+            &dir.join("tansu.log"),
+        )?;
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        wait_listening(addr, &mut p, Duration::from_secs(60))
+            .await
+            .context("tansu (is it installed? scripts/peers install)")?;
+        self.process = Some(p);
+        create_topic(&addr.to_string()).await
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            let _ = p.kill();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Create the topic, retrying while a new broker settles. The admin client
+/// lives only for this: a client that outlives a broker restart reads the
+/// new broker's metadata against its old cache.
+async fn create_topic(brokers: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("kafka admin client")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+        match admin.create_topics(&[topic], &opts).await {
+            Ok(r) if r.iter().all(|r| r.is_ok()) => return Ok(()),
+            other if Instant::now() > deadline => {
+                anyhow::bail!("cannot create topic {TOPIC}: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Read the topic from the beginning into `sink` on a thread, until
+/// `running` is cleared; returns the thread to join.
+pub fn consume(
+    brokers: &str,
+    sink: Sink,
+    running: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "sluice-loadtest-receiver")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .context("kafka consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    Ok(std::thread::spawn(move || {
+        let mut lines = Vec::with_capacity(1 << 20);
+        while running.load(Ordering::Acquire) {
+            let mut wait = Duration::from_millis(100);
+            while lines.len() < 1 << 20 {
+                match c.poll(wait) {
+                    Some(Ok(m)) => {
+                        lines.extend_from_slice(m.payload().unwrap_or_default());
+                        lines.push(b'\n');
+                        wait = Duration::ZERO;
+                    }
+                    Some(Err(e)) => {
+                        eprintln!("kafka receiver: {e}");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            sink.take(&lines);
+            lines.clear();
+        }
+    }))
+}
+
+/// The receiver for chaos scenarios: see the module documentation.
+pub async fn spawn(
+    addr: SocketAddr,
+    schedule: Schedule,
+    sink: Sink,
+    dir: &Path,
+) -> anyhow::Result<Handle> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("kafka receiver: bind {addr}"))?;
+    let port = super::free_port()?.port();
+    let accepting = Arc::new(AtomicBool::new(true));
+    let (stop, stop_rx) = watch::channel(false);
+    let stats = sink.stats.clone();
+    // First: the broker advertises the proxy, so even creating the topic
+    // goes through it.
+    tokio::spawn(proxy(listener, port, accepting.clone(), stop_rx.clone()));
+    let mut broker = Broker::new(dir, port, addr.port());
+    broker.start().await?;
+    tokio::spawn(supervise(broker, addr, schedule, sink, accepting, stop_rx));
+    Ok(Handle { addr, stats, stop })
+}
+
+async fn supervise(
+    mut broker: Broker,
+    addr: SocketAddr,
+    schedule: Schedule,
+    sink: Sink,
+    accepting: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut running = Arc::new(AtomicBool::new(true));
+    let mut reader = consume(&addr.to_string(), sink.clone(), running.clone()).ok();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        if schedule.is_down() && broker.process.is_some() {
+            // Refuse produce requests, let the consumer read what the
+            // broker took, then lose the broker.
+            accepting.store(false, Ordering::Release);
+            let refused = Instant::now();
+            loop {
+                let last = sink.stats.last_event().unwrap_or(refused).max(refused);
+                if last.elapsed() >= QUIET {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            running.store(false, Ordering::Release);
+            if let Some(r) = reader.take() {
+                let _ = tokio::task::spawn_blocking(move || r.join()).await;
+            }
+            broker.kill();
+        } else if !schedule.is_down() && broker.process.is_none() {
+            if let Err(e) = broker.start().await {
+                eprintln!("kafka receiver: cannot restart the broker: {e:#}");
+                continue;
+            }
+            running = Arc::new(AtomicBool::new(true));
+            reader = consume(&addr.to_string(), sink.clone(), running.clone()).ok();
+            accepting.store(true, Ordering::Release);
+        }
+    }
+    running.store(false, Ordering::Release);
+    if let Some(r) = reader.take() {
+        let _ = tokio::task::spawn_blocking(move || r.join()).await;
+    }
+}
+
+/// Forward connections to the broker; while not `accepting`, a connection
+/// that sends a produce request is closed instead.
+async fn proxy(
+    listener: TcpListener,
+    port: u16,
+    accepting: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            r = listener.accept() => {
+                let Ok((client, _)) = r else { continue };
+                let accepting = accepting.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(("127.0.0.1", port)).await {
+                        let _ = forward(client, server, accepting).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn forward(
+    client: TcpStream,
+    server: TcpStream,
+    accepting: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let back = tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
+    let mut frame = Vec::new();
+    let result = loop {
+        let mut len = [0u8; 4];
+        if let Err(e) = cr.read_exact(&mut len).await {
+            break Err(e);
+        }
+        let n = i32::from_be_bytes(len).max(0) as usize;
+        frame.resize(n, 0);
+        if let Err(e) = cr.read_exact(&mut frame).await {
+            break Err(e);
+        }
+        let api_key = if n >= 2 {
+            i16::from_be_bytes([frame[0], frame[1]])
+        } else {
+            -1
+        };
+        if api_key == PRODUCE && !accepting.load(Ordering::Acquire) {
+            break Ok(());
+        }
+        if let Err(e) = sw.write_all(&len).await {
+            break Err(e);
+        }
+        if let Err(e) = sw.write_all(&frame).await {
+            break Err(e);
+        }
+    };
+    back.abort();
+    result
+}
