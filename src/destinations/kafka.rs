@@ -13,7 +13,6 @@
 //! after the message timeout.
 
 use std::collections::BTreeMap;
-use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -435,9 +434,8 @@ impl KafkaDestination {
     /// all are down, before sending again).
     async fn reachable(&self) -> bool {
         for b in &self.brokers {
-            let addrs = match b.to_socket_addrs() {
-                Ok(a) => a.collect::<Vec<_>>(),
-                Err(_) => continue,
+            let Ok(addrs) = tokio::net::lookup_host(b.as_str()).await else {
+                continue;
             };
             for a in addrs {
                 let connect = tokio::net::TcpStream::connect(a);

@@ -1,6 +1,7 @@
 //! Throughput at the maximum rate: the raw relay (the physical baseline),
 //! sluice tcp→tcp and http→http with one filter route (and tcp→tcp with the
-//! filter as an output router's rule), and the same
+//! filter as an output router's rule), tcp→kafka and kafka→tcp through a
+//! Tansu broker (the Kafka source reads what tcp→kafka wrote), and the same
 //! workloads through Vector when its binary is given. Each target runs with
 //! the same generator and receiver, one after another; the relay runs first
 //! and last, and the ratio is to the mean of both runs.
