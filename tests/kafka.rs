@@ -11,7 +11,9 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::kafka::{FAST_GROUP, Tansu, create_topic, produce, read_topic, read_topic_until};
+use common::kafka::{
+    FAST_GROUP, Tansu, create_topic, produce, produce_seqs, read_seqs, read_topic, seqs,
+};
 use common::{Sluice, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -116,11 +118,7 @@ fn every_compression_codec_and_acks_setting_delivers() {
             sent(&s, codec) == 500
         });
         let records = read_topic(&k.brokers(), &format!("c-{codec}"), 500, WAIT);
-        let seqs: BTreeSet<u64> = records
-            .iter()
-            .map(|r| r.json()["seq"].as_u64().unwrap())
-            .collect();
-        assert_eq!(seqs.len(), 500, "{codec}");
+        assert_eq!(seqs(&records).len(), 500, "{codec}");
     }
 }
 
@@ -263,11 +261,12 @@ destinations:
             "the reason is carried: {v}"
         );
     }
-    let got: BTreeSet<u64> = read_topic(&brokers, "m", 100 - dead.len(), WAIT)
-        .iter()
-        .map(|r| r.json()["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(got.len(), 100 - dead.len(), "the rest flowed, each once");
+    let got = read_topic(&brokers, "m", 100 - dead.len(), WAIT);
+    assert_eq!(
+        seqs(&got).len(),
+        100 - dead.len(),
+        "the rest flowed, each once"
+    );
 }
 
 /// A Kafka → Kafka pipeline whose output broker hangs mid-run, then sluice
@@ -281,11 +280,7 @@ fn kill_9_with_the_destination_down_loses_nothing_the_source_had_read() {
     create_topic(&input.brokers(), "in", 2);
     create_topic(&output.brokers(), "out", 1);
     let n = 3000u64;
-    let values: Vec<Vec<u8>> = (0..n)
-        .map(|i| format!(r#"{{"seq":{i}}}"#).into_bytes())
-        .collect();
-    let batch: Vec<(Option<&str>, &[u8])> = values.iter().map(|v| (None, v.as_slice())).collect();
-    produce(&input.brokers(), "in", &batch);
+    produce_seqs(&input.brokers(), "in", 0..n);
     let yaml = format!(
         r#"
 api: {{ address: 127.0.0.1:0 }}
@@ -318,19 +313,9 @@ destinations:
     let _ = first.child.wait();
     output.resume();
     let second = Sluice::start(&yaml);
-    let got = read_topic_until(&output.brokers(), "out", Duration::from_secs(120), |r| {
-        r.iter()
-            .map(|r| r.json()["seq"].as_u64().unwrap())
-            .collect::<BTreeSet<_>>()
-            .len() as u64
-            == n
-    });
-    let seqs: BTreeSet<u64> = got
-        .iter()
-        .map(|r| r.json()["seq"].as_u64().unwrap())
-        .collect();
+    let got = read_seqs(&output.brokers(), "out", n, Duration::from_secs(120));
     assert_eq!(
-        seqs.len() as u64,
+        seqs(&got).len() as u64,
         n,
         "every message delivered at least once, no gap"
     );
@@ -373,14 +358,6 @@ destinations:
 "#,
         k.brokers()
     );
-    let produce_range = |r: std::ops::Range<u64>| {
-        let values: Vec<Vec<u8>> = r
-            .map(|i| format!(r#"{{"seq":{i}}}"#).into_bytes())
-            .collect();
-        let batch: Vec<(Option<&str>, &[u8])> =
-            values.iter().map(|v| (None, v.as_slice())).collect();
-        produce(&k.brokers(), "shared", &batch);
-    };
     let a = Sluice::start(&yaml);
     wait_until("the first instance owns every partition", WAIT, || {
         partitions(&a) == 4
@@ -389,14 +366,14 @@ destinations:
     wait_until("both instances own partitions", WAIT, || {
         partitions(&a) > 0 && partitions(&b) > 0 && partitions(&a) + partitions(&b) == 4
     });
-    produce_range(0..2000);
+    produce_seqs(&k.brokers(), "shared", 0..2000);
     wait_until("both deliver their share", WAIT, || {
         let (x, y) = (file_seqs(&a), file_seqs(&b));
         !x.is_empty() && !y.is_empty() && x.len() + y.len() >= 2000
     });
     let _ = b.child.kill();
     let _ = b.child.wait();
-    produce_range(2000..4000);
+    produce_seqs(&k.brokers(), "shared", 2000..4000);
     wait_until("the survivor owns every partition", WAIT, || {
         partitions(&a) == 4
     });
@@ -427,11 +404,7 @@ fn a_blocked_destination_pauses_consumption_and_everything_follows_once_it_recov
     create_topic(&input.brokers(), "in", 2);
     create_topic(&output.brokers(), "out", 1);
     let n = 20_000u64;
-    let values: Vec<Vec<u8>> = (0..n)
-        .map(|i| format!(r#"{{"seq":{i}}}"#).into_bytes())
-        .collect();
-    let batch: Vec<(Option<&str>, &[u8])> = values.iter().map(|v| (None, v.as_slice())).collect();
-    produce(&input.brokers(), "in", &batch);
+    produce_seqs(&input.brokers(), "in", 0..n);
     output.pause();
     let s = Sluice::start(&format!(
         r#"
@@ -465,13 +438,7 @@ destinations:
         "the source kept taking messages while blocked: {taken}"
     );
     output.resume();
-    let got = read_topic_until(&output.brokers(), "out", Duration::from_secs(120), |r| {
-        r.iter()
-            .map(|r| r.json()["seq"].as_u64().unwrap())
-            .collect::<BTreeSet<_>>()
-            .len() as u64
-            == n
-    });
+    let got = read_seqs(&output.brokers(), "out", n, Duration::from_secs(120));
     assert!(got.len() as u64 >= n);
     eprintln!("taken while blocked: {taken} of {n}");
 }

@@ -250,3 +250,26 @@ pub fn follow_topic(
         }
     });
 }
+
+/// Produce `{"seq":N}` for every N in `seqs`, without keys.
+pub fn produce_seqs(brokers: &str, topic: &str, seqs: std::ops::Range<u64>) {
+    let values: Vec<Vec<u8>> = seqs
+        .map(|i| format!(r#"{{"seq":{i}}}"#).into_bytes())
+        .collect();
+    let batch: Vec<(Option<&str>, &[u8])> = values.iter().map(|v| (None, v.as_slice())).collect();
+    produce(brokers, topic, &batch);
+}
+
+/// The distinct `seq`s of records.
+pub fn seqs(records: &[Record]) -> std::collections::BTreeSet<u64> {
+    records
+        .iter()
+        .filter_map(|r| r.json()["seq"].as_u64())
+        .collect()
+}
+
+/// Read `topic` until `n` distinct `seq`s are there; every record read
+/// (duplicates included).
+pub fn read_seqs(brokers: &str, topic: &str, n: u64, timeout: Duration) -> Vec<Record> {
+    read_topic_until(brokers, topic, timeout, |r| seqs(r).len() as u64 == n)
+}

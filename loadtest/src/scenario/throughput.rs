@@ -46,6 +46,33 @@ pub struct Row {
     pub lost: u64,
 }
 
+impl Row {
+    /// A row from what the receiver counted over `secs` of `cpu` seconds,
+    /// out of `sent`.
+    fn measured(
+        (target, path): (&str, &str),
+        tracker: &Tracker,
+        secs: f64,
+        cpu: f64,
+        peak_rss: u64,
+        sent: u64,
+    ) -> Row {
+        let events = tracker.received_events();
+        Row {
+            target: target.into(),
+            path: path.into(),
+            events,
+            seconds: secs,
+            events_per_s: events as f64 / secs,
+            mb_per_s: tracker.received_bytes() as f64 / secs / 1e6,
+            cpu_cores: cpu / secs,
+            peak_rss_mb: peak_rss as f64 / 1e6,
+            ratio_to_relay: 0.0,
+            lost: sent.saturating_sub(events),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Target {
     Relay,
@@ -234,19 +261,14 @@ async fn one(
         .max(1e-3);
     let after = process.usage();
     let _ = process.terminate(Duration::from_secs(30));
-    let events = tracker.received_events();
-    Ok(Row {
-        target: name.into(),
-        path: path.into(),
-        events,
-        seconds: secs,
-        events_per_s: events as f64 / secs,
-        mb_per_s: tracker.received_bytes() as f64 / secs / 1e6,
-        cpu_cores: (after.cpu_seconds - before.cpu_seconds) / secs,
-        peak_rss_mb: peak_rss as f64 / 1e6,
-        ratio_to_relay: 0.0,
-        lost: summary.sent.saturating_sub(events),
-    })
+    Ok(Row::measured(
+        (name, path),
+        &tracker,
+        secs,
+        after.cpu_seconds - before.cpu_seconds,
+        peak_rss,
+        summary.sent,
+    ))
 }
 
 async fn start(
@@ -396,19 +418,14 @@ async fn kafka_in(ctx: &Ctx, dir: &Path, brokers: &str, expected: u64) -> anyhow
         .max(1e-3);
     let after = s.process.usage();
     let _ = s.process.terminate(Duration::from_secs(30));
-    let events = tracker.received_events();
-    Ok(Row {
-        target: "sluice".into(),
-        path: "kafka → filter → tcp".into(),
-        events,
-        seconds: secs,
-        events_per_s: events as f64 / secs,
-        mb_per_s: tracker.received_bytes() as f64 / secs / 1e6,
-        cpu_cores: (after.cpu_seconds - before.cpu_seconds) / secs,
-        peak_rss_mb: peak_rss as f64 / 1e6,
-        ratio_to_relay: 0.0,
-        lost: expected.saturating_sub(events),
-    })
+    Ok(Row::measured(
+        ("sluice", "kafka → filter → tcp"),
+        &tracker,
+        secs,
+        after.cpu_seconds - before.cpu_seconds,
+        peak_rss,
+        expected,
+    ))
 }
 
 /// The same pipeline for Vector: decode JSON, the same filter in VRL,
