@@ -58,10 +58,17 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Create `topic` with `partitions`, retrying while the broker settles.
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
+    create_topic_with(brokers, &[], topic, partitions)
+}
+
+/// `create_topic` with extra client settings (TLS, say).
+pub fn create_topic_with(brokers: &str, settings: &[(&str, &str)], topic: &str, partitions: i32) {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
     let deadline = Instant::now() + Duration::from_secs(30);
     runtime().block_on(async {
         loop {
@@ -140,12 +147,26 @@ pub fn read_topic_until(
     timeout: Duration,
     done: impl Fn(&[Record]) -> bool,
 ) -> Vec<Record> {
-    let c: BaseConsumer = ClientConfig::new()
+    read_topic_with(brokers, &[], topic, timeout, done)
+}
+
+/// `read_topic_until` with extra client settings (TLS, say).
+pub fn read_topic_with(
+    brokers: &str,
+    settings: &[(&str, &str)],
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", "sluice-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+        .set("enable.auto.commit", "false");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let c: BaseConsumer = config.create().expect("consumer");
     let deadline = Instant::now() + timeout;
     let partitions = loop {
         match c.fetch_metadata(Some(topic), Duration::from_secs(5)) {
@@ -272,4 +293,93 @@ pub fn seqs(records: &[Record]) -> std::collections::BTreeSet<u64> {
 /// (duplicates included).
 pub fn read_seqs(brokers: &str, topic: &str, n: u64, timeout: Duration) -> Vec<Record> {
     read_topic_until(brokers, topic, timeout, |r| seqs(r).len() as u64 == n)
+}
+
+/// A private CA (rcgen) with a certificate for 127.0.0.1 and a client
+/// certificate, as PEM files in a temporary directory.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
+            KeyPair,
+        };
+        // Distinct names: OpenSSL takes a leaf whose subject equals its
+        // issuer's (rcgen's default name for both) for self-signed.
+        let named = |sans: Vec<String>, cn: &str| {
+            let mut p = CertificateParams::new(sans).expect("params");
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, cn);
+            p.distinguished_name = dn;
+            p
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ca_params = named(Vec::new(), "sluice test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca =
+            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("CA");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write");
+        for (name, san) in [("server", "127.0.0.1"), ("client", "sluice-client")] {
+            let key = KeyPair::generate().expect("key");
+            let cert = named(vec![san.to_string()], san)
+                .signed_by(&key, &ca)
+                .expect("sign");
+            std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem()).expect("write");
+            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem())
+                .expect("write");
+        }
+        Pki { dir }
+    }
+
+    pub fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+}
+
+/// A Tansu broker reachable only over mutual TLS: `scripts/peers start
+/// tls-front` (socat) on the advertised port, forwarding to the broker.
+pub struct TlsTansu {
+    pub broker: Tansu,
+    pub front: PeerProcess,
+    pub port: u16,
+}
+
+impl TlsTansu {
+    pub fn start(pki: &Pki) -> TlsTansu {
+        let ports: Ports<2> = free_ports();
+        let [broker_port, front_port] = ports.ports;
+        let peer = PeerProcess::start(
+            "tansu",
+            Box::new(()),
+            &[broker_port.to_string(), front_port.to_string()],
+            Some(broker_port),
+        );
+        let front = PeerProcess::start(
+            "tls-front",
+            Box::new(ports),
+            &[
+                front_port.to_string(),
+                broker_port.to_string(),
+                pki.path("server.pem"),
+                pki.path("server.key"),
+                pki.path("ca.pem"),
+            ],
+            Some(front_port),
+        );
+        TlsTansu {
+            broker: Tansu {
+                peer,
+                port: broker_port,
+            },
+            front,
+            port: front_port,
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
 }
