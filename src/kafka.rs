@@ -193,11 +193,6 @@ pub fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
     }
 }
 
-/// A brokers list for logs and endpoint names.
-pub fn brokers_name(brokers: &[String]) -> String {
-    brokers.join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -269,18 +269,25 @@ destinations:
     );
 }
 
+/// An input broker whose topic `in` (2 partitions) holds `n` seqs, and an
+/// output broker with an empty topic `out`.
+fn pipeline_brokers(n: u64) -> (Tansu, Tansu) {
+    let input = Tansu::start();
+    let output = Tansu::start();
+    create_topic(&input.brokers(), "in", 2);
+    create_topic(&output.brokers(), "out", 1);
+    produce_seqs(&input.brokers(), "in", 0..n);
+    (input, output)
+}
+
 /// A Kafka → Kafka pipeline whose output broker hangs mid-run, then sluice
 /// is killed with SIGKILL and started again: every message of the input is
 /// in the output (at least once, no gap), because nothing undelivered was
 /// committed.
 #[test]
 fn kill_9_with_the_destination_down_loses_nothing_the_source_had_read() {
-    let input = Tansu::start();
-    let output = Tansu::start();
-    create_topic(&input.brokers(), "in", 2);
-    create_topic(&output.brokers(), "out", 1);
     let n = 3000u64;
-    produce_seqs(&input.brokers(), "in", 0..n);
+    let (input, output) = pipeline_brokers(n);
     let yaml = format!(
         r#"
 api: {{ address: 127.0.0.1:0 }}
@@ -399,12 +406,8 @@ destinations:
 /// the topic) and, once the destination recovers, delivers everything.
 #[test]
 fn a_blocked_destination_pauses_consumption_and_everything_follows_once_it_recovers() {
-    let input = Tansu::start();
-    let output = Tansu::start();
-    create_topic(&input.brokers(), "in", 2);
-    create_topic(&output.brokers(), "out", 1);
     let n = 20_000u64;
-    produce_seqs(&input.brokers(), "in", 0..n);
+    let (input, output) = pipeline_brokers(n);
     output.pause();
     let s = Sluice::start(&format!(
         r#"

@@ -296,31 +296,22 @@ async fn start(
                 &log,
             )?
         }
-        Target::SluiceTcp | Target::SluiceHttp => {
+        Target::SluiceTcp | Target::SluiceHttp | Target::SluiceKafkaOut => {
             let http = matches!(target, Target::SluiceHttp);
+            let out = match target {
+                Target::SluiceHttp => json!({ "type": "http", "url": format!("http://{output}/") }),
+                Target::SluiceKafkaOut => {
+                    json!({ "type": "kafka", "brokers": [brokers], "topic": KAFKA_TOPIC })
+                }
+                _ => json!({ "type": "tcp", "address": output.to_string() }),
+            };
             let api = free_port()?;
             let config = sluice::config(
                 api,
                 dir,
                 json!({ "in": { "type": if http { "http" } else { "tcp" }, "address": input.to_string() } }),
                 json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
-                json!({ "out": if http {
-                    json!({ "type": "http", "url": format!("http://{output}/") })
-                } else {
-                    json!({ "type": "tcp", "address": output.to_string() })
-                } }),
-            );
-            let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
-            s.process
-        }
-        Target::SluiceKafkaOut => {
-            let api = free_port()?;
-            let config = sluice::config(
-                api,
-                dir,
-                json!({ "in": { "type": "tcp", "address": input.to_string() } }),
-                json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
-                json!({ "out": { "type": "kafka", "brokers": [brokers], "topic": KAFKA_TOPIC } }),
+                json!({ "out": out }),
             );
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
             s.process
