@@ -10,6 +10,8 @@
 
 pub mod api;
 pub mod auth;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod codec;
 pub mod config;
 pub mod destinations;

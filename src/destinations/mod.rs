@@ -19,7 +19,11 @@ pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kind;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 pub mod output_router;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 pub mod tcp;
 pub mod udp;
 
@@ -302,6 +306,10 @@ registry! {
     Udp => udp::UdpDestination,
     #[cfg(feature = "kafka")]
     Kafka => kafka::KafkaDestination,
+    #[cfg(feature = "sqs")]
+    Sqs => sqs::SqsDestination,
+    #[cfg(feature = "kinesis")]
+    Kinesis => kinesis::KinesisDestination,
 }
 
 /// One destination type as `sluice destinations` shows it.
