@@ -34,6 +34,8 @@ use common::{Sluice, event_line, seq_of, wait_until};
 #[cfg(feature = "kafka")]
 use conformance::peers::KafkaPeer;
 use conformance::peers::{ConsolePeer, FilePeer, HttpPeer, Peer, TcpPeer, UdpPeer};
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+use conformance::peers::{KinesisPeer, SqsPeer};
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
@@ -66,6 +68,14 @@ fn config(peer: &dyn Peer, extra: &str, data_dir: &str, dlq: Option<&str>) -> St
         y.push_str(&format!("  dlq: {{ type: file, path: \"{path}\" }}\n"));
     }
     y
+}
+
+/// A scenario's batch setting, capped to what the peer's protocol takes.
+fn batch(peer: &dyn Peer, max_events: u64) -> String {
+    format!(
+        "    batch: {{ max_events: {}, timeout: 20ms }}\n",
+        max_events.min(peer.max_batch())
+    )
 }
 
 fn start(peer: &mut dyn Peer, yaml: &str) -> Sluice {
@@ -129,7 +139,7 @@ fn ordered(mut peer: Box<dyn Peer>, _: &Runtime) {
     let n = 3_000u64;
     let yaml = config(
         &*peer,
-        "    request: { concurrency: 1 }\n    batch: { max_events: 100, timeout: 20ms }\n",
+        &format!("    request: {{ concurrency: 1 }}\n{}", batch(&*peer, 100)),
         "",
         None,
     );
@@ -154,15 +164,18 @@ fn block(mut peer: Box<dyn Peer>, rt: &Runtime) {
     peer.down(rt);
     // Big enough to outlast every buffer on the way (socket buffers, the
     // source's read buffer, the lane of 100).
-    let n = 60_000u64;
+    let n = 60_000u64 / peer.scale();
     let yaml = config(
         &*peer,
-        "    backpressure: block\n    queue: { max_events: 100 }\n    batch: { max_events: 50, timeout: 20ms }\n    request: { concurrency: 1 }\n",
+        &format!(
+            "    backpressure: block\n    queue: {{ max_events: 100 }}\n{}    request: {{ concurrency: 1 }}\n",
+            batch(&*peer, 50)
+        ),
         "",
         None,
     );
     let s = start(&mut *peer, &yaml);
-    let sender = send(s.source("in"), 0..n, 200);
+    let sender = send(s.source("in"), 0..n, 200 * peer.scale() as usize);
     wait_until("sources to wait on the destination", LONG, || {
         s.metrics()
             .get("sluice_destination_blocked_seconds_total{destination=\"out\"}")
@@ -197,7 +210,10 @@ fn drop(mut peer: Box<dyn Peer>, rt: &Runtime) {
     let n = 20_000u64;
     let yaml = config(
         &*peer,
-        "    backpressure: drop\n    queue: { max_events: 100 }\n    batch: { max_events: 50, timeout: 20ms }\n    request: { concurrency: 1 }\n",
+        &format!(
+            "    backpressure: drop\n    queue: {{ max_events: 100 }}\n{}    request: {{ concurrency: 1 }}\n",
+            batch(&*peer, 50)
+        ),
         "",
         None,
     );
@@ -231,15 +247,18 @@ fn persistent_queue(mut peer: Box<dyn Peer>, rt: &Runtime) {
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().display().to_string();
     peer.down(rt);
-    let n = 20_000u64;
+    let n = 20_000u64 / peer.scale();
     let yaml = config(
         &*peer,
-        "    backpressure: persistent_queue\n    queue: { max_events: 100, fsync: always }\n    batch: { max_events: 50, timeout: 20ms }\n    request: { concurrency: 1 }\n",
+        &format!(
+            "    backpressure: persistent_queue\n    queue: {{ max_events: 100, fsync: always }}\n{}    request: {{ concurrency: 1 }}\n",
+            batch(&*peer, 50)
+        ),
         &data_dir,
         None,
     );
     let s = start(&mut *peer, &yaml);
-    let sender = send(s.source("in"), 0..n, 200);
+    let sender = send(s.source("in"), 0..n, 200 * peer.scale() as usize);
     wait_until("the source to take every event", LONG, || {
         sender.done.load(Ordering::SeqCst) && s.metrics().source_events("in") == n
     });
@@ -274,7 +293,7 @@ fn dead_letter(mut peer: Box<dyn Peer>, _: &Runtime) {
     let n = 500u64;
     let yaml = config(
         &*peer,
-        "    batch: { max_events: 50, timeout: 20ms }\n",
+        &batch(&*peer, 50),
         "",
         Some(&dlq.display().to_string()),
     );
@@ -338,4 +357,8 @@ conformance! {
     console => |_: &Runtime| ConsolePeer::start(), [ordered, block, drop, persistent_queue];
     #[cfg(feature = "kafka")]
     kafka => |_: &Runtime| KafkaPeer::start(), [ordered, block, drop, persistent_queue];
+    #[cfg(all(feature = "sqs", feature = "kinesis"))]
+    sqs => |_: &Runtime| SqsPeer::start(), [ordered, block, drop, persistent_queue];
+    #[cfg(all(feature = "sqs", feature = "kinesis"))]
+    kinesis => |_: &Runtime| KinesisPeer::start(), [ordered, block, drop, persistent_queue];
 }

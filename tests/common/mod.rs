@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+pub mod aws;
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+pub mod aws_fault;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod real_peer;

@@ -433,7 +433,7 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> 
     (status, body)
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -36,6 +36,17 @@ pub trait Peer {
     fn reject(&self) -> (u16, String) {
         unreachable!("this peer has no rejection scenario")
     }
+    /// Most events one request may carry (the scenarios' batches are
+    /// capped to it).
+    fn max_batch(&self) -> u64 {
+        100
+    }
+    /// How many times fewer, and bigger, events the outage scenarios send:
+    /// a slow peer (moto serves a few hundred requests a second) gets the
+    /// same bytes in fewer requests.
+    fn scale(&self) -> u64 {
+        1
+    }
     /// A new sluice process started (a console peer reads its stdout).
     fn attach(&mut self, sluice: &mut Sluice) {
         let _ = sluice;
@@ -285,5 +296,168 @@ impl Peer for KafkaPeer {
     }
     fn up(&mut self, _: &Runtime) {
         self.broker.resume();
+    }
+}
+
+/// Follows an AWS queue or stream on a thread, recording every event line.
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+pub struct AwsFollower {
+    pub peer: crate::common::aws::AwsPeer,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+impl AwsFollower {
+    fn follow<F, Fut>(peer: crate::common::aws::AwsPeer, mut poll: F) -> Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Vec<String>>,
+    {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let rt = crate::common::aws::runtime();
+            while !s.load(Ordering::SeqCst) {
+                let got = rt.block_on(poll());
+                if got.is_empty() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                l.lock().unwrap().extend(got);
+            }
+        });
+        AwsFollower { peer, lines, stop }
+    }
+
+    /// What has arrived: all of it once a second passes with nothing new.
+    fn settled(&self) -> Vec<String> {
+        let mut seen = usize::MAX;
+        loop {
+            let n = self.lines.lock().unwrap().len();
+            if n == seen {
+                return self.lines.lock().unwrap().clone();
+            }
+            seen = n;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+impl Drop for AwsFollower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.peer.resume();
+    }
+}
+
+/// `type: sqs` to a FIFO queue in moto (one message group, so the queue
+/// keeps the order the scenarios check).
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+pub struct SqsPeer {
+    f: AwsFollower,
+    url: String,
+}
+
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+impl SqsPeer {
+    pub fn start() -> Self {
+        use crate::common::aws::{AwsPeer, create_queue, receive_once};
+        let peer = AwsPeer::moto();
+        let url = create_queue(&peer, "conformance.fifo");
+        let (client, u) = (peer.sqs(), url.clone());
+        let f = AwsFollower::follow(peer, move || {
+            let (c, u) = (client.clone(), u.clone());
+            async move {
+                receive_once(&c, &u)
+                    .await
+                    .into_iter()
+                    .map(|m| m.body)
+                    .collect()
+            }
+        });
+        SqsPeer { f, url }
+    }
+}
+
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+impl Peer for SqsPeer {
+    fn destination(&self) -> String {
+        format!(
+            "    type: sqs\n    queue_url: \"{}\"\n    message_group_id: all\n{}",
+            self.url,
+            self.f.peer.key_lines("    ")
+        )
+    }
+    fn received(&self) -> Vec<String> {
+        self.f.settled()
+    }
+    fn max_batch(&self) -> u64 {
+        10
+    }
+    fn scale(&self) -> u64 {
+        10
+    }
+    fn down(&mut self, _: &Runtime) {
+        self.f.peer.pause();
+    }
+    fn up(&mut self, _: &Runtime) {
+        self.f.peer.resume();
+    }
+}
+
+/// `type: kinesis` to a one-shard stream in kinesalite.
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+pub struct KinesisPeer {
+    f: AwsFollower,
+}
+
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+impl KinesisPeer {
+    pub fn start() -> Self {
+        use crate::common::aws::{AwsPeer, StreamReader, create_stream};
+        let peer = AwsPeer::kinesalite();
+        create_stream(&peer, "conformance", 1);
+        let client = peer.kinesis();
+        let reader = Arc::new(tokio::sync::Mutex::new(None::<StreamReader>));
+        let f = AwsFollower::follow(peer, move || {
+            let (c, r) = (client.clone(), reader.clone());
+            async move {
+                let mut r = r.lock().await;
+                if r.is_none() {
+                    *r = Some(StreamReader::new(c, "conformance").await);
+                }
+                let Some(reader) = r.as_mut() else {
+                    return Vec::new();
+                };
+                reader
+                    .poll()
+                    .await
+                    .into_iter()
+                    .map(|rec| String::from_utf8_lossy(&rec.data).into_owned())
+                    .collect()
+            }
+        });
+        KinesisPeer { f }
+    }
+}
+
+#[cfg(all(feature = "sqs", feature = "kinesis"))]
+impl Peer for KinesisPeer {
+    fn destination(&self) -> String {
+        format!(
+            "    type: kinesis\n    stream: conformance\n{}",
+            self.f.peer.key_lines("    ")
+        )
+    }
+    fn received(&self) -> Vec<String> {
+        self.f.settled()
+    }
+    fn down(&mut self, _: &Runtime) {
+        self.f.peer.pause();
+    }
+    fn up(&mut self, _: &Runtime) {
+        self.f.peer.resume();
     }
 }
