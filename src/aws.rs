@@ -22,6 +22,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use futures::future::join_all;
 use serde::Deserialize;
 
 use crate::driver::{Outcome, RecordOutcome, Rejection};
@@ -278,7 +279,7 @@ impl CauseLog {
 /// Split `sizes` (in order) into consecutive runs of at most `max_n` items
 /// and `max_bytes` bytes: the calls one request is sent as. An item larger
 /// than `max_bytes` alone is never produced (encode drops those).
-pub fn chunks(sizes: &[u32], max_n: usize, max_bytes: u64) -> Vec<std::ops::Range<usize>> {
+fn chunks(sizes: &[u32], max_n: usize, max_bytes: u64) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
@@ -297,8 +298,36 @@ pub fn chunks(sizes: &[u32], max_n: usize, max_bytes: u64) -> Vec<std::ops::Rang
     out
 }
 
+/// Send a request's records as the calls `chunks` cuts them into (all at
+/// once), each call answering per record or as a whole: one outcome for the
+/// request. A single call's whole failure is the request's, so an endpoint
+/// that is down is marked so.
+pub async fn send_in_calls<F, Fut>(sizes: &[u32], max_n: usize, max_bytes: u64, call: F) -> Outcome
+where
+    F: Fn(std::ops::Range<usize>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<RecordOutcome>, Outcome>>,
+{
+    let calls = chunks(sizes, max_n, max_bytes);
+    let mut results = join_all(calls.iter().map(|r| call(r.clone()))).await;
+    if results.len() == 1 {
+        return match results.pop() {
+            Some(Ok(o)) => per_record(o),
+            Some(Err(o)) => o,
+            None => Outcome::Delivered,
+        };
+    }
+    let mut outcomes = Vec::with_capacity(sizes.len());
+    for (r, range) in results.into_iter().zip(&calls) {
+        match r {
+            Ok(o) => outcomes.extend(o),
+            Err(o) => outcomes.extend(std::iter::repeat_n(as_record(&o), range.len())),
+        }
+    }
+    per_record(outcomes)
+}
+
 /// `Delivered` when every record was; the per-record outcomes otherwise.
-pub fn per_record(outcomes: Vec<RecordOutcome>) -> Outcome {
+fn per_record(outcomes: Vec<RecordOutcome>) -> Outcome {
     if outcomes.iter().all(|o| *o == RecordOutcome::Delivered) {
         Outcome::Delivered
     } else {
@@ -308,7 +337,7 @@ pub fn per_record(outcomes: Vec<RecordOutcome>) -> Outcome {
 
 /// A whole call's outcome, for each of its records when other calls of the
 /// same request fared differently.
-pub fn as_record(o: &Outcome) -> RecordOutcome {
+fn as_record(o: &Outcome) -> RecordOutcome {
     match o {
         Outcome::Delivered => RecordOutcome::Delivered,
         Outcome::Throttled { after, .. } => RecordOutcome::Retry {

@@ -7,29 +7,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::time::Duration;
 
 use common::aws::{AwsPeer, create_queue, create_stream, read_stream, receive};
-use common::{Sluice, wait_until};
+use common::{Sluice, send_lines, sent, wait_until};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn send_lines(s: &Sluice, source: &str, lines: impl Iterator<Item = String>) {
-    let mut c = TcpStream::connect(s.source(source)).expect("connect to the tcp source");
-    for l in lines {
-        c.write_all(l.as_bytes()).expect("write");
-        c.write_all(b"\n").expect("write");
-    }
-    c.flush().expect("flush");
-}
-
-fn sent(s: &Sluice, dest: &str) -> u64 {
-    s.metrics()
-        .dest("sluice_destination_sent_events_total", dest)
-}
 
 fn seq(body: &[u8]) -> u64 {
     let v: Value = serde_json::from_slice(body).expect("a JSON record");

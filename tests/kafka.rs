@@ -7,30 +7,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::kafka::{
     FAST_GROUP, Tansu, create_topic, produce, produce_seqs, read_seqs, read_topic, seqs,
 };
-use common::{Sluice, wait_until};
+use common::{Sluice, send_lines, sent, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn send_lines(s: &Sluice, source: &str, lines: impl Iterator<Item = String>) {
-    let mut c = TcpStream::connect(s.source(source)).expect("connect to the tcp source");
-    for l in lines {
-        c.write_all(l.as_bytes()).expect("write");
-        c.write_all(b"\n").expect("write");
-    }
-    c.flush().expect("flush");
-}
-
-fn sent(s: &Sluice, dest: &str) -> u64 {
-    s.metrics()
-        .dest("sluice_destination_sent_events_total", dest)
-}
 
 #[test]
 fn records_arrive_with_keys_headers_and_templated_topics() {

@@ -12,11 +12,8 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use flate2::write::GzEncoder;
-use futures::future::join_all;
 
-use crate::aws::{
-    AssumeRole, Aws, AwsAuth, CauseLog, as_record, chunks, is_throttling, per_record,
-};
+use crate::aws::{AssumeRole, Aws, AwsAuth, CauseLog, is_throttling, send_in_calls};
 use crate::codec::fields::{Field, FieldReader};
 use crate::config::Validate;
 use crate::destination_config;
@@ -177,16 +174,16 @@ impl KinesisDestination {
             .map_err(|e| format!("cannot build a Kinesis record: {e}"))
     }
 
-    /// One `PutRecords` call for the records at `picked`: each one's
-    /// outcome, or the whole call's.
+    /// One `PutRecords` call for `range` of the request's records: each
+    /// one's outcome, or the whole call's.
     async fn call(
         &self,
         req: &KinesisRequest,
-        picked: &[usize],
+        range: std::ops::Range<usize>,
     ) -> Result<Vec<RecordOutcome>, Outcome> {
-        let entries = picked
-            .iter()
-            .map(|&i| self.entry(req, i))
+        let entries = range
+            .clone()
+            .map(|i| self.entry(req, i))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Outcome::Rejected(Rejection::new(e)))?;
         let call = self.client.put_records().set_records(Some(entries));
@@ -201,7 +198,7 @@ impl KinesisDestination {
             .map_err(|e| crate::aws::outcome(&e, &self.log, &self.id))?;
         self.log.ok(&self.id);
         // One result per record, in order; a record without one is retried.
-        let mut outcomes = vec![RecordOutcome::RETRY; picked.len()];
+        let mut outcomes = vec![RecordOutcome::RETRY; range.len()];
         for (o, r) in outcomes.iter_mut().zip(out.records()) {
             *o = match r.error_code() {
                 None if r.sequence_number().is_some() => RecordOutcome::Delivered,
@@ -215,37 +212,6 @@ impl KinesisDestination {
             };
         }
         Ok(outcomes)
-    }
-
-    /// Send `picked` as calls within Kinesis's limits; outcomes in order.
-    async fn send_all(&self, req: &KinesisRequest, picked: &[usize]) -> Vec<RecordOutcome> {
-        let sizes: Vec<u32> = picked.iter().map(|&i| req.sizes[i]).collect();
-        let calls = chunks(&sizes, MAX_RECORDS, MAX_CALL_BYTES);
-        let results = join_all(calls.iter().map(|r| self.call(req, &picked[r.clone()]))).await;
-        let mut outcomes = Vec::with_capacity(picked.len());
-        for (r, range) in results.into_iter().zip(&calls) {
-            match r {
-                Ok(o) => outcomes.extend(o),
-                Err(o) => outcomes.extend(std::iter::repeat_n(as_record(&o), range.len())),
-            }
-        }
-        outcomes
-    }
-
-    /// Send `picked`: one call when it fits (its failure is then the
-    /// whole request's, so an endpoint that is down is marked so), else
-    /// several.
-    async fn send_round(
-        &self,
-        req: &KinesisRequest,
-        picked: &[usize],
-    ) -> Result<Vec<RecordOutcome>, Outcome> {
-        let bytes: u64 = picked.iter().map(|&i| u64::from(req.sizes[i])).sum();
-        if picked.len() <= MAX_RECORDS && bytes <= MAX_CALL_BYTES {
-            self.call(req, picked).await
-        } else {
-            Ok(self.send_all(req, picked).await)
-        }
     }
 }
 
@@ -318,11 +284,10 @@ impl Destination for KinesisDestination {
     }
 
     async fn send(&self, req: &KinesisRequest, _endpoint: usize) -> Outcome {
-        let all: Vec<usize> = (0..req.records.len()).collect();
-        match self.send_round(req, &all).await {
-            Ok(o) => per_record(o),
-            Err(o) => o,
-        }
+        send_in_calls(&req.sizes, MAX_RECORDS, MAX_CALL_BYTES, |r| {
+            self.call(req, r)
+        })
+        .await
     }
 }
 

@@ -13,13 +13,10 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
-use futures::future::join_all;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::aws::{
-    AssumeRole, Aws, AwsAuth, CauseLog, as_record, chunks, is_throttling, per_record,
-};
+use crate::aws::{AssumeRole, Aws, AwsAuth, CauseLog, is_throttling, send_in_calls};
 use crate::codec::fields::{Field, FieldReader};
 use crate::codec::template::Template;
 use crate::config::Validate;
@@ -336,6 +333,7 @@ impl SqsDestination {
             .send()
             .await
             .map_err(|e| crate::aws::outcome(&e, &self.log, &self.id))?;
+        self.log.ok(&self.id);
         // An entry the answer does not mention is retried: never guessed
         // delivered.
         let mut outcomes = vec![RecordOutcome::RETRY; range.len()];
@@ -494,25 +492,10 @@ impl Destination for SqsDestination {
             Ok(u) => u,
             Err(o) => return o,
         };
-        let calls = chunks(&req.sizes, MAX_ENTRIES, MAX_BYTES);
-        let results = join_all(calls.iter().map(|r| self.call(url, req, r.clone()))).await;
-        if let [only] = &results[..] {
-            return match only {
-                Ok(o) => {
-                    self.log.ok(&self.id);
-                    per_record(o.clone())
-                }
-                Err(o) => o.clone(),
-            };
-        }
-        let mut outcomes = Vec::with_capacity(req.messages.len());
-        for (r, range) in results.into_iter().zip(&calls) {
-            match r {
-                Ok(o) => outcomes.extend(o),
-                Err(o) => outcomes.extend(std::iter::repeat_n(as_record(&o), range.len())),
-            }
-        }
-        per_record(outcomes)
+        send_in_calls(&req.sizes, MAX_ENTRIES, MAX_BYTES, |r| {
+            self.call(url, req, r)
+        })
+        .await
     }
 }
 

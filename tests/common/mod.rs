@@ -270,6 +270,23 @@ impl Metrics {
     }
 }
 
+/// Write `lines` (each with its newline) to the TCP source `source`.
+pub fn send_lines(s: &Sluice, source: &str, lines: impl Iterator<Item = String>) {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(s.source(source)).expect("connect to the tcp source");
+    for l in lines {
+        c.write_all(l.as_bytes()).expect("write");
+        c.write_all(b"\n").expect("write");
+    }
+    c.flush().expect("flush");
+}
+
+/// What a destination counts as sent.
+pub fn sent(s: &Sluice, dest: &str) -> u64 {
+    s.metrics()
+        .dest("sluice_destination_sent_events_total", dest)
+}
+
 /// Poll `cond` every 20 ms until it holds; panic after `timeout` naming `what`.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

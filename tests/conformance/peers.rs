@@ -233,6 +233,20 @@ impl Peer for ConsolePeer {
 /// `type: kafka` to a Tansu broker; one partition, so arrival order is the
 /// produce order. Down is a hung broker (SIGSTOP): connections stay open
 /// and nothing is answered, the outage librdkafka is slowest to see.
+/// What a peer read on a thread has received: all of it once a second
+/// passes with nothing new.
+fn settled(lines: &Mutex<Vec<String>>) -> Vec<String> {
+    let mut seen = usize::MAX;
+    loop {
+        let n = lines.lock().unwrap().len();
+        if n == seen {
+            return lines.lock().unwrap().clone();
+        }
+        seen = n;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 #[cfg(feature = "kafka")]
 pub struct KafkaPeer {
     broker: crate::common::kafka::Tansu,
@@ -279,17 +293,8 @@ impl Peer for KafkaPeer {
         )
     }
     fn received(&self) -> Vec<String> {
-        // The topic is read on a thread: what has arrived is what it holds
-        // once a second passes with nothing new (loopback, one partition).
-        let mut seen = usize::MAX;
-        loop {
-            let n = self.lines.lock().unwrap().len();
-            if n == seen {
-                return self.lines.lock().unwrap().clone();
-            }
-            seen = n;
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        // The topic is read on a thread (loopback, one partition).
+        settled(&self.lines)
     }
     fn down(&mut self, _: &Runtime) {
         self.broker.pause();
@@ -330,17 +335,8 @@ impl AwsFollower {
         AwsFollower { peer, lines, stop }
     }
 
-    /// What has arrived: all of it once a second passes with nothing new.
     fn settled(&self) -> Vec<String> {
-        let mut seen = usize::MAX;
-        loop {
-            let n = self.lines.lock().unwrap().len();
-            if n == seen {
-                return self.lines.lock().unwrap().clone();
-            }
-            seen = n;
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        settled(&self.lines)
     }
 }
 
