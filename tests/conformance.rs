@@ -190,7 +190,7 @@ fn block(mut peer: Box<dyn Peer>, rt: &Runtime) {
         "the source took everything"
     );
     peer.up(rt);
-    wait_until("every event at the peer", LONG, || {
+    wait_until("every event at the peer", peer.patience(), || {
         unique(&peer.received()) as u64 >= n
     });
     assert!(sender.done.load(Ordering::SeqCst));
@@ -274,7 +274,7 @@ fn persistent_queue(mut peer: Box<dyn Peer>, rt: &Runtime) {
     // Restarted while the peer is still down, then the peer comes back.
     let s = start(&mut *peer, &yaml);
     peer.up(rt);
-    wait_until("every event at the peer", LONG, || {
+    wait_until("every event at the peer", peer.patience(), || {
         unique(&peer.received()) as u64 >= n
     });
     stop_and_balance(s);

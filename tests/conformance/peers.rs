@@ -47,6 +47,11 @@ pub trait Peer {
     fn scale(&self) -> u64 {
         1
     }
+    /// How long the outage scenarios wait for every event once the peer is
+    /// back: longer for a peer that takes a few hundred requests a second.
+    fn patience(&self) -> Duration {
+        Duration::from_secs(60)
+    }
     /// A new sluice process started (a console peer reads its stdout).
     fn attach(&mut self, sluice: &mut Sluice) {
         let _ = sluice;
@@ -393,7 +398,10 @@ impl Peer for SqsPeer {
         10
     }
     fn scale(&self) -> u64 {
-        10
+        20
+    }
+    fn patience(&self) -> Duration {
+        Duration::from_secs(180)
     }
     fn down(&mut self, _: &Runtime) {
         self.f.peer.pause();
