@@ -327,7 +327,7 @@ where
 }
 
 /// `Delivered` when every record was; the per-record outcomes otherwise.
-fn per_record(outcomes: Vec<RecordOutcome>) -> Outcome {
+pub fn per_record(outcomes: Vec<RecordOutcome>) -> Outcome {
     if outcomes.iter().all(|o| *o == RecordOutcome::Delivered) {
         Outcome::Delivered
     } else {
@@ -337,7 +337,7 @@ fn per_record(outcomes: Vec<RecordOutcome>) -> Outcome {
 
 /// A whole call's outcome, for each of its records when other calls of the
 /// same request fared differently.
-fn as_record(o: &Outcome) -> RecordOutcome {
+pub fn as_record(o: &Outcome) -> RecordOutcome {
     match o {
         Outcome::Delivered => RecordOutcome::Delivered,
         Outcome::Throttled { after, .. } => RecordOutcome::Retry {

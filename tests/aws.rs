@@ -30,6 +30,21 @@ fn pipeline(dest: &str) -> String {
 /// N events arrive as N messages, sent in batches of at most 10, with
 /// their attributes (numbers as `Number`); an event over 256 KiB is
 /// dropped alone as `oversize`.
+/// `sluice validate`'s complaint about a config whose one destination is
+/// `dest` (written to a file named `name`, line 7).
+fn refused(name: &str, dest: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, pipeline(dest)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{name} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn sqs_messages_arrive_in_batches_with_attributes_and_an_oversize_event_alone_is_dropped() {
     let moto = AwsPeer::moto();
@@ -125,20 +140,10 @@ fn sqs_queue_name_is_resolved_and_a_fifo_queue_without_a_group_is_refused() {
     let got = receive(&moto, &url, WAIT, |m| m.len() >= 25);
     assert_eq!(got.len(), 25);
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fifo.yaml");
-    std::fs::write(
-        &path,
-        pipeline(r#"{ type: sqs, queue_url: "http://127.0.0.1:1/1/q.fifo", region: us-east-1 }"#),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused(
+        "fifo.yaml",
+        r#"{ type: sqs, queue_url: "http://127.0.0.1:1/1/q.fifo", region: us-east-1 }"#,
+    );
     assert!(
         err.contains("fifo.yaml:7:") && err.contains("needs message_group_id"),
         "{err}"
@@ -280,43 +285,123 @@ fn sqs_partial_failures_retry_only_the_failed_entries_and_dead_letter_sender_fau
 /// (twice each, through the fault proxy in front of kinesalite): only
 /// those are sent again, counted as throttled, and every record arrives
 /// exactly once.
-#[test]
-fn kinesis_throttled_records_are_retried_alone() {
-    use common::aws_fault::{Fault, FaultProxy};
+/// A fault that throttles each record marked `"hot":true` the first two
+/// times the proxy sees it.
+fn hot_twice() -> common::aws_fault::Rule {
+    use common::aws_fault::Fault;
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
+    let tries = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    Arc::new(move |data: &str| {
+        if !data.contains(r#""hot":true"#) {
+            return None;
+        }
+        let mut t = tries.lock().unwrap();
+        let n = t.entry(data.to_string()).or_default();
+        *n += 1;
+        (*n <= 2).then_some(Fault {
+            sender_fault: false,
+            code: "ProvisionedThroughputExceededException",
+        })
+    })
+}
+
+/// Events 0..n over four keys, every ninth one hot.
+fn keyed_events(n: u64) -> impl Iterator<Item = String> {
+    (0..n).map(|i| {
+        let hot = if i % 9 == 4 { r#","hot":true"# } else { "" };
+        format!(r#"{{"seq":{i},"k":"key-{}"{hot}}}"#, i % 4)
+    })
+}
+
+/// The keys whose records the stream holds out of `seq` order.
+fn keys_out_of_order(got: &[common::aws::Record]) -> Vec<String> {
+    let mut last = BTreeMap::<&str, u64>::new();
+    let mut out = BTreeSet::new();
+    for r in got {
+        let s = seq(&r.data);
+        if last.insert(&r.key, s).is_some_and(|prev| prev > s) {
+            out.insert(r.key.clone());
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The peer hangs for 20 s with `persistent_queue`: events spill to disk
+/// and all arrive once it is back.
+#[test]
+fn sqs_and_kinesis_outage_with_a_persistent_queue_loses_nothing() {
+    let moto = AwsPeer::moto();
+    let url = create_queue(&moto, "spill");
+    create_stream(&moto, "spill", 2);
+    let s = Sluice::start(&format!(
+        "api: {{ address: 127.0.0.1:0 }}\ndata_dir: \"{{dir}}/data\"\nsources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\nroutes:\n  - {{ name: q, filter: 'true', destination: q, final: false }}\n  - {{ name: k, filter: 'true', destination: k }}\ndestinations:\n  q: {{ type: sqs, queue_url: \"{url}\", {k}, backpressure: persistent_queue, queue: {{ max_events: 100, mode: error }}, request: {{ timeout: 2s, concurrency: 2 }}, batch: {{ timeout: 20ms }} }}\n  k: {{ type: kinesis, stream: spill, {kk}, backpressure: persistent_queue, queue: {{ max_events: 100, mode: error }}, batch: {{ max_events: 10, timeout: 20ms }} }}\n",
+        k = moto.keys(),
+        kk = moto.kinesis_keys("timeout: 2s")
+    ));
+    // In flight is neither memory nor disk: few requests at a time, so
+    // most events wait in the lane and go to disk.
+    moto.pause();
+    // moto's SQS scans the whole queue for every message it takes (its
+    // queue attributes), so its cost grows with the square of the depth:
+    // a few hundred events keep it responsive after the outage.
+    let n = 300u64;
+    send_lines(&s, "in", (0..n).map(|i| format!(r#"{{"seq":{i}}}"#)));
+    wait_until("both lanes spill to disk", WAIT, || {
+        let m = s.metrics();
+        m.get("sluice_persistent_queue_events{destination=\"q\"}") > 0.0
+            && m.get("sluice_persistent_queue_events{destination=\"k\"}") > 0.0
+    });
+    std::thread::sleep(Duration::from_secs(20)); // the outage the issue names
+    moto.resume();
+    let distinct = |seqs: Vec<u64>| seqs.into_iter().collect::<BTreeSet<_>>();
+    let all: BTreeSet<u64> = (0..n).collect();
+    // At least once: requests moto took while hung may arrive twice.
+    let got = receive(&moto, &url, Duration::from_secs(120), |m| {
+        distinct(m.iter().map(|m| seq(m.body.as_bytes())).collect()).len() as u64 >= n
+    });
+    assert_eq!(
+        distinct(got.iter().map(|m| seq(m.body.as_bytes())).collect()),
+        all,
+        "sqs"
+    );
+    let recs = read_stream(&moto, "spill", Duration::from_secs(120), |r| {
+        distinct(r.iter().map(|r| seq(&r.data)).collect()).len() as u64 >= n
+    });
+    assert_eq!(
+        distinct(recs.iter().map(|r| seq(&r.data)).collect()),
+        all,
+        "kinesis"
+    );
+    wait_until("everything counted as sent", WAIT, || {
+        sent(&s, "q") == n && sent(&s, "k") == n
+    });
+    let m = s.metrics();
+    for d in ["q", "k"] {
+        assert_eq!(
+            m.dest("sluice_destination_dropped_events_total", d),
+            0,
+            "{d} dropped"
+        );
+    }
+}
+
+/// Kinesis answers some records of a call with a throughput error (the
+/// fault proxy in front of kinesalite): those alone are sent again, as
+/// throttled, and every record arrives exactly once.
+#[test]
+fn kinesis_throttled_records_are_retried_alone() {
+    use common::aws_fault::FaultProxy;
     let peer = AwsPeer::kinesalite();
     create_stream(&peer, "throttled", 2);
     let rt = common::aws::runtime_multi();
-    let tries = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
-    let proxy = rt.block_on(FaultProxy::start(
-        peer.endpoint(),
-        Arc::new(move |data: &str| {
-            if !data.contains(r#""hot":true"#) {
-                return None;
-            }
-            let mut t = tries.lock().unwrap();
-            let n = t.entry(data.to_string()).or_default();
-            *n += 1;
-            (*n <= 2).then_some(Fault {
-                sender_fault: false,
-                code: "ProvisionedThroughputExceededException",
-            })
-        }),
-    ));
+    let proxy = rt.block_on(FaultProxy::start(peer.endpoint(), hot_twice()));
     let s = Sluice::start(&format!(
         "api: {{ address: 127.0.0.1:0 }}\nsources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\nroutes:\n  - {{ name: a, filter: 'true', destination: plain }}\ndestinations:\n  plain: {{ type: kinesis, stream: throttled, region: us-east-1, endpoint: \"{}\", auth: {{ access_key_id: test, secret_access_key: test }}, partition_key_field: k, batch: {{ timeout: 20ms }}, retry: {{ initial_backoff: 50ms }} }}\n",
         proxy.endpoint()
     ));
     let n = 400u64;
-    send_lines(
-        &s,
-        "in",
-        (0..n).map(|i| {
-            let hot = if i % 9 == 4 { r#","hot":true"# } else { "" };
-            format!(r#"{{"seq":{i},"k":"key-{}"{hot}}}"#, i % 4)
-        }),
-    );
+    send_lines(&s, "in", keyed_events(n));
     wait_until("sent counts every record", WAIT, || sent(&s, "plain") == n);
     let got = read_stream(&peer, "throttled", WAIT, |r| r.len() as u64 >= n);
     let mut seqs: Vec<u64> = got.iter().map(|r| seq(&r.data)).collect();
@@ -333,7 +418,62 @@ fn kinesis_throttled_records_are_retried_alone() {
         m.dest("sluice_destination_throttled_total", "plain") > 0,
         "throttling counted"
     );
+    // What `ordering: per_key` is for: a retried record lands after the
+    // later records of its key.
+    assert!(
+        !keys_out_of_order(&got).is_empty(),
+        "retries reorder a key's records without per_key"
+    );
     drop(rt);
+}
+
+/// `ordering: per_key` under the same throttling: every record once, each
+/// key's records in the order they were sent.
+#[test]
+fn kinesis_per_key_ordering_holds_through_throttling() {
+    use common::aws_fault::FaultProxy;
+    let peer = AwsPeer::kinesalite();
+    create_stream(&peer, "ordered", 2);
+    let rt = common::aws::runtime_multi();
+    let proxy = rt.block_on(FaultProxy::start(peer.endpoint(), hot_twice()));
+    let s = Sluice::start(&format!(
+        "api: {{ address: 127.0.0.1:0 }}\nsources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\nroutes:\n  - {{ name: a, filter: 'true', destination: ordered }}\ndestinations:\n  ordered: {{ type: kinesis, stream: ordered, region: us-east-1, endpoint: \"{}\", auth: {{ access_key_id: test, secret_access_key: test }}, partition_key_field: k, ordering: per_key, request: {{ concurrency: 1 }}, batch: {{ timeout: 20ms }}, retry: {{ initial_backoff: 50ms }} }}\n",
+        proxy.endpoint()
+    ));
+    let n = 200u64;
+    send_lines(&s, "in", keyed_events(n));
+    wait_until("sent counts every record", WAIT, || {
+        sent(&s, "ordered") == n
+    });
+    let got = read_stream(&peer, "ordered", WAIT, |r| r.len() as u64 >= n);
+    let mut seqs: Vec<u64> = got.iter().map(|r| seq(&r.data)).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "each record exactly once");
+    assert_eq!(
+        keys_out_of_order(&got),
+        Vec::<String>::new(),
+        "keys out of order"
+    );
+    let m = s.metrics();
+    let hot = (0..n).filter(|i| i % 9 == 4).count() as u64;
+    // Each hot record twice, and the later records of its key held back
+    // with it.
+    assert!(m.dest("sluice_destination_retried_events_total", "ordered") > hot * 2);
+    assert!(m.dest("sluice_destination_throttled_total", "ordered") > 0);
+    drop(rt);
+}
+
+/// `ordering: per_key` with requests in parallel is refused at its line.
+#[test]
+fn kinesis_per_key_ordering_needs_one_request_at_a_time() {
+    let err = refused(
+        "perkey.yaml",
+        "{ type: kinesis, stream: s, region: us-east-1, ordering: per_key }",
+    );
+    assert!(
+        err.contains("perkey.yaml:7:") && err.contains("concurrency: 1"),
+        "{err}"
+    );
 }
 
 /// Wrong keys in the environment (the credential chain, no `auth:`) are

@@ -4,6 +4,11 @@
 //! (`ProvisionedThroughputExceededException`, `InternalFailure`): only those
 //! are retried, as throttled, so the destination backs off; Vector's sink
 //! lost them silently for years (vector#359, #16954).
+//!
+//! `ordering: per_key` ([`per_key`]) keeps each partition key's records in
+//! order through failures, at the cost of more, smaller calls.
+
+mod per_key;
 
 use std::io::Write;
 use std::time::Duration;
@@ -12,6 +17,7 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use flate2::write::GzEncoder;
+use serde::Deserialize;
 
 use crate::aws::{AssumeRole, Aws, AwsAuth, CauseLog, is_throttling, send_in_calls};
 use crate::codec::fields::{Field, FieldReader};
@@ -20,7 +26,8 @@ use crate::destination_config;
 use crate::destinations::kind::STREAM_ENCODINGS;
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
 use crate::driver::{
-    Compression, DeliveryDefaults, Destination, Encoded, Encoder, Outcome, RecordOutcome, Rejection,
+    Compression, Concurrency, DeliveryDefaults, Destination, Encoded, Encoder, Outcome,
+    RecordOutcome, Rejection,
 };
 use crate::event::Event;
 use crate::metrics::DropReason;
@@ -42,7 +49,20 @@ destination_config! {
         /// this is unset or the event lacks it.
         #[serde(default)]
         pub partition_key_field: Option<String>,
+        /// `none` (default) or `per_key`.
+        #[serde(default)]
+        pub ordering: Ordering,
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Records of a key may land out of order when some are retried.
+    #[default]
+    None,
+    /// A failed record holds back the later records of its key.
+    PerKey,
 }
 
 /// Kinesis's limits: 500 records and 5 MiB per call, 1 MiB per record
@@ -73,6 +93,13 @@ impl Validate for KinesisConfig {
             FieldReader::new()
                 .add(f)
                 .map_err(|e| format!("partition_key_field: {e}"))?;
+        }
+        // Two requests in flight at once could land a key's records in
+        // either order, whatever each request does.
+        if self.ordering == Ordering::PerKey
+            && self.common().request.concurrency != Some(Concurrency::Fixed(1))
+        {
+            return Err("ordering: per_key needs `request: { concurrency: 1 }`".into());
         }
         Ok(())
     }
@@ -119,6 +146,7 @@ impl DestinationType for KinesisDestination {
             )?,
             reader,
             key,
+            per_key: cfg.ordering == Ordering::PerKey,
             log: CauseLog::default(),
         })
     }
@@ -132,6 +160,7 @@ pub struct KinesisDestination {
     encoder: Encoder,
     reader: FieldReader,
     key: Option<Field>,
+    per_key: bool,
     log: CauseLog,
 }
 
@@ -174,15 +203,15 @@ impl KinesisDestination {
             .map_err(|e| format!("cannot build a Kinesis record: {e}"))
     }
 
-    /// One `PutRecords` call for `range` of the request's records: each
+    /// One `PutRecords` call for the request's records at `picked`: each
     /// one's outcome, or the whole call's.
     async fn call(
         &self,
         req: &KinesisRequest,
-        range: std::ops::Range<usize>,
+        picked: impl ExactSizeIterator<Item = usize>,
     ) -> Result<Vec<RecordOutcome>, Outcome> {
-        let entries = range
-            .clone()
+        let n = picked.len();
+        let entries = picked
             .map(|i| self.entry(req, i))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Outcome::Rejected(Rejection::new(e)))?;
@@ -198,7 +227,7 @@ impl KinesisDestination {
             .map_err(|e| crate::aws::outcome(&e, &self.log, &self.id))?;
         self.log.ok(&self.id);
         // One result per record, in order; a record without one is retried.
-        let mut outcomes = vec![RecordOutcome::RETRY; range.len()];
+        let mut outcomes = vec![RecordOutcome::RETRY; n];
         for (o, r) in outcomes.iter_mut().zip(out.records()) {
             *o = match r.error_code() {
                 None if r.sequence_number().is_some() => RecordOutcome::Delivered,
@@ -284,6 +313,9 @@ impl Destination for KinesisDestination {
     }
 
     async fn send(&self, req: &KinesisRequest, _endpoint: usize) -> Outcome {
+        if self.per_key {
+            return self.send_per_key(req).await;
+        }
         send_in_calls(&req.sizes, MAX_RECORDS, MAX_CALL_BYTES, |r| {
             self.call(req, r)
         })

@@ -186,6 +186,14 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
                         return;
                     }
                     encoded = ctx.encode(&mut job);
+                    // Progress restarts the count: the backoff and
+                    // `max_attempts` measure attempts that got nothing
+                    // through. Otherwise a job whose records go through a
+                    // few per attempt (Kinesis `ordering: per_key` under
+                    // throttling) climbs to `max_backoff` while moving.
+                    if split.delivered > 0 {
+                        attempt = 1;
+                    }
                     let delay = backoff.delay(attempt, split.after);
                     let wait = if split.throttled {
                         m.throttled.inc();

@@ -303,6 +303,39 @@ async fn max_attempts_drops_with_retries_exhausted() {
     assert!(balanced(&lane));
 }
 
+/// A job that gets one record through per attempt is moving: its backoff
+/// stays at the first step and `max_attempts` does not run out.
+#[tokio::test(start_paused = true)]
+async fn progress_restarts_the_backoff_and_the_attempt_count() {
+    let script = Script::default();
+    script
+        .outcomes
+        .lock()
+        .unwrap()
+        .extend((1..8).rev().map(|n| {
+            let mut records = vec![RecordOutcome::RETRY; n];
+            records[0] = RecordOutcome::Delivered;
+            Outcome::Partial(records)
+        }));
+    let mut s = settings(1, 100);
+    s.max_attempts = Some(2);
+    let rig = rig(script, s);
+    let started = tokio::time::Instant::now();
+    rig.push(events(7), None).await;
+    let (lane, script) = rig.finish().await;
+    assert_eq!(lane.metrics().sent_events.get(), 7);
+    assert_eq!(lane.metrics().dropped(DropReason::RetriesExhausted), 0);
+    assert_eq!(*script.sent.lock().unwrap(), vec![7, 6, 5, 4, 3, 2, 1]);
+    // Six waits of at most the first step (100 ms), on the paused clock;
+    // without the restart the sixth alone could reach 3.2 s.
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(balanced(&lane));
+}
+
 #[tokio::test(start_paused = true)]
 async fn events_skipped_at_encoding_are_counted_not_sent() {
     let script = Script {

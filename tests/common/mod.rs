@@ -251,6 +251,16 @@ impl Metrics {
         self.get(&format!("{metric}{{destination=\"{dest}\"}}")) as u64
     }
 
+    /// Every event `dest` dropped, whatever the reason.
+    pub fn dropped_any(&self, dest: &str) -> u64 {
+        let prefix = format!("sluice_destination_dropped_events_total{{destination=\"{dest}\",");
+        self.0
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     pub fn dropped(&self, dest: &str, reason: &str) -> u64 {
         self.get(&format!(
             "sluice_destination_dropped_events_total{{destination=\"{dest}\",reason=\"{reason}\"}}"
