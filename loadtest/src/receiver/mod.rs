@@ -2,6 +2,7 @@
 //! record every event they take (by sequence id, or only counted in
 //! throughput runs) and inject the faults of their [`Schedule`].
 
+pub mod aws;
 pub mod http;
 pub mod kafka;
 pub mod tcp;

@@ -1,8 +1,9 @@
 //! Throughput at the maximum rate: the raw relay (the physical baseline),
 //! sluice tcp→tcp and http→http with one filter route (and tcp→tcp with the
 //! filter as an output router's rule), tcp→kafka and kafka→tcp through a
-//! Tansu broker (the Kafka source reads what tcp→kafka wrote), and the same
-//! workloads through Vector when its binary is given. Each target runs with
+//! Tansu broker (the Kafka source reads what tcp→kafka wrote), tcp→sqs and
+//! tcp→kinesis into moto (bound by moto, a Python server: labelled so), and
+//! the same workloads through Vector when its binary is given. Each target runs with
 //! the same generator and receiver, one after another; the relay runs first
 //! and last, and the ratio is to the mean of both runs.
 
@@ -19,6 +20,7 @@ use serde_json::json;
 use super::{Ctx, Report, bar};
 use crate::generator::{Generator, Load, Protocol};
 use crate::process::{Process, wait_listening};
+use crate::receiver::aws::{self, Moto};
 use crate::receiver::kafka::{Broker, TOPIC as KAFKA_TOPIC};
 use crate::receiver::{self, Sink, free_port};
 use crate::seq::Tracker;
@@ -84,6 +86,9 @@ enum Target {
     VectorHttp,
     /// tcp → filter → kafka (a Tansu broker), read back by a consumer.
     SluiceKafkaOut,
+    /// tcp → filter → sqs / kinesis (moto), read back by a consumer.
+    SluiceSqsOut,
+    SluiceKinesisOut,
 }
 
 impl Target {
@@ -96,6 +101,17 @@ impl Target {
             Target::VectorTcp => ("vector", "tcp → filter → tcp"),
             Target::VectorHttp => ("vector", "http → filter → http"),
             Target::SluiceKafkaOut => ("sluice", "tcp → filter → kafka"),
+            Target::SluiceSqsOut => ("sluice", "tcp → filter → sqs (peer-bound: moto)"),
+            Target::SluiceKinesisOut => ("sluice", "tcp → filter → kinesis (peer-bound: moto)"),
+        }
+    }
+
+    /// Bound by a slow peer: what is queued in sluice when the load stops
+    /// takes longer to drain.
+    fn drain(self) -> Duration {
+        match self {
+            Target::SluiceSqsOut | Target::SluiceKinesisOut => Duration::from_secs(120),
+            _ => Duration::from_secs(30),
         }
     }
 
@@ -119,7 +135,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     if ctx.vector.is_some() {
         targets.extend([Target::VectorTcp, Target::VectorHttp]);
     }
-    targets.push(Target::SluiceKafkaOut);
+    targets.extend([
+        Target::SluiceKafkaOut,
+        Target::SluiceSqsOut,
+        Target::SluiceKinesisOut,
+    ]);
     targets.push(Target::Relay);
     let started = Instant::now();
     let mut rows = Vec::new();
@@ -127,12 +147,27 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let kafka_port = free_port()?.port();
     let mut broker = Broker::new(&dir.join("kafka"), kafka_port, kafka_port);
     let brokers = format!("127.0.0.1:{kafka_port}");
+    // One moto for the SQS and Kinesis rows, started before the first.
+    let mut moto = None;
     for (i, t) in targets.iter().enumerate() {
         let sub = dir.join(format!("{i}"));
         std::fs::create_dir_all(&sub)?;
-        if matches!(t, Target::SluiceKafkaOut) {
+        let peers = Peers {
+            brokers: &brokers,
+            moto: None,
+        };
+        if matches!(t, Target::SluiceSqsOut | Target::SluiceKinesisOut) {
+            if moto.is_none() {
+                moto = Some(Moto::start(&dir.join("moto"), free_port()?.port()).await?);
+            }
+            let peers = Peers {
+                moto: moto.as_ref(),
+                ..peers
+            };
+            rows.push(one(ctx, *t, &sub, seconds, &peers).await?);
+        } else if matches!(t, Target::SluiceKafkaOut) {
             broker.start().await?;
-            let out = one(ctx, *t, &sub, seconds, &brokers).await?;
+            let out = one(ctx, *t, &sub, seconds, &peers).await?;
             let written = out.events;
             rows.push(out);
             let sub = dir.join(format!("{i}-in"));
@@ -140,7 +175,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             rows.push(kafka_in(ctx, &sub, &brokers, written).await?);
             broker.kill();
         } else {
-            rows.push(one(ctx, *t, &sub, seconds, &brokers).await?);
+            rows.push(one(ctx, *t, &sub, seconds, &peers).await?);
         }
     }
     let relays: Vec<f64> = rows
@@ -189,12 +224,26 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// The real peers a row may write to.
+#[derive(Clone, Copy)]
+struct Peers<'a> {
+    brokers: &'a str,
+    moto: Option<&'a Moto>,
+}
+
+impl Peers<'_> {
+    fn moto(&self) -> anyhow::Result<&Moto> {
+        self.moto
+            .context("no moto started for an SQS or Kinesis row")
+    }
+}
+
 async fn one(
     ctx: &Ctx,
     target: Target,
     dir: &Path,
     seconds: f64,
-    brokers: &str,
+    peers: &Peers<'_>,
 ) -> anyhow::Result<Row> {
     let tracker = Arc::new(Tracker::new());
     let sink = Sink::new(tracker.clone(), false);
@@ -205,7 +254,13 @@ async fn one(
     let reading = Arc::new(AtomicBool::new(true));
     let _reading = Stop(reading.clone());
     let _receiver = if kafka {
-        receiver::kafka::consume(brokers, sink, reading.clone())?;
+        receiver::kafka::consume(peers.brokers, sink, reading.clone())?;
+        None
+    } else if matches!(target, Target::SluiceSqsOut) {
+        aws::consume_sqs(peers.moto()?, sink, reading.clone());
+        None
+    } else if matches!(target, Target::SluiceKinesisOut) {
+        aws::consume_kinesis(peers.moto()?, sink, reading.clone());
         None
     } else if http {
         Some(
@@ -219,7 +274,7 @@ async fn one(
         )
     };
     let input = free_port()?;
-    let mut process = start(ctx, target, dir, input, rx_addr, brokers).await?;
+    let mut process = start(ctx, target, dir, input, rx_addr, peers).await?;
     let (name, path) = target.label();
     let before = process.usage();
     let load = Load {
@@ -248,7 +303,7 @@ async fn one(
     }
     let summary = generator.wait().await;
     // Drain: everything sent must arrive.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + target.drain();
     while tracker.received_events() < summary.sent && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         peak_rss = peak_rss.max(process.usage().rss_bytes);
@@ -277,7 +332,7 @@ async fn start(
     dir: &Path,
     input: SocketAddr,
     output: SocketAddr,
-    brokers: &str,
+    peers: &Peers<'_>,
 ) -> anyhow::Result<Process> {
     let log = dir.join("process.log");
     let mut p = match target {
@@ -296,12 +351,32 @@ async fn start(
                 &log,
             )?
         }
-        Target::SluiceTcp | Target::SluiceHttp | Target::SluiceKafkaOut => {
+        Target::SluiceTcp
+        | Target::SluiceHttp
+        | Target::SluiceKafkaOut
+        | Target::SluiceSqsOut
+        | Target::SluiceKinesisOut => {
             let http = matches!(target, Target::SluiceHttp);
             let out = match target {
                 Target::SluiceHttp => json!({ "type": "http", "url": format!("http://{output}/") }),
                 Target::SluiceKafkaOut => {
-                    json!({ "type": "kafka", "brokers": [brokers], "topic": KAFKA_TOPIC })
+                    json!({ "type": "kafka", "brokers": [peers.brokers], "topic": KAFKA_TOPIC })
+                }
+                Target::SluiceSqsOut => {
+                    let moto = peers.moto()?;
+                    let mut d = moto.destination();
+                    d["type"] = "sqs".into();
+                    d["queue_url"] = moto.queue_url.clone().into();
+                    d
+                }
+                Target::SluiceKinesisOut => {
+                    let mut d = peers.moto()?.destination();
+                    d["type"] = "kinesis".into();
+                    d["stream"] = aws::STREAM.into();
+                    // moto numbers concurrent PutRecords with one unlocked
+                    // counter (duplicate sequence numbers lose records).
+                    d["request"] = json!({ "concurrency": 1 });
+                    d
                 }
                 _ => json!({ "type": "tcp", "address": output.to_string() }),
             };
