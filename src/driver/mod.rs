@@ -23,7 +23,8 @@
 //!   `retry.initial_backoff` to `retry.max_backoff`; a peer's hint
 //!   (`Retry-After`) wins when `retry.honor_retry_after`, capped by
 //!   `max_backoff`. Without `retry.max_attempts` retries never stop; with it,
-//!   exhausted events are dropped with reason `retries_exhausted`.
+//!   exhausted events are dropped with reason `retries_exhausted`. Both
+//!   count attempts without progress: a partial success starts them over.
 //!   `request.timeout` bounds each attempt (a timeout fails the endpoint).
 //! - **Dead letters** (`dead_letter.rs`): with `dead_letter: <destination>`,
 //!   rejected and exhausted events go there, wrapped with the reason, the

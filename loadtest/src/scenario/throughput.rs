@@ -101,8 +101,14 @@ impl Target {
             Target::VectorTcp => ("vector", "tcp → filter → tcp"),
             Target::VectorHttp => ("vector", "http → filter → http"),
             Target::SluiceKafkaOut => ("sluice", "tcp → filter → kafka"),
-            Target::SluiceSqsOut => ("sluice", "tcp → filter → sqs (peer-bound: moto)"),
-            Target::SluiceKinesisOut => ("sluice", "tcp → filter → kinesis (peer-bound: moto)"),
+            Target::SluiceSqsOut => (
+                "sluice",
+                "tcp → filter → sqs (moto-bound: offered 300/s, 1 request at a time)",
+            ),
+            Target::SluiceKinesisOut => (
+                "sluice",
+                "tcp → filter → kinesis (moto-bound: offered 3000/s, 1 request at a time)",
+            ),
         }
     }
 
@@ -112,6 +118,18 @@ impl Target {
         match self {
             Target::SluiceSqsOut | Target::SluiceKinesisOut => Duration::from_secs(120),
             _ => Duration::from_secs(30),
+        }
+    }
+
+    /// Events per second the generator offers (0: as fast as it can). A
+    /// peer far slower than sluice gets a rate near what it takes: at full
+    /// speed the sockets alone buffer minutes of its work, and moto's SQS
+    /// slows with the square of its queue's depth.
+    fn offered(self) -> u64 {
+        match self {
+            Target::SluiceSqsOut => 300,
+            Target::SluiceKinesisOut => 3000,
+            _ => 0,
         }
     }
 
@@ -280,7 +298,7 @@ async fn one(
     let load = Load {
         protocol: target.protocol(),
         target: input,
-        rate: 0,
+        rate: target.offered(),
         event_bytes: 200,
         connections: if http { 4 } else { 2 },
         duration: Duration::from_secs_f64(seconds),
@@ -367,6 +385,7 @@ async fn start(
                     let mut d = moto.destination();
                     d["type"] = "sqs".into();
                     d["queue_url"] = moto.queue_url.clone().into();
+                    d["request"] = json!({ "concurrency": 1 });
                     d
                 }
                 Target::SluiceKinesisOut => {
@@ -380,6 +399,12 @@ async fn start(
                 }
                 _ => json!({ "type": "tcp", "address": output.to_string() }),
             };
+            // A peer-bound row holds a small lane, so what is queued when
+            // the load stops drains in seconds at the peer's pace.
+            let mut out = out;
+            if target.drain() > Duration::from_secs(30) {
+                out["queue"] = json!({ "max_events": 1000 });
+            }
             let api = free_port()?;
             let config = sluice::config(
                 api,
