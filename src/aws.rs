@@ -13,19 +13,15 @@
 //! never dropped. Each is logged once when it starts (and again when the
 //! cause changes), and once when it clears, not per request.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use futures::future::join_all;
 use serde::Deserialize;
 
-use crate::driver::{Outcome, RecordOutcome, Rejection};
+use crate::driver::{CauseLog, Outcome, Rejection};
 
 /// `auth:` — static keys instead of the credential chain.
 #[derive(Clone, Deserialize)]
@@ -241,134 +237,5 @@ fn service_outcome(
             after: None,
             error: text.to_string(),
         }
-    }
-}
-
-/// Logs a failing destination's cause once, not per request, and its
-/// recovery once. Only the failure path takes the lock.
-#[derive(Default)]
-pub struct CauseLog {
-    failing: AtomicBool,
-    cause: Mutex<String>,
-}
-
-impl CauseLog {
-    pub fn failing(&self, what: &str, cause: &str, error: &str) {
-        let mut last = self.cause.lock().unwrap_or_else(|e| e.into_inner());
-        if *last != cause {
-            tracing::warn!(
-                destination = what,
-                %cause,
-                %error,
-                "requests fail; retrying (backpressure) until this is fixed"
-            );
-            *last = cause.to_string();
-        }
-        self.failing.store(true, Ordering::Release);
-    }
-
-    pub fn ok(&self, what: &str) {
-        if self.failing.swap(false, Ordering::AcqRel) {
-            let mut last = self.cause.lock().unwrap_or_else(|e| e.into_inner());
-            tracing::info!(destination = what, cause = %last, "requests succeed again");
-            last.clear();
-        }
-    }
-}
-
-/// Split `sizes` (in order) into consecutive runs of at most `max_n` items
-/// and `max_bytes` bytes: the calls one request is sent as. An item larger
-/// than `max_bytes` alone is never produced (encode drops those).
-fn chunks(sizes: &[u32], max_n: usize, max_bytes: u64) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0u64;
-    for (i, &s) in sizes.iter().enumerate() {
-        let s = u64::from(s);
-        if i > start && (i - start == max_n || bytes + s > max_bytes) {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += s;
-    }
-    if start < sizes.len() {
-        out.push(start..sizes.len());
-    }
-    out
-}
-
-/// Send a request's records as the calls `chunks` cuts them into (all at
-/// once), each call answering per record or as a whole: one outcome for the
-/// request. A single call's whole failure is the request's, so an endpoint
-/// that is down is marked so.
-pub async fn send_in_calls<F, Fut>(sizes: &[u32], max_n: usize, max_bytes: u64, call: F) -> Outcome
-where
-    F: Fn(std::ops::Range<usize>) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<RecordOutcome>, Outcome>>,
-{
-    let calls = chunks(sizes, max_n, max_bytes);
-    let mut results = join_all(calls.iter().map(|r| call(r.clone()))).await;
-    if results.len() == 1 {
-        return match results.pop() {
-            Some(Ok(o)) => per_record(o),
-            Some(Err(o)) => o,
-            None => Outcome::Delivered,
-        };
-    }
-    let mut outcomes = Vec::with_capacity(sizes.len());
-    for (r, range) in results.into_iter().zip(&calls) {
-        match r {
-            Ok(o) => outcomes.extend(o),
-            Err(o) => outcomes.extend(std::iter::repeat_n(as_record(&o), range.len())),
-        }
-    }
-    per_record(outcomes)
-}
-
-/// `Delivered` when every record was; the per-record outcomes otherwise.
-pub fn per_record(outcomes: Vec<RecordOutcome>) -> Outcome {
-    if outcomes.iter().all(|o| *o == RecordOutcome::Delivered) {
-        Outcome::Delivered
-    } else {
-        Outcome::Partial(outcomes)
-    }
-}
-
-/// A whole call's outcome, for each of its records when other calls of the
-/// same request fared differently.
-pub fn as_record(o: &Outcome) -> RecordOutcome {
-    match o {
-        Outcome::Delivered => RecordOutcome::Delivered,
-        Outcome::Throttled { after, .. } => RecordOutcome::Retry {
-            throttled: true,
-            after: *after,
-        },
-        Outcome::Rejected(r) => RecordOutcome::rejected(r.clone()),
-        _ => RecordOutcome::RETRY,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_respect_both_limits() {
-        assert_eq!(chunks(&[], 10, 100), Vec::<std::ops::Range<usize>>::new());
-        assert_eq!(chunks(&[1; 25], 10, 100), vec![0..10, 10..20, 20..25]);
-        assert_eq!(chunks(&[40, 40, 40, 10], 10, 100), vec![0..2, 2..4]);
-        assert_eq!(chunks(&[100, 1], 10, 100), vec![0..1, 1..2]);
-    }
-
-    #[test]
-    fn the_log_speaks_once_per_cause() {
-        let l = CauseLog::default();
-        l.failing("q", "AccessDenied", "x");
-        l.failing("q", "AccessDenied", "x");
-        assert!(l.failing.load(Ordering::Acquire));
-        l.ok("q");
-        assert!(!l.failing.load(Ordering::Acquire));
-        assert!(l.cause.lock().unwrap().is_empty());
     }
 }

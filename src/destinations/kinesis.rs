@@ -19,15 +19,15 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use flate2::write::GzEncoder;
 use serde::Deserialize;
 
-use crate::aws::{AssumeRole, Aws, AwsAuth, CauseLog, is_throttling, send_in_calls};
+use crate::aws::{AssumeRole, Aws, AwsAuth, is_throttling};
 use crate::codec::fields::{Field, FieldReader};
 use crate::config::Validate;
 use crate::destination_config;
 use crate::destinations::kind::STREAM_ENCODINGS;
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
 use crate::driver::{
-    Compression, Concurrency, DeliveryDefaults, Destination, Encoded, Encoder, Outcome,
-    RecordOutcome, Rejection,
+    CauseLog, Compression, Concurrency, DeliveryDefaults, Destination, Encoded, Encoder, Outcome,
+    RecordOutcome, Rejection, send_in_calls,
 };
 use crate::event::Event;
 use crate::metrics::DropReason;

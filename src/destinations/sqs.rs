@@ -16,7 +16,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::aws::{AssumeRole, Aws, AwsAuth, CauseLog, is_throttling, send_in_calls};
+use crate::aws::{AssumeRole, Aws, AwsAuth, is_throttling};
 use crate::codec::fields::{Field, FieldReader};
 use crate::codec::template::Template;
 use crate::config::Validate;
@@ -24,7 +24,8 @@ use crate::destination_config;
 use crate::destinations::kind::STREAM_ENCODINGS;
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
 use crate::driver::{
-    Compression, DeliveryDefaults, Destination, Encoded, Encoder, Outcome, RecordOutcome, Rejection,
+    CauseLog, Compression, DeliveryDefaults, Destination, Encoded, Encoder, Outcome, RecordOutcome,
+    Rejection, send_in_calls,
 };
 use crate::event::Event;
 use crate::metrics::DropReason;

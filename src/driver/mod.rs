@@ -72,6 +72,8 @@
 
 mod backoff;
 mod batcher;
+mod calls;
+mod cause_log;
 mod concurrency;
 mod contract;
 mod dead_letter;
@@ -88,6 +90,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use backoff::Backoff;
+pub use calls::{as_record, chunks, per_record, send_in_calls};
+pub use cause_log::CauseLog;
 // Encodings and compression live in `crate::codec`; re-exported here because
 // every destination uses them with the driver.
 pub use crate::codec::{

@@ -12,8 +12,8 @@
 use std::collections::HashSet;
 
 use super::{KinesisDestination, KinesisRequest, MAX_CALL_BYTES, MAX_RECORDS};
-use crate::aws::{as_record, per_record, send_in_calls};
 use crate::driver::{Outcome, RecordOutcome};
+use crate::driver::{as_record, per_record, send_in_calls};
 
 impl KinesisDestination {
     pub(super) async fn send_per_key(&self, req: &KinesisRequest) -> Outcome {

@@ -1,0 +1,55 @@
+//! A failing destination's cause, logged once when it starts (and again
+//! when it changes) and once when it clears, not per request: the AWS and
+//! Google destinations retry setting problems (bad credentials, a missing
+//! queue or topic) as backpressure, and a log line per retry would bury
+//! the cause.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Only the failure path takes the lock.
+#[derive(Default)]
+pub struct CauseLog {
+    failing: AtomicBool,
+    cause: Mutex<String>,
+}
+
+impl CauseLog {
+    pub fn failing(&self, what: &str, cause: &str, error: &str) {
+        let mut last = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != cause {
+            tracing::warn!(
+                destination = what,
+                %cause,
+                %error,
+                "requests fail; retrying (backpressure) until this is fixed"
+            );
+            *last = cause.to_string();
+        }
+        self.failing.store(true, Ordering::Release);
+    }
+
+    pub fn ok(&self, what: &str) {
+        if self.failing.swap(false, Ordering::AcqRel) {
+            let mut last = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+            tracing::info!(destination = what, cause = %last, "requests succeed again");
+            last.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_speaks_once_per_cause() {
+        let l = CauseLog::default();
+        l.failing("q", "AccessDenied", "x");
+        l.failing("q", "AccessDenied", "x");
+        assert!(l.failing.load(Ordering::Acquire));
+        l.ok("q");
+        assert!(!l.failing.load(Ordering::Acquire));
+        assert!(l.cause.lock().unwrap().is_empty());
+    }
+}
