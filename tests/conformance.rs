@@ -33,6 +33,8 @@ use std::time::Duration;
 use common::{Sluice, event_line, seq_of, wait_until};
 #[cfg(feature = "kafka")]
 use conformance::peers::KafkaPeer;
+#[cfg(feature = "pubsub")]
+use conformance::peers::PubsubPeer;
 use conformance::peers::{ConsolePeer, FilePeer, HttpPeer, Peer, TcpPeer, UdpPeer};
 #[cfg(all(feature = "sqs", feature = "kinesis"))]
 use conformance::peers::{KinesisPeer, SqsPeer};
@@ -361,4 +363,6 @@ conformance! {
     sqs => |_: &Runtime| SqsPeer::start(), [ordered, block, drop, persistent_queue];
     #[cfg(all(feature = "sqs", feature = "kinesis"))]
     kinesis => |_: &Runtime| KinesisPeer::start(), [ordered, block, drop, persistent_queue];
+    #[cfg(feature = "pubsub")]
+    pubsub => |_: &Runtime| PubsubPeer::start(), [ordered, block, drop, persistent_queue];
 }

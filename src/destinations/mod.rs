@@ -22,6 +22,8 @@ pub mod kind;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 pub mod output_router;
+#[cfg(feature = "pubsub")]
+pub mod pubsub;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 pub mod tcp;
@@ -310,6 +312,8 @@ registry! {
     Sqs => sqs::SqsDestination,
     #[cfg(feature = "kinesis")]
     Kinesis => kinesis::KinesisDestination,
+    #[cfg(feature = "pubsub")]
+    Pubsub => pubsub::PubsubDestination,
 }
 
 /// One destination type as `sluice destinations` shows it.

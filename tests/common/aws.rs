@@ -72,11 +72,11 @@ impl AwsPeer {
 
     /// A hung peer: connections open, nothing answered.
     pub fn pause(&self) {
-        signal(self.peer.pid(), libc::SIGSTOP);
+        self.peer.pause();
     }
 
     pub fn resume(&self) {
-        signal(self.peer.pid(), libc::SIGCONT);
+        self.peer.resume();
     }
 
     /// The destination keys that reach this peer (static keys).
@@ -180,11 +180,6 @@ fn xml_text(xml: &str, tag: &str) -> String {
         (Some(s), Some(e)) if s <= e => xml[s..e].to_string(),
         _ => panic!("no <{tag}> in {xml}"),
     }
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: signalling a child process this test started.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {

@@ -36,17 +36,12 @@ impl Tansu {
 
     /// A hung broker: it keeps its connections and data but answers nothing.
     pub fn pause(&self) {
-        signal(self.peer.pid(), libc::SIGSTOP);
+        self.peer.pause();
     }
 
     pub fn resume(&self) {
-        signal(self.peer.pid(), libc::SIGCONT);
+        self.peer.resume();
     }
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: signalling a child process this test started.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -163,6 +163,25 @@ impl PeerProcess {
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
+
+    /// A hung peer: its connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling a child process this test started.
+        assert_eq!(
+            unsafe { libc::kill(self.pid(), sig) },
+            0,
+            "kill({}, {sig})",
+            self.pid()
+        );
+    }
 }
 
 impl Drop for PeerProcess {
@@ -397,14 +416,62 @@ pub fn collectd(url: &str) -> PeerProcess {
     PeerProcess::start("collectd", Box::new(()), &[url.to_string()], None)
 }
 
+/// An HTTP/1.1 response: up to its `Content-Length` when it has one (a
+/// server may keep the connection open despite `Connection: close`, as the
+/// Pub/Sub emulator does), else to the end of the stream.
+fn read_response(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let length = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if let Some(n) = length
+                && out.len() >= end + 4 + n
+            {
+                out.truncate(end + 4 + n);
+                return out;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 /// A minimal HTTP/1.1 request: (status, body).
 pub fn http_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    request(addr, method, path, "", body)
+}
+
+/// `http_request` with a JSON body (REST APIs that insist on its type).
+pub fn http_json(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    request(
+        addr,
+        method,
+        path,
+        "Content-Type: application/json\r\n",
+        body.as_bytes(),
+    )
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return (0, String::new());
     };
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     if s.write_all(head.as_bytes())
@@ -413,8 +480,7 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> 
     {
         return (0, String::new());
     }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let out = read_response(&mut s);
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text
         .split(' ')
