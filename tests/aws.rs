@@ -11,7 +11,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::aws::{AwsPeer, create_queue, create_stream, read_stream, receive};
-use common::{Sluice, send_lines, sent, wait_until};
+use common::{Sluice, send_lines, sent, validate_refuses, wait_until};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -27,24 +27,15 @@ fn pipeline(dest: &str) -> String {
     )
 }
 
-/// N events arrive as N messages, sent in batches of at most 10, with
-/// their attributes (numbers as `Number`); an event over 256 KiB is
-/// dropped alone as `oversize`.
 /// `sluice validate`'s complaint about a config whose one destination is
 /// `dest` (written to a file named `name`, line 7).
 fn refused(name: &str, dest: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(name);
-    std::fs::write(&path, pipeline(dest)).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{name} was accepted");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    validate_refuses(name, &pipeline(dest))
 }
 
+/// N events arrive as N messages, sent in batches of at most 10, with
+/// their attributes (numbers as `Number`); an event over 256 KiB is
+/// dropped alone as `oversize`.
 #[test]
 fn sqs_messages_arrive_in_batches_with_attributes_and_an_oversize_event_alone_is_dropped() {
     let moto = AwsPeer::moto();

@@ -158,6 +158,16 @@ impl Sluice {
         self.child.id() as i32
     }
 
+    /// Hold sluice still (SIGSTOP), e.g. while a test changes a peer in
+    /// several steps that sluice must not see half done.
+    pub fn pause(&self) {
+        signal(self.pid(), libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+
     pub fn rss_bytes(&self) -> u64 {
         rss_bytes(self.pid())
     }
@@ -293,6 +303,21 @@ pub fn send_lines(s: &Sluice, source: &str, lines: impl Iterator<Item = String>)
     c.flush().expect("flush");
 }
 
+/// `sluice validate` on `yaml`, written to a file named `name`: it must be
+/// refused; returns what it printed on stderr (the `name:line:column` errors).
+pub fn validate_refuses(name: &str, yaml: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, yaml).expect("write the config");
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run sluice validate");
+    assert!(!out.status.success(), "{name} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// What a destination counts as sent.
 pub fn sent(s: &Sluice, dest: &str) -> u64 {
     s.metrics()
@@ -330,6 +355,12 @@ pub fn rss_bytes(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Send `sig` to a process this test started.
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory effects; the pid is our own child.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
 
 /// `{"seq":N,...}` → N.

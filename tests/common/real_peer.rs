@@ -166,21 +166,11 @@ impl PeerProcess {
 
     /// A hung peer: its connections stay open, nothing is answered.
     pub fn pause(&self) {
-        self.signal(libc::SIGSTOP);
+        super::signal(self.pid(), libc::SIGSTOP);
     }
 
     pub fn resume(&self) {
-        self.signal(libc::SIGCONT);
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: signalling a child process this test started.
-        assert_eq!(
-            unsafe { libc::kill(self.pid(), sig) },
-            0,
-            "kill({}, {sig})",
-            self.pid()
-        );
+        super::signal(self.pid(), libc::SIGCONT);
     }
 }
 
