@@ -18,10 +18,14 @@ pub mod destinations;
 pub mod driver;
 pub mod event;
 pub mod expr;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod lane;
 pub mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod queue;
 pub mod router;
 pub mod sources;

@@ -33,6 +33,8 @@ use std::time::Duration;
 use common::{Sluice, event_line, seq_of, wait_until};
 #[cfg(feature = "kafka")]
 use conformance::peers::KafkaPeer;
+#[cfg(feature = "otlp")]
+use conformance::peers::OtlpPeer;
 #[cfg(feature = "pubsub")]
 use conformance::peers::PubsubPeer;
 use conformance::peers::{ConsolePeer, FilePeer, HttpPeer, Peer, TcpPeer, UdpPeer};
@@ -365,4 +367,6 @@ conformance! {
     kinesis => |_: &Runtime| KinesisPeer::start(), [ordered, block, drop, persistent_queue];
     #[cfg(feature = "pubsub")]
     pubsub => |_: &Runtime| PubsubPeer::start(), [ordered, block, drop, persistent_queue];
+    #[cfg(feature = "otlp")]
+    otlp => |rt: &Runtime| OtlpPeer::start(rt), [ordered, block, drop, persistent_queue];
 }

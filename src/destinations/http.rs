@@ -174,26 +174,7 @@ impl HttpDestination {
         let connect_timeout = cfg
             .connect_timeout
             .map_or(Duration::from_secs(10), Dur::get);
-        let mut client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = &cfg.tls {
-            if let Some(certs) = tls.ca_certificates()? {
-                let certs = certs
-                    .iter()
-                    .map(|c| reqwest::Certificate::from_der(c))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("tls.ca_file: {e}"))?;
-                client = client.tls_certs_only(certs);
-            }
-            if !tls.verify() {
-                client = client.tls_danger_accept_invalid_certs(true);
-            }
-        }
-        let client = client
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = client(connect_timeout, cfg.tls.as_ref())?;
         let mut headers = HeaderMap::new();
         for (k, v) in &cfg.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -296,6 +277,34 @@ impl HttpDestination {
             },
         }
     }
+}
+
+/// The client of the HTTP-based destinations: sluice's user agent, idle
+/// connections kept 90 s, and `tls` (a private CA, or no verification).
+pub fn client(
+    connect_timeout: Duration,
+    tls: Option<&TlsConfig>,
+) -> Result<reqwest::Client, String> {
+    let mut client = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
+    if let Some(tls) = tls {
+        if let Some(certs) = tls.ca_certificates()? {
+            let certs = certs
+                .iter()
+                .map(|c| reqwest::Certificate::from_der(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("tls.ca_file: {e}"))?;
+            client = client.tls_certs_only(certs);
+        }
+        if !tls.verify() {
+            client = client.tls_danger_accept_invalid_certs(true);
+        }
+    }
+    client
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// `scheme://host:port/path`, without credentials or query.

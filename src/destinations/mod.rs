@@ -21,6 +21,8 @@ pub mod kafka;
 pub mod kind;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod output_router;
 #[cfg(feature = "pubsub")]
 pub mod pubsub;
@@ -314,6 +316,8 @@ registry! {
     Kinesis => kinesis::KinesisDestination,
     #[cfg(feature = "pubsub")]
     Pubsub => pubsub::PubsubDestination,
+    #[cfg(feature = "otlp")]
+    Otlp => otlp::OtlpDestination,
 }
 
 /// One destination type as `sluice destinations` shows it.

@@ -26,7 +26,7 @@ use prost::Message as _;
 use prost::encoding::encoded_len_varint;
 use tokio::sync::OnceCell;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::codec::fields::{Field, FieldReader};
@@ -39,6 +39,7 @@ use crate::driver::{
     RecordOutcome, Rejection, chunks, per_record, send_in_calls,
 };
 use crate::event::Event;
+use crate::grpc::code_name;
 use crate::metrics::DropReason;
 
 destination_config! {
@@ -180,16 +181,7 @@ impl DestinationType for PubsubDestination {
 
     async fn build(cfg: &PubsubConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
         let url = cfg.endpoint.as_deref().unwrap_or(GOOGLE);
-        let mut endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| format!("endpoint `{url}`: {e}"))?
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30));
-        if url.starts_with("https://") {
-            endpoint = endpoint
-                .tls_config(ClientTlsConfig::new().with_native_roots())
-                .map_err(|e| format!("endpoint `{url}`: TLS: {e}"))?;
-        }
+        let channel = crate::grpc::channel(url, None)?;
         let credentials = match &cfg.credentials_file {
             Some(path) => Credentials::Fixed(Arc::new(key_file(path)?)),
             None if url.starts_with("http://") => Credentials::None,
@@ -210,7 +202,7 @@ impl DestinationType for PubsubDestination {
         let common = cfg.common();
         Ok(PubsubDestination {
             id: ctx.id.to_string(),
-            channel: endpoint.connect_lazy(),
+            channel,
             credentials,
             // The topic's name and the request's framing share the call.
             max_call_bytes: MAX_CALL_BYTES - topic.len() as u64 - 16,
@@ -301,13 +293,7 @@ impl PubsubDestination {
     }
 
     fn credentials_failed(&self, e: &dyn std::error::Error) -> Outcome {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
+        let text = crate::driver::error_chain(e);
         self.log.failing(&self.id, "no Google credentials", &text);
         Outcome::Retry {
             after: None,
@@ -421,29 +407,6 @@ fn classify(status: &Status, log: &CauseLog, id: &str, topic: &str) -> Outcome {
             after: None,
             error: text,
         },
-    }
-}
-
-/// gRPC's own names for its codes, as dead letters and logs carry them.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

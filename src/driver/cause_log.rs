@@ -38,6 +38,19 @@ impl CauseLog {
     }
 }
 
+/// An error with its sources, `outer: inner: innermost`: the cause a log
+/// line or a dead letter names.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,7 +91,7 @@ use tracing::Instrument;
 
 pub use backoff::Backoff;
 pub use calls::{as_record, chunks, per_record, send_in_calls};
-pub use cause_log::CauseLog;
+pub use cause_log::{CauseLog, error_chain};
 // Encodings and compression live in `crate::codec`; re-exported here because
 // every destination uses them with the driver.
 pub use crate::codec::{

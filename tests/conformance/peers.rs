@@ -549,3 +549,49 @@ impl Peer for PubsubPeer {
         self.f.peer.resume();
     }
 }
+
+/// `type: otlp` over gRPC to the OTLP collector in the test: each event a
+/// mapped log record (`msg` its body, `seq` an attribute), read back as
+/// `{"seq":N}`. Down is the collector's gRPC server stopped (port refused).
+#[cfg(feature = "otlp")]
+pub struct OtlpPeer(crate::common::otlp::Running);
+
+#[cfg(feature = "otlp")]
+impl OtlpPeer {
+    pub fn start(rt: &Runtime) -> Self {
+        OtlpPeer(rt.block_on(crate::common::otlp::Collector::start()))
+    }
+}
+
+#[cfg(feature = "otlp")]
+impl Peer for OtlpPeer {
+    fn destination(&self) -> String {
+        format!("    type: otlp\n    endpoint: \"{}\"\n", self.0.grpc_url())
+    }
+    fn received(&self) -> Vec<String> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        self.0
+            .collector
+            .records()
+            .iter()
+            .map(|r| {
+                let seq = r.attributes.iter().find(|a| a.key == "seq").and_then(|a| {
+                    match a.value.as_ref()?.value.as_ref()? {
+                        Value::IntValue(i) => Some(*i),
+                        _ => None,
+                    }
+                });
+                match seq {
+                    Some(s) => format!("{{\"seq\":{s}}}"),
+                    None => panic!("a record without its seq attribute: {r:?}"),
+                }
+            })
+            .collect()
+    }
+    fn down(&mut self, rt: &Runtime) {
+        rt.block_on(self.0.kill_grpc());
+    }
+    fn up(&mut self, rt: &Runtime) {
+        rt.block_on(self.0.restart_grpc());
+    }
+}

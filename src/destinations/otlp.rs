@@ -1,0 +1,760 @@
+//! `type: otlp` — logs, metrics and traces to an OpenTelemetry collector,
+//! over gRPC (`protocol: grpc`, the default, port 4317) or HTTP
+//! (`protocol: http`, 4318, protobuf or `http_encoding: json`).
+//!
+//! Events the OTLP source made go back out as exactly what arrived,
+//! grouped again by resource and scope (`crate::otlp::event`); any other
+//! event becomes a log record by `mapping` (`crate::otlp::mapping`). A
+//! request carries each signal present in the batch as its own export
+//! call.
+//!
+//! Answers, as the OTLP specification classifies them: `partial_success`
+//! counts that many events rejected (OTLP does not say which, so none is
+//! guessed into a dead letter); gRPC CANCELLED, DEADLINE_EXCEEDED, ABORTED,
+//! OUT_OF_RANGE, DATA_LOSS and HTTP 502/503/504 are retried, UNAVAILABLE
+//! marks the endpoint down, RESOURCE_EXHAUSTED and HTTP 429 are throttling;
+//! a gRPC `RetryInfo` or an HTTP `Retry-After` says how long to wait. As for
+//! Pub/Sub, refused credentials (UNAUTHENTICATED, PERMISSION_DENIED, 401,
+//! 403) are backpressure with the cause logged: the fix is a setting and
+//! every event is still good. The rest (INVALID_ARGUMENT, UNIMPLEMENTED, a
+//! 400, a 404) is rejected with its code.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message as _;
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::config::Validate;
+use crate::destination_config;
+use crate::destinations::http::retry_after;
+use crate::destinations::{BuildContext, Capabilities, DestinationType};
+use crate::driver::error_chain;
+use crate::driver::{
+    CauseLog, Compression, DeliveryDefaults, Destination, Encoded, Outcome, RESPONSE_EXCERPT,
+    RecordOutcome, Rejection, as_record, per_record,
+};
+use crate::event::Event;
+use crate::grpc::{code_name, retry_delay};
+use crate::metrics::DropReason;
+use crate::otlp::event::{LogEvent, MetricsEvent, Origin, Signal, TracesEvent, signal_of};
+use crate::otlp::mapping::{self, MappingConfig};
+use crate::tls::TlsConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpProtocol {
+    #[default]
+    Grpc,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpEncoding {
+    #[default]
+    Protobuf,
+    Json,
+}
+
+destination_config! {
+    pub struct OtlpConfig {
+        #[serde(default)]
+        pub protocol: OtlpProtocol,
+        /// The collector: `http://localhost:4317` (gRPC) or
+        /// `http://localhost:4318` (HTTP) by default, as OTel SDKs. Over
+        /// HTTP, `/v1/logs`, `/v1/metrics` and `/v1/traces` are appended.
+        #[serde(default)]
+        pub endpoint: Option<String>,
+        #[serde(default)]
+        pub http_encoding: HttpEncoding,
+        /// Sent with every request (gRPC metadata or HTTP headers); values
+        /// may name `${ENV}` variables.
+        #[serde(default)]
+        pub headers: BTreeMap<String, String>,
+        /// For an `https://` endpoint: `ca_file` to trust a private CA.
+        #[serde(default)]
+        pub tls: Option<TlsConfig>,
+        /// How events that did not arrive over OTLP become log records.
+        #[serde(default)]
+        pub mapping: MappingConfig,
+    }
+}
+
+/// Servers refuse larger messages by default (gRPC's 4 MiB).
+const MAX_MESSAGE_BYTES: u64 = 4 << 20;
+
+impl OtlpConfig {
+    fn url(&self) -> String {
+        let default = match self.protocol {
+            OtlpProtocol::Grpc => "http://localhost:4317",
+            OtlpProtocol::Http => "http://localhost:4318",
+        };
+        self.endpoint
+            .as_deref()
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+impl Validate for OtlpConfig {
+    fn validate(&self) -> Result<(), String> {
+        let url = self.url();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "endpoint: `{url}` is not an http:// or https:// URL"
+            ));
+        }
+        if self.protocol == OtlpProtocol::Grpc && self.http_encoding != HttpEncoding::Protobuf {
+            return Err("http_encoding applies only with `protocol: http`".into());
+        }
+        if let Some(tls) = &self.tls
+            && self.protocol == OtlpProtocol::Grpc
+            && !tls.verify()
+        {
+            return Err(
+                "tls.verify_certificate: false is not available over gRPC (tonic always verifies); trust the server's CA with tls.ca_file"
+                    .into(),
+            );
+        }
+        for (k, v) in &self.headers {
+            if HeaderName::from_bytes(k.as_bytes()).is_err()
+                || MetadataKey::<tonic::metadata::Ascii>::from_bytes(
+                    k.to_ascii_lowercase().as_bytes(),
+                )
+                .is_err()
+            {
+                return Err(format!("headers: `{k}` is not a valid header name"));
+            }
+            if HeaderValue::from_str(v).is_err() {
+                return Err(format!(
+                    "headers.{k}: the value is not a valid header value"
+                ));
+            }
+        }
+        self.mapping.validate()
+    }
+}
+
+impl DestinationType for OtlpDestination {
+    const NAME: &'static str = "otlp";
+    /// Cribl's OpenTelemetry destination: concurrency 5, 30 s timeout;
+    /// batches kept to half the 4 MiB a server takes per message.
+    const DEFAULTS: DeliveryDefaults = DeliveryDefaults {
+        max_bytes: 2 << 20,
+        ..DeliveryDefaults::NETWORK
+    };
+    const CAPABILITIES: Capabilities = Capabilities {
+        encodings: &[],
+        compressions: &[Compression::Gzip],
+        max_events: None,
+        max_bytes: Some(MAX_MESSAGE_BYTES),
+        max_record_bytes: Some(MAX_MESSAGE_BYTES),
+        retry_on: false,
+    };
+    type Config = OtlpConfig;
+
+    async fn build(cfg: &OtlpConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
+        let url = cfg.url();
+        // gzip unless set otherwise: Cribl's default, and OTLP's only codec.
+        let gzip = cfg.compression.unwrap_or(Compression::Gzip) == Compression::Gzip;
+        let transport = match cfg.protocol {
+            OtlpProtocol::Grpc => {
+                let mut metadata = MetadataMap::new();
+                for (k, v) in &cfg.headers {
+                    let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                        .map_err(|_| format!("headers: `{k}` is not a valid header name"))?;
+                    let value = MetadataValue::try_from(v.as_str())
+                        .map_err(|_| format!("headers.{k}: not a valid header value"))?;
+                    metadata.insert(key, value);
+                }
+                Transport::Grpc {
+                    channel: crate::grpc::channel(&url, cfg.tls.as_ref())?,
+                    metadata,
+                }
+            }
+            OtlpProtocol::Http => Transport::Http(Box::new(HttpTransport::new(cfg, &url, gzip)?)),
+        };
+        Ok(OtlpDestination {
+            id: ctx.id.to_string(),
+            transport,
+            gzip,
+            json: cfg.http_encoding == HttpEncoding::Json,
+            mapping: cfg.mapping.clone(),
+            log: CauseLog::default(),
+        })
+    }
+}
+
+pub struct OtlpDestination {
+    id: String,
+    transport: Transport,
+    gzip: bool,
+    json: bool,
+    mapping: MappingConfig,
+    log: CauseLog,
+}
+
+enum Transport {
+    Grpc {
+        channel: Channel,
+        metadata: MetadataMap,
+    },
+    Http(Box<HttpTransport>),
+}
+
+struct HttpTransport {
+    client: reqwest::Client,
+    base: String,
+    headers: HeaderMap,
+}
+
+impl HttpTransport {
+    fn new(cfg: &OtlpConfig, url: &str, gzip: bool) -> Result<Self, String> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("headers: `{k}` is not a valid header name"))?;
+            let mut value = HeaderValue::from_str(v)
+                .map_err(|_| format!("headers.{k}: not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let content_type = if cfg.http_encoding == HttpEncoding::Json {
+            "application/json"
+        } else {
+            "application/x-protobuf"
+        };
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if gzip {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        Ok(HttpTransport {
+            client: crate::destinations::http::client(Duration::from_secs(10), cfg.tls.as_ref())?,
+            base: url.to_string(),
+            headers,
+        })
+    }
+}
+
+/// One batch: an export request per signal present, and which signal each
+/// included event went into (in event order).
+pub struct OtlpRequest {
+    logs: Option<Call<ExportLogsServiceRequest>>,
+    metrics: Option<Call<ExportMetricsServiceRequest>>,
+    traces: Option<Call<ExportTraceServiceRequest>>,
+    signals: Vec<Signal>,
+}
+
+/// An export request, and its HTTP body when sent over HTTP (encoded and
+/// compressed once, re-sent unchanged on retries).
+struct Call<R> {
+    message: R,
+    body: Bytes,
+}
+
+/// What differs between the three export services.
+trait Export: prost::Message + serde::Serialize + Clone + Default + 'static {
+    type Response: prost::Message + Default + for<'de> Deserialize<'de>;
+    const SIGNAL: Signal;
+    fn export(
+        channel: Channel,
+        gzip: bool,
+        call: tonic::Request<Self>,
+    ) -> impl Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send;
+    /// `partial_success`: how many were refused, and why.
+    fn rejected(response: &Self::Response) -> (i64, &str);
+}
+
+macro_rules! export {
+    ($req:ty, $resp:ty, $client:ident, $signal:ident, $field:ident) => {
+        impl Export for $req {
+            type Response = $resp;
+            const SIGNAL: Signal = Signal::$signal;
+            async fn export(
+                channel: Channel,
+                gzip: bool,
+                call: tonic::Request<Self>,
+            ) -> Result<tonic::Response<$resp>, Status> {
+                let mut client = $client::new(channel).accept_compressed(CompressionEncoding::Gzip);
+                if gzip {
+                    client = client.send_compressed(CompressionEncoding::Gzip);
+                }
+                client.export(call).await
+            }
+            fn rejected(r: &$resp) -> (i64, &str) {
+                r.partial_success
+                    .as_ref()
+                    .map_or((0, ""), |p| (p.$field, p.error_message.as_str()))
+            }
+        }
+    };
+}
+
+export!(
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+    LogsServiceClient,
+    Logs,
+    rejected_log_records
+);
+export!(
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+    MetricsServiceClient,
+    Metrics,
+    rejected_data_points
+);
+export!(
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+    TraceServiceClient,
+    Traces,
+    rejected_spans
+);
+
+impl OtlpDestination {
+    fn call<R: Export>(&self, message: R) -> Call<R> {
+        let body = match &self.transport {
+            Transport::Grpc { .. } => Bytes::new(),
+            Transport::Http(_) => {
+                let raw = if self.json {
+                    serde_json::to_vec(&message).unwrap_or_default()
+                } else {
+                    message.encode_to_vec()
+                };
+                let compression = if self.gzip {
+                    Compression::Gzip
+                } else {
+                    Compression::None
+                };
+                // Compressing into a Vec cannot fail but for memory.
+                Bytes::from(compression.compress(raw).unwrap_or_default())
+            }
+        };
+        Call { message, body }
+    }
+
+    /// Export one signal's request of `n` events: the outcome for them.
+    async fn export<R: Export>(&self, call: &Call<R>, n: usize) -> Outcome {
+        let answer = match &self.transport {
+            Transport::Grpc { channel, metadata } => {
+                let mut req = tonic::Request::new(call.message.clone());
+                *req.metadata_mut() = metadata.clone();
+                match R::export(channel.clone(), self.gzip, req).await {
+                    Ok(r) => Ok(r.into_inner()),
+                    Err(status) => Err(self.grpc_failed(&status)),
+                }
+            }
+            Transport::Http(http) => self.post::<R>(http, call.body.clone()).await,
+        };
+        match answer {
+            Ok(response) => {
+                self.log.ok(&self.id);
+                let (rejected, why) = R::rejected(&response);
+                if rejected <= 0 {
+                    if !why.is_empty() {
+                        tracing::warn!(destination = %self.id, signal = R::SIGNAL.as_str(), warning = why, "the collector accepted everything, with a warning");
+                    }
+                    return Outcome::Delivered;
+                }
+                // Metrics and spans are refused by data point and span; an
+                // event holds several, so at most every event is counted.
+                let rejected = (rejected as u64).min(n as u64) as usize;
+                let mut r = Rejection::named("partial_success", why.to_string());
+                r.response = Some(why.to_string());
+                Outcome::PartialCount { rejected, why: r }
+            }
+            Err(o) => o,
+        }
+    }
+
+    async fn post<R: Export>(
+        &self,
+        http: &HttpTransport,
+        body: Bytes,
+    ) -> Result<R::Response, Outcome> {
+        let url = format!("{}/v1/{}", http.base, R::SIGNAL.as_str());
+        let resp = http
+            .client
+            .post(&url)
+            .headers(http.headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let text = error_chain(&e);
+                self.log.failing(&self.id, "unreachable", &text);
+                Outcome::EndpointFailed { error: text }
+            })?;
+        let status = resp.status().as_u16();
+        let after = retry_after(resp.headers());
+        let json = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let bytes = resp.bytes().await.map_err(|e| Outcome::Retry {
+            after: None,
+            error: format!("reading the answer: {}", error_chain(&e)),
+        })?;
+        if (200..300).contains(&status) {
+            // An empty or unreadable success is still a success: the
+            // collector took the data.
+            let decoded = if json {
+                serde_json::from_slice(&bytes).ok()
+            } else {
+                R::Response::decode(bytes.as_ref()).ok()
+            };
+            return Ok(decoded.unwrap_or_default());
+        }
+        let message = status_message(&bytes, json);
+        let error = format!("HTTP {status}: {message}");
+        Err(match status {
+            429 => Outcome::Throttled { after, error },
+            503 if after.is_some() => Outcome::Throttled { after, error },
+            502..=504 => {
+                self.log.failing(&self.id, "unavailable", &error);
+                Outcome::EndpointFailed { error }
+            }
+            401 | 403 => {
+                self.log.failing(&self.id, "credentials refused", &error);
+                Outcome::Retry { after, error }
+            }
+            _ => Outcome::Rejected(Rejection {
+                error,
+                status: Some(status),
+                code: None,
+                response: Some(message),
+            }),
+        })
+    }
+
+    fn grpc_failed(&self, status: &Status) -> Outcome {
+        let code = status.code();
+        let error = format!("{}: {}", code_name(code), status.message());
+        let after = retry_delay(status);
+        match code {
+            Code::ResourceExhausted => Outcome::Throttled { after, error },
+            Code::Unavailable if after.is_some() => Outcome::Throttled { after, error },
+            Code::Unavailable => {
+                self.log.failing(&self.id, "unavailable", &error);
+                Outcome::EndpointFailed { error }
+            }
+            Code::Unauthenticated | Code::PermissionDenied => {
+                self.log.failing(&self.id, code_name(code), &error);
+                Outcome::Retry { after, error }
+            }
+            Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::OutOfRange
+            | Code::DataLoss => Outcome::Retry { after, error },
+            _ => {
+                let mut r = Rejection::named(code_name(code), error);
+                r.response = Some(status.message().to_string());
+                Outcome::Rejected(r)
+            }
+        }
+    }
+}
+
+/// An OTLP/HTTP error body (a `google.rpc.Status`) as its message; the start
+/// of the body when it is not one.
+fn status_message(body: &[u8], json: bool) -> String {
+    let decoded = if json {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+    } else {
+        tonic_types::pb::Status::decode(body)
+            .ok()
+            .map(|s| s.message)
+            .filter(|m| !m.is_empty())
+    };
+    decoded.unwrap_or_else(|| {
+        let end = body.len().min(RESPONSE_EXCERPT);
+        String::from_utf8_lossy(&body[..end]).into_owned()
+    })
+}
+
+/// Log records grouped by resource and scope, in arrival order.
+fn push_log(groups: &mut Vec<ResourceLogs>, origin: Origin, record: LogRecord) {
+    let i = match groups
+        .iter()
+        .rposition(|g| g.resource == origin.resource && g.schema_url == origin.resource_schema_url)
+    {
+        Some(i) => i,
+        None => {
+            groups.push(ResourceLogs {
+                resource: origin.resource,
+                scope_logs: Vec::new(),
+                schema_url: origin.resource_schema_url,
+            });
+            groups.len() - 1
+        }
+    };
+    let scopes = &mut groups[i].scope_logs;
+    match scopes
+        .iter_mut()
+        .rfind(|s| s.scope == origin.scope && s.schema_url == origin.scope_schema_url)
+    {
+        Some(s) => s.log_records.push(record),
+        None => scopes.push(ScopeLogs {
+            scope: origin.scope,
+            log_records: vec![record],
+            schema_url: origin.scope_schema_url,
+        }),
+    }
+}
+
+/// A resource's metrics (or spans) merged into the group of the same
+/// resource, scope by scope.
+macro_rules! merge_resource {
+    ($groups:expr, $item:expr, $scopes:ident, $records:ident) => {{
+        let item = $item;
+        match $groups
+            .iter_mut()
+            .rfind(|g| g.resource == item.resource && g.schema_url == item.schema_url)
+        {
+            None => $groups.push(item),
+            Some(g) => {
+                for s in item.$scopes {
+                    match g
+                        .$scopes
+                        .iter_mut()
+                        .rfind(|x| x.scope == s.scope && x.schema_url == s.schema_url)
+                    {
+                        Some(x) => x.$records.extend(s.$records),
+                        None => g.$scopes.push(s),
+                    }
+                }
+            }
+        }
+    }};
+}
+
+impl Destination for OtlpDestination {
+    type Request = OtlpRequest;
+
+    fn encode(&self, events: &[Event]) -> Encoded<OtlpRequest> {
+        let mut logs: Vec<ResourceLogs> = Vec::new();
+        let mut metrics: Vec<ResourceMetrics> = Vec::new();
+        let mut traces: Vec<ResourceSpans> = Vec::new();
+        let mut signals = Vec::with_capacity(events.len());
+        let mut skipped = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let signal = signal_of(&e.raw);
+            let ok = match signal {
+                Some(Signal::Logs) => serde_json::from_slice::<LogEvent>(&e.raw)
+                    .map(|l| {
+                        let (origin, record) = l.into_parts();
+                        push_log(&mut logs, origin, record);
+                    })
+                    .is_ok(),
+                Some(Signal::Metrics) => serde_json::from_slice::<MetricsEvent>(&e.raw)
+                    .map(|m| {
+                        merge_resource!(metrics, m.into_resource_metrics(), scope_metrics, metrics)
+                    })
+                    .is_ok(),
+                Some(Signal::Traces) => serde_json::from_slice::<TracesEvent>(&e.raw)
+                    .map(|t| merge_resource!(traces, t.into_resource_spans(), scope_spans, spans))
+                    .is_ok(),
+                None => match self.mapping.record(e) {
+                    Some((resource, record)) => {
+                        let origin = Origin {
+                            resource: mapping::resource(resource),
+                            ..Origin::default()
+                        };
+                        push_log(&mut logs, origin, record);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if ok {
+                signals.push(signal.unwrap_or(Signal::Logs));
+            } else {
+                skipped.push((i, DropReason::Unencodable));
+            }
+        }
+        let logs = (!logs.is_empty()).then(|| {
+            self.call(ExportLogsServiceRequest {
+                resource_logs: logs,
+            })
+        });
+        let metrics = (!metrics.is_empty()).then(|| {
+            self.call(ExportMetricsServiceRequest {
+                resource_metrics: metrics,
+            })
+        });
+        let traces = (!traces.is_empty()).then(|| {
+            self.call(ExportTraceServiceRequest {
+                resource_spans: traces,
+            })
+        });
+        let size = |body: &Bytes, len: usize| if body.is_empty() { len } else { body.len() };
+        let bytes = logs
+            .as_ref()
+            .map_or(0, |c| size(&c.body, c.message.encoded_len()))
+            + metrics
+                .as_ref()
+                .map_or(0, |c| size(&c.body, c.message.encoded_len()))
+            + traces
+                .as_ref()
+                .map_or(0, |c| size(&c.body, c.message.encoded_len()));
+        Encoded {
+            request: OtlpRequest {
+                logs,
+                metrics,
+                traces,
+                signals,
+            },
+            bytes,
+            skipped,
+            record_bytes: Vec::new(),
+        }
+    }
+
+    async fn send(&self, req: &OtlpRequest, _endpoint: usize) -> Outcome {
+        let count = |s: Signal| req.signals.iter().filter(|&&x| x == s).count();
+        let (logs, metrics, traces) = futures::join!(
+            async {
+                match &req.logs {
+                    Some(c) => Some(self.export(c, count(Signal::Logs)).await),
+                    None => None,
+                }
+            },
+            async {
+                match &req.metrics {
+                    Some(c) => Some(self.export(c, count(Signal::Metrics)).await),
+                    None => None,
+                }
+            },
+            async {
+                match &req.traces {
+                    Some(c) => Some(self.export(c, count(Signal::Traces)).await),
+                    None => None,
+                }
+            },
+        );
+        let mut results: Vec<(Signal, Outcome)> = [
+            (Signal::Logs, logs),
+            (Signal::Metrics, metrics),
+            (Signal::Traces, traces),
+        ]
+        .into_iter()
+        .filter_map(|(s, o)| o.map(|o| (s, o)))
+        .collect();
+        if results.len() <= 1 {
+            return results.pop().map_or(Outcome::Delivered, |(_, o)| o);
+        }
+        combine(&req.signals, &results)
+    }
+}
+
+/// The outcomes of a request's export calls (one per signal), per event.
+/// A partial success's refused count is charged to that signal's last
+/// events: OTLP does not say which, and only the count is used.
+fn combine(signals: &[Signal], results: &[(Signal, Outcome)]) -> Outcome {
+    let mut outcomes = Vec::with_capacity(signals.len());
+    for (signal, outcome) in results {
+        let n = signals.iter().filter(|s| *s == signal).count();
+        let (refused, why) = match outcome {
+            Outcome::PartialCount { rejected, why } => (*rejected, Some(why)),
+            _ => (0, None),
+        };
+        let mut seen = 0;
+        for (i, s) in signals.iter().enumerate() {
+            if s != signal {
+                continue;
+            }
+            seen += 1;
+            let o = match why {
+                Some(why) if seen > n - refused => RecordOutcome::rejected(why.clone()),
+                Some(_) => RecordOutcome::Delivered,
+                None => as_record(outcome),
+            };
+            outcomes.push((i, o));
+        }
+    }
+    outcomes.sort_by_key(|(i, _)| *i);
+    per_record(outcomes.into_iter().map(|(_, o)| o).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mixed_request_charges_each_signals_outcome_to_its_events() {
+        let signals = [Signal::Logs, Signal::Metrics, Signal::Logs, Signal::Logs];
+        let why = Rejection::named("partial_success", "bad");
+        let o = combine(
+            &signals,
+            &[
+                (
+                    Signal::Logs,
+                    Outcome::PartialCount {
+                        rejected: 1,
+                        why: why.clone(),
+                    },
+                ),
+                (
+                    Signal::Metrics,
+                    Outcome::Retry {
+                        after: None,
+                        error: "x".into(),
+                    },
+                ),
+            ],
+        );
+        assert_eq!(
+            o,
+            Outcome::Partial(vec![
+                RecordOutcome::Delivered,
+                RecordOutcome::RETRY,
+                RecordOutcome::Delivered,
+                RecordOutcome::rejected(why),
+            ])
+        );
+    }
+
+    #[test]
+    fn http_error_bodies_are_read_as_google_rpc_status() {
+        let body = tonic_types::pb::Status {
+            code: 3,
+            message: "bad record".into(),
+            details: vec![],
+        }
+        .encode_to_vec();
+        assert_eq!(status_message(&body, false), "bad record");
+        assert_eq!(
+            status_message(br#"{"code":3,"message":"bad json"}"#, true),
+            "bad json"
+        );
+        assert_eq!(status_message(b"not found", true), "not found");
+    }
+}

@@ -1,0 +1,397 @@
+//! A real OTLP collector for destination tests: the gRPC services
+//! opentelemetry-proto generates (served by tonic, gzip accepted) and an
+//! OTLP/HTTP receiver (hyper: `/v1/logs|metrics|traces`, protobuf or JSON,
+//! gzip), both recording what arrives and the headers it came with, and
+//! both answering with the fault a test injects for its next requests.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
+use tonic::{Code, Status};
+
+/// What the collector answers to the next requests.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// A gRPC error, with a `RetryInfo` delay if set.
+    Grpc(Code, Option<Duration>),
+    /// An HTTP status, with `Retry-After` seconds if set.
+    Http(u16, Option<u64>),
+    /// Accept, but report this many log records refused.
+    Partial(i64),
+}
+
+#[derive(Default)]
+struct State {
+    logs: Vec<ResourceLogs>,
+    metrics: Vec<ResourceMetrics>,
+    traces: Vec<ResourceSpans>,
+    /// Each request's headers (gRPC metadata or HTTP), lowercased names.
+    headers: Vec<HashMap<String, String>>,
+    /// Faults for the next requests, first first.
+    faults: Vec<Fault>,
+    failed: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct Collector {
+    state: Arc<Mutex<State>>,
+}
+
+/// A running collector. `kill_grpc` takes its gRPC side away (the port
+/// refuses, open connections are closed) until `restart_grpc`.
+pub struct Running {
+    pub collector: Collector,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    grpc_server: Option<GrpcServer>,
+}
+
+type GrpcServer = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+);
+
+impl Running {
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    pub async fn kill_grpc(&mut self) {
+        if let Some((stop, server)) = self.grpc_server.take() {
+            let _ = stop.send(());
+            // A graceful stop ends each connection (GOAWAY) once its
+            // requests are answered.
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+    }
+
+    pub async fn restart_grpc(&mut self) {
+        let listener = TcpListener::bind(self.grpc).await.expect("rebind grpc");
+        self.grpc_server = Some(self.collector.serve_grpc(listener));
+    }
+}
+
+impl Collector {
+    /// Start both receivers on loopback ports.
+    pub async fn start() -> Running {
+        let collector = Collector::default();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let grpc_server = Some(collector.serve_grpc(grpc));
+        let c = collector.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((conn, _)) = http.accept().await else {
+                    return;
+                };
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let c = c.clone();
+                        async move { Ok::<_, std::convert::Infallible>(c.http(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(conn), svc)
+                        .await;
+                });
+            }
+        });
+        Running {
+            collector,
+            grpc: grpc_addr,
+            http: http_addr,
+            grpc_server,
+        }
+    }
+
+    fn serve_grpc(&self, listener: TcpListener) -> GrpcServer {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let c = self.clone();
+        let server = tokio::spawn(async move {
+            let router = tonic::transport::Server::builder()
+                .add_service(
+                    LogsServiceServer::new(c.clone()).accept_compressed(CompressionEncoding::Gzip),
+                )
+                .add_service(
+                    MetricsServiceServer::new(c.clone())
+                        .accept_compressed(CompressionEncoding::Gzip),
+                )
+                .add_service(
+                    TraceServiceServer::new(c).accept_compressed(CompressionEncoding::Gzip),
+                );
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+                panic!("the OTLP gRPC receiver failed: {e}");
+            }
+        });
+        (stop, server)
+    }
+
+    /// Answer the next requests with these faults, in order, then normally.
+    pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().unwrap().faults.extend(faults);
+    }
+
+    /// Requests answered with a fault so far.
+    pub fn failed(&self) -> u64 {
+        self.state.lock().unwrap().failed
+    }
+
+    pub fn logs(&self) -> Vec<ResourceLogs> {
+        self.state.lock().unwrap().logs.clone()
+    }
+
+    pub fn metrics(&self) -> Vec<ResourceMetrics> {
+        self.state.lock().unwrap().metrics.clone()
+    }
+
+    pub fn traces(&self) -> Vec<ResourceSpans> {
+        self.state.lock().unwrap().traces.clone()
+    }
+
+    /// Every log record received, in arrival order.
+    pub fn records(&self) -> Vec<LogRecord> {
+        self.logs()
+            .into_iter()
+            .flat_map(|r| r.scope_logs)
+            .flat_map(|s| s.log_records)
+            .collect()
+    }
+
+    pub fn headers(&self) -> Vec<HashMap<String, String>> {
+        self.state.lock().unwrap().headers.clone()
+    }
+
+    /// The fault for this request, if any, with its headers recorded.
+    fn next_fault(&self, headers: HashMap<String, String>) -> Option<Fault> {
+        let mut s = self.state.lock().unwrap();
+        s.headers.push(headers);
+        if s.faults.is_empty() {
+            return None;
+        }
+        s.failed += 1;
+        Some(s.faults.remove(0))
+    }
+
+    fn grpc_headers<T>(req: &tonic::Request<T>) -> HashMap<String, String> {
+        req.metadata()
+            .clone()
+            .into_headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect()
+    }
+
+    /// The gRPC answer for a fault: an error, or how many were refused.
+    fn grpc_fault(fault: Option<Fault>) -> Result<i64, Status> {
+        match fault {
+            None => Ok(0),
+            Some(Fault::Partial(n)) => Ok(n),
+            Some(Fault::Grpc(code, delay)) => Err(match delay {
+                Some(d) => {
+                    use tonic_types::{ErrorDetails, StatusExt};
+                    Status::with_error_details(
+                        code,
+                        "injected",
+                        ErrorDetails::with_retry_info(Some(d)),
+                    )
+                }
+                None => Status::new(code, "injected"),
+            }),
+            Some(Fault::Http(..)) => Err(Status::internal("an HTTP fault sent over gRPC")),
+        }
+    }
+
+    async fn http(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        let headers: HashMap<String, String> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let path = req.uri().path().to_string();
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return reply(400, "text/plain", b"unreadable body".to_vec(), None),
+        };
+        let body = if headers.get("content-encoding").map(String::as_str) == Some("gzip") {
+            let mut out = Vec::new();
+            if flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut out)
+                .is_err()
+            {
+                return reply(400, "text/plain", b"bad gzip".to_vec(), None);
+            }
+            out
+        } else {
+            body.to_vec()
+        };
+        let json = headers.get("content-type").map(String::as_str) == Some("application/json");
+        let fault = self.next_fault(headers);
+        let refused = match fault {
+            Some(Fault::Http(code, after)) => {
+                return reply(code, "text/plain", b"injected".to_vec(), after);
+            }
+            Some(Fault::Partial(n)) => n,
+            _ => 0,
+        };
+        let content_type = if json {
+            "application/json"
+        } else {
+            "application/x-protobuf"
+        };
+        macro_rules! take {
+            ($req:ty, $field:ident, $store:ident, $resp:expr) => {{
+                let parsed: Result<$req, String> = if json {
+                    serde_json::from_slice(&body).map_err(|e| e.to_string())
+                } else {
+                    <$req>::decode(&body[..]).map_err(|e| e.to_string())
+                };
+                match parsed {
+                    Ok(r) => {
+                        self.state.lock().unwrap().$store.extend(r.$field);
+                        let resp = $resp;
+                        let bytes = if json {
+                            serde_json::to_vec(&resp).unwrap()
+                        } else {
+                            resp.encode_to_vec()
+                        };
+                        reply(200, content_type, bytes, None)
+                    }
+                    Err(e) => reply(400, "text/plain", e.into_bytes(), None),
+                }
+            }};
+        }
+        match path.as_str() {
+            "/v1/logs" => take!(
+                ExportLogsServiceRequest,
+                resource_logs,
+                logs,
+                logs_response(refused)
+            ),
+            "/v1/metrics" => take!(
+                ExportMetricsServiceRequest,
+                resource_metrics,
+                metrics,
+                ExportMetricsServiceResponse::default()
+            ),
+            "/v1/traces" => take!(
+                ExportTraceServiceRequest,
+                resource_spans,
+                traces,
+                ExportTraceServiceResponse::default()
+            ),
+            _ => reply(404, "text/plain", b"no such path".to_vec(), None),
+        }
+    }
+}
+
+fn logs_response(refused: i64) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: (refused > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: refused,
+            error_message: "injected refusal".into(),
+        }),
+    }
+}
+
+fn reply(
+    code: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    after: Option<u64>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::builder()
+        .status(code)
+        .header("content-type", content_type);
+    if let Some(a) = after {
+        r = r.header("retry-after", a.to_string());
+    }
+    r.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+#[tonic::async_trait]
+impl LogsService for Collector {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, Status> {
+        let refused = Self::grpc_fault(self.next_fault(Self::grpc_headers(&req)))?;
+        self.state
+            .lock()
+            .unwrap()
+            .logs
+            .extend(req.into_inner().resource_logs);
+        Ok(tonic::Response::new(logs_response(refused)))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, Status> {
+        Self::grpc_fault(self.next_fault(Self::grpc_headers(&req)))?;
+        self.state
+            .lock()
+            .unwrap()
+            .metrics
+            .extend(req.into_inner().resource_metrics);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
+        Self::grpc_fault(self.next_fault(Self::grpc_headers(&req)))?;
+        self.state
+            .lock()
+            .unwrap()
+            .traces
+            .extend(req.into_inner().resource_spans);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}

@@ -1,0 +1,467 @@
+//! The OTLP destination against a real OTLP collector (tests/common/otlp.rs:
+//! opentelemetry-proto's generated gRPC services and an OTLP/HTTP receiver)
+//! with fault injection: mapped log records over gRPC and HTTP (protobuf and
+//! JSON), outages and throttling without loss, partial success counted, and
+//! OTLP events passed through exactly.
+#![cfg(feature = "otlp")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::otlp::{Collector, Fault};
+use common::{Metrics, validate_refuses, wait_until_async};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use sluice::otlp::event::{LogEvent, MetricsEvent, Origin, TracesEvent};
+use sluice::topology::Running;
+use tokio::io::AsyncWriteExt;
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn metrics(r: &Running) -> Metrics {
+    Metrics(r.metrics().encode())
+}
+
+async fn start(dest: &str) -> Running {
+    common::topology(&format!(
+        "api: {{ enabled: false }}\nsources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\nroutes:\n  - {{ name: all, destination: out }}\ndestinations:\n  out: {dest}\n"
+    ))
+    .await
+}
+
+async fn send(r: &Running, lines: impl IntoIterator<Item = String>) {
+    let mut s = tokio::net::TcpStream::connect(r.source_addr("in").unwrap())
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    for l in lines {
+        buf.push_str(&l);
+        buf.push('\n');
+    }
+    s.write_all(buf.as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+}
+
+/// Log lines as a shipper writes them, numbered by `seq`.
+fn shipper_lines(n: u64) -> impl Iterator<Item = String> {
+    (0..n).map(|i| {
+        format!(
+            r#"{{"timestamp":"2026-12-04T10:00:00Z","level":"{}","msg":"request {i}","host":"web-{}","service":"checkout","seq":{i}}}"#,
+            if i % 2 == 0 { "info" } else { "error" },
+            i % 2
+        )
+    })
+}
+
+fn text(v: &Option<AnyValue>) -> Option<&str> {
+    match v.as_ref()?.value.as_ref()? {
+        Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attrs
+        .iter()
+        .find(|k| k.key == key)
+        .and_then(|k| k.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn seq(r: &LogRecord) -> i64 {
+    match attr(&r.attributes, "seq") {
+        Some(Value::IntValue(i)) => *i,
+        other => panic!("no integer seq attribute: {other:?}"),
+    }
+}
+
+/// Every record arrived once, mapped: body, severity, time, attributes,
+/// and `host`/`service` on the resource.
+fn assert_mapped(logs: &[ResourceLogs], n: u64) {
+    let mut seqs = Vec::new();
+    for rl in logs {
+        let resource = &rl.resource.as_ref().expect("a resource").attributes;
+        let host = match attr(resource, "host.name") {
+            Some(Value::StringValue(h)) => h.clone(),
+            other => panic!("no host.name: {other:?}"),
+        };
+        assert!(
+            matches!(attr(resource, "service.name"), Some(Value::StringValue(s)) if s == "checkout")
+        );
+        for r in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
+            let i = seq(r);
+            assert_eq!(text(&r.body), Some(format!("request {i}").as_str()));
+            assert_eq!(host, format!("web-{}", i % 2), "grouped by resource");
+            let (num, sev) = if i % 2 == 0 {
+                (9, "info")
+            } else {
+                (17, "error")
+            };
+            assert_eq!((r.severity_number, r.severity_text.as_str()), (num, sev));
+            assert_eq!(r.time_unix_nano, 1_796_378_400_000_000_000);
+            assert!(r.observed_time_unix_nano > 0);
+            assert_eq!(r.attributes.len(), 1, "only seq is left as an attribute");
+            seqs.push(i);
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (0..n as i64).collect::<Vec<_>>(),
+        "each record exactly once"
+    );
+}
+
+fn records(logs: &[ResourceLogs]) -> usize {
+    logs.iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len())
+        .sum()
+}
+
+/// Send `n` shipper lines and check that each arrived once, mapped, and
+/// that sluice counts them all sent.
+async fn delivers_mapped(c: &Collector, r: &Running, n: u64) {
+    send(r, shipper_lines(n)).await;
+    wait_until_async("every record at the collector", WAIT, || {
+        records(&c.logs()) as u64 >= n
+    })
+    .await;
+    assert_mapped(&c.logs(), n);
+    wait_until_async("sent counts every event", WAIT, || {
+        metrics(r).dest("sluice_destination_sent_events_total", "out") == n
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_log_records_arrive_over_grpc_with_headers_and_gzip() {
+    let c = Collector::start().await;
+    let r = start(&format!(
+        r#"{{ type: otlp, endpoint: "{}", headers: {{ x-tenant: team-a }}, batch: {{ timeout: 50ms }} }}"#,
+        c.grpc_url()
+    ))
+    .await;
+    delivers_mapped(&c.collector, &r, 200).await;
+    let h = &c.collector.headers()[0];
+    assert_eq!(h.get("x-tenant").map(String::as_str), Some("team-a"));
+    assert_eq!(
+        h.get("grpc-encoding").map(String::as_str),
+        Some("gzip"),
+        "{h:?}"
+    );
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_log_records_arrive_over_http_as_protobuf_and_as_json() {
+    for (encoding, content_type) in [
+        ("protobuf", "application/x-protobuf"),
+        ("json", "application/json"),
+    ] {
+        let c = Collector::start().await;
+        let r = start(&format!(
+            r#"{{ type: otlp, protocol: http, http_encoding: {encoding}, endpoint: "{}", compression: none, headers: {{ Authorization: "Bearer t0k" }}, batch: {{ timeout: 50ms }} }}"#,
+            c.http_url()
+        ))
+        .await;
+        delivers_mapped(&c.collector, &r, 150).await;
+        let h = &c.collector.headers()[0];
+        assert_eq!(
+            h.get("content-type").map(String::as_str),
+            Some(content_type)
+        );
+        assert_eq!(
+            h.get("authorization").map(String::as_str),
+            Some("Bearer t0k")
+        );
+        assert_eq!(h.get("content-encoding"), None, "compression: none");
+        r.shutdown().await;
+    }
+}
+
+/// UNAVAILABLE, then RESOURCE_EXHAUSTED with a RetryInfo, then OK over
+/// gRPC; 503, 429 with Retry-After, then OK over HTTP: every event
+/// arrives once, nothing is dropped, the retries are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_and_throttled_collectors_lose_nothing() {
+    for protocol in ["grpc", "http"] {
+        let c = Collector::start().await;
+        let (url, faults) = if protocol == "grpc" {
+            (
+                c.grpc_url(),
+                vec![
+                    Fault::Grpc(Code::Unavailable, None),
+                    Fault::Grpc(Code::Unavailable, None),
+                    Fault::Grpc(Code::ResourceExhausted, Some(Duration::from_millis(300))),
+                    Fault::Grpc(Code::DeadlineExceeded, None),
+                ],
+            )
+        } else {
+            (
+                c.http_url(),
+                vec![
+                    Fault::Http(503, None),
+                    Fault::Http(502, None),
+                    Fault::Http(429, Some(1)),
+                    Fault::Http(504, None),
+                ],
+            )
+        };
+        c.collector.fail_next(faults);
+        let r = start(&format!(
+            r#"{{ type: otlp, protocol: {protocol}, endpoint: "{url}", request: {{ concurrency: 1 }}, batch: {{ max_events: 50, timeout: 20ms }}, retry: {{ initial_backoff: 50ms, max_backoff: 200ms }} }}"#
+        ))
+        .await;
+        delivers_mapped(&c.collector, &r, 300).await;
+        assert_eq!(c.collector.failed(), 4, "{protocol}: every fault was met");
+        let m = metrics(&r);
+        assert_eq!(m.dropped_any("out"), 0, "{protocol}: nothing dropped");
+        assert!(
+            m.dest("sluice_destination_retries_total", "out") >= 4,
+            "{protocol}: retries counted"
+        );
+        r.shutdown().await;
+    }
+}
+
+/// A partial success counts its refused records as rejected, the rest as
+/// sent; INVALID_ARGUMENT rejects the request with its code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_success_and_invalid_argument_are_counted_rejected() {
+    let c = Collector::start().await;
+    c.collector
+        .fail_next([Fault::Partial(3), Fault::Grpc(Code::InvalidArgument, None)]);
+    let r = start(&format!(
+        r#"{{ type: otlp, endpoint: "{}", request: {{ concurrency: 1 }}, batch: {{ max_events: 10, timeout: 20ms }} }}"#,
+        c.grpc_url()
+    ))
+    .await;
+    let n = 100;
+    send(&r, shipper_lines(n)).await;
+    wait_until_async("every event accounted for", WAIT, || {
+        let m = metrics(&r);
+        m.dest("sluice_destination_sent_events_total", "out") + m.dropped("out", "rejected") == n
+    })
+    .await;
+    let m = metrics(&r);
+    assert_eq!(
+        m.dropped("out", "rejected"),
+        3 + 10,
+        "3 refused, one batch of 10 invalid"
+    );
+    assert_eq!(
+        m.dest("sluice_destination_sent_events_total", "out"),
+        n - 13
+    );
+    // The collector kept the partly refused batch (it said it refused 3).
+    assert_eq!(records(&c.collector.logs()) as u64, n - 10);
+    r.shutdown().await;
+}
+
+fn kv(key: &str, v: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn resource(service: &str) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![
+            kv("service.name", Value::StringValue(service.into())),
+            kv("replica", Value::IntValue(2)),
+        ],
+        ..Default::default()
+    })
+}
+
+/// What an OTel SDK sends: two services' logs, metrics and spans.
+fn telemetry() -> (Vec<ResourceLogs>, Vec<ResourceMetrics>, Vec<ResourceSpans>) {
+    let scope = Some(InstrumentationScope {
+        name: "io.opentelemetry.app".into(),
+        version: "1.0".into(),
+        ..Default::default()
+    });
+    let logs = ["cart", "pay"]
+        .iter()
+        .map(|svc| ResourceLogs {
+            resource: resource(svc),
+            scope_logs: vec![ScopeLogs {
+                scope: scope.clone(),
+                log_records: (0..5)
+                    .map(|i| LogRecord {
+                        time_unix_nano: 1_700_000_000_000_000_000 + i,
+                        observed_time_unix_nano: 1_700_000_000_000_000_500 + i,
+                        severity_number: 13,
+                        severity_text: "WARN".into(),
+                        body: Some(AnyValue {
+                            value: Some(Value::StringValue(format!("{svc} {i}"))),
+                        }),
+                        attributes: vec![
+                            kv("ratio", Value::DoubleValue(0.5 + i as f64)),
+                            kv("ok", Value::BoolValue(i % 2 == 0)),
+                        ],
+                        trace_id: vec![7; 16],
+                        span_id: vec![i as u8; 8],
+                        flags: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+            }],
+            schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+        })
+        .collect();
+    let metrics = ["cart", "pay"]
+        .iter()
+        .map(|svc| ResourceMetrics {
+            resource: resource(svc),
+            scope_metrics: vec![ScopeMetrics {
+                scope: scope.clone(),
+                metrics: vec![Metric {
+                    name: "queue.depth".into(),
+                    unit: "{items}".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: 1_700_000_000_000_000_000,
+                            value: Some(number_data_point::Value::AsInt(42)),
+                            attributes: vec![kv("queue", Value::StringValue("q1".into()))],
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        })
+        .collect();
+    let traces = ["cart", "pay"]
+        .iter()
+        .map(|svc| ResourceSpans {
+            resource: resource(svc),
+            scope_spans: vec![ScopeSpans {
+                scope: scope.clone(),
+                spans: vec![Span {
+                    trace_id: vec![9; 16],
+                    span_id: vec![1; 8],
+                    name: format!("{svc} checkout"),
+                    kind: 2,
+                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                    end_time_unix_nano: 1_700_000_000_250_000_000,
+                    attributes: vec![kv("http.route", Value::StringValue("/pay".into()))],
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        })
+        .collect();
+    (logs, metrics, traces)
+}
+
+/// Events in the shape the OTLP source gives them (one per log record, one
+/// per resource's metrics or spans) come out as exactly what went in,
+/// regrouped by resource and scope, over gRPC and over HTTP/JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_events_pass_through_exactly() {
+    let (logs, metrics_in, traces) = telemetry();
+    let mut lines = Vec::new();
+    for rl in &logs {
+        for sl in &rl.scope_logs {
+            let origin = Origin {
+                resource: rl.resource.clone(),
+                resource_schema_url: rl.schema_url.clone(),
+                scope: sl.scope.clone(),
+                scope_schema_url: sl.schema_url.clone(),
+            };
+            for rec in &sl.log_records {
+                lines.push(serde_json::to_string(&LogEvent::new(&origin, rec)).unwrap());
+            }
+        }
+    }
+    for rm in &metrics_in {
+        lines.push(serde_json::to_string(&MetricsEvent::new(rm)).unwrap());
+    }
+    for rs in &traces {
+        lines.push(serde_json::to_string(&TracesEvent::new(rs)).unwrap());
+    }
+    for (protocol, extra) in [("grpc", ""), ("http", ", http_encoding: json")] {
+        let c = Collector::start().await;
+        let url = if protocol == "grpc" {
+            c.grpc_url()
+        } else {
+            c.http_url()
+        };
+        // One batch: every signal in one request, regrouped.
+        let r = start(&format!(
+            r#"{{ type: otlp, protocol: {protocol}, endpoint: "{url}"{extra}, batch: {{ timeout: 300ms }} }}"#
+        ))
+        .await;
+        send(&r, lines.clone()).await;
+        wait_until_async("logs, metrics and traces at the collector", WAIT, || {
+            c.collector.logs().len() == 2
+                && c.collector.metrics().len() == 2
+                && c.collector.traces().len() == 2
+        })
+        .await;
+        assert_eq!(c.collector.logs(), logs, "{protocol}: logs unchanged");
+        assert_eq!(
+            c.collector.metrics(),
+            metrics_in,
+            "{protocol}: metrics unchanged"
+        );
+        assert_eq!(c.collector.traces(), traces, "{protocol}: traces unchanged");
+        wait_until_async("sent counts every event", WAIT, || {
+            metrics(&r).dest("sluice_destination_sent_events_total", "out") == lines.len() as u64
+        })
+        .await;
+        r.shutdown().await;
+    }
+}
+
+#[test]
+fn bad_otlp_settings_are_refused_at_their_line() {
+    let config = |dest: &str| {
+        format!(
+            "sources:\n  in: {{ type: stdin }}\nroutes:\n  - {{ name: all, destination: out }}\ndestinations:\n  out:\n    {dest}\n"
+        )
+    };
+    for (dest, want) in [
+        (
+            "{ type: otlp, http_encoding: json }",
+            "http_encoding applies only with `protocol: http`",
+        ),
+        (
+            "{ type: otlp, endpoint: \"localhost:4317\" }",
+            "is not an http:// or https:// URL",
+        ),
+        (
+            "{ type: otlp, headers: { \"bad header\": x } }",
+            "is not a valid header name",
+        ),
+        ("{ type: otlp, compression: zstd }", "zstd"),
+        ("{ type: otlp, encoding: ndjson }", "encoding"),
+        (
+            "{ type: otlp, tls: { verify_certificate: false } }",
+            "not available over gRPC",
+        ),
+        ("{ type: otlp, mapping: { bodyy: [m] } }", "bodyy"),
+    ] {
+        let e = validate_refuses("otlp.yaml", &config(dest));
+        assert!(
+            e.contains("otlp.yaml:7:") && e.contains(want),
+            "{dest}: {e}"
+        );
+    }
+}
