@@ -9,17 +9,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::otlp::{Collector, Fault};
+use common::otlp::{Collector, Fault, telemetry};
 use common::{Metrics, validate_refuses, wait_until_async};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use sluice::otlp::event::{LogEvent, MetricsEvent, Origin, TracesEvent};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
+use sluice::otlp::event::{log_events, metrics_events, traces_events};
 use sluice::topology::Running;
 use tokio::io::AsyncWriteExt;
 use tonic::Code;
@@ -267,135 +262,20 @@ async fn partial_success_and_invalid_argument_are_counted_rejected() {
     r.shutdown().await;
 }
 
-fn kv(key: &str, v: Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
-
-fn resource(service: &str) -> Option<Resource> {
-    Some(Resource {
-        attributes: vec![
-            kv("service.name", Value::StringValue(service.into())),
-            kv("replica", Value::IntValue(2)),
-        ],
-        ..Default::default()
-    })
-}
-
-/// What an OTel SDK sends: two services' logs, metrics and spans.
-fn telemetry() -> (Vec<ResourceLogs>, Vec<ResourceMetrics>, Vec<ResourceSpans>) {
-    let scope = Some(InstrumentationScope {
-        name: "io.opentelemetry.app".into(),
-        version: "1.0".into(),
-        ..Default::default()
-    });
-    let logs = ["cart", "pay"]
-        .iter()
-        .map(|svc| ResourceLogs {
-            resource: resource(svc),
-            scope_logs: vec![ScopeLogs {
-                scope: scope.clone(),
-                log_records: (0..5)
-                    .map(|i| LogRecord {
-                        time_unix_nano: 1_700_000_000_000_000_000 + i,
-                        observed_time_unix_nano: 1_700_000_000_000_000_500 + i,
-                        severity_number: 13,
-                        severity_text: "WARN".into(),
-                        body: Some(AnyValue {
-                            value: Some(Value::StringValue(format!("{svc} {i}"))),
-                        }),
-                        attributes: vec![
-                            kv("ratio", Value::DoubleValue(0.5 + i as f64)),
-                            kv("ok", Value::BoolValue(i % 2 == 0)),
-                        ],
-                        trace_id: vec![7; 16],
-                        span_id: vec![i as u8; 8],
-                        flags: 1,
-                        ..Default::default()
-                    })
-                    .collect(),
-                schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
-            }],
-            schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
-        })
-        .collect();
-    let metrics = ["cart", "pay"]
-        .iter()
-        .map(|svc| ResourceMetrics {
-            resource: resource(svc),
-            scope_metrics: vec![ScopeMetrics {
-                scope: scope.clone(),
-                metrics: vec![Metric {
-                    name: "queue.depth".into(),
-                    unit: "{items}".into(),
-                    data: Some(metric::Data::Gauge(Gauge {
-                        data_points: vec![NumberDataPoint {
-                            time_unix_nano: 1_700_000_000_000_000_000,
-                            value: Some(number_data_point::Value::AsInt(42)),
-                            attributes: vec![kv("queue", Value::StringValue("q1".into()))],
-                            ..Default::default()
-                        }],
-                    })),
-                    ..Default::default()
-                }],
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        })
-        .collect();
-    let traces = ["cart", "pay"]
-        .iter()
-        .map(|svc| ResourceSpans {
-            resource: resource(svc),
-            scope_spans: vec![ScopeSpans {
-                scope: scope.clone(),
-                spans: vec![Span {
-                    trace_id: vec![9; 16],
-                    span_id: vec![1; 8],
-                    name: format!("{svc} checkout"),
-                    kind: 2,
-                    start_time_unix_nano: 1_700_000_000_000_000_000,
-                    end_time_unix_nano: 1_700_000_000_250_000_000,
-                    attributes: vec![kv("http.route", Value::StringValue("/pay".into()))],
-                    ..Default::default()
-                }],
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        })
-        .collect();
-    (logs, metrics, traces)
-}
-
 /// Events in the shape the OTLP source gives them (one per log record, one
 /// per resource's metrics or spans) come out as exactly what went in,
 /// regrouped by resource and scope, over gRPC and over HTTP/JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_events_pass_through_exactly() {
     let (logs, metrics_in, traces) = telemetry();
-    let mut lines = Vec::new();
-    for rl in &logs {
-        for sl in &rl.scope_logs {
-            let origin = Origin {
-                resource: rl.resource.clone(),
-                resource_schema_url: rl.schema_url.clone(),
-                scope: sl.scope.clone(),
-                scope_schema_url: sl.schema_url.clone(),
-            };
-            for rec in &sl.log_records {
-                lines.push(serde_json::to_string(&LogEvent::new(&origin, rec)).unwrap());
-            }
-        }
-    }
-    for rm in &metrics_in {
-        lines.push(serde_json::to_string(&MetricsEvent::new(rm)).unwrap());
-    }
-    for rs in &traces {
-        lines.push(serde_json::to_string(&TracesEvent::new(rs)).unwrap());
-    }
+    let mut events = Vec::new();
+    log_events(&logs, &mut events);
+    metrics_events(&metrics_in, &mut events);
+    traces_events(&traces, &mut events);
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| String::from_utf8(e.raw.to_vec()).unwrap())
+        .collect();
     for (protocol, extra) in [("grpc", ""), ("http", ", http_encoding: json")] {
         let c = Collector::start().await;
         let url = if protocol == "grpc" {

@@ -13,14 +13,16 @@
 //! events carry `resource` the same way and their `scope_metrics` /
 //! `scope_spans` in OTLP/JSON. Values are plain JSON (see `value`).
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use serde::{Deserialize, Serialize};
 
 use super::value::{Attributes, Plain, PlainAttributes, PlainValue};
+use crate::event::Event;
 
 /// Which OTLP signal an event carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +297,47 @@ impl TracesEvent {
             schema_url,
         }
     }
+}
+
+/// Each log record of `resource_logs` as an event.
+pub fn log_events(resource_logs: &[ResourceLogs], out: &mut Vec<Event>) {
+    for rl in resource_logs {
+        for sl in &rl.scope_logs {
+            let origin = Origin {
+                resource: rl.resource.clone(),
+                resource_schema_url: rl.schema_url.clone(),
+                scope: sl.scope.clone(),
+                scope_schema_url: sl.schema_url.clone(),
+            };
+            for r in &sl.log_records {
+                out.push(json_event(&LogEvent::new(&origin, r)));
+            }
+        }
+    }
+}
+
+/// Each resource's metrics as an event.
+pub fn metrics_events(resource_metrics: &[ResourceMetrics], out: &mut Vec<Event>) {
+    out.extend(
+        resource_metrics
+            .iter()
+            .map(|rm| json_event(&MetricsEvent::new(rm))),
+    );
+}
+
+/// Each resource's spans as an event.
+pub fn traces_events(resource_spans: &[ResourceSpans], out: &mut Vec<Event>) {
+    out.extend(
+        resource_spans
+            .iter()
+            .map(|rs| json_event(&TracesEvent::new(rs))),
+    );
+}
+
+fn json_event(v: &impl Serialize) -> Event {
+    // Serializing these types into memory cannot fail: every map key is a
+    // string and no value is refused.
+    Event::json(Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
 }
 
 /// Trace and span ids as lowercase hex, as OTLP/JSON writes them.

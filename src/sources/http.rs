@@ -245,9 +245,14 @@ async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
     reply(StatusCode::OK, accepted, malformed)
 }
 
-type BodyError = (StatusCode, RejectReason, String);
+pub(crate) type BodyError = (StatusCode, RejectReason, String);
 
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, BodyError> {
+/// The body, decompressed (gzip, zstd), at most `max` bytes either way.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Bytes, BodyError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());

@@ -7,6 +7,8 @@ pub mod generator;
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod stdin;
 pub mod tcp;
 pub mod udp;
@@ -37,6 +39,8 @@ pub enum SourceConfig {
     Stdin(stdin::StdinConfig),
     #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaConfig),
+    #[cfg(feature = "otlp")]
+    Otlp(otlp::OtlpSourceConfig),
 }
 
 impl ComponentKind for SourceConfig {
@@ -50,6 +54,8 @@ impl ComponentKind for SourceConfig {
         "stdin",
         #[cfg(feature = "kafka")]
         "kafka",
+        #[cfg(feature = "otlp")]
+        "otlp",
     ];
 
     fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
@@ -61,6 +67,8 @@ impl ComponentKind for SourceConfig {
             "stdin" => SourceConfig::Stdin(Deserialize::deserialize(d)?),
             #[cfg(feature = "kafka")]
             "kafka" => SourceConfig::Kafka(Deserialize::deserialize(d)?),
+            #[cfg(feature = "otlp")]
+            "otlp" => SourceConfig::Otlp(Deserialize::deserialize(d)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "unknown source type `{other}`"
@@ -80,6 +88,8 @@ impl Validate for SourceConfig {
             SourceConfig::Stdin(c) => c.validate(),
             #[cfg(feature = "kafka")]
             SourceConfig::Kafka(c) => c.validate(),
+            #[cfg(feature = "otlp")]
+            SourceConfig::Otlp(c) => c.validate(),
         }
     }
 }
@@ -93,6 +103,8 @@ impl SourceConfig {
             SourceConfig::Generator(_) | SourceConfig::Stdin(_) => None,
             #[cfg(feature = "kafka")]
             SourceConfig::Kafka(_) => None,
+            #[cfg(feature = "otlp")]
+            SourceConfig::Otlp(c) => c.grpc_address.or(c.http_address).map(Listen::Tcp),
         }
     }
 
@@ -260,6 +272,25 @@ pub async fn start(
                 task: k.task,
                 finishing: Some(k.finishing),
                 detail: Some(k.detail),
+            });
+        }
+        #[cfg(feature = "otlp")]
+        SourceConfig::Otlp(c) => {
+            let (local_addr, task, detail) =
+                otlp::start(c, ctx)
+                    .await
+                    .map_err(|(address, source)| SourceError::Bind {
+                        id: id.clone(),
+                        address,
+                        source,
+                    })?;
+            return Ok(RunningSource {
+                id,
+                kind: "otlp",
+                local_addr,
+                task,
+                finishing: None,
+                detail: Some(detail),
             });
         }
     };

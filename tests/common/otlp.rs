@@ -33,9 +33,14 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
-use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
@@ -322,6 +327,134 @@ impl Collector {
             _ => reply(404, "text/plain", b"no such path".to_vec(), None),
         }
     }
+}
+
+fn kv(key: &str, v: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn resource(service: &str) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![
+            kv("service.name", Value::StringValue(service.into())),
+            kv("replica", Value::IntValue(2)),
+        ],
+        ..Default::default()
+    })
+}
+
+/// What an OTel SDK sends: two services' logs, metrics and spans.
+pub fn telemetry() -> (Vec<ResourceLogs>, Vec<ResourceMetrics>, Vec<ResourceSpans>) {
+    let scope = Some(InstrumentationScope {
+        name: "io.opentelemetry.app".into(),
+        version: "1.0".into(),
+        ..Default::default()
+    });
+    let logs = ["cart", "pay"]
+        .iter()
+        .map(|svc| ResourceLogs {
+            resource: resource(svc),
+            scope_logs: vec![ScopeLogs {
+                scope: scope.clone(),
+                log_records: (0..5)
+                    .map(|i| LogRecord {
+                        time_unix_nano: 1_700_000_000_000_000_000 + i,
+                        observed_time_unix_nano: 1_700_000_000_000_000_500 + i,
+                        severity_number: 13,
+                        severity_text: "WARN".into(),
+                        body: Some(AnyValue {
+                            value: Some(Value::StringValue(format!("{svc} {i}"))),
+                        }),
+                        attributes: vec![
+                            kv("ratio", Value::DoubleValue(0.5 + i as f64)),
+                            kv("ok", Value::BoolValue(i % 2 == 0)),
+                        ],
+                        trace_id: vec![7; 16],
+                        span_id: vec![i as u8; 8],
+                        flags: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+            }],
+            schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+        })
+        .collect();
+    let metrics = ["cart", "pay"]
+        .iter()
+        .map(|svc| ResourceMetrics {
+            resource: resource(svc),
+            scope_metrics: vec![ScopeMetrics {
+                scope: scope.clone(),
+                metrics: vec![Metric {
+                    name: "queue.depth".into(),
+                    unit: "{items}".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: 1_700_000_000_000_000_000,
+                            value: Some(number_data_point::Value::AsInt(42)),
+                            attributes: vec![kv("queue", Value::StringValue("q1".into()))],
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        })
+        .collect();
+    let traces = ["cart", "pay"]
+        .iter()
+        .map(|svc| ResourceSpans {
+            resource: resource(svc),
+            scope_spans: vec![ScopeSpans {
+                scope: scope.clone(),
+                spans: vec![Span {
+                    trace_id: vec![9; 16],
+                    span_id: vec![1; 8],
+                    name: format!("{svc} checkout"),
+                    kind: 2,
+                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                    end_time_unix_nano: 1_700_000_000_250_000_000,
+                    attributes: vec![kv("http.route", Value::StringValue("/pay".into()))],
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        })
+        .collect();
+    (logs, metrics, traces)
+}
+
+/// Run the OpenTelemetry SDK client (tests/peers/otel_sdk.py) with `args`;
+/// its one line of JSON output.
+pub async fn sdk(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = tokio::process::Command::new(format!("{root}/scripts/peers"))
+        .args(["start", "otel-sdk"])
+        .arg(dir.path())
+        .arg(format!("{root}/tests/peers/otel_sdk.py"))
+        .args(args)
+        .output()
+        .await
+        .expect("run scripts/peers start otel-sdk");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the OpenTelemetry SDK client failed ({}); is it installed? run `scripts/peers install`:\n{stderr}",
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("SDK client said `{stdout}` ({e}); stderr:\n{stderr}"))
 }
 
 fn logs_response(refused: i64) -> ExportLogsServiceResponse {

@@ -1,0 +1,489 @@
+//! `type: otlp` — an OpenTelemetry receiver: OTLP/gRPC on `grpc_address`
+//! (the generated services of opentelemetry-proto on tonic) and OTLP/HTTP
+//! on `http_address` (`/v1/logs`, `/v1/metrics`, `/v1/traces`, protobuf or
+//! JSON, gzip or zstd). Each log record becomes an event, each resource's
+//! metrics or spans one event (`crate::otlp::event` has the shape), and one
+//! export is routed as one batch, all or nothing.
+//!
+//! Answers, so OTel SDKs and collectors do the right thing:
+//! - success: an empty `Export*ServiceResponse`;
+//! - a `block` destination full for `max_wait`: gRPC RESOURCE_EXHAUSTED with
+//!   a `RetryInfo`, HTTP 429 with `Retry-After` (counted `shed`); nothing
+//!   of the export was routed, so the client's retry duplicates nothing;
+//! - a payload that does not decode: INVALID_ARGUMENT / 400, counted
+//!   `malformed`;
+//! - shutting down: UNAVAILABLE / 503;
+//! - with `acknowledgements: true`, only once every destination delivered
+//!   the export; if one failed it, UNAVAILABLE / 503, so the client sends
+//!   it again (at least once).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message as _;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tonic::codec::CompressionEncoding;
+use tonic::{Code, Status};
+
+use super::{Detail, SourceContext};
+use crate::config::Validate;
+use crate::config::units::{ByteSize, Dur};
+use crate::event::{Ack, AckStatus, Batch, Event};
+use crate::metrics::RejectReason;
+use crate::otlp::event::{log_events, metrics_events, traces_events};
+use crate::router::RouteError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSourceConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// OTLP/gRPC (OTel's port 4317).
+    #[serde(default)]
+    pub grpc_address: Option<SocketAddr>,
+    /// OTLP/HTTP (OTel's port 4318).
+    #[serde(default)]
+    pub http_address: Option<SocketAddr>,
+    /// How long an export may wait for a full `block` destination before
+    /// it is refused as RESOURCE_EXHAUSTED / 429. Default 1 s.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Dur,
+    /// Largest export accepted (gRPC message, HTTP body before and after
+    /// decompression). Default 4 MiB, the collector's.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: ByteSize,
+    /// Answer only once the events are delivered.
+    #[serde(default)]
+    pub acknowledgements: bool,
+}
+
+fn default_max_wait() -> Dur {
+    Dur::secs(1)
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize::mib(4)
+}
+
+impl Validate for OtlpSourceConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.grpc_address.is_none() && self.http_address.is_none() {
+            return Err(
+                "set grpc_address (OTLP/gRPC, usually :4317), http_address (OTLP/HTTP, :4318) or both"
+                    .into(),
+            );
+        }
+        if self.grpc_address.is_some() && self.grpc_address == self.http_address {
+            return Err("grpc_address and http_address must differ".into());
+        }
+        if self.max_body_bytes.0 == 0 {
+            return Err("max_body_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why an export was not taken.
+enum Refused {
+    Shed,
+    Shutdown,
+    Failed,
+}
+
+struct OtlpState {
+    ctx: SourceContext,
+    max_wait: Duration,
+    max_body: usize,
+    acknowledgements: bool,
+}
+
+impl OtlpState {
+    /// Route one export's events as one batch and wait for what the answer
+    /// needs.
+    async fn ingest(&self, events: Vec<Event>) -> Result<(), Refused> {
+        if self.ctx.shutdown.is_cancelled() {
+            return Err(Refused::Shutdown);
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (ack, rx) = if self.acknowledgements {
+            let (a, rx) = Ack::new();
+            (Some(a), Some(rx))
+        } else {
+            (None, None)
+        };
+        let deadline = Instant::now() + self.max_wait;
+        match self
+            .ctx
+            .send_until(Batch::with_ack(events, ack), Some(deadline))
+            .await
+        {
+            Ok(()) => {}
+            Err(RouteError::Shed) => return Err(Refused::Shed),
+            Err(RouteError::Shutdown) => return Err(Refused::Shutdown),
+        }
+        match rx {
+            None => Ok(()),
+            Some(rx) => match rx.await {
+                Ok(AckStatus::Delivered) => Ok(()),
+                _ => Err(Refused::Failed),
+            },
+        }
+    }
+
+    fn retry_secs(&self) -> u64 {
+        self.max_wait.as_secs_f64().ceil().max(1.0) as u64
+    }
+
+    fn status(&self, r: Refused) -> Status {
+        match r {
+            Refused::Shed => {
+                use tonic_types::{ErrorDetails, StatusExt as _};
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "a destination is applying backpressure; retry later",
+                    ErrorDetails::with_retry_info(Some(Duration::from_secs(self.retry_secs()))),
+                )
+            }
+            Refused::Shutdown => Status::unavailable("shutting down"),
+            Refused::Failed => {
+                Status::unavailable("accepted, but a destination failed to deliver it; send again")
+            }
+        }
+    }
+}
+
+/// The gRPC services, one per signal.
+#[derive(Clone)]
+struct Grpc(Arc<OtlpState>);
+
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, Status> {
+        let mut events = Vec::new();
+        log_events(&req.into_inner().resource_logs, &mut events);
+        self.0.ingest(events).await.map_err(|r| self.0.status(r))?;
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, Status> {
+        let mut events = Vec::new();
+        metrics_events(&req.into_inner().resource_metrics, &mut events);
+        self.0.ingest(events).await.map_err(|r| self.0.status(r))?;
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
+        let mut events = Vec::new();
+        traces_events(&req.into_inner().resource_spans, &mut events);
+        self.0.ingest(events).await.map_err(|r| self.0.status(r))?;
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// tonic answers a message it cannot decode with INTERNAL ("failed to
+/// decode Protobuf message"), before any service code runs: this rewrites
+/// that answer to INVALID_ARGUMENT, as OTLP asks, and counts it malformed.
+fn malformed_is_invalid_argument<B>(
+    ctx: &SourceContext,
+) -> impl Fn(axum::http::Response<B>) -> axum::http::Response<B> + Clone + use<B> {
+    let metrics = ctx.metrics.clone();
+    move |mut resp| {
+        let h = resp.headers_mut();
+        let decode_failed = h.get("grpc-status").is_some_and(|v| v == "13")
+            && h.get("grpc-message").is_some_and(|m| {
+                m.to_str()
+                    .is_ok_and(|m| m.to_ascii_lowercase().contains("decode"))
+            });
+        if decode_failed {
+            h.insert("grpc-status", HeaderValue::from_static("3"));
+            metrics.reject(RejectReason::Malformed, 1);
+        }
+        resp
+    }
+}
+
+pub async fn start(
+    cfg: &OtlpSourceConfig,
+    ctx: SourceContext,
+) -> Result<(Option<SocketAddr>, JoinHandle<()>, Detail), (SocketAddr, std::io::Error)> {
+    let bind = |a: SocketAddr| async move { TcpListener::bind(a).await.map_err(|e| (a, e)) };
+    let grpc = match cfg.grpc_address {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let http = match cfg.http_address {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (grpc_addr, http_addr) = (addr(&grpc), addr(&http));
+    let state = Arc::new(OtlpState {
+        max_wait: cfg.max_wait.get(),
+        max_body: cfg.max_body_bytes.as_usize(),
+        acknowledgements: cfg.acknowledgements,
+        ctx,
+    });
+    let mut tasks = Vec::new();
+    if let Some(listener) = grpc {
+        tasks.push(serve_grpc(state.clone(), listener));
+    }
+    if let Some(listener) = http {
+        tasks.push(serve_http(state.clone(), listener));
+    }
+    let task = state.ctx.spawner().spawn(async move {
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    let detail: Detail = Arc::new(move || {
+        let text =
+            |a: Option<SocketAddr>| a.map_or(serde_json::Value::Null, |a| a.to_string().into());
+        vec![
+            ("grpc_address", text(grpc_addr)),
+            ("http_address", text(http_addr)),
+        ]
+    });
+    Ok((grpc_addr.or(http_addr), task, detail))
+}
+
+fn serve_grpc(state: Arc<OtlpState>, listener: TcpListener) -> JoinHandle<()> {
+    let ctx = &state.ctx;
+    if let Ok(a) = listener.local_addr() {
+        tracing::info!(source = %ctx.id, address = %a, listener = "grpc", "otlp source listening");
+    }
+    let max = state.max_body;
+    let svc = Grpc(state.clone());
+    let router = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            malformed_is_invalid_argument(ctx),
+        ))
+        .add_service(
+            LogsServiceServer::new(svc.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            MetricsServiceServer::new(svc.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            TraceServiceServer::new(svc)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max),
+        );
+    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    let id = ctx.id.clone();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    ctx.spawner().spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(source = %id, error = %e, "otlp gRPC receiver stopped");
+        }
+    })
+}
+
+fn serve_http(state: Arc<OtlpState>, listener: TcpListener) -> JoinHandle<()> {
+    let ctx = state.ctx.clone();
+    if let Ok(a) = listener.local_addr() {
+        tracing::info!(source = %ctx.id, address = %a, listener = "http", "otlp source listening");
+    }
+    let app = Router::new()
+        .route("/v1/logs", post(http_logs))
+        .route("/v1/metrics", post(http_metrics))
+        .route("/v1/traces", post(http_traces))
+        .with_state(state);
+    let shutdown = ctx.shutdown.clone();
+    let id = ctx.id.clone();
+    ctx.spawner().spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(source = %id, error = %e, "otlp HTTP receiver stopped");
+        }
+    })
+}
+
+/// An OTLP/HTTP answer: the response message, or a `google.rpc.Status`, in
+/// the request's encoding.
+fn http_reply(status: StatusCode, json: bool, body: Vec<u8>) -> Response {
+    let content_type = if json {
+        "application/json"
+    } else {
+        "application/x-protobuf"
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn http_error(status: StatusCode, json: bool, code: Code, message: &str) -> Response {
+    let body = if json {
+        serde_json::json!({ "code": code as i32, "message": message })
+            .to_string()
+            .into_bytes()
+    } else {
+        tonic_types::pb::Status {
+            code: code as i32,
+            message: message.to_string(),
+            details: Vec::new(),
+        }
+        .encode_to_vec()
+    };
+    http_reply(status, json, body)
+}
+
+/// Read, decode and route one OTLP/HTTP export of type `R`.
+async fn http_export<R, P>(
+    st: &OtlpState,
+    req: Request,
+    events_of: fn(&R, &mut Vec<Event>),
+) -> Response
+where
+    R: prost::Message + Default + for<'de> Deserialize<'de>,
+    P: prost::Message + Default + serde::Serialize,
+{
+    let (parts, body): (_, Body) = req.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let json = content_type.starts_with("application/json");
+    if !json && !content_type.starts_with("application/x-protobuf") {
+        st.ctx.metrics.reject(RejectReason::BadRequest, 1);
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json,
+            Code::InvalidArgument,
+            "Content-Type must be application/x-protobuf or application/json",
+        );
+    }
+    let body = match super::http::read_body(&parts.headers, body, st.max_body).await {
+        Ok(b) => b,
+        Err((status, reason, msg)) => {
+            st.ctx.metrics.reject(reason, 1);
+            return http_error(status, json, Code::InvalidArgument, &msg);
+        }
+    };
+    let decoded: Result<R, String> = if json {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        R::decode(body.as_ref()).map_err(|e| e.to_string())
+    };
+    let request = match decoded {
+        Ok(r) => r,
+        Err(e) => {
+            st.ctx.metrics.reject(RejectReason::Malformed, 1);
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                json,
+                Code::InvalidArgument,
+                &format!("not an OTLP export: {e}"),
+            );
+        }
+    };
+    let mut events = Vec::new();
+    events_of(&request, &mut events);
+    match st.ingest(events).await {
+        Ok(()) => {
+            let answer = P::default();
+            let body = if json {
+                serde_json::to_vec(&answer).unwrap_or_default()
+            } else {
+                answer.encode_to_vec()
+            };
+            http_reply(StatusCode::OK, json, body)
+        }
+        Err(Refused::Shed) => {
+            let mut r = http_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                json,
+                Code::ResourceExhausted,
+                "a destination is applying backpressure; retry later",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(st.retry_secs()));
+            r
+        }
+        Err(Refused::Shutdown) => http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json,
+            Code::Unavailable,
+            "shutting down",
+        ),
+        Err(Refused::Failed) => http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json,
+            Code::Unavailable,
+            "accepted, but a destination failed to deliver it; send again",
+        ),
+    }
+}
+
+async fn http_logs(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
+    http_export::<ExportLogsServiceRequest, ExportLogsServiceResponse>(&st, req, |r, out| {
+        log_events(&r.resource_logs, out)
+    })
+    .await
+}
+
+async fn http_metrics(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
+    http_export::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(&st, req, |r, out| {
+        metrics_events(&r.resource_metrics, out)
+    })
+    .await
+}
+
+async fn http_traces(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
+    http_export::<ExportTraceServiceRequest, ExportTraceServiceResponse>(&st, req, |r, out| {
+        traces_events(&r.resource_spans, out)
+    })
+    .await
+}
