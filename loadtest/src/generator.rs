@@ -1,4 +1,4 @@
-//! The load generator: TCP, HTTP and UDP senders.
+//! The load generator: TCP, HTTP, UDP and OTLP/gRPC senders.
 //!
 //! Every event carries a unique `seq`. What counts as *sent*: for TCP and UDP,
 //! bytes the kernel accepted; for HTTP, a request answered 2xx (a 429 or 503
@@ -23,6 +23,8 @@ pub enum Protocol {
     Tcp,
     Http,
     Udp,
+    /// OTLP/gRPC log exports, one log record per event.
+    Otlp,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +99,9 @@ impl Generator {
                         }
                         Protocol::Udp => {
                             udp(&load, per_conn_rate, deadline, &tracker, &progress).await
+                        }
+                        Protocol::Otlp => {
+                            otlp(&load, per_conn_rate, deadline, &tracker, &progress).await
                         }
                     }
                 })
@@ -295,6 +300,99 @@ async fn http(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, prog
                 Err(_) => {
                     progress.errors.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// An OTLP export of `n` log records with ids from `first`: the fields
+/// `write_event` writes, as a record's body and attributes.
+fn otlp_batch(
+    first: u64,
+    n: usize,
+    size: usize,
+) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    const LEVELS: [&str; 4] = ["info", "warn", "error", "debug"];
+    const STATUS: [i64; 5] = [200, 201, 404, 500, 503];
+    let kv = |key: &str, v: Value| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let records = (first..first + n as u64)
+        .map(|id| LogRecord {
+            severity_text: LEVELS[(id % 4) as usize].into(),
+            body: Some(AnyValue {
+                value: Some(Value::StringValue("x".repeat(size.saturating_sub(100)))),
+            }),
+            attributes: vec![
+                kv("seq", Value::IntValue(id as i64)),
+                kv("status", Value::IntValue(STATUS[(id % 5) as usize])),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("host.name", Value::StringValue("loadtest".into()))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// An OTel SDK's exporter: exports retried on RESOURCE_EXHAUSTED and
+/// UNAVAILABLE after a short pause, as SDKs do, until taken or the run ends.
+async fn otlp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progress: &Progress) {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let url = format!("http://{}", load.target);
+    let mut client = loop {
+        match LogsServiceClient::connect(url.clone()).await {
+            Ok(c) => break c,
+            Err(_) if running(deadline) => {
+                progress.refused.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(_) => return,
+        }
+    };
+    let mut pacer = Pacer::new(rate);
+    let prepared = otlp_batch(0, load.batch, load.event_bytes);
+    while running(deadline) {
+        pacer.admit(load.batch as u64).await;
+        let (first, request) = if load.track_ids {
+            let first = tracker.reserve(load.batch as u64);
+            (first, otlp_batch(first, load.batch, load.event_bytes))
+        } else {
+            (0, prepared.clone())
+        };
+        while running(deadline) {
+            progress.attempts.fetch_add(1, Ordering::Relaxed);
+            match client.export(request.clone()).await {
+                Ok(_) => {
+                    progress.ok.fetch_add(1, Ordering::Relaxed);
+                    sent(load, tracker, first);
+                    break;
+                }
+                Err(s) => {
+                    if s.code() == tonic::Code::ResourceExhausted {
+                        progress.throttled.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        progress.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
         }

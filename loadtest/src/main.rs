@@ -269,6 +269,13 @@ async fn receive(
         Protocol::Http => receiver::http::spawn(listen, schedule, sink).await?,
         Protocol::Tcp => receiver::tcp::spawn(listen, schedule, sink).await?,
         Protocol::Udp => receiver::udp::spawn(listen, schedule, sink).await?,
+        Protocol::Otlp => {
+            anyhow::ensure!(
+                faults.is_empty(),
+                "the otlp receiver injects no faults; give --fault with tcp, http or udp"
+            );
+            receiver::otlp::spawn(listen, sink).await?
+        }
     };
     eprintln!("receiving on {}", h.addr);
     let mut last = 0;

@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use super::value::{Attributes, Plain, PlainAttributes, PlainValue};
@@ -68,51 +69,96 @@ pub struct Origin {
     pub scope_schema_url: String,
 }
 
-/// One log record as an event. Field order is the wire order: `_otlp` first.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LogEvent {
-    #[serde(rename = "_otlp")]
-    signal: Signal,
-    #[serde(flatten)]
-    resource: ResourceFields,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    scope: Option<ScopeFields>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    scope_schema_url: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    time_unix_nano: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    observed_time_unix_nano: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    severity_number: i32,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    severity_text: String,
-    #[serde(default, skip_serializing_if = "PlainValue::is_none")]
-    body: PlainValue,
-    #[serde(default, skip_serializing_if = "PlainAttributes::is_empty")]
-    attributes: PlainAttributes,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    dropped_attributes_count: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    flags: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex")]
-    trace_id: Vec<u8>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex")]
-    span_id: Vec<u8>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    event_name: String,
+/// Declares an event struct: `_otlp` first (the wire order is the field
+/// order), then the resource's fields, then its own. The resource's fields
+/// are written into each struct rather than `#[serde(flatten)]`ed: flatten
+/// buffers the whole event before reading it, on every event.
+macro_rules! otlp_event {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct $name {
+            #[serde(rename = "_otlp")]
+            signal: Signal,
+            /// `None`: it came without a resource; `{}`: with an empty one.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            resource: Option<PlainAttributes>,
+            #[serde(default, skip_serializing_if = "is_zero")]
+            resource_dropped_attributes_count: u32,
+            #[serde(default, skip_serializing_if = "String::is_empty")]
+            resource_schema_url: String,
+            $($(#[$fm])* $field: $ty,)*
+        }
+
+        impl $name {
+            /// The resource and its schema URL, taken out.
+            fn take_resource(&mut self) -> (Option<Resource>, String) {
+                let attributes = self.resource.take();
+                let dropped = self.resource_dropped_attributes_count;
+                let resource = match attributes {
+                    Some(a) => Some(Resource {
+                        attributes: a.0,
+                        dropped_attributes_count: dropped,
+                        ..Default::default()
+                    }),
+                    None if dropped > 0 => Some(Resource {
+                        dropped_attributes_count: dropped,
+                        ..Default::default()
+                    }),
+                    None => None,
+                };
+                (resource, std::mem::take(&mut self.resource_schema_url))
+            }
+        }
+    };
 }
 
-/// A resource's fields as every event carries them.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct ResourceFields {
-    /// `None`: the record came without a resource; `{}`: with an empty one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    resource: Option<PlainAttributes>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    resource_dropped_attributes_count: u32,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    resource_schema_url: String,
+otlp_event! {
+    /// One log record as an event.
+    pub struct LogEvent {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<ScopeFields>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        scope_schema_url: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        time_unix_nano: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        observed_time_unix_nano: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        severity_number: i32,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        severity_text: String,
+        #[serde(default, skip_serializing_if = "PlainValue::is_none")]
+        body: PlainValue,
+        #[serde(default, skip_serializing_if = "PlainAttributes::is_empty")]
+        attributes: PlainAttributes,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropped_attributes_count: u32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        flags: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex")]
+        trace_id: Vec<u8>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex")]
+        span_id: Vec<u8>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        event_name: String,
+    }
+}
+
+otlp_event! {
+    /// A resource's metrics as one event.
+    pub struct MetricsEvent {
+        #[serde(default)]
+        scope_metrics: Vec<ScopeMetrics>,
+    }
+}
+
+otlp_event! {
+    /// A resource's spans as one event.
+    pub struct TracesEvent {
+        #[serde(default)]
+        scope_spans: Vec<ScopeSpans>,
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -127,26 +173,16 @@ struct ScopeFields {
     dropped_attributes_count: u32,
 }
 
-/// A resource's metrics as one event.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct MetricsEvent {
-    #[serde(rename = "_otlp")]
-    signal: Signal,
-    #[serde(flatten)]
-    resource: ResourceFields,
-    #[serde(default)]
-    scope_metrics: Vec<ScopeMetrics>,
-}
-
-/// A resource's spans as one event.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TracesEvent {
-    #[serde(rename = "_otlp")]
-    signal: Signal,
-    #[serde(flatten)]
-    resource: ResourceFields,
-    #[serde(default)]
-    scope_spans: Vec<ScopeSpans>,
+/// A resource as the events carry it: attributes, dropped count, schema URL.
+fn resource_fields(
+    resource: Option<&Resource>,
+    schema_url: &str,
+) -> (Option<PlainAttributes>, u32, String) {
+    (
+        resource.map(|r| PlainAttributes(r.attributes.clone())),
+        resource.map_or(0, |r| r.dropped_attributes_count),
+        schema_url.to_string(),
+    )
 }
 
 fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
@@ -177,38 +213,16 @@ impl Serialize for PlainAttributes {
     }
 }
 
-impl ResourceFields {
-    fn new(resource: Option<&Resource>, schema_url: &str) -> Self {
-        ResourceFields {
-            resource: resource.map(|r| PlainAttributes(r.attributes.clone())),
-            resource_dropped_attributes_count: resource.map_or(0, |r| r.dropped_attributes_count),
-            resource_schema_url: schema_url.to_string(),
-        }
-    }
-
-    fn into_resource(self) -> (Option<Resource>, String) {
-        let resource = match self.resource {
-            Some(a) => Some(Resource {
-                attributes: a.0,
-                dropped_attributes_count: self.resource_dropped_attributes_count,
-                ..Default::default()
-            }),
-            None if self.resource_dropped_attributes_count > 0 => Some(Resource {
-                dropped_attributes_count: self.resource_dropped_attributes_count,
-                ..Default::default()
-            }),
-            None => None,
-        };
-        (resource, self.resource_schema_url)
-    }
-}
-
 impl LogEvent {
     /// The event for `record`, which came from `origin`.
     pub fn new(origin: &Origin, record: &LogRecord) -> Self {
+        let (resource, resource_dropped_attributes_count, resource_schema_url) =
+            resource_fields(origin.resource.as_ref(), &origin.resource_schema_url);
         LogEvent {
             signal: Signal::Logs,
-            resource: ResourceFields::new(origin.resource.as_ref(), &origin.resource_schema_url),
+            resource,
+            resource_dropped_attributes_count,
+            resource_schema_url,
             scope: origin.scope.as_ref().map(|s| ScopeFields {
                 name: s.name.clone(),
                 version: s.version.clone(),
@@ -231,8 +245,8 @@ impl LogEvent {
     }
 
     /// The record and where it came from.
-    pub fn into_parts(self) -> (Origin, LogRecord) {
-        let (resource, resource_schema_url) = self.resource.into_resource();
+    pub fn into_parts(mut self) -> (Origin, LogRecord) {
+        let (resource, resource_schema_url) = self.take_resource();
         let origin = Origin {
             resource,
             resource_schema_url,
@@ -263,15 +277,19 @@ impl LogEvent {
 
 impl MetricsEvent {
     pub fn new(rm: &ResourceMetrics) -> Self {
+        let (resource, resource_dropped_attributes_count, resource_schema_url) =
+            resource_fields(rm.resource.as_ref(), &rm.schema_url);
         MetricsEvent {
             signal: Signal::Metrics,
-            resource: ResourceFields::new(rm.resource.as_ref(), &rm.schema_url),
+            resource,
+            resource_dropped_attributes_count,
+            resource_schema_url,
             scope_metrics: rm.scope_metrics.clone(),
         }
     }
 
-    pub fn into_resource_metrics(self) -> ResourceMetrics {
-        let (resource, schema_url) = self.resource.into_resource();
+    pub fn into_resource_metrics(mut self) -> ResourceMetrics {
+        let (resource, schema_url) = self.take_resource();
         ResourceMetrics {
             resource,
             scope_metrics: self.scope_metrics,
@@ -282,15 +300,19 @@ impl MetricsEvent {
 
 impl TracesEvent {
     pub fn new(rs: &ResourceSpans) -> Self {
+        let (resource, resource_dropped_attributes_count, resource_schema_url) =
+            resource_fields(rs.resource.as_ref(), &rs.schema_url);
         TracesEvent {
             signal: Signal::Traces,
-            resource: ResourceFields::new(rs.resource.as_ref(), &rs.schema_url),
+            resource,
+            resource_dropped_attributes_count,
+            resource_schema_url,
             scope_spans: rs.scope_spans.clone(),
         }
     }
 
-    pub fn into_resource_spans(self) -> ResourceSpans {
-        let (resource, schema_url) = self.resource.into_resource();
+    pub fn into_resource_spans(mut self) -> ResourceSpans {
+        let (resource, schema_url) = self.take_resource();
         ResourceSpans {
             resource,
             scope_spans: self.scope_spans,
@@ -299,7 +321,10 @@ impl TracesEvent {
     }
 }
 
-/// Each log record of `resource_logs` as an event.
+/// Each log record of `resource_logs` as an event. The resource and scope
+/// are written once per scope and each record's own fields spliced after
+/// them: the same bytes as serializing a `LogEvent` per record, without
+/// copying the resource into every one.
 pub fn log_events(resource_logs: &[ResourceLogs], out: &mut Vec<Event>) {
     for rl in resource_logs {
         for sl in &rl.scope_logs {
@@ -309,10 +334,82 @@ pub fn log_events(resource_logs: &[ResourceLogs], out: &mut Vec<Event>) {
                 scope: sl.scope.clone(),
                 scope_schema_url: sl.schema_url.clone(),
             };
+            let head = serde_json::to_vec(&LogEvent::new(&origin, &LogRecord::default()))
+                .unwrap_or_default();
+            let Some((_, open)) = head.split_last() else {
+                continue;
+            };
             for r in &sl.log_records {
-                out.push(json_event(&LogEvent::new(&origin, r)));
+                let mut buf = Vec::with_capacity(head.len() + 128 + r.encoded_len() * 2);
+                buf.extend_from_slice(open);
+                let at = buf.len();
+                if serde_json::to_writer(&mut buf, &Record(r)).is_err() {
+                    continue;
+                }
+                if buf.len() - at == 2 {
+                    // `{}`: no field of its own.
+                    buf.truncate(at);
+                    buf.push(b'}');
+                } else {
+                    buf[at] = b',';
+                }
+                out.push(Event::json(Bytes::from(buf)));
             }
         }
+    }
+}
+
+/// A log record's own fields, in `LogEvent`'s order and with its rules for
+/// what is left out.
+struct Record<'a>(&'a LogRecord);
+
+impl Serialize for Record<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        if r.time_unix_nano != 0 {
+            m.serialize_entry("time_unix_nano", &r.time_unix_nano)?;
+        }
+        if r.observed_time_unix_nano != 0 {
+            m.serialize_entry("observed_time_unix_nano", &r.observed_time_unix_nano)?;
+        }
+        if r.severity_number != 0 {
+            m.serialize_entry("severity_number", &r.severity_number)?;
+        }
+        if !r.severity_text.is_empty() {
+            m.serialize_entry("severity_text", &r.severity_text)?;
+        }
+        if let Some(v) = r.body.as_ref().and_then(|b| b.value.as_ref()) {
+            m.serialize_entry("body", &Plain(Some(v)))?;
+        }
+        if !r.attributes.is_empty() {
+            m.serialize_entry("attributes", &Attributes(&r.attributes))?;
+        }
+        if r.dropped_attributes_count != 0 {
+            m.serialize_entry("dropped_attributes_count", &r.dropped_attributes_count)?;
+        }
+        if r.flags != 0 {
+            m.serialize_entry("flags", &r.flags)?;
+        }
+        if !r.trace_id.is_empty() {
+            m.serialize_entry("trace_id", &Hex(&r.trace_id))?;
+        }
+        if !r.span_id.is_empty() {
+            m.serialize_entry("span_id", &Hex(&r.span_id))?;
+        }
+        if !r.event_name.is_empty() {
+            m.serialize_entry("event_name", &r.event_name)?;
+        }
+        m.end()
+    }
+}
+
+struct Hex<'a>(&'a [u8]);
+
+impl Serialize for Hex<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        hex::serialize(self.0, s)
     }
 }
 
@@ -428,6 +525,21 @@ mod tests {
             "{text}"
         );
         let back: LogEvent = serde_json::from_slice(&json).unwrap();
+        // What the source makes (the resource spliced in) is the same bytes.
+        let mut events = Vec::new();
+        let resource_logs = ResourceLogs {
+            resource: origin.resource.clone(),
+            scope_logs: vec![opentelemetry_proto::tonic::logs::v1::ScopeLogs {
+                scope: origin.scope.clone(),
+                log_records: vec![record.clone(), LogRecord::default()],
+                schema_url: origin.scope_schema_url.clone(),
+            }],
+            schema_url: origin.resource_schema_url.clone(),
+        };
+        log_events(&[resource_logs], &mut events);
+        assert_eq!(&events[0].raw[..], &json[..]);
+        let empty = serde_json::to_vec(&LogEvent::new(&origin, &LogRecord::default())).unwrap();
+        assert_eq!(&events[1].raw[..], &empty[..]);
         assert_eq!(back.into_parts(), (origin, record));
     }
 

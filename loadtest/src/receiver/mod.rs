@@ -1,10 +1,11 @@
-//! Receivers that stand in for destinations: HTTP, TCP and UDP servers that
+//! Receivers that stand in for destinations: HTTP, TCP, UDP and OTLP servers that
 //! record every event they take (by sequence id, or only counted in
 //! throughput runs) and inject the faults of their [`Schedule`].
 
 pub mod aws;
 pub mod http;
 pub mod kafka;
+pub mod otlp;
 pub mod tcp;
 pub mod udp;
 
@@ -93,6 +94,20 @@ impl Sink {
             self.tracker.count_received(n, lines.len() as u64);
             n
         };
+        self.stats.events.fetch_add(n, Ordering::Relaxed);
+        if let Ok(mut l) = self.stats.last_event.lock() {
+            *l = Some(Instant::now());
+        }
+    }
+}
+
+impl Sink {
+    /// Count `n` events of `bytes` taken without lines to read (OTLP).
+    pub fn count(&self, n: u64, bytes: u64) {
+        if n == 0 {
+            return;
+        }
+        self.tracker.count_received(n, bytes);
         self.stats.events.fetch_add(n, Ordering::Relaxed);
         if let Ok(mut l) = self.stats.last_event.lock() {
             *l = Some(Instant::now());

@@ -246,6 +246,11 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
             "address": source_addr.to_string(),
             "acknowledgements": spec.acknowledgements,
         }),
+        Protocol::Otlp => serde_json::json!({
+            "type": "otlp",
+            "grpc_address": source_addr.to_string(),
+            "acknowledgements": spec.acknowledgements,
+        }),
     };
     let api = free_port()?;
     let config = sluice::config(

@@ -2,7 +2,8 @@
 //! sluice tcp→tcp and http→http with one filter route (and tcp→tcp with the
 //! filter as an output router's rule), tcp→kafka and kafka→tcp through a
 //! Tansu broker (the Kafka source reads what tcp→kafka wrote), tcp→sqs and
-//! tcp→kinesis into moto (bound by moto, a Python server: labelled so), and
+//! tcp→kinesis into moto (bound by moto, a Python server: labelled so),
+//! OTLP/gRPC in and out (log records, the filter on an attribute), and
 //! the same workloads through Vector when its binary is given. Each target runs with
 //! the same generator and receiver, one after another; the relay runs first
 //! and last, and the ratio is to the mean of both runs.
@@ -32,6 +33,8 @@ pub const NAME: &str = "throughput";
 /// so every router delivers every event.
 const FILTER: &str = "status >= 200";
 const VRL_FILTER: &str = "(to_int(.status) ?? 0) >= 200";
+/// The same filter on an OTLP log record, whose fields are attributes.
+const OTLP_FILTER: &str = "attributes.status >= 200";
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Row {
@@ -89,6 +92,8 @@ enum Target {
     /// tcp → filter → sqs / kinesis (moto), read back by a consumer.
     SluiceSqsOut,
     SluiceKinesisOut,
+    /// OTLP/gRPC in, OTLP/gRPC out (log records; the filter on an attribute).
+    SluiceOtlp,
 }
 
 impl Target {
@@ -109,6 +114,7 @@ impl Target {
                 "sluice",
                 "tcp → filter → kinesis (moto-bound: offered 3000/s, 1 request at a time)",
             ),
+            Target::SluiceOtlp => ("sluice", "otlp grpc → filter → otlp grpc"),
         }
     }
 
@@ -136,6 +142,7 @@ impl Target {
     fn protocol(self) -> Protocol {
         match self {
             Target::SluiceHttp | Target::VectorHttp => Protocol::Http,
+            Target::SluiceOtlp => Protocol::Otlp,
             _ => Protocol::Tcp,
         }
     }
@@ -149,6 +156,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Target::SluiceTcp,
         Target::SluiceHttp,
         Target::SluiceRouter,
+        Target::SluiceOtlp,
     ];
     if ctx.vector.is_some() {
         targets.extend([Target::VectorTcp, Target::VectorHttp]);
@@ -280,6 +288,8 @@ async fn one(
     } else if matches!(target, Target::SluiceKinesisOut) {
         aws::consume_kinesis(peers.moto()?, sink, reading.clone());
         None
+    } else if matches!(target, Target::SluiceOtlp) {
+        Some(receiver::otlp::spawn(rx_addr, sink).await?)
     } else if http {
         Some(
             receiver::http::spawn(rx_addr, crate::fault::Schedule::none(Instant::now()), sink)
@@ -305,10 +315,7 @@ async fn one(
         batch: if http { 1000 } else { 512 },
         track_ids: false,
     };
-    let pb = bar(
-        &format!("{name} {}", if http { "http" } else { "tcp" }),
-        seconds,
-    );
+    let pb = bar(&format!("{name} {path}"), seconds);
     let started = Instant::now();
     let generator = Generator::start(load, tracker.clone());
     let mut peak_rss = 0u64;
@@ -412,6 +419,18 @@ async fn start(
                 json!({ "in": { "type": if http { "http" } else { "tcp" }, "address": input.to_string() } }),
                 json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
                 json!({ "out": out }),
+            );
+            let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
+            s.process
+        }
+        Target::SluiceOtlp => {
+            let api = free_port()?;
+            let config = sluice::config(
+                api,
+                dir,
+                json!({ "in": { "type": "otlp", "grpc_address": input.to_string() } }),
+                json!([{ "name": "filtered", "filter": OTLP_FILTER, "destination": "out" }]),
+                json!({ "out": { "type": "otlp", "endpoint": format!("http://{output}") } }),
             );
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
             s.process
