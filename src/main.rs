@@ -95,7 +95,11 @@ fn main() -> ExitCode {
     };
     let filter = match &cli.log {
         Some(f) => EnvFilter::try_new(f),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+        // gcp_auth warns on each of its five token attempts; sluice logs the
+        // cause once (Pub/Sub), so by default only its errors show.
+        None => {
+            EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info,gcp_auth=error"))
+        }
     };
     let filter = match filter {
         Ok(f) => f,
