@@ -280,8 +280,8 @@ async fn otlp_in_to_otlp_out_keeps_logs_metrics_and_traces_unchanged() {
 }
 
 /// Garbage is refused as OTLP asks (HTTP 400 with a `google.rpc.Status`,
-/// gRPC INVALID_ARGUMENT) and counted malformed; nothing reaches the
-/// destination.
+/// gRPC INVALID_ARGUMENT) and counted malformed, an export over
+/// `max_body_bytes` counted oversize; nothing reaches the destination.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_exports_are_refused_and_counted() {
     let rx = Receiver::start().await;
@@ -309,7 +309,7 @@ async fn malformed_exports_are_refused_and_counted() {
     r.shutdown().await;
 
     let r = start(
-        "{ type: otlp, grpc_address: 127.0.0.1:0 }",
+        "{ type: otlp, grpc_address: 127.0.0.1:0, max_body_bytes: 1KiB }",
         &format!("{{ type: http, url: \"{}\" }}", rx.url("/in")),
     )
     .await;
@@ -317,6 +317,10 @@ async fn malformed_exports_are_refused_and_counted() {
     let out = sdk(&["malformed-grpc", &addr]).await;
     assert_eq!(out["code"], "INVALID_ARGUMENT");
     assert_eq!(metrics(&r).rejected("otel", "malformed"), 1);
+    // Over max_body_bytes: refused for good, not OUT_OF_RANGE (retried).
+    let out = sdk(&["malformed-grpc", &addr, "4096"]).await;
+    assert_eq!(out["code"], "INVALID_ARGUMENT");
+    assert_eq!(metrics(&r).rejected("otel", "oversize"), 1);
     assert!(rx.accepted().is_empty());
     r.shutdown().await;
 }

@@ -11,7 +11,8 @@
 //!   a `RetryInfo`, HTTP 429 with `Retry-After` (counted `shed`); nothing
 //!   of the export was routed, so the client's retry duplicates nothing;
 //! - a payload that does not decode: INVALID_ARGUMENT / 400, counted
-//!   `malformed`;
+//!   `malformed`; one over `max_body_bytes`: INVALID_ARGUMENT / 413, counted
+//!   `oversize`;
 //! - shutting down: UNAVAILABLE / 503;
 //! - with `acknowledgements: true`, only once every destination delivered
 //!   the export; if one failed it, UNAVAILABLE / 503, so the client sends
@@ -225,23 +226,32 @@ impl TraceService for Grpc {
     }
 }
 
-/// tonic answers a message it cannot decode with INTERNAL ("failed to
-/// decode Protobuf message"), before any service code runs: this rewrites
-/// that answer to INVALID_ARGUMENT, as OTLP asks, and counts it malformed.
-fn malformed_is_invalid_argument<B>(
+/// tonic refuses what it cannot decode before any service code runs: a
+/// message that is not protobuf as INTERNAL ("failed to decode"), one over
+/// `max_body_bytes` as OUT_OF_RANGE ("message length too large"), both
+/// codes OTel clients retry for ever. This rewrites them to
+/// INVALID_ARGUMENT, as OTLP asks for a payload that cannot succeed, and
+/// counts them (`malformed`, `oversize`).
+fn refusals_are_invalid_argument<B>(
     ctx: &SourceContext,
 ) -> impl Fn(axum::http::Response<B>) -> axum::http::Response<B> + Clone + use<B> {
     let metrics = ctx.metrics.clone();
     move |mut resp| {
         let h = resp.headers_mut();
-        let decode_failed = h.get("grpc-status").is_some_and(|v| v == "13")
-            && h.get("grpc-message").is_some_and(|m| {
-                m.to_str()
-                    .is_ok_and(|m| m.to_ascii_lowercase().contains("decode"))
-            });
-        if decode_failed {
+        let message = h
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            // Percent-encoded on the wire (`too%20large`).
+            .map(|m| m.replace("%20", " ").to_ascii_lowercase())
+            .unwrap_or_default();
+        let reason = match h.get("grpc-status").map(HeaderValue::as_bytes) {
+            Some(b"13") if message.contains("decode") => Some(RejectReason::Malformed),
+            Some(b"11") if message.contains("too large") => Some(RejectReason::Oversize),
+            _ => None,
+        };
+        if let Some(reason) = reason {
             h.insert("grpc-status", HeaderValue::from_static("3"));
-            metrics.reject(RejectReason::Malformed, 1);
+            metrics.reject(reason, 1);
         }
         resp
     }
@@ -300,7 +310,7 @@ fn serve_grpc(state: Arc<OtlpState>, listener: TcpListener) -> JoinHandle<()> {
     let svc = Grpc(state.clone());
     let router = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(
-            malformed_is_invalid_argument(ctx),
+            refusals_are_invalid_argument(ctx),
         ))
         .add_service(
             LogsServiceServer::new(svc.clone())

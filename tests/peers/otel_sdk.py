@@ -5,8 +5,10 @@ with its OTLP exporters (run by `scripts/peers start otel-sdk`).
                                            counter, exported by the SDK's batch
                                            processors; prints one JSON line saying
                                            whether each flush succeeded
-    otel_sdk.py malformed-grpc HOST:PORT   garbage bytes to LogsService/Export over
-                                           gRPC; prints the status code's name
+    otel_sdk.py malformed-grpc HOST:PORT [BYTES]
+                                           BYTES (default 4) garbage bytes to
+                                           LogsService/Export over gRPC; prints the
+                                           status code's name
 """
 
 import json
@@ -14,13 +16,13 @@ import logging
 import sys
 
 
-def malformed(target):
+def malformed(target, size):
     import grpc
 
     channel = grpc.insecure_channel(target)
     export = channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
     try:
-        export(b"\xff\xff\xff\xff", timeout=10)
+        export(b"\xff" * size, timeout=10)
         print(json.dumps({"code": "OK"}))
     except grpc.RpcError as e:
         print(json.dumps({"code": e.code().name}))
@@ -83,6 +85,6 @@ def telemetry(protocol, endpoint, n):
 
 if __name__ == "__main__":
     if sys.argv[1] == "malformed-grpc":
-        malformed(sys.argv[2])
+        malformed(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 4)
     else:
         telemetry(sys.argv[1], sys.argv[2], int(sys.argv[3]))
