@@ -90,11 +90,24 @@ pub fn create_topic_with(brokers: &str, settings: &[(&str, &str)], topic: &str, 
 
 /// Produce records (key, value) and wait until the broker has them all.
 pub fn produce(brokers: &str, topic: &str, records: &[(Option<&str>, &[u8])]) {
-    let p: BaseProducer = ClientConfig::new()
+    produce_with(brokers, &[], topic, records)
+}
+
+/// `produce` with extra client settings (TLS or SASL, say).
+pub fn produce_with(
+    brokers: &str,
+    settings: &[(&str, &str)],
+    topic: &str,
+    records: &[(Option<&str>, &[u8])],
+) {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
+        .set("linger.ms", "5");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let p: BaseProducer = config.create().expect("producer");
     for (k, v) in records {
         let mut r = BaseRecord::<str, [u8]>::to(topic).payload(v);
         if let Some(k) = k {

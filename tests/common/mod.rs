@@ -10,6 +10,8 @@ pub mod aws;
 pub mod aws_fault;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
+pub mod kafka_sasl;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "pubsub")]
