@@ -270,8 +270,8 @@ async fn otlp_events_pass_through_exactly() {
     let (logs, metrics_in, traces) = telemetry();
     let mut events = Vec::new();
     log_events(&logs, &mut events);
-    metrics_events(&metrics_in, &mut events);
-    traces_events(&traces, &mut events);
+    metrics_events(metrics_in.clone(), &mut events);
+    traces_events(traces.clone(), &mut events);
     let lines: Vec<String> = events
         .iter()
         .map(|e| String::from_utf8(e.raw.to_vec()).unwrap())

@@ -318,8 +318,6 @@ fn otlp_batch(
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    const LEVELS: [&str; 4] = ["info", "warn", "error", "debug"];
-    const STATUS: [i64; 5] = [200, 201, 404, 500, 503];
     let kv = |key: &str, v: Value| KeyValue {
         key: key.into(),
         value: Some(AnyValue { value: Some(v) }),
@@ -327,13 +325,13 @@ fn otlp_batch(
     };
     let records = (first..first + n as u64)
         .map(|id| LogRecord {
-            severity_text: LEVELS[(id % 4) as usize].into(),
+            severity_text: crate::seq::level(id).into(),
             body: Some(AnyValue {
                 value: Some(Value::StringValue("x".repeat(size.saturating_sub(100)))),
             }),
             attributes: vec![
                 kv("seq", Value::IntValue(id as i64)),
-                kv("status", Value::IntValue(STATUS[(id % 5) as usize])),
+                kv("status", Value::IntValue(crate::seq::status(id).into())),
             ],
             ..Default::default()
         })

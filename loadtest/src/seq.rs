@@ -210,20 +210,29 @@ pub fn seq_of(line: &[u8]) -> Option<u64> {
     any.then_some(id)
 }
 
-/// Append one event (without its newline) of about `size` bytes to `out`.
-/// `level` and `status` cycle so filters have something to select on;
-/// every status is at least 200.
-pub fn write_event(out: &mut Vec<u8>, id: u64, size: usize) {
+/// The `level` of event `id`: it cycles so filters have something to select on.
+pub fn level(id: u64) -> &'static str {
     const LEVELS: [&str; 4] = ["info", "warn", "error", "debug"];
+    LEVELS[(id % 4) as usize]
+}
+
+/// The `status` of event `id`: it cycles, and every status is at least 200.
+pub fn status(id: u64) -> u16 {
     const STATUS: [u16; 5] = [200, 201, 404, 500, 503];
+    STATUS[(id % 5) as usize]
+}
+
+/// Append one event (without its newline) of about `size` bytes to `out`,
+/// with its `level` and `status`.
+pub fn write_event(out: &mut Vec<u8>, id: u64, size: usize) {
     let start = out.len();
     let mut num = itoa::Buffer::new();
     out.extend_from_slice(b"{\"seq\":");
     out.extend_from_slice(num.format(id).as_bytes());
     out.extend_from_slice(b",\"level\":\"");
-    out.extend_from_slice(LEVELS[(id % 4) as usize].as_bytes());
+    out.extend_from_slice(level(id).as_bytes());
     out.extend_from_slice(b"\",\"status\":");
-    out.extend_from_slice(num.format(STATUS[(id % 5) as usize]).as_bytes());
+    out.extend_from_slice(num.format(status(id)).as_bytes());
     out.extend_from_slice(b",\"host\":\"loadtest\",\"msg\":\"");
     let used = out.len() - start + 2;
     let pad = size.saturating_sub(used);

@@ -123,11 +123,7 @@ impl Validate for HttpConfig {
                 ));
             }
         }
-        for (k, v) in &self.headers {
-            HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("header name `{k}` is not valid"))?;
-            HeaderValue::from_str(v).map_err(|_| format!("header `{k}` has an invalid value"))?;
-        }
+        headers(&self.headers)?;
         if let Some(a) = &self.auth {
             a.validate()?;
         }
@@ -175,14 +171,7 @@ impl HttpDestination {
             .connect_timeout
             .map_or(Duration::from_secs(10), Dur::get);
         let client = client(connect_timeout, cfg.tls.as_ref())?;
-        let mut headers = HeaderMap::new();
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("header name `{k}` is not valid"))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| format!("header `{k}` has an invalid value"))?;
-            headers.insert(name, value);
-        }
+        let mut headers = headers(&cfg.headers)?;
         if let Some(auth) = &cfg.auth {
             let mut value = HeaderValue::from_str(&auth.header_value()).map_err(|_| {
                 "auth: credentials contain characters not allowed in a header".to_string()
@@ -277,6 +266,21 @@ impl HttpDestination {
             },
         }
     }
+}
+
+/// The `headers:` of the HTTP-based destinations as a header map. Values are
+/// marked sensitive (they often carry tokens), so no debug output shows them.
+pub fn headers(configured: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (k, v) in configured {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("headers: `{k}` is not a valid header name"))?;
+        let mut value = HeaderValue::from_str(v)
+            .map_err(|_| format!("headers.{k}: not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
 }
 
 /// The client of the HTTP-based destinations: sluice's user agent, idle

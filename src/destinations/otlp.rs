@@ -39,7 +39,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message as _;
-use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -139,19 +139,12 @@ impl Validate for OtlpConfig {
                     .into(),
             );
         }
-        for (k, v) in &self.headers {
-            if HeaderName::from_bytes(k.as_bytes()).is_err()
-                || MetadataKey::<tonic::metadata::Ascii>::from_bytes(
-                    k.to_ascii_lowercase().as_bytes(),
-                )
-                .is_err()
-            {
+        crate::destinations::http::headers(&self.headers)?;
+        // gRPC metadata keys are narrower than HTTP header names.
+        for k in self.headers.keys() {
+            let key = k.to_ascii_lowercase();
+            if MetadataKey::<tonic::metadata::Ascii>::from_bytes(key.as_bytes()).is_err() {
                 return Err(format!("headers: `{k}` is not a valid header name"));
-            }
-            if HeaderValue::from_str(v).is_err() {
-                return Err(format!(
-                    "headers.{k}: the value is not a valid header value"
-                ));
             }
         }
         self.mapping.validate()
@@ -233,15 +226,7 @@ struct HttpTransport {
 
 impl HttpTransport {
     fn new(cfg: &OtlpConfig, url: &str, gzip: bool) -> Result<Self, String> {
-        let mut headers = HeaderMap::new();
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("headers: `{k}` is not a valid header name"))?;
-            let mut value = HeaderValue::from_str(v)
-                .map_err(|_| format!("headers.{k}: not a valid header value"))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
+        let mut headers = crate::destinations::http::headers(&cfg.headers)?;
         let content_type = if cfg.http_encoding == HttpEncoding::Json {
             "application/json"
         } else {

@@ -276,7 +276,7 @@ impl LogEvent {
 }
 
 impl MetricsEvent {
-    pub fn new(rm: &ResourceMetrics) -> Self {
+    pub fn new(rm: ResourceMetrics) -> Self {
         let (resource, resource_dropped_attributes_count, resource_schema_url) =
             resource_fields(rm.resource.as_ref(), &rm.schema_url);
         MetricsEvent {
@@ -284,7 +284,7 @@ impl MetricsEvent {
             resource,
             resource_dropped_attributes_count,
             resource_schema_url,
-            scope_metrics: rm.scope_metrics.clone(),
+            scope_metrics: rm.scope_metrics,
         }
     }
 
@@ -299,7 +299,7 @@ impl MetricsEvent {
 }
 
 impl TracesEvent {
-    pub fn new(rs: &ResourceSpans) -> Self {
+    pub fn new(rs: ResourceSpans) -> Self {
         let (resource, resource_dropped_attributes_count, resource_schema_url) =
             resource_fields(rs.resource.as_ref(), &rs.schema_url);
         TracesEvent {
@@ -307,7 +307,7 @@ impl TracesEvent {
             resource,
             resource_dropped_attributes_count,
             resource_schema_url,
-            scope_spans: rs.scope_spans.clone(),
+            scope_spans: rs.scope_spans,
         }
     }
 
@@ -413,20 +413,21 @@ impl Serialize for Hex<'_> {
     }
 }
 
-/// Each resource's metrics as an event.
-pub fn metrics_events(resource_metrics: &[ResourceMetrics], out: &mut Vec<Event>) {
+/// Each resource's metrics as an event. Takes the export's data: its
+/// metrics move into the events instead of being copied.
+pub fn metrics_events(resource_metrics: Vec<ResourceMetrics>, out: &mut Vec<Event>) {
     out.extend(
         resource_metrics
-            .iter()
+            .into_iter()
             .map(|rm| json_event(&MetricsEvent::new(rm))),
     );
 }
 
-/// Each resource's spans as an event.
-pub fn traces_events(resource_spans: &[ResourceSpans], out: &mut Vec<Event>) {
+/// Each resource's spans as an event, moving them as `metrics_events` does.
+pub fn traces_events(resource_spans: Vec<ResourceSpans>, out: &mut Vec<Event>) {
     out.extend(
         resource_spans
-            .iter()
+            .into_iter()
             .map(|rs| json_event(&TracesEvent::new(rs))),
     );
 }

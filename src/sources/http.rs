@@ -34,16 +34,14 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
-use super::SourceContext;
 use super::decoding::{InvalidUtf8, is_json};
+use super::{Refused, SourceContext};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
-use crate::event::{Ack, AckStatus, Batch, Event};
+use crate::event::Event;
 use crate::metrics::RejectReason;
-use crate::router::RouteError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,44 +203,30 @@ async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
         return reply(status, 0, malformed);
     }
     let accepted = events.len();
-    let (ack, ack_rx) = if st.acknowledgements {
-        let (a, rx) = Ack::new();
-        (Some(a), Some(rx))
-    } else {
-        (None, None)
-    };
     // The whole request is one batch, so it is routed all-or-nothing.
-    let deadline = Instant::now() + st.max_wait;
     match st
         .ctx
-        .send_until(Batch::with_ack(events, ack), Some(deadline))
+        .send_request(events, st.max_wait, st.acknowledgements)
         .await
     {
-        Ok(()) => {}
-        Err(RouteError::Shed) => {
-            let secs = st.max_wait.as_secs_f64().ceil().max(1.0) as u64;
+        Ok(()) => reply(StatusCode::OK, accepted, malformed),
+        Err(Refused::Shed) => {
             let mut r = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "a destination is applying backpressure; retry later",
             );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return r;
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(super::retry_after_secs(st.max_wait)),
+            );
+            r
         }
-        Err(RouteError::Shutdown) => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-        }
+        Err(Refused::Shutdown) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        Err(Refused::Failed) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "events were accepted but a destination failed to deliver them",
+        ),
     }
-    if let Some(rx) = ack_rx {
-        return match rx.await {
-            Ok(AckStatus::Delivered) => reply(StatusCode::OK, accepted, malformed),
-            _ => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "events were accepted but a destination failed to deliver them",
-            ),
-        };
-    }
-    reply(StatusCode::OK, accepted, malformed)
 }
 
 pub(crate) type BodyError = (StatusCode, RejectReason, String);

@@ -119,6 +119,23 @@ impl SourceConfig {
     }
 }
 
+/// Why a source that answers requests did not take one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A `block` destination stayed full past `max_wait` (counted `shed`):
+    /// the client is told to retry after `retry_after_secs`.
+    Shed,
+    /// sluice is shutting down.
+    Shutdown,
+    /// Taken, but a destination failed to deliver (acknowledgements only).
+    Failed,
+}
+
+/// How long a shed client should wait: `max_wait` rounded up, at least 1 s.
+pub fn retry_after_secs(max_wait: std::time::Duration) -> u64 {
+    max_wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
 /// What a running source needs from the topology.
 #[derive(Clone)]
 pub struct SourceContext {
@@ -183,6 +200,42 @@ impl SourceContext {
                 self.metrics.reject(reason, n);
                 Err(e)
             }
+        }
+    }
+
+    /// Route one request's events as one batch (all or nothing), waiting at
+    /// most `max_wait` for room; with `acknowledgements`, return only once
+    /// every destination delivered them or queued them durably. Shared by
+    /// the sources that answer a request (HTTP, OTLP), so each answers a
+    /// refusal the same way in its own protocol.
+    pub async fn send_request(
+        &self,
+        events: Vec<crate::event::Event>,
+        max_wait: std::time::Duration,
+        acknowledgements: bool,
+    ) -> Result<(), Refused> {
+        use crate::event::{Ack, AckStatus};
+        let (ack, rx) = if acknowledgements {
+            let (a, rx) = Ack::new();
+            (Some(a), Some(rx))
+        } else {
+            (None, None)
+        };
+        let deadline = Instant::now() + max_wait;
+        match self
+            .send_until(Batch::with_ack(events, ack), Some(deadline))
+            .await
+        {
+            Ok(()) => {}
+            Err(RouteError::Shed) => return Err(Refused::Shed),
+            Err(RouteError::Shutdown) => return Err(Refused::Shutdown),
+        }
+        match rx {
+            None => Ok(()),
+            Some(rx) => match rx.await {
+                Ok(AckStatus::Delivered) => Ok(()),
+                _ => Err(Refused::Failed),
+            },
         }
     }
 

@@ -50,17 +50,15 @@ use prost::Message as _;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::{Code, Status};
 
-use super::{Detail, SourceContext};
+use super::{Detail, Refused, SourceContext};
 use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
-use crate::event::{Ack, AckStatus, Batch, Event};
+use crate::event::Event;
 use crate::metrics::RejectReason;
 use crate::otlp::event::{log_events, metrics_events, traces_events};
-use crate::router::RouteError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,13 +110,6 @@ impl Validate for OtlpSourceConfig {
     }
 }
 
-/// Why an export was not taken.
-enum Refused {
-    Shed,
-    Shutdown,
-    Failed,
-}
-
 struct OtlpState {
     ctx: SourceContext,
     max_wait: Duration,
@@ -136,33 +127,13 @@ impl OtlpState {
         if events.is_empty() {
             return Ok(());
         }
-        let (ack, rx) = if self.acknowledgements {
-            let (a, rx) = Ack::new();
-            (Some(a), Some(rx))
-        } else {
-            (None, None)
-        };
-        let deadline = Instant::now() + self.max_wait;
-        match self
-            .ctx
-            .send_until(Batch::with_ack(events, ack), Some(deadline))
+        self.ctx
+            .send_request(events, self.max_wait, self.acknowledgements)
             .await
-        {
-            Ok(()) => {}
-            Err(RouteError::Shed) => return Err(Refused::Shed),
-            Err(RouteError::Shutdown) => return Err(Refused::Shutdown),
-        }
-        match rx {
-            None => Ok(()),
-            Some(rx) => match rx.await {
-                Ok(AckStatus::Delivered) => Ok(()),
-                _ => Err(Refused::Failed),
-            },
-        }
     }
 
     fn retry_secs(&self) -> u64 {
-        self.max_wait.as_secs_f64().ceil().max(1.0) as u64
+        super::retry_after_secs(self.max_wait)
     }
 
     fn status(&self, r: Refused) -> Status {
@@ -207,7 +178,7 @@ impl MetricsService for Grpc {
         req: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, Status> {
         let mut events = Vec::new();
-        metrics_events(&req.into_inner().resource_metrics, &mut events);
+        metrics_events(req.into_inner().resource_metrics, &mut events);
         self.0.ingest(events).await.map_err(|r| self.0.status(r))?;
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
@@ -220,7 +191,7 @@ impl TraceService for Grpc {
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
         let mut events = Vec::new();
-        traces_events(&req.into_inner().resource_spans, &mut events);
+        traces_events(req.into_inner().resource_spans, &mut events);
         self.0.ingest(events).await.map_err(|r| self.0.status(r))?;
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -393,7 +364,7 @@ fn http_error(status: StatusCode, json: bool, code: Code, message: &str) -> Resp
 async fn http_export<R, P>(
     st: &OtlpState,
     req: Request,
-    events_of: fn(&R, &mut Vec<Event>),
+    events_of: fn(R, &mut Vec<Event>),
 ) -> Response
 where
     R: prost::Message + Default + for<'de> Deserialize<'de>,
@@ -440,7 +411,7 @@ where
         }
     };
     let mut events = Vec::new();
-    events_of(&request, &mut events);
+    events_of(request, &mut events);
     match st.ingest(events).await {
         Ok(()) => {
             let answer = P::default();
@@ -486,14 +457,14 @@ async fn http_logs(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
 
 async fn http_metrics(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
     http_export::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(&st, req, |r, out| {
-        metrics_events(&r.resource_metrics, out)
+        metrics_events(r.resource_metrics, out)
     })
     .await
 }
 
 async fn http_traces(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
     http_export::<ExportTraceServiceRequest, ExportTraceServiceResponse>(&st, req, |r, out| {
-        traces_events(&r.resource_spans, out)
+        traces_events(r.resource_spans, out)
     })
     .await
 }
