@@ -1,5 +1,7 @@
-//! What the gRPC destinations (Pub/Sub, OTLP) share: a lazily connecting
-//! channel, gRPC's names for its status codes, and the wait a status asks for.
+//! What the gRPC destinations (Pub/Sub, OTLP, sluice) share: a lazily
+//! connecting channel, gRPC's names for its status codes, and the wait a
+//! status asks for; and what the gRPC sources (OTLP, sluice) share: how
+//! tonic's own refusals are answered and counted.
 
 use std::time::Duration;
 
@@ -75,6 +77,40 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// tonic refuses what it cannot decode before any service code runs: a
+/// message that is not protobuf as INTERNAL ("failed to decode"), one over
+/// `max_body_bytes` as OUT_OF_RANGE ("message length too large"), both
+/// codes OTel clients (and sluice's own destination) retry for ever. This
+/// rewrites them to INVALID_ARGUMENT, as OTLP asks for a payload that
+/// cannot succeed, and counts them (`malformed`, `oversize`).
+#[cfg(any(feature = "otlp", feature = "sluice"))]
+pub fn refusals_are_invalid_argument<B>(
+    ctx: &crate::sources::SourceContext,
+) -> impl Fn(axum::http::Response<B>) -> axum::http::Response<B> + Clone + use<B> {
+    use crate::metrics::RejectReason;
+    use axum::http::HeaderValue;
+    let metrics = ctx.metrics.clone();
+    move |mut resp| {
+        let h = resp.headers_mut();
+        let message = h
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            // Percent-encoded on the wire (`too%20large`).
+            .map(|m| m.replace("%20", " ").to_ascii_lowercase())
+            .unwrap_or_default();
+        let reason = match h.get("grpc-status").map(HeaderValue::as_bytes) {
+            Some(b"13") if message.contains("decode") => Some(RejectReason::Malformed),
+            Some(b"11") if message.contains("too large") => Some(RejectReason::Oversize),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            h.insert("grpc-status", HeaderValue::from_static("3"));
+            metrics.reject(reason, 1);
+        }
+        resp
     }
 }
 

@@ -18,6 +18,8 @@ pub mod destinations;
 pub mod driver;
 pub mod event;
 pub mod expr;
+#[cfg(feature = "sluice")]
+pub mod forward;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(feature = "kafka")]

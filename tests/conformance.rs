@@ -37,6 +37,8 @@ use conformance::peers::KafkaPeer;
 use conformance::peers::OtlpPeer;
 #[cfg(feature = "pubsub")]
 use conformance::peers::PubsubPeer;
+#[cfg(feature = "sluice")]
+use conformance::peers::SluicePeer;
 use conformance::peers::{ConsolePeer, FilePeer, HttpPeer, Peer, TcpPeer, UdpPeer};
 #[cfg(all(feature = "sqs", feature = "kinesis"))]
 use conformance::peers::{KinesisPeer, SqsPeer};
@@ -369,4 +371,6 @@ conformance! {
     pubsub => |_: &Runtime| PubsubPeer::start(), [ordered, block, drop, persistent_queue];
     #[cfg(feature = "otlp")]
     otlp => |rt: &Runtime| OtlpPeer::start(rt), [ordered, block, drop, persistent_queue];
+    #[cfg(feature = "sluice")]
+    sluice => |rt: &Runtime| SluicePeer::start(rt), [ordered, block, drop, persistent_queue];
 }

@@ -528,7 +528,8 @@ destinations:
 /// broker sits behind an OpenSSL front (`scripts/peers start tls-front`).
 #[test]
 fn mutual_tls_to_the_brokers_for_the_destination_and_the_source() {
-    use common::kafka::{Pki, TlsTansu, create_topic_with, read_topic_with};
+    use common::kafka::{TlsTansu, create_topic_with, read_topic_with};
+    use common::tls::Pki;
     let pki = Pki::new();
     let other = Pki::new();
     let k = TlsTansu::start(&pki);

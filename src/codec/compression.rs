@@ -1,7 +1,7 @@
 //! Request body compression (`compression: none | gzip | zstd`; Kafka also
 //! takes `snappy` and `lz4`, which librdkafka applies itself).
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use serde::Deserialize;
 
@@ -41,6 +41,32 @@ impl Compression {
         }
     }
 
+    /// Decompress at most `max` bytes: more is `TooLarge`, so a zip bomb
+    /// stops there. `None` passes the data through (still limited).
+    pub fn decompress(self, data: &[u8], max: usize) -> Result<Vec<u8>, Inflate> {
+        fn limited(r: impl Read, max: usize) -> Result<Vec<u8>, Inflate> {
+            let mut out = Vec::new();
+            r.take(max as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(Inflate::Invalid)?;
+            if out.len() > max {
+                return Err(Inflate::TooLarge);
+            }
+            Ok(out)
+        }
+        match self {
+            Compression::None => limited(data, max),
+            Compression::Gzip => limited(flate2::read::MultiGzDecoder::new(data), max),
+            Compression::Zstd => limited(
+                zstd::stream::read::Decoder::new(data).map_err(Inflate::Invalid)?,
+                max,
+            ),
+            Compression::Snappy | Compression::Lz4 => Err(Inflate::Invalid(std::io::Error::other(
+                format!("{} is not a body compression", self.as_str()),
+            ))),
+        }
+    }
+
     pub fn compress(self, data: Vec<u8>) -> std::io::Result<Vec<u8>> {
         match self {
             Compression::None => Ok(data),
@@ -63,10 +89,18 @@ impl Compression {
     }
 }
 
+/// Why data did not decompress.
+#[derive(Debug)]
+pub enum Inflate {
+    /// Not valid data of that compression.
+    Invalid(std::io::Error),
+    /// Larger than allowed once decompressed.
+    TooLarge,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn round_trips() {
@@ -80,5 +114,16 @@ mod tests {
         let zs = Compression::Zstd.compress(data.clone()).unwrap();
         assert_eq!(zstd::stream::decode_all(&zs[..]).unwrap(), data);
         assert!(gz.len() < data.len() / 5 && zs.len() < data.len() / 5);
+        for (c, packed) in [(Compression::Gzip, &gz), (Compression::Zstd, &zs)] {
+            assert_eq!(c.decompress(packed, data.len()).unwrap(), data);
+            assert!(matches!(
+                c.decompress(packed, data.len() - 1),
+                Err(Inflate::TooLarge)
+            ));
+            assert!(matches!(
+                c.decompress(b"not compressed at all", 100),
+                Err(Inflate::Invalid(_))
+            ));
+        }
     }
 }

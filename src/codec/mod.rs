@@ -9,7 +9,7 @@ pub mod fields;
 pub mod template;
 pub mod time;
 
-pub use compression::Compression;
+pub use compression::{Compression, Inflate};
 pub use encoding::{
     Body, EncodeScratch, Encoder, Encoding, MetricConfig, StatsdKind, influx_partial_write,
 };

@@ -26,6 +26,8 @@ pub mod otlp;
 pub mod output_router;
 #[cfg(feature = "pubsub")]
 pub mod pubsub;
+#[cfg(feature = "sluice")]
+pub mod sluice;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 pub mod tcp;
@@ -318,6 +320,8 @@ registry! {
     Pubsub => pubsub::PubsubDestination,
     #[cfg(feature = "otlp")]
     Otlp => otlp::OtlpDestination,
+    #[cfg(feature = "sluice")]
+    Sluice => sluice::SluiceDestination,
 }
 
 /// One destination type as `sluice destinations` shows it.

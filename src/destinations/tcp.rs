@@ -114,39 +114,48 @@ pub fn split_address(a: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-impl TcpConfig {
-    fn hosts(&self) -> Vec<TcpEndpoint> {
-        match (&self.address, &self.endpoints) {
-            (Some(a), _) => vec![TcpEndpoint {
-                address: a.clone(),
-                weight: 1,
-            }],
-            (None, Some(e)) => e.clone(),
-            (None, None) => Vec::new(),
-        }
+/// `address: host:port` or `endpoints: [{address, weight}]` as one list,
+/// for the destinations that balance over receivers (`tcp`, `sluice`).
+pub fn hosts(address: &Option<String>, endpoints: &Option<Vec<TcpEndpoint>>) -> Vec<TcpEndpoint> {
+    match (address, endpoints) {
+        (Some(a), _) => vec![TcpEndpoint {
+            address: a.clone(),
+            weight: 1,
+        }],
+        (None, Some(e)) => e.clone(),
+        (None, None) => Vec::new(),
     }
+}
+
+/// The checks of `hosts`' two keys: exactly one set, something to send
+/// to, every address `host:port`.
+pub fn validate_hosts(
+    address: &Option<String>,
+    endpoints: &Option<Vec<TcpEndpoint>>,
+) -> Result<(), String> {
+    match (address, endpoints) {
+        (Some(_), Some(_)) => {
+            return Err("set either `address` or `endpoints`, not both".into());
+        }
+        (None, None) => {
+            return Err("`address` (or `endpoints: [{address, weight}]`) is required".into());
+        }
+        (None, Some(e)) if e.is_empty() => return Err("`endpoints` is empty".into()),
+        _ => {}
+    }
+    let hosts = hosts(address, endpoints);
+    if hosts.iter().all(|h| h.weight == 0) {
+        return Err("every endpoint has weight 0: nothing could be sent".into());
+    }
+    for h in &hosts {
+        split_address(&h.address)?;
+    }
+    Ok(())
 }
 
 impl Validate for TcpConfig {
     fn validate(&self) -> Result<(), String> {
-        match (&self.address, &self.endpoints) {
-            (Some(_), Some(_)) => {
-                return Err("set either `address` or `endpoints`, not both".into());
-            }
-            (None, None) => {
-                return Err("`address` (or `endpoints: [{address, weight}]`) is required".into());
-            }
-            (None, Some(e)) if e.is_empty() => return Err("`endpoints` is empty".into()),
-            _ => {}
-        }
-        let hosts = self.hosts();
-        if hosts.iter().all(|h| h.weight == 0) {
-            return Err("every endpoint has weight 0: nothing could be sent".into());
-        }
-        for h in &hosts {
-            split_address(&h.address)?;
-        }
-        Ok(())
+        validate_hosts(&self.address, &self.endpoints)
     }
 }
 
@@ -244,7 +253,7 @@ impl TcpDestination {
             None => None,
         };
         let d = TcpDestination {
-            hosts: cfg.hosts(),
+            hosts: hosts(&cfg.address, &cfg.endpoints),
             targets: Mutex::new(Vec::new()),
             encoder: cfg.common().encoder()?,
             framing: cfg.framing,

@@ -19,7 +19,7 @@
 //! With `acknowledgements: true` the answer waits until every destination has
 //! delivered the request's events (`200`) or one has failed them (`500`).
 
-use std::io::Read;
+use crate::codec::{Compression, Inflate};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,21 +258,10 @@ pub(crate) async fn read_body(
             )
         }
     })?;
-    let decoded = match encoding.as_deref() {
+    let compression = match encoding.as_deref() {
         None | Some("identity") | Some("") => return Ok(raw),
-        Some("gzip") | Some("x-gzip") => {
-            decompress(flate2::read::MultiGzDecoder::new(&raw[..]), max, "gzip")?
-        }
-        Some("zstd") => {
-            let d = zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| {
-                (
-                    StatusCode::BAD_REQUEST,
-                    RejectReason::BadRequest,
-                    format!("invalid zstd body: {e}"),
-                )
-            })?;
-            decompress(d, max, "zstd")?
-        }
+        Some("gzip") | Some("x-gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
         Some(other) => {
             return Err((
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -281,28 +270,20 @@ pub(crate) async fn read_body(
             ));
         }
     };
-    Ok(decoded)
-}
-
-/// Decompress at most `max` bytes; more is a 413 (a zip bomb stops here).
-fn decompress(r: impl Read, max: usize, name: &str) -> Result<Bytes, BodyError> {
-    let mut out = Vec::new();
-    let mut limited = r.take(max as u64 + 1);
-    limited.read_to_end(&mut out).map_err(|e| {
-        (
+    let name = compression.as_str();
+    match compression.decompress(&raw, max) {
+        Ok(body) => Ok(body.into()),
+        Err(Inflate::Invalid(e)) => Err((
             StatusCode::BAD_REQUEST,
             RejectReason::BadRequest,
             format!("invalid {name} body: {e}"),
-        )
-    })?;
-    if out.len() > max {
-        return Err((
+        )),
+        Err(Inflate::TooLarge) => Err((
             StatusCode::PAYLOAD_TOO_LARGE,
             RejectReason::Oversize,
             format!("decompressed body larger than max_body_bytes ({max} bytes)"),
-        ));
+        )),
     }
-    Ok(out.into())
 }
 
 /// Parse a JSON array or NDJSON body into events; returns how many lines

@@ -9,6 +9,8 @@ pub mod http;
 pub mod kafka;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "sluice")]
+pub mod sluice;
 pub mod stdin;
 pub mod tcp;
 pub mod udp;
@@ -41,6 +43,8 @@ pub enum SourceConfig {
     Kafka(kafka::KafkaConfig),
     #[cfg(feature = "otlp")]
     Otlp(otlp::OtlpSourceConfig),
+    #[cfg(feature = "sluice")]
+    Sluice(sluice::SluiceSourceConfig),
 }
 
 impl ComponentKind for SourceConfig {
@@ -56,6 +60,8 @@ impl ComponentKind for SourceConfig {
         "kafka",
         #[cfg(feature = "otlp")]
         "otlp",
+        #[cfg(feature = "sluice")]
+        "sluice",
     ];
 
     fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
@@ -69,6 +75,8 @@ impl ComponentKind for SourceConfig {
             "kafka" => SourceConfig::Kafka(Deserialize::deserialize(d)?),
             #[cfg(feature = "otlp")]
             "otlp" => SourceConfig::Otlp(Deserialize::deserialize(d)?),
+            #[cfg(feature = "sluice")]
+            "sluice" => SourceConfig::Sluice(Deserialize::deserialize(d)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "unknown source type `{other}`"
@@ -90,6 +98,8 @@ impl Validate for SourceConfig {
             SourceConfig::Kafka(c) => c.validate(),
             #[cfg(feature = "otlp")]
             SourceConfig::Otlp(c) => c.validate(),
+            #[cfg(feature = "sluice")]
+            SourceConfig::Sluice(c) => c.validate(),
         }
     }
 }
@@ -105,6 +115,8 @@ impl SourceConfig {
             SourceConfig::Kafka(_) => None,
             #[cfg(feature = "otlp")]
             SourceConfig::Otlp(c) => c.grpc_address.or(c.http_address).map(Listen::Tcp),
+            #[cfg(feature = "sluice")]
+            SourceConfig::Sluice(c) => Some(Listen::Tcp(c.address)),
         }
     }
 
@@ -311,6 +323,11 @@ pub async fn start(
             http::start(c, ctx).await.map_err(bind_err(c.address))?,
         ),
         SourceConfig::Generator(c) => ("generator", (None, generator::start(c, ctx))),
+        #[cfg(feature = "sluice")]
+        SourceConfig::Sluice(c) => {
+            let (addr, task) = sluice::start(c, ctx).await?;
+            ("sluice", (Some(addr), task))
+        }
         SourceConfig::Stdin(c) => ("stdin", (None, stdin::start(c, ctx))),
         #[cfg(feature = "kafka")]
         SourceConfig::Kafka(c) => {

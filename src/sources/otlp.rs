@@ -197,37 +197,6 @@ impl TraceService for Grpc {
     }
 }
 
-/// tonic refuses what it cannot decode before any service code runs: a
-/// message that is not protobuf as INTERNAL ("failed to decode"), one over
-/// `max_body_bytes` as OUT_OF_RANGE ("message length too large"), both
-/// codes OTel clients retry for ever. This rewrites them to
-/// INVALID_ARGUMENT, as OTLP asks for a payload that cannot succeed, and
-/// counts them (`malformed`, `oversize`).
-fn refusals_are_invalid_argument<B>(
-    ctx: &SourceContext,
-) -> impl Fn(axum::http::Response<B>) -> axum::http::Response<B> + Clone + use<B> {
-    let metrics = ctx.metrics.clone();
-    move |mut resp| {
-        let h = resp.headers_mut();
-        let message = h
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            // Percent-encoded on the wire (`too%20large`).
-            .map(|m| m.replace("%20", " ").to_ascii_lowercase())
-            .unwrap_or_default();
-        let reason = match h.get("grpc-status").map(HeaderValue::as_bytes) {
-            Some(b"13") if message.contains("decode") => Some(RejectReason::Malformed),
-            Some(b"11") if message.contains("too large") => Some(RejectReason::Oversize),
-            _ => None,
-        };
-        if let Some(reason) = reason {
-            h.insert("grpc-status", HeaderValue::from_static("3"));
-            metrics.reject(reason, 1);
-        }
-        resp
-    }
-}
-
 pub async fn start(
     cfg: &OtlpSourceConfig,
     ctx: SourceContext,
@@ -281,7 +250,7 @@ fn serve_grpc(state: Arc<OtlpState>, listener: TcpListener) -> JoinHandle<()> {
     let svc = Grpc(state.clone());
     let router = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(
-            refusals_are_invalid_argument(ctx),
+            crate::grpc::refusals_are_invalid_argument(ctx),
         ))
         .add_service(
             LogsServiceServer::new(svc.clone())

@@ -303,52 +303,10 @@ pub fn read_seqs(brokers: &str, topic: &str, n: u64, timeout: Duration) -> Vec<R
     read_topic_until(brokers, topic, timeout, |r| seqs(r).len() as u64 == n)
 }
 
-/// A private CA (rcgen) with a certificate for 127.0.0.1 and a client
-/// certificate, as PEM files in a temporary directory.
-pub struct Pki {
-    pub dir: tempfile::TempDir,
-}
-
-impl Pki {
-    pub fn new() -> Pki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
-            KeyPair,
-        };
-        // Distinct names: OpenSSL takes a leaf whose subject equals its
-        // issuer's (rcgen's default name for both) for self-signed.
-        let named = |sans: Vec<String>, cn: &str| {
-            let mut p = CertificateParams::new(sans).expect("params");
-            let mut dn = DistinguishedName::new();
-            dn.push(DnType::CommonName, cn);
-            p.distinguished_name = dn;
-            p
-        };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut ca_params = named(Vec::new(), "sluice test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca =
-            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("CA");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write");
-        for (name, san) in [("server", "127.0.0.1"), ("client", "sluice-client")] {
-            let key = KeyPair::generate().expect("key");
-            let cert = named(vec![san.to_string()], san)
-                .signed_by(&key, &ca)
-                .expect("sign");
-            std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem()).expect("write");
-            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem())
-                .expect("write");
-        }
-        Pki { dir }
-    }
-
-    pub fn path(&self, file: &str) -> String {
-        self.dir.path().join(file).display().to_string()
-    }
-}
-
 /// A Tansu broker reachable only over mutual TLS: `scripts/peers start
 /// tls-front` (socat) on the advertised port, forwarding to the broker.
+use super::tls::Pki;
+
 pub struct TlsTansu {
     pub broker: Tansu,
     pub front: PeerProcess,

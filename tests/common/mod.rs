@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "sluice")]
+pub mod aggregator;
 #[cfg(all(feature = "sqs", feature = "kinesis"))]
 pub mod aws;
 #[cfg(all(feature = "sqs", feature = "kinesis"))]

@@ -72,6 +72,8 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub at: Instant,
+    /// The request's path (`/ingest`).
+    pub path: String,
     pub status: u16,
     pub content_encoding: Option<String>,
     pub content_type: Option<String>,
@@ -253,6 +255,7 @@ async fn handle(
     let content_encoding = header("content-encoding");
     let content_type = header("content-type");
     let authorization = header("authorization");
+    let path = req.uri().path().to_string();
     let raw = req
         .into_body()
         .collect()
@@ -288,6 +291,7 @@ async fn handle(
     };
     state.requests.lock().unwrap().push(Received {
         at: Instant::now(),
+        path,
         status: code,
         content_encoding,
         content_type,

@@ -595,3 +595,48 @@ impl Peer for OtlpPeer {
         rt.block_on(self.0.restart_grpc());
     }
 }
+
+/// `type: sluice` to an aggregator: a second, real sluice process whose
+/// `sluice` source delivers to an HTTP server in the test. Down is the
+/// aggregator killed with SIGKILL (its port refuses); up starts it again on
+/// the same port.
+#[cfg(feature = "sluice")]
+pub struct SluicePeer {
+    rx: Receiver,
+    aggregator: crate::common::aggregator::Aggregator,
+}
+
+#[cfg(feature = "sluice")]
+impl SluicePeer {
+    pub fn start(rt: &Runtime) -> Self {
+        let rx = rt.block_on(Receiver::start());
+        let aggregator = crate::common::aggregator::Aggregator::start(
+            "",
+            &format!(
+                "routes: [{{ name: all, destination: out }}]\ndestinations:\n  out: {{ type: http, url: \"{}\", batch: {{ timeout: 10ms }} }}\n",
+                rx.url("/ingest")
+            ),
+            &[],
+        );
+        SluicePeer { rx, aggregator }
+    }
+}
+
+#[cfg(feature = "sluice")]
+impl Peer for SluicePeer {
+    fn destination(&self) -> String {
+        format!(
+            "    type: sluice\n    address: \"{}\"\n",
+            self.aggregator.address()
+        )
+    }
+    fn received(&self) -> Vec<String> {
+        self.rx.accepted()
+    }
+    fn down(&mut self, _: &Runtime) {
+        self.aggregator.kill();
+    }
+    fn up(&mut self, _: &Runtime) {
+        self.aggregator.restart();
+    }
+}

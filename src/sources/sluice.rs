@@ -1,0 +1,226 @@
+//! `type: sluice` — the aggregator's end of sluice forwarding
+//! (`crate::forward`): other sluice instances' `sluice` destinations send
+//! batches here over gRPC, optionally over TLS and with a bearer token.
+//!
+//! A batch is routed as one batch, all or nothing, and answered only once
+//! every destination it went to delivered it or wrote it to a persistent
+//! queue, so the edge's acknowledgement is this tier's delivery:
+//! - OK: so. Also when a destination here refused some of its events for
+//!   good: they were counted (or dead-lettered) here, where they were
+//!   refused, and sending them again would not change the answer;
+//! - RESOURCE_EXHAUSTED with a RetryInfo: a `block` destination stayed full
+//!   for `max_wait` (counted `shed`); nothing of the batch was routed, so
+//!   the edge's retry duplicates nothing;
+//! - UNAVAILABLE: shutting down, or shut down before the batch was
+//!   delivered: the edge sends it again, here or elsewhere (at least once);
+//! - UNAUTHENTICATED: no or the wrong bearer token (`unauthorized`);
+//! - FAILED_PRECONDITION: a protocol version this build does not speak
+//!   (`bad_request`), so an edge newer than its aggregator waits;
+//! - INVALID_ARGUMENT: a batch that does not read (`malformed`) or is over
+//!   `max_batch_bytes` (`oversize`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::{Identity, ServerTlsConfig};
+use tonic::{Code, Status};
+
+use super::{Refused, SourceContext, SourceError};
+use crate::auth::{AuthConfig, Authenticator};
+use crate::config::Validate;
+use crate::config::units::{ByteSize, Dur};
+use crate::forward::pb::SendResponse;
+use crate::forward::pb::forward_server::{Forward, ForwardServer};
+use crate::forward::{self, Malformed, SendRequest};
+use crate::metrics::RejectReason;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SluiceSourceConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub address: SocketAddr,
+    /// `bearer: TOKEN` the edges must send.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// Serve TLS with this certificate (chain) and key, both PEM.
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+    /// How long a batch may wait for a full `block` destination before it
+    /// is refused as RESOURCE_EXHAUSTED. Default 1 s.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Dur,
+    /// Largest batch taken, once decompressed. Default 16 MiB, the largest
+    /// the `sluice` destination sends.
+    #[serde(default = "default_max_batch")]
+    pub max_batch_bytes: ByteSize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+fn default_max_wait() -> Dur {
+    Dur::secs(1)
+}
+
+fn default_max_batch() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+impl Validate for SluiceSourceConfig {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(a) = &self.auth {
+            a.validate()?;
+        }
+        if self.max_batch_bytes.0 == 0 {
+            return Err("max_batch_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+struct Receiver {
+    ctx: SourceContext,
+    auth: Option<Authenticator>,
+    max_wait: Duration,
+    max_bytes: usize,
+}
+
+impl Receiver {
+    fn refuse(&self, reason: RejectReason, code: Code, message: String) -> Status {
+        self.ctx.metrics.reject(reason, 1);
+        Status::new(code, message)
+    }
+}
+
+#[tonic::async_trait]
+impl Forward for Receiver {
+    async fn send(
+        &self,
+        req: tonic::Request<SendRequest>,
+    ) -> Result<tonic::Response<SendResponse>, Status> {
+        if let Some(auth) = &self.auth {
+            let header = req.metadata().get("authorization").map(|v| v.as_bytes());
+            if !auth.check(header) {
+                return Err(self.refuse(
+                    RejectReason::Unauthorized,
+                    Code::Unauthenticated,
+                    "missing or wrong bearer token".into(),
+                ));
+            }
+        }
+        let request = req.into_inner();
+        let origin = request.origin.clone();
+        let events = forward::events(request, self.max_bytes).map_err(|e| {
+            let (reason, code) = match e {
+                Malformed::Version(_) => (RejectReason::BadRequest, Code::FailedPrecondition),
+                Malformed::TooLarge(_) => (RejectReason::Oversize, Code::InvalidArgument),
+                _ => (RejectReason::Malformed, Code::InvalidArgument),
+            };
+            tracing::warn!(source = %self.ctx.id, %origin, error = %e, "refused a batch");
+            self.refuse(reason, code, e.to_string())
+        })?;
+        let accepted = events.len() as u64;
+        let answer = tonic::Response::new(SendResponse {
+            version: forward::VERSION,
+            accepted,
+        });
+        if events.is_empty() {
+            return Ok(answer);
+        }
+        match self.ctx.send_request(events, self.max_wait, true).await {
+            Ok(()) => Ok(answer),
+            Err(Refused::Shed) => {
+                use tonic_types::{ErrorDetails, StatusExt as _};
+                let wait = Duration::from_secs(super::retry_after_secs(self.max_wait));
+                Err(Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "a destination is applying backpressure; retry later",
+                    ErrorDetails::with_retry_info(Some(wait)),
+                ))
+            }
+            Err(Refused::Shutdown) => Err(Status::unavailable("shutting down")),
+            Err(Refused::Failed) if self.ctx.shutdown.is_cancelled() => Err(Status::unavailable(
+                "shut down before the batch was delivered; send it again",
+            )),
+            // Refused for good by a destination here, and counted there.
+            Err(Refused::Failed) => Ok(answer),
+        }
+    }
+}
+
+/// Bind, then serve until shutdown.
+pub async fn start(
+    cfg: &SluiceSourceConfig,
+    ctx: SourceContext,
+) -> Result<(SocketAddr, JoinHandle<()>), SourceError> {
+    let setup = |message: String| SourceError::Setup {
+        id: ctx.id.to_string(),
+        message,
+    };
+    let tls = match &cfg.tls {
+        Some(t) => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).map_err(|e| setup(format!("tls: {}: {e}", p.display())))
+            };
+            let identity = Identity::from_pem(read(&t.cert_file)?, read(&t.key_file)?);
+            Some(ServerTlsConfig::new().identity(identity))
+        }
+        None => None,
+    };
+    let listener = TcpListener::bind(cfg.address)
+        .await
+        .map_err(|source| SourceError::Bind {
+            id: ctx.id.to_string(),
+            address: cfg.address,
+            source,
+        })?;
+    let local = listener.local_addr().unwrap_or(cfg.address);
+    tracing::info!(source = %ctx.id, address = %local, tls = tls.is_some(), "sluice source listening");
+    let max_bytes = cfg.max_batch_bytes.as_usize();
+    let receiver = Receiver {
+        auth: cfg.auth.as_ref().map(Authenticator::new),
+        max_wait: cfg.max_wait.get(),
+        max_bytes,
+        ctx: ctx.clone(),
+    };
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| setup(format!("tls: {e}")))?;
+    }
+    // Room for the lengths beside the data: at most 5 bytes an event.
+    let max_message = max_bytes
+        .saturating_add(max_bytes / 2)
+        .saturating_add(64 << 10);
+    let router = server
+        .layer(tower::util::MapResponseLayer::new(
+            crate::grpc::refusals_are_invalid_argument(&ctx),
+        ))
+        .add_service(
+            ForwardServer::new(receiver)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .max_decoding_message_size(max_message),
+        );
+    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    let id = ctx.id.clone();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let task = ctx.spawner().spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(source = %id, error = %e, "sluice source stopped");
+        }
+    });
+    Ok((local, task))
+}
