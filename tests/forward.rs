@@ -345,3 +345,77 @@ fn bad_forwarding_settings_are_refused_at_their_line() {
         "{refused}"
     );
 }
+
+/// The source's answers to what only a foreign or newer sender would send,
+/// through the generated client: a version it does not speak is
+/// FAILED_PRECONDITION (`bad_request`), lengths that do not add up and
+/// data that does not decompress are INVALID_ARGUMENT (`malformed`), a
+/// batch over `max_batch_bytes` is INVALID_ARGUMENT (`oversize`), and a
+/// good batch is taken, answered with the receiver's version.
+#[test]
+fn versions_and_malformed_batches_are_answered_and_counted() {
+    use sluice::forward::pb::forward_client::ForwardClient;
+    use sluice::forward::{SendRequest, VERSION};
+    let rt = runtime();
+    let rx = rt.block_on(Receiver::start());
+    let agg = Aggregator::start(", max_batch_bytes: 1KiB", &to_http(&rx.url("/in"), ""), &[]);
+    let url = format!("http://{}", agg.address());
+    let good = || SendRequest {
+        version: VERSION,
+        data: bytes::Bytes::from_static(br#"{"seq":0}{"seq":1}"#),
+        lengths: vec![9, 9],
+        ..Default::default()
+    };
+    let code = |req: SendRequest| {
+        rt.block_on(async {
+            let mut c = ForwardClient::connect(url.clone()).await.expect("connect");
+            match c.send(req).await {
+                Ok(r) => Ok(r.into_inner()),
+                Err(s) => Err((s.code(), s.message().to_string())),
+            }
+        })
+    };
+    let answer = code(good()).expect("a good batch is taken");
+    assert_eq!((answer.version, answer.accepted), (VERSION, 2));
+    let newer = code(SendRequest {
+        version: VERSION + 1,
+        ..good()
+    });
+    assert!(
+        matches!(&newer, Err((tonic::Code::FailedPrecondition, m)) if m.contains("speaks 1 to 1")),
+        "{newer:?}"
+    );
+    let short = code(SendRequest {
+        lengths: vec![9, 8],
+        ..good()
+    });
+    assert!(
+        matches!(short, Err((tonic::Code::InvalidArgument, _))),
+        "{short:?}"
+    );
+    let garbled = code(SendRequest {
+        compression: 1,
+        ..good()
+    });
+    assert!(
+        matches!(garbled, Err((tonic::Code::InvalidArgument, _))),
+        "{garbled:?}"
+    );
+    let big = code(SendRequest {
+        data: bytes::Bytes::from(vec![b'x'; 2048]),
+        lengths: vec![2048],
+        ..good()
+    });
+    assert!(
+        matches!(big, Err((tonic::Code::InvalidArgument, _))),
+        "{big:?}"
+    );
+    let m = agg.sluice().metrics();
+    assert_eq!(m.rejected("edge", "bad_request"), 1);
+    assert_eq!(m.rejected("edge", "malformed"), 2);
+    assert_eq!(m.rejected("edge", "oversize"), 1);
+    assert_eq!(m.source_events("edge"), 2);
+    wait_until("the good batch at the receiver", WAIT, || {
+        rx.accepted().len() == 2
+    });
+}
