@@ -3,7 +3,8 @@
 //! filter as an output router's rule), tcp→kafka and kafka→tcp through a
 //! Tansu broker (the Kafka source reads what tcp→kafka wrote), tcp→sqs and
 //! tcp→kinesis into moto (bound by moto, a Python server: labelled so),
-//! OTLP/gRPC in and out (log records, the filter on an attribute), and
+//! OTLP/gRPC in and out (log records, the filter on an attribute),
+//! sluice → sluice (an edge forwarding to an aggregator, two processes), and
 //! the same workloads through Vector when its binary is given. Each target runs with
 //! the same generator and receiver, one after another; the relay runs first
 //! and last, and the ratio is to the mean of both runs.
@@ -20,7 +21,7 @@ use serde_json::json;
 
 use super::{Ctx, Report, bar};
 use crate::generator::{Generator, Load, Protocol};
-use crate::process::{Process, wait_listening};
+use crate::process::{Process, Usage, wait_listening};
 use crate::receiver::aws::{self, Moto};
 use crate::receiver::kafka::{Broker, TOPIC as KAFKA_TOPIC};
 use crate::receiver::{self, Sink, free_port};
@@ -94,6 +95,9 @@ enum Target {
     SluiceKinesisOut,
     /// OTLP/gRPC in, OTLP/gRPC out (log records; the filter on an attribute).
     SluiceOtlp,
+    /// tcp → filter → an edge's `sluice` destination → an aggregator's
+    /// `sluice` source → tcp: two processes, their CPU and memory added.
+    SluiceForward,
 }
 
 impl Target {
@@ -115,6 +119,7 @@ impl Target {
                 "tcp → filter → kinesis (moto-bound: offered 3000/s, 1 request at a time)",
             ),
             Target::SluiceOtlp => ("sluice", "otlp grpc → filter → otlp grpc"),
+            Target::SluiceForward => ("sluice", "tcp → filter → sluice → sluice → tcp"),
         }
     }
 
@@ -157,6 +162,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Target::SluiceHttp,
         Target::SluiceRouter,
         Target::SluiceOtlp,
+        Target::SluiceForward,
     ];
     if ctx.vector.is_some() {
         targets.extend([Target::VectorTcp, Target::VectorHttp]);
@@ -340,7 +346,7 @@ async fn one(
         .as_secs_f64()
         .max(1e-3);
     let after = process.usage();
-    let _ = process.terminate(Duration::from_secs(30));
+    process.terminate();
     Ok(Row::measured(
         (name, path),
         &tracker,
@@ -351,6 +357,29 @@ async fn one(
     ))
 }
 
+/// The processes of one row (two for sluice → sluice, the one taking the
+/// load first): their CPU and memory added up.
+struct Processes(Vec<Process>);
+
+impl Processes {
+    fn usage(&self) -> Usage {
+        self.0
+            .iter()
+            .map(Process::usage)
+            .fold(Usage::default(), |a, u| Usage {
+                cpu_seconds: a.cpu_seconds + u.cpu_seconds,
+                rss_bytes: a.rss_bytes + u.rss_bytes,
+            })
+    }
+
+    /// In order, so the first drains into the next.
+    fn terminate(&mut self) {
+        for p in &mut self.0 {
+            let _ = p.terminate(Duration::from_secs(30));
+        }
+    }
+}
+
 async fn start(
     ctx: &Ctx,
     target: Target,
@@ -358,8 +387,10 @@ async fn start(
     input: SocketAddr,
     output: SocketAddr,
     peers: &Peers<'_>,
-) -> anyhow::Result<Process> {
+) -> anyhow::Result<Processes> {
     let log = dir.join("process.log");
+    // Started before the one taking the load, which sends to them.
+    let mut behind = Vec::new();
     let mut p = match target {
         Target::Relay => {
             let exe = std::env::current_exe().context("find the loadtest binary")?;
@@ -435,6 +466,30 @@ async fn start(
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
             s.process
         }
+        Target::SluiceForward => {
+            let (api, forward) = (free_port()?, free_port()?);
+            let agg_dir = dir.join("aggregator");
+            std::fs::create_dir_all(&agg_dir)?;
+            let config = sluice::config(
+                api,
+                &agg_dir,
+                json!({ "edge": { "type": "sluice", "address": forward.to_string() } }),
+                json!([{ "name": "all", "destination": "out" }]),
+                json!({ "out": { "type": "tcp", "address": output.to_string() } }),
+            );
+            let aggregator = sluice::Sluice::start(&ctx.sluice, &agg_dir, api, &config).await?;
+            behind.push(aggregator.process);
+            let api = free_port()?;
+            let config = sluice::config(
+                api,
+                dir,
+                json!({ "in": { "type": "tcp", "address": input.to_string() } }),
+                json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
+                json!({ "out": { "type": "sluice", "address": forward.to_string() } }),
+            );
+            let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
+            s.process
+        }
         Target::SluiceRouter => {
             let api = free_port()?;
             let config = sluice::config(
@@ -471,7 +526,9 @@ async fn start(
         }
     };
     wait_listening(input, &mut p, Duration::from_secs(30)).await?;
-    Ok(p)
+    let mut all = vec![p];
+    all.extend(behind);
+    Ok(Processes(all))
 }
 
 /// Stops a Kafka reader thread when dropped.
