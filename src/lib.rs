@@ -32,5 +32,6 @@ pub mod queue;
 pub mod router;
 pub mod sources;
 pub mod supervise;
+pub mod telemetry;
 pub mod tls;
 pub mod topology;

@@ -11,6 +11,8 @@ use sluice::config::{Config, ConfigError};
 use sluice::queue::inspect::{QueueSummary, scan_all};
 use sluice::topology::Running;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "A backpressure-aware stream router")]
@@ -108,13 +110,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Logs go to stderr: stdout belongs to the console destination.
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // Logs go to stderr: stdout belongs to the console destination. The
+    // OTLP layer does nothing unless a config's `telemetry.otlp.logs` asks.
+    let logs = tracing_subscriber::registry().with(filter);
+    #[cfg(feature = "otlp")]
+    let logs = logs.with(sluice::telemetry::logs::layer());
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match cli.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs
+            .with(stderr.with_ansi(std::io::stderr().is_terminal()))
+            .init(),
+        LogFormat::Json => logs.with(stderr.json().flatten_event(true)).init(),
     }
 
     match cli.command {

@@ -508,6 +508,16 @@ impl Metrics {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Every family as Prometheus protobuf, for sluice's own telemetry.
+    #[cfg(feature = "otlp")]
+    pub fn families(
+        &self,
+    ) -> Vec<prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily>
+    {
+        // Encoding into memory cannot fail.
+        prometheus_client::encoding::prometheus_protobuf::encode(&self.registry).unwrap_or_default()
+    }
+
     /// The Prometheus/OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);

@@ -51,6 +51,8 @@ pub enum TopologyError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("telemetry: {0}")]
+    Telemetry(String),
 }
 
 /// Per-destination accounting at exit.
@@ -93,6 +95,9 @@ pub struct Running {
     /// destination closes only after every destination that feeds it.
     close_order: Vec<Vec<usize>>,
     api_task: Option<JoinHandle<()>>,
+    /// sluice's own telemetry over OTLP, and what ends it (after the drain,
+    /// with one last export of the final counts).
+    telemetry: Option<(JoinHandle<()>, CancellationToken)>,
     /// Sources stop taking input.
     shutdown: CancellationToken,
     /// Drivers give up (the shutdown deadline).
@@ -196,6 +201,15 @@ impl Running {
             output_routers: groups.clone(),
         });
         let api_task = api_listener.map(|l| api::serve(l, status.clone(), api_stop.clone()));
+        let telemetry = match start_telemetry(&config, &status.metrics) {
+            Ok(t) => t,
+            Err(e) => {
+                shutdown.cancel();
+                stop.cancel();
+                api_stop.cancel();
+                return Err(e);
+            }
+        };
         // Last, so that an error above leaves no task holding a queue's lock.
         for lane in &lanes {
             Spill::start(lane, stop.clone());
@@ -220,6 +234,7 @@ impl Running {
             groups,
             close_order,
             api_task,
+            telemetry,
             shutdown,
             stop,
             api_stop,
@@ -351,11 +366,45 @@ impl Running {
                 );
             }
         }
+        if let Some((task, stop)) = self.telemetry {
+            stop.cancel();
+            let last = tokio::time::Instant::now() + TELEMETRY_GRACE;
+            if tokio::time::timeout_at(last, task).await.is_err() {
+                tracing::warn!("telemetry: the last export did not finish in time");
+            }
+        }
         self.api_stop.cancel();
         if let Some(t) = self.api_task {
             let _ = t.await;
         }
         reports
+    }
+}
+
+/// How long the last telemetry export may take at shutdown.
+const TELEMETRY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// sluice's own telemetry, when `telemetry.otlp` is set.
+fn start_telemetry(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<Option<(JoinHandle<()>, CancellationToken)>, TopologyError> {
+    let Some(otlp) = &config.telemetry.otlp else {
+        return Ok(None);
+    };
+    #[cfg(feature = "otlp")]
+    {
+        let stop = CancellationToken::new();
+        let task = crate::telemetry::start(otlp, metrics, stop.clone())
+            .map_err(TopologyError::Telemetry)?;
+        Ok(Some((task, stop)))
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = (otlp, metrics);
+        Err(TopologyError::Telemetry(
+            "this sluice was built without the `otlp` feature".into(),
+        ))
     }
 }
 

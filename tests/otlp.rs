@@ -345,3 +345,86 @@ fn bad_otlp_settings_are_refused_at_their_line() {
         );
     }
 }
+
+/// sluice's own telemetry (`telemetry.otlp`), through the real binary, over
+/// gRPC and over HTTP: the collector receives the metrics `/metrics` shows,
+/// under the same names and labels (the sent counter equals what the
+/// destination sent), and with `logs: true` sluice's own log lines, all
+/// under the configured `service.name`.
+#[test]
+fn sluice_sends_its_own_metrics_and_logs_over_otlp() {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = rt.block_on(Collector::start());
+    let service_of = |attrs: &[KeyValue]| {
+        attrs
+            .iter()
+            .find(|a| a.key == "service.name")
+            .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })
+    };
+    for (protocol, url) in [("grpc", c.grpc_url()), ("http", c.http_url())] {
+        let service = format!("edge-{protocol}");
+        let s = common::Sluice::start(&format!(
+            "api: {{ address: 127.0.0.1:0 }}\nsources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\nroutes: [{{ name: all, destination: out }}]\ndestinations:\n  out: {{ type: blackhole }}\ntelemetry:\n  otlp: {{ protocol: {protocol}, endpoint: \"{url}\", interval: 200ms, logs: true, service_name: {service} }}\n"
+        ));
+        common::send_lines(&s, "in", (0..100).map(|i| format!(r#"{{"seq":{i}}}"#)));
+        // The last value the collector has of `out`'s sent counter.
+        let sent = || {
+            c.collector
+                .metrics()
+                .iter()
+                .filter(|rm| {
+                    service_of(&rm.resource.as_ref().unwrap().attributes).as_deref()
+                        == Some(service.as_str())
+                })
+                .flat_map(|rm| rm.scope_metrics.iter().flat_map(|s| s.metrics.clone()))
+                .filter(|m| m.name == "sluice_destination_sent_events_total")
+                .filter_map(|m| match m.data {
+                    Some(Data::Sum(sum)) if sum.is_monotonic => sum
+                        .data_points
+                        .into_iter()
+                        .find(|p| {
+                            p.attributes.iter().any(|a| {
+                                a.key == "destination"
+                                    && a.value
+                                        == Some(AnyValue {
+                                            value: Some(Value::StringValue("out".into())),
+                                        })
+                            })
+                        })
+                        .and_then(|p| p.value),
+                    _ => None,
+                })
+                .next_back()
+        };
+        common::wait_until("the sent counter arrives over OTLP", WAIT, || {
+            sent() == Some(number_data_point::Value::AsDouble(100.0))
+        });
+        assert_eq!(common::sent(&s, "out"), 100, "the same as /metrics");
+        common::wait_until("sluice's own log lines arrive", WAIT, || {
+            c.collector.logs().iter().any(|rl| {
+                service_of(&rl.resource.as_ref().unwrap().attributes).as_deref()
+                    == Some(service.as_str())
+                    && rl.scope_logs.iter().flat_map(|s| &s.log_records).any(|r| {
+                        r.severity_text == "INFO"
+                            && r.body
+                                == Some(AnyValue {
+                                    value: Some(Value::StringValue("sluice is running".into())),
+                                })
+                    })
+            })
+        });
+    }
+    let refused = validate_refuses(
+        "telemetry.yaml",
+        "sources:\n  in: { type: tcp, address: 127.0.0.1:0 }\nroutes: [{ name: all, destination: c }]\ndestinations:\n  c: { type: console }\ntelemetry:\n  otlp: { endpoint: \"localhost:4317\" }\n",
+    );
+    assert!(
+        refused.contains("telemetry.yaml:7:") && refused.contains("http://"),
+        "{refused}"
+    );
+}

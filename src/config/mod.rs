@@ -23,6 +23,7 @@ use component::{ComponentMap, KindIndex};
 use crate::destinations::DestinationConfig;
 use crate::expr::{FieldSet, Program};
 use crate::sources::SourceConfig;
+use crate::telemetry::TelemetryConfig;
 use units::Dur;
 
 /// The embedded configuration `sluice run` uses without `--config`.
@@ -125,6 +126,8 @@ struct RawConfig {
     unmatched: Option<Spanned<String>>,
     #[serde(default)]
     destinations: ComponentMap<DestinationConfig>,
+    #[serde(default)]
+    telemetry: Option<Spanned<TelemetryConfig>>,
 }
 
 /// A validated route.
@@ -150,6 +153,8 @@ pub struct Config {
     /// `None`: unmatched events are dropped (and counted).
     pub unmatched: Option<String>,
     pub destinations: Vec<Component<DestinationConfig>>,
+    /// sluice's own metrics and logs over OTLP; off unless set.
+    pub telemetry: TelemetryConfig,
 }
 
 /// Checks a component's own settings; `Err` is a message about the component.
@@ -207,6 +212,15 @@ impl Config {
         check_output_routers(&text, &destinations, &mut errors, &at);
         let routes = check_routes(&text, raw.routes, &destinations, &mut errors, &at);
         let unmatched = check_unmatched(raw.unmatched, &destinations, &mut errors, &at);
+        let telemetry = match raw.telemetry {
+            Some(t) => {
+                if let Some(Err(m)) = t.value.otlp.as_ref().map(|o| o.validate()) {
+                    errors.push(at(t.referenced.into(), m));
+                }
+                t.value
+            }
+            None => TelemetryConfig::default(),
+        };
         if !errors.is_empty() {
             errors.sort_by_key(|d| (d.line, d.column));
             return Err(ConfigError::Invalid(errors));
@@ -223,6 +237,7 @@ impl Config {
             routes,
             unmatched,
             destinations,
+            telemetry,
         })
     }
 }

@@ -170,13 +170,43 @@ impl DestinationType for OtlpDestination {
     type Config = OtlpConfig;
 
     async fn build(cfg: &OtlpConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
-        let url = cfg.url();
-        // gzip unless set otherwise: Cribl's default, and OTLP's only codec.
-        let gzip = cfg.compression.unwrap_or(Compression::Gzip) == Compression::Gzip;
-        let transport = match cfg.protocol {
+        OtlpDestination::connect(ctx.id, &OtlpClient::of(cfg))
+    }
+}
+
+/// Where and how an OTLP client sends: the destination's settings, or
+/// sluice's own telemetry's (`crate::telemetry`).
+pub struct OtlpClient<'a> {
+    pub protocol: OtlpProtocol,
+    pub url: String,
+    pub http_encoding: HttpEncoding,
+    pub headers: &'a BTreeMap<String, String>,
+    pub tls: Option<&'a TlsConfig>,
+    pub gzip: bool,
+    pub mapping: MappingConfig,
+}
+
+impl<'a> OtlpClient<'a> {
+    fn of(cfg: &'a OtlpConfig) -> Self {
+        OtlpClient {
+            protocol: cfg.protocol,
+            url: cfg.url(),
+            http_encoding: cfg.http_encoding,
+            headers: &cfg.headers,
+            tls: cfg.tls.as_ref(),
+            // gzip unless set otherwise: Cribl's default, and OTLP's only codec.
+            gzip: cfg.compression.unwrap_or(Compression::Gzip) == Compression::Gzip,
+            mapping: cfg.mapping.clone(),
+        }
+    }
+}
+
+impl OtlpDestination {
+    pub fn connect(id: &str, c: &OtlpClient<'_>) -> Result<Self, String> {
+        let transport = match c.protocol {
             OtlpProtocol::Grpc => {
                 let mut metadata = MetadataMap::new();
-                for (k, v) in &cfg.headers {
+                for (k, v) in c.headers {
                     let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
                         .map_err(|_| format!("headers: `{k}` is not a valid header name"))?;
                     let value = MetadataValue::try_from(v.as_str())
@@ -184,20 +214,38 @@ impl DestinationType for OtlpDestination {
                     metadata.insert(key, value);
                 }
                 Transport::Grpc {
-                    channel: crate::grpc::channel(&url, cfg.tls.as_ref())?,
+                    channel: crate::grpc::channel(&c.url, c.tls)?,
                     metadata,
                 }
             }
-            OtlpProtocol::Http => Transport::Http(Box::new(HttpTransport::new(cfg, &url, gzip)?)),
+            OtlpProtocol::Http => Transport::Http(Box::new(HttpTransport::new(c)?)),
         };
         Ok(OtlpDestination {
-            id: ctx.id.to_string(),
+            id: id.to_string(),
             transport,
-            gzip,
-            json: cfg.http_encoding == HttpEncoding::Json,
-            mapping: cfg.mapping.clone(),
+            gzip: c.gzip,
+            json: c.http_encoding == HttpEncoding::Json,
+            mapping: c.mapping.clone(),
             log: CauseLog::default(),
         })
+    }
+
+    /// One export of sluice's own metrics, outside any lane.
+    pub async fn export_metrics(&self, message: ExportMetricsServiceRequest) -> Outcome {
+        let call = self.call(message);
+        self.export(&call, 1).await
+    }
+
+    /// One export of sluice's own log records, outside any lane.
+    pub async fn export_logs(&self, message: ExportLogsServiceRequest) -> Outcome {
+        let n = message
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        let call = self.call(message);
+        self.export(&call, n).await
     }
 }
 
@@ -225,20 +273,20 @@ struct HttpTransport {
 }
 
 impl HttpTransport {
-    fn new(cfg: &OtlpConfig, url: &str, gzip: bool) -> Result<Self, String> {
-        let mut headers = crate::destinations::http::headers(&cfg.headers)?;
-        let content_type = if cfg.http_encoding == HttpEncoding::Json {
+    fn new(c: &OtlpClient<'_>) -> Result<Self, String> {
+        let mut headers = crate::destinations::http::headers(c.headers)?;
+        let content_type = if c.http_encoding == HttpEncoding::Json {
             "application/json"
         } else {
             "application/x-protobuf"
         };
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if gzip {
+        if c.gzip {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         Ok(HttpTransport {
-            client: crate::destinations::http::client(Duration::from_secs(10), cfg.tls.as_ref())?,
-            base: url.to_string(),
+            client: crate::destinations::http::client(Duration::from_secs(10), c.tls)?,
+            base: c.url.clone(),
             headers,
         })
     }
