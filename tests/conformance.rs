@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Sluice, event_line, seq_of, wait_until};
+use common::{Sluice, event_line, runtime, seq_of, wait_until};
 #[cfg(feature = "kafka")]
 use conformance::peers::KafkaPeer;
 #[cfg(feature = "otlp")]
@@ -46,14 +46,6 @@ use serde_json::Value;
 use tokio::runtime::Runtime;
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A config with a TCP source routed to `out` (the peer's destination plus
 /// `extra`), optionally a file dead-letter destination `dlq`.

@@ -13,18 +13,9 @@ use std::time::Duration;
 use common::aggregator::Aggregator;
 use common::receiver::Receiver;
 use common::tls::Pki;
-use common::{Sluice, send_lines, sent, seq_of, wait_until};
-use tokio::runtime::Runtime;
+use common::{Sluice, runtime, send_lines, sent, seq_of, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// An aggregator's routes: everything to the HTTP receiver at `url`, with
 /// `extra` keys on that destination.
@@ -162,18 +153,12 @@ destinations:
     wait_until("a quarter through", WAIT, || {
         rx.accepted().len() as u64 > n / 4
     });
-    let up = format!(
-        "sluice_endpoint_up{{destination=\"agg\",endpoint=\"{}\"}}",
-        agg.address()
-    );
-    assert_eq!(
-        edge.metrics().get(&up),
-        1.0,
-        "the endpoint is up, by that name"
-    );
+    let address = agg.address();
+    let up = || edge.metrics().endpoint_up("agg", &address);
+    assert_eq!(up(), Some(1.0), "the endpoint is up, by that name");
     agg.kill();
     wait_until("the edge sees the aggregator gone", WAIT, || {
-        edge.metrics().get(&up) == 0.0
+        up() == Some(0.0)
     });
     agg.restart();
     wait_until(
@@ -223,15 +208,9 @@ destinations:
         a.sluice().metrics().source_events("edge") > 1000
             && b.sluice().metrics().source_events("edge") > 1000
     });
-    let up = format!(
-        "sluice_endpoint_up{{destination=\"agg\",endpoint=\"{}\"}}",
-        a.address()
-    );
-    assert_eq!(
-        edge.metrics().get(&up),
-        1.0,
-        "the endpoint is up, by that name"
-    );
+    let address = a.address();
+    let up = || edge.metrics().endpoint_up("agg", &address);
+    assert_eq!(up(), Some(1.0), "the endpoint is up, by that name");
     a.kill();
     wait_until("every event at the receiver", WAIT, || {
         counts(&rx.accepted()).len() as u64 == n
@@ -245,7 +224,7 @@ destinations:
     );
     let m = edge.metrics();
     assert_eq!(m.dropped_any("agg"), 0);
-    assert_eq!(m.get(&up), 0.0, "the dead aggregator is down");
+    assert_eq!(up(), Some(0.0), "the dead aggregator is down");
     let by_path = |p: &str| {
         rx.requests()
             .iter()

@@ -32,6 +32,15 @@ pub fn resource(service: &str) -> Resource {
     }
 }
 
+/// The instrumentation scope of everything sluice reports about itself.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "sluice".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
+}
+
 pub(crate) fn text(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
@@ -62,11 +71,7 @@ pub fn export(
         resource_metrics: vec![ResourceMetrics {
             resource: Some(resource.clone()),
             scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: "sluice".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
+                scope: Some(scope()),
                 metrics,
                 ..Default::default()
             }],

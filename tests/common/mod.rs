@@ -256,13 +256,23 @@ impl Metrics {
     /// The value of one series, written exactly as exposed, e.g.
     /// `sluice_destination_sent_events_total{destination="out"}`. Missing: 0.
     pub fn get(&self, series: &str) -> f64 {
-        self.0
-            .lines()
-            .find_map(|l| {
-                let rest = l.strip_prefix(series)?;
-                rest.strip_prefix(' ')?.trim().parse::<f64>().ok()
-            })
-            .unwrap_or(0.0)
+        self.series(series).unwrap_or(0.0)
+    }
+
+    /// The value of one series; `None` when it is not exposed at all.
+    pub fn series(&self, series: &str) -> Option<f64> {
+        self.0.lines().find_map(|l| {
+            let rest = l.strip_prefix(series)?;
+            rest.strip_prefix(' ')?.trim().parse::<f64>().ok()
+        })
+    }
+
+    /// `sluice_endpoint_up` of one endpoint; `None` when there is no such
+    /// series, so a test of "down" (0) cannot pass on a misspelt name.
+    pub fn endpoint_up(&self, dest: &str, endpoint: &str) -> Option<f64> {
+        self.series(&format!(
+            "sluice_endpoint_up{{destination=\"{dest}\",endpoint=\"{endpoint}\"}}"
+        ))
     }
 
     pub fn dest(&self, metric: &str, dest: &str) -> u64 {
@@ -364,6 +374,15 @@ pub fn rss_bytes(pid: i32) -> u64 {
 }
 
 /// Send `sig` to a process this test started.
+/// A runtime for the in-process peers of a synchronous test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 pub fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) has no memory effects; the pid is our own child.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
