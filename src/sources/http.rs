@@ -19,7 +19,6 @@
 //! With `acknowledgements: true` the answer waits until every destination has
 //! delivered the request's events (`200`) or one has failed them (`500`).
 
-use crate::codec::{Compression, Inflate};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +37,7 @@ use tokio::task::JoinHandle;
 use super::decoding::{InvalidUtf8, is_json};
 use super::{Refused, SourceContext};
 use crate::auth::{AuthConfig, Authenticator};
+use crate::codec::{Compression, Inflate};
 use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
 use crate::event::Event;

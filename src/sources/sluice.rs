@@ -117,8 +117,8 @@ impl Forward for Receiver {
                 ));
             }
         }
-        let request = req.into_inner();
-        let origin = request.origin.clone();
+        let mut request = req.into_inner();
+        let origin = std::mem::take(&mut request.origin);
         let events = forward::events(request, self.max_bytes).map_err(|e| {
             let (reason, code) = match e {
                 Malformed::Version(_) => (RejectReason::BadRequest, Code::FailedPrecondition),
