@@ -36,7 +36,7 @@ use crate::destinations::kind::STREAM_ENCODINGS;
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
 use crate::driver::{
     CauseLog, Compression, Concurrency, DeliveryDefaults, Destination, Encoded, Encoder, Outcome,
-    RecordOutcome, Rejection, chunks, per_record, send_in_calls,
+    RecordOutcome, Rejection, send_in_calls, send_in_order,
 };
 use crate::event::Event;
 use crate::grpc::code_name;
@@ -335,33 +335,6 @@ impl PubsubDestination {
             Err(status) => Err(classify(&status, &self.log, &self.id, &self.topic)),
         }
     }
-
-    /// The calls one after another; a failed call holds back the rest, so no
-    /// key's later message overtakes an earlier one.
-    async fn send_in_order(&self, req: &PubsubRequest) -> Outcome {
-        let calls = chunks(&req.sizes, MAX_MESSAGES, self.max_call_bytes);
-        if let [only] = calls.as_slice() {
-            return match self.call(req, only.clone()).await {
-                Ok(o) => per_record(o),
-                Err(o) => o,
-            };
-        }
-        let mut outcomes = Vec::with_capacity(req.messages.len());
-        for range in calls {
-            let n = range.len();
-            let ok = match self.call(req, range).await {
-                Ok(o) => o,
-                Err(o) => vec![crate::driver::as_record(&o); n],
-            };
-            let failed = ok.iter().any(|o| *o != RecordOutcome::Delivered);
-            outcomes.extend(ok);
-            if failed {
-                break;
-            }
-        }
-        outcomes.resize(req.messages.len(), RecordOutcome::RETRY);
-        per_record(outcomes)
-    }
 }
 
 /// A failed `Publish`: retried (with the cause logged once when it is a
@@ -482,7 +455,10 @@ impl Destination for PubsubDestination {
 
     async fn send(&self, req: &PubsubRequest, _endpoint: usize) -> Outcome {
         if self.ordering_key.is_some() {
-            self.send_in_order(req).await
+            send_in_order(&req.sizes, MAX_MESSAGES, self.max_call_bytes, |r| {
+                self.call(req, r)
+            })
+            .await
         } else {
             send_in_calls(&req.sizes, MAX_MESSAGES, self.max_call_bytes, |r| {
                 self.call(req, r)

@@ -58,6 +58,39 @@ where
     per_record(outcomes)
 }
 
+/// `send_in_calls` one call after another, for keys whose order must hold
+/// (Pub/Sub ordering keys): the first call that does not deliver all of its
+/// records holds back the rest of the request, which is retried behind it,
+/// so no later record overtakes an earlier one.
+pub async fn send_in_order<F, Fut>(sizes: &[u32], max_n: usize, max_bytes: u64, call: F) -> Outcome
+where
+    F: Fn(std::ops::Range<usize>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<RecordOutcome>, Outcome>>,
+{
+    let calls = chunks(sizes, max_n, max_bytes);
+    if let [only] = calls.as_slice() {
+        return match call(only.clone()).await {
+            Ok(o) => per_record(o),
+            Err(o) => o,
+        };
+    }
+    let mut outcomes = Vec::with_capacity(sizes.len());
+    for range in calls {
+        let n = range.len();
+        let answered = match call(range).await {
+            Ok(o) => o,
+            Err(o) => vec![as_record(&o); n],
+        };
+        let held = answered.iter().any(|o| *o != RecordOutcome::Delivered);
+        outcomes.extend(answered);
+        if held {
+            break;
+        }
+    }
+    outcomes.resize(sizes.len(), RecordOutcome::RETRY);
+    per_record(outcomes)
+}
+
 /// `Delivered` when every record was; the per-record outcomes otherwise.
 pub fn per_record(outcomes: Vec<RecordOutcome>) -> Outcome {
     if outcomes.iter().all(|o| *o == RecordOutcome::Delivered) {
@@ -91,5 +124,37 @@ mod tests {
         assert_eq!(chunks(&[1; 25], 10, 100), vec![0..10, 10..20, 20..25]);
         assert_eq!(chunks(&[40, 40, 40, 10], 10, 100), vec![0..2, 2..4]);
         assert_eq!(chunks(&[100, 1], 10, 100), vec![0..1, 1..2]);
+    }
+
+    #[tokio::test]
+    async fn in_order_a_failed_call_holds_back_the_rest() {
+        use std::sync::Mutex;
+        let made = Mutex::new(Vec::new());
+        // Three calls of two; the second fails as a whole.
+        let o = send_in_order(&[1; 6], 2, 100, |r| {
+            made.lock().unwrap().push(r.clone());
+            async move {
+                if r.start == 2 {
+                    Err(Outcome::Retry {
+                        after: None,
+                        error: "x".into(),
+                    })
+                } else {
+                    Ok(vec![RecordOutcome::Delivered; r.len()])
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            *made.lock().unwrap(),
+            vec![0..2, 2..4],
+            "the third call waits"
+        );
+        let d = RecordOutcome::Delivered;
+        let r = RecordOutcome::RETRY;
+        assert_eq!(
+            o,
+            Outcome::Partial(vec![d.clone(), d, r.clone(), r.clone(), r.clone(), r])
+        );
     }
 }

@@ -90,7 +90,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use backoff::Backoff;
-pub use calls::{as_record, chunks, per_record, send_in_calls};
+pub use calls::{as_record, chunks, per_record, send_in_calls, send_in_order};
 pub use cause_log::{CauseLog, error_chain};
 // Encodings and compression live in `crate::codec`; re-exported here because
 // every destination uses them with the driver.
