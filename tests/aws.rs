@@ -11,7 +11,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::aws::{AwsPeer, create_queue, create_stream, read_stream, receive};
-use common::{Sluice, send_lines, sent, validate_refuses, wait_until};
+use common::{Metrics, Sluice, send_lines, sent, validate_refuses, wait_until};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -378,29 +378,39 @@ fn sqs_and_kinesis_outage_with_a_persistent_queue_loses_nothing() {
     }
 }
 
+/// Events 0..n over four keys through a `kinesis` destination named
+/// `name` (with `extra` keys) into kinesalite behind the fault proxy, every
+/// ninth record throttled twice (`hot_twice`). Checks that each record
+/// arrived exactly once and hands back the records, in stream order, and
+/// the metrics; plus how many records were hot.
+fn throttled_kinesis(name: &str, extra: &str, n: u64) -> (Vec<common::aws::Record>, Metrics, u64) {
+    use common::aws_fault::FaultProxy;
+    let peer = AwsPeer::kinesalite();
+    create_stream(&peer, name, 2);
+    let rt = common::aws::runtime_multi();
+    let proxy = rt.block_on(FaultProxy::start(peer.endpoint(), hot_twice()));
+    let s = Sluice::start(&format!(
+        "api: {{ address: 127.0.0.1:0 }}\nsources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\nroutes:\n  - {{ name: a, filter: 'true', destination: {name} }}\ndestinations:\n  {name}: {{ type: kinesis, stream: {name}, region: us-east-1, endpoint: \"{}\", auth: {{ access_key_id: test, secret_access_key: test }}, partition_key_field: k{extra}, batch: {{ timeout: 20ms }}, retry: {{ initial_backoff: 50ms }} }}\n",
+        proxy.endpoint()
+    ));
+    send_lines(&s, "in", keyed_events(n));
+    wait_until("sent counts every record", WAIT, || sent(&s, name) == n);
+    let got = read_stream(&peer, name, WAIT, |r| r.len() as u64 >= n);
+    let mut seqs: Vec<u64> = got.iter().map(|r| seq(&r.data)).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "each record exactly once");
+    let hot = (0..n).filter(|i| i % 9 == 4).count() as u64;
+    let m = s.metrics();
+    drop(rt);
+    (got, m, hot)
+}
+
 /// Kinesis answers some records of a call with a throughput error (the
 /// fault proxy in front of kinesalite): those alone are sent again, as
 /// throttled, and every record arrives exactly once.
 #[test]
 fn kinesis_throttled_records_are_retried_alone() {
-    use common::aws_fault::FaultProxy;
-    let peer = AwsPeer::kinesalite();
-    create_stream(&peer, "throttled", 2);
-    let rt = common::aws::runtime_multi();
-    let proxy = rt.block_on(FaultProxy::start(peer.endpoint(), hot_twice()));
-    let s = Sluice::start(&format!(
-        "api: {{ address: 127.0.0.1:0 }}\nsources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\nroutes:\n  - {{ name: a, filter: 'true', destination: plain }}\ndestinations:\n  plain: {{ type: kinesis, stream: throttled, region: us-east-1, endpoint: \"{}\", auth: {{ access_key_id: test, secret_access_key: test }}, partition_key_field: k, batch: {{ timeout: 20ms }}, retry: {{ initial_backoff: 50ms }} }}\n",
-        proxy.endpoint()
-    ));
-    let n = 400u64;
-    send_lines(&s, "in", keyed_events(n));
-    wait_until("sent counts every record", WAIT, || sent(&s, "plain") == n);
-    let got = read_stream(&peer, "throttled", WAIT, |r| r.len() as u64 >= n);
-    let mut seqs: Vec<u64> = got.iter().map(|r| seq(&r.data)).collect();
-    seqs.sort_unstable();
-    assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "each record exactly once");
-    let m = s.metrics();
-    let hot = (0..n).filter(|i| i % 9 == 4).count() as u64;
+    let (got, m, hot) = throttled_kinesis("plain", "", 400);
     assert_eq!(
         m.dest("sluice_destination_retried_events_total", "plain"),
         hot * 2,
@@ -416,43 +426,26 @@ fn kinesis_throttled_records_are_retried_alone() {
         !keys_out_of_order(&got).is_empty(),
         "retries reorder a key's records without per_key"
     );
-    drop(rt);
 }
 
 /// `ordering: per_key` under the same throttling: every record once, each
 /// key's records in the order they were sent.
 #[test]
 fn kinesis_per_key_ordering_holds_through_throttling() {
-    use common::aws_fault::FaultProxy;
-    let peer = AwsPeer::kinesalite();
-    create_stream(&peer, "ordered", 2);
-    let rt = common::aws::runtime_multi();
-    let proxy = rt.block_on(FaultProxy::start(peer.endpoint(), hot_twice()));
-    let s = Sluice::start(&format!(
-        "api: {{ address: 127.0.0.1:0 }}\nsources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\nroutes:\n  - {{ name: a, filter: 'true', destination: ordered }}\ndestinations:\n  ordered: {{ type: kinesis, stream: ordered, region: us-east-1, endpoint: \"{}\", auth: {{ access_key_id: test, secret_access_key: test }}, partition_key_field: k, ordering: per_key, request: {{ concurrency: 1 }}, batch: {{ timeout: 20ms }}, retry: {{ initial_backoff: 50ms }} }}\n",
-        proxy.endpoint()
-    ));
-    let n = 200u64;
-    send_lines(&s, "in", keyed_events(n));
-    wait_until("sent counts every record", WAIT, || {
-        sent(&s, "ordered") == n
-    });
-    let got = read_stream(&peer, "ordered", WAIT, |r| r.len() as u64 >= n);
-    let mut seqs: Vec<u64> = got.iter().map(|r| seq(&r.data)).collect();
-    seqs.sort_unstable();
-    assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "each record exactly once");
+    let (got, m, hot) = throttled_kinesis(
+        "ordered",
+        ", ordering: per_key, request: { concurrency: 1 }",
+        200,
+    );
     assert_eq!(
         keys_out_of_order(&got),
         Vec::<String>::new(),
         "keys out of order"
     );
-    let m = s.metrics();
-    let hot = (0..n).filter(|i| i % 9 == 4).count() as u64;
     // Each hot record twice, and the later records of its key held back
     // with it.
     assert!(m.dest("sluice_destination_retried_events_total", "ordered") > hot * 2);
     assert!(m.dest("sluice_destination_throttled_total", "ordered") > 0);
-    drop(rt);
 }
 
 /// `ordering: per_key` with requests in parallel is refused at its line.
