@@ -15,15 +15,13 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 
 use super::Sink;
-use crate::process::{Process, wait_listening};
+use crate::process::Process;
 
 pub const QUEUE: &str = "loadtest";
 pub const STREAM: &str = "loadtest";
 pub const SHARDS: i32 = 4;
 /// Concurrent `ReceiveMessage` loops: one alone is slower than sluice sends.
 const SQS_READERS: usize = 4;
-
-const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/peers");
 
 /// A moto server with the queue and the stream created; killed when dropped.
 pub struct Moto {
@@ -34,22 +32,8 @@ pub struct Moto {
 
 impl Moto {
     pub async fn start(dir: &Path, port: u16) -> anyhow::Result<Moto> {
-        std::fs::create_dir_all(dir)?;
-        let mut p = Process::spawn(
-            "moto",
-            Path::new(PEERS),
-            &[
-                "start".into(),
-                "moto".into(),
-                dir.display().to_string(),
-                port.to_string(),
-            ],
-            &dir.join("moto.log"),
-        )?;
+        let p = super::peer("moto", dir, port, &[]).await?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        wait_listening(addr, &mut p, Duration::from_secs(60))
-            .await
-            .context("moto (is it installed? scripts/peers install)")?;
         let endpoint = format!("http://{addr}");
         let sdk = sdk(&endpoint);
         let queue_url = aws_sdk_sqs::Client::new(&sdk)

@@ -28,13 +28,12 @@ use tokio::sync::watch;
 
 use super::{Handle, Sink};
 use crate::fault::Schedule;
-use crate::process::{Process, wait_listening};
+use crate::process::Process;
 
 /// The topic every Kafka scenario writes and reads.
 pub const TOPIC: &str = "loadtest";
 pub const PARTITIONS: i32 = 3;
 
-const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/peers");
 /// Kafka's Produce request.
 const PRODUCE: i16 = 0;
 /// How long the consumer must see nothing new before the broker may die.
@@ -64,23 +63,8 @@ impl Broker {
     pub async fn start(&mut self) -> anyhow::Result<()> {
         self.runs += 1;
         let dir = self.dir.join(format!("tansu-{}", self.runs));
-        std::fs::create_dir_all(&dir)?;
-        let mut p = Process::spawn(
-            "tansu",
-            Path::new(PEERS),
-            &[
-                "start".into(),
-                "tansu".into(),
-                dir.display().to_string(),
-                self.port.to_string(),
-                self.advertised.to_string(),
-            ],
-            &dir.join("tansu.log"),
-        )?;
+        let p = super::peer("tansu", &dir, self.port, &[self.advertised.to_string()]).await?;
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        wait_listening(addr, &mut p, Duration::from_secs(60))
-            .await
-            .context("tansu (is it installed? scripts/peers install)")?;
         self.process = Some(p);
         create_topic(&addr.to_string()).await
     }

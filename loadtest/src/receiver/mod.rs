@@ -230,6 +230,36 @@ async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// A free loopback port (bound then released; good enough on a test box).
+/// `scripts/peers start NAME DIR PORT ARGS...` (output in `DIR/NAME.log`),
+/// once it listens on PORT: a real peer for a receiver (moto, Tansu).
+pub async fn peer(
+    name: &str,
+    dir: &std::path::Path,
+    port: u16,
+    args: &[String],
+) -> anyhow::Result<crate::process::Process> {
+    const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/peers");
+    std::fs::create_dir_all(dir)?;
+    let mut argv = vec![
+        "start".to_string(),
+        name.to_string(),
+        dir.display().to_string(),
+        port.to_string(),
+    ];
+    argv.extend_from_slice(args);
+    let mut p = crate::process::Process::spawn(
+        name,
+        std::path::Path::new(PEERS),
+        &argv,
+        &dir.join(format!("{name}.log")),
+    )?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    crate::process::wait_listening(addr, &mut p, std::time::Duration::from_secs(60))
+        .await
+        .with_context(|| format!("{name} (is it installed? scripts/peers install)"))?;
+    Ok(p)
+}
+
 pub fn free_port() -> std::io::Result<SocketAddr> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     l.local_addr()
