@@ -81,6 +81,9 @@ pub struct Running {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     grpc_server: Option<GrpcServer>,
+    /// The gRPC port, leased so that `restart_grpc` finds it free (an
+    /// ephemeral port could meanwhile be any connection's).
+    _lease: super::real_peer::Ports<1>,
 }
 
 type GrpcServer = (
@@ -115,7 +118,10 @@ impl Collector {
     /// Start both receivers on loopback ports.
     pub async fn start() -> Running {
         let collector = Collector::default();
-        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        let lease = super::real_peer::free_ports::<1>();
+        let grpc = TcpListener::bind(("127.0.0.1", lease.ports[0]))
+            .await
+            .expect("bind grpc");
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let grpc_server = Some(collector.serve_grpc(grpc));
@@ -142,6 +148,7 @@ impl Collector {
             grpc: grpc_addr,
             http: http_addr,
             grpc_server,
+            _lease: lease,
         }
     }
 

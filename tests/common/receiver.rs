@@ -95,11 +95,18 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub state: Arc<State>,
     tasks: Option<JoinSet<()>>,
+    /// The port of `start`, leased for the receiver's lifetime: a restart
+    /// after `kill` finds it free (an ephemeral port could meanwhile be any
+    /// connection's).
+    _lease: Option<super::real_peer::Ports<1>>,
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
-        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+        let lease = super::real_peer::free_ports::<1>();
+        let mut r = Self::start_on(([127, 0, 0, 1], lease.ports[0]).into()).await;
+        r._lease = Some(lease);
+        r
     }
 
     pub async fn start_on(addr: SocketAddr) -> Receiver {
@@ -114,6 +121,7 @@ impl Receiver {
             addr,
             state,
             tasks: None,
+            _lease: None,
         };
         r.listen(addr).await;
         r

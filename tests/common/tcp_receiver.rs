@@ -40,6 +40,9 @@ pub struct TcpReceiver {
     pub state: Arc<State>,
     tls: Option<TlsAcceptor>,
     tasks: Option<JoinSet<()>>,
+    /// Its port, leased for its lifetime: a restart after `kill` finds the
+    /// port free (an ephemeral one could meanwhile be any connection's).
+    _lease: super::real_peer::Ports<1>,
 }
 
 impl TcpReceiver {
@@ -48,12 +51,14 @@ impl TcpReceiver {
     }
 
     pub async fn start_with(mode: Mode, tls: Option<TlsAcceptor>) -> TcpReceiver {
+        let lease = super::real_peer::free_ports::<1>();
         let mut r = TcpReceiver {
-            addr: "127.0.0.1:0".parse().unwrap(),
+            addr: ([127, 0, 0, 1], lease.ports[0]).into(),
             mode,
             state: Arc::new(State::default()),
             tls,
             tasks: None,
+            _lease: lease,
         };
         r.listen().await;
         r
