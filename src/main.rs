@@ -36,9 +36,14 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the router (on the embedded default config without --config).
+    /// SIGHUP, `POST /api/v1/reload` and `--watch-config` reload the
+    /// configuration without a restart.
     Run {
         #[arg(short, long, env = "SLUICE_CONFIG")]
         config: Option<PathBuf>,
+        /// Reload when the configuration file changes (debounced, by content).
+        #[arg(long, env = "SLUICE_WATCH_CONFIG")]
+        watch_config: bool,
     },
     /// Check a configuration file and exit: 0 if valid, otherwise print
     /// `file:line:column: message` for each problem and exit 1.
@@ -145,10 +150,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            watch_config,
+        } => {
             let loaded = match &config {
-                Some(path) => Config::load_file(path),
-                None => Config::load_default(),
+                Some(path) => Config::load_file(path).map(|c| (c, Some(path.clone()))),
+                None => Config::load_default().map(|c| (c, None)),
             };
             let config = match loaded {
                 Ok(c) => c,
@@ -169,7 +177,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = runtime.block_on(run(config));
+            let (config, path) = config;
+            let result = runtime.block_on(run(config, path, watch_config));
             // A console write may still be blocked on a pipe nobody reads;
             // its events are already counted as dropped. Do not wait for it.
             runtime.shutdown_background();
@@ -287,18 +296,95 @@ fn report_config_error(e: &ConfigError) {
     eprintln!("{e}");
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+/// Why the run loop woke.
+enum Wake {
+    Stop,
+    Reload(
+        &'static str,
+        Option<tokio::sync::oneshot::Sender<sluice::api::LastReload>>,
+    ),
+}
+
+async fn run(config: Config, path: Option<PathBuf>, watch_config: bool) -> anyhow::Result<()> {
     tracing::info!(config = %config.source_name, "starting");
     let mut running = Running::start(config).await.context("could not start")?;
-    tokio::select! {
-        _ = terminate() => tracing::info!("signal received"),
-        _ = running.sources_finished() => tracing::info!("every source has finished"),
+    let mut api_reloads = running.take_reload_requests();
+    let mut watch = match (&path, watch_config) {
+        (Some(p), true) => Some(
+            sluice::config::watch::ConfigWatch::new(p)
+                .with_context(|| format!("cannot watch {}", p.display()))?,
+        ),
+        (None, true) => anyhow::bail!("--watch-config needs --config FILE"),
+        _ => None,
+    };
+    let mut hangups = hangups();
+    // Made once: a signal that arrives while a reload runs is still seen.
+    let stop = terminate();
+    tokio::pin!(stop);
+    loop {
+        let wake = tokio::select! {
+            _ = &mut stop => {
+                tracing::info!("signal received");
+                Wake::Stop
+            }
+            _ = running.sources_finished() => {
+                tracing::info!("every source has finished");
+                Wake::Stop
+            }
+            Some(()) = next_hangup(&mut hangups) => Wake::Reload("SIGHUP", None),
+            () = async { match watch.as_mut() { Some(w) => w.changed().await, None => std::future::pending().await } } => {
+                Wake::Reload("the file changed", None)
+            }
+            Some(req) = async { match api_reloads.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                Wake::Reload("POST /api/v1/reload", Some(req.reply))
+            }
+        };
+        match wake {
+            Wake::Stop => break,
+            Wake::Reload(why, reply) => {
+                tracing::info!(trigger = why, "reloading the configuration");
+                let outcome = running.reload_from(path.as_deref()).await;
+                if let Some(r) = reply {
+                    let _ = r.send(outcome);
+                }
+            }
+        }
     }
     let reports = running.shutdown().await;
     if reports.iter().any(|r| !r.balanced()) {
         anyhow::bail!("event accounting did not balance at exit (see the log above)");
     }
     Ok(())
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload over the API instead");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+async fn next_hangup(h: &mut Hangups) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(s) = h.as_mut() {
+        return s.recv().await;
+    }
+    let _ = h;
+    std::future::pending().await
 }
 
 /// SIGINT or SIGTERM.

@@ -30,6 +30,11 @@ struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DestLabel {
     destination: String,
 }
@@ -190,6 +195,7 @@ struct Families {
     kafka_producer_in_flight: Family<DestLabel, Gauge>,
     kafka_lag: Family<PartitionLabel, Gauge>,
     kafka_committed: Family<PartitionLabel, Gauge>,
+    config_reloads: Family<ResultLabel, Counter>,
 }
 
 /// The process-wide registry and the families in it.
@@ -198,7 +204,12 @@ pub struct Metrics {
     families: Arc<Families>,
     registry: Arc<Registry>,
     failed: Arc<AtomicU64>,
+    /// Every endpoint a driver registered, by destination, for the status
+    /// API (a `Family` cannot be listed).
+    endpoints: Arc<std::sync::Mutex<EndpointList>>,
 }
+
+type EndpointList = std::collections::BTreeMap<(String, String), (Gauge, Counter)>;
 
 fn request_histogram() -> Histogram {
     // 1 ms .. ~65 s.
@@ -240,9 +251,20 @@ impl Metrics {
             kafka_producer_in_flight: Family::default(),
             kafka_lag: Family::default(),
             kafka_committed: Family::default(),
+            config_reloads: Family::default(),
         };
+        // Present (at 0) before the first reload, so a rate has a start.
+        for result in ["success", "rejected", "failed"] {
+            f.config_reloads
+                .get_or_create_owned(&ResultLabel { result });
+        }
         // prometheus-client appends `_total` to counter names.
         let mut r = Registry::default();
+        r.register(
+            "sluice_config_reloads",
+            "Configuration reloads, by result: success, rejected (invalid; the old configuration keeps running) or failed (applied except the components named in the log)",
+            f.config_reloads.clone(),
+        );
         r.register(
             "sluice_source_events",
             "Events accepted by a source",
@@ -377,6 +399,7 @@ impl Metrics {
             families: Arc::new(f),
             registry: Arc::new(r),
             failed: Arc::new(AtomicU64::new(0)),
+            endpoints: Arc::default(),
         }
     }
 
@@ -481,10 +504,34 @@ impl Metrics {
             destination: destination.to_string(),
             endpoint: endpoint.to_string(),
         };
-        (
+        let pair = (
             self.families.endpoint_up.get_or_create_owned(&l),
             self.families.endpoint_sent.get_or_create_owned(&l),
-        )
+        );
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((l.destination, l.endpoint), pair.clone());
+        pair
+    }
+
+    /// A destination's endpoints: name, up, events sent through it.
+    pub fn endpoints_of(&self, destination: &str) -> Vec<serde_json::Value> {
+        let list = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter()
+            .filter(|((d, _), _)| d == destination)
+            .map(|((_, name), (up, sent))| {
+                serde_json::json!({ "name": name, "up": up.get() == 1, "sent": sent.get() })
+            })
+            .collect()
+    }
+
+    /// Count a configuration reload (`success`, `rejected` or `failed`).
+    pub fn config_reload(&self, result: &'static str) {
+        self.families
+            .config_reloads
+            .get_or_create_owned(&ResultLabel { result })
+            .inc();
     }
 
     /// `sluice_component_errors_total` for one component (`kind`: source or

@@ -286,6 +286,39 @@ impl Router {
     }
 }
 
+/// The router sources route through, replaced whole by a config reload.
+///
+/// Each batch takes the current router for the length of its routing
+/// (`load_full`: a reference count, not a lock) and routes it entirely with
+/// that one, so no batch is split between two configurations. A reload
+/// swaps in the new router and then waits until the old one's count falls
+/// to its own reference: from then on nothing can reach the lanes only the
+/// old configuration knew, and they can close without losing a batch.
+#[derive(Clone)]
+pub struct RouterHandle(Arc<arc_swap::ArcSwap<Router>>);
+
+impl RouterHandle {
+    pub fn new(router: Router) -> Self {
+        RouterHandle(Arc::new(arc_swap::ArcSwap::from_pointee(router)))
+    }
+
+    pub fn current(&self) -> Arc<Router> {
+        self.0.load_full()
+    }
+
+    /// Install `router`; returns the one it replaces.
+    pub fn swap(&self, router: Router) -> Arc<Router> {
+        self.0.swap(Arc::new(router))
+    }
+}
+
+/// Resolves once nobody but the caller holds `router` (see `RouterHandle`).
+pub async fn released(router: &Arc<Router>) {
+    while Arc::strong_count(router) > 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,

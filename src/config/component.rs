@@ -53,6 +53,10 @@ pub struct Component<T> {
     pub kind: String,
     pub location: Loc,
     pub config: T,
+    /// Its settings as they were written (after `${VAR}`), in a canonical
+    /// form: a reload compares these to tell a changed component from an
+    /// unchanged one, whatever moved around it in the file.
+    pub fingerprint: String,
 }
 
 thread_local! {

@@ -7,6 +7,7 @@
 pub mod component;
 pub mod interpolate;
 pub mod units;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -77,6 +78,9 @@ pub struct ApiConfig {
     pub address: SocketAddr,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Credentials `POST /api/v1/reload` requires (`bearer` or `basic`).
+    #[serde(default)]
+    pub auth: Option<Spanned<crate::auth::AuthConfig>>,
 }
 
 impl Default for ApiConfig {
@@ -84,6 +88,7 @@ impl Default for ApiConfig {
         ApiConfig {
             address: default_api_address(),
             enabled: true,
+            auth: None,
         }
     }
 }
@@ -203,11 +208,19 @@ impl Config {
             ConfigError::Invalid(vec![at(offset_to_loc(text, e.offset), e.message)])
         })?;
         let (raw, kinds, locations) = parse(&text, &at)?;
-        let sources = components(raw.sources, &kinds, &locations);
-        let destinations = components(raw.destinations, &kinds, &locations);
+        // The same text as a plain tree, for the components' fingerprints
+        // (it parsed above, so this cannot fail on well-formed YAML).
+        let tree: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_default();
+        let sources = components(raw.sources, &kinds, &locations, &tree);
+        let destinations = components(raw.destinations, &kinds, &locations, &tree);
 
         let mut errors = Vec::new();
         check_sources(&raw.api, &sources, &mut errors, &at);
+        if let Some(a) = &raw.api.auth
+            && let Err(m) = a.value.validate()
+        {
+            errors.push(at(a.referenced.into(), format!("api.{m}")));
+        }
         check_destinations(&destinations, &mut errors, &at);
         check_output_routers(&text, &destinations, &mut errors, &at);
         let routes = check_routes(&text, raw.routes, &destinations, &mut errors, &at);
@@ -645,16 +658,20 @@ fn components<T: ComponentKind>(
     map: ComponentMap<T>,
     kinds: &KindMap,
     locations: &LocMap,
+    tree: &serde_json::Value,
 ) -> Vec<Component<T>> {
     map.0
         .into_iter()
         .map(|(id, config)| {
+            // serde_json's maps are sorted: equal settings, equal strings.
+            let fingerprint = tree[T::SECTION][id.as_str()].to_string();
             let key = (T::SECTION, id);
             Component {
                 kind: kinds.get(&key).cloned().unwrap_or_default(),
                 location: locations.get(&key).copied().unwrap_or_default(),
                 id: key.1,
                 config,
+                fingerprint,
             }
         })
         .collect()

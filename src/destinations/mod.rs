@@ -292,9 +292,9 @@ macro_rules! registry {
             }
 
             /// `None` for an output router: it has no driver.
-            async fn spawn(&self, id: &str, wiring: Wiring<'_>) -> Result<Option<JoinHandle<()>>, DestinationError> {
+            async fn prepare(&self, id: &str, wiring: Wiring<'_>) -> Result<Option<Prepared>, DestinationError> {
                 match self {
-                    $( $(#[$attr])* DestinationConfig::$variant(c) => spawn::<$ty>(id, c, wiring).await.map(Some), )*
+                    $( $(#[$attr])* DestinationConfig::$variant(c) => prepare_type::<$ty>(id, c, wiring).await.map(Some), )*
                     DestinationConfig::OutputRouter(_) => Ok(None),
                 }
             }
@@ -374,6 +374,8 @@ pub struct Wiring<'a> {
     pub lane: Arc<Lane>,
     /// The hard stop (the shutdown deadline).
     pub stop: CancellationToken,
+    /// A reload replaces the driver (see `Driver::new`).
+    pub retire: CancellationToken,
     pub metrics: &'a Metrics,
     pub dead_letter: Option<DeadLetter>,
 }
@@ -386,15 +388,43 @@ pub async fn start(
     config: &DestinationConfig,
     wiring: Wiring<'_>,
 ) -> Result<Option<JoinHandle<()>>, DestinationError> {
-    tracing::debug!(destination = id, "starting destination");
-    config.spawn(id, wiring).await
+    let metrics = wiring.metrics.clone();
+    Ok(prepare(id, config, wiring)
+        .await?
+        .map(|p| p.spawn(&metrics)))
 }
 
-async fn spawn<T: DestinationType>(
+/// A destination's driver, built (so its settings are known to work) but
+/// not yet running: a reload builds every new driver before it changes
+/// anything, and starts one only once the driver it replaces has ended.
+pub struct Prepared {
+    id: String,
+    run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl Prepared {
+    pub fn spawn(self, metrics: &Metrics) -> JoinHandle<()> {
+        let span = tracing::info_span!("destination", id = %self.id);
+        crate::supervise::spawn(self.run.instrument(span), "destination", &self.id, metrics)
+    }
+}
+
+/// Build a destination's driver without starting it; `None` for an output
+/// router, which has none.
+pub async fn prepare(
+    id: &str,
+    config: &DestinationConfig,
+    wiring: Wiring<'_>,
+) -> Result<Option<Prepared>, DestinationError> {
+    tracing::debug!(destination = id, "starting destination");
+    config.prepare(id, wiring).await
+}
+
+async fn prepare_type<T: DestinationType>(
     id: &str,
     config: &T::Config,
     w: Wiring<'_>,
-) -> Result<JoinHandle<()>, DestinationError> {
+) -> Result<Prepared, DestinationError> {
     let ctx = BuildContext {
         id,
         metrics: w.metrics,
@@ -412,12 +442,17 @@ async fn spawn<T: DestinationType>(
         common.retry,
         defaults_of::<T>(),
     );
-    let driver = Driver::new(dest, w.lane, settings, w.stop, w.metrics, w.dead_letter);
-    let span = tracing::info_span!("destination", id);
-    Ok(crate::supervise::spawn(
-        driver.run().instrument(span),
-        "destination",
-        id,
+    let driver = Driver::new(
+        dest,
+        w.lane,
+        settings,
+        w.stop,
+        w.retire,
         w.metrics,
-    ))
+        w.dead_letter,
+    );
+    Ok(Prepared {
+        id: id.to_string(),
+        run: Box::pin(driver.run()),
+    })
 }

@@ -123,6 +123,19 @@ impl Batcher {
         std::mem::take(&mut self.pending)
     }
 
+    /// Give what is held here back to the front of the lane (a retiring
+    /// driver); unlike `abandon`, the lane's own contents stay where they are.
+    pub fn requeue(&mut self) {
+        // The carry is newer than the pending job, so it goes back first
+        // (each requeue lands in front of the previous one).
+        if let Some(c) = self.carry.take() {
+            let n = c.len();
+            self.lane.requeue(vec![c]);
+            self.lane.settle(n);
+        }
+        self.take().requeue(&self.lane);
+    }
+
     /// Count everything held here and still in the lane as dropped for
     /// `reason`, failing their acknowledgements. Used after a hard stop.
     pub fn abandon(&mut self, reason: DropReason) {

@@ -51,6 +51,11 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
         // the hard stop: they go to disk for the next run.
         let endpoint = tokio::select! {
             biased;
+            // A reload replaces this driver: its successor sends the job.
+            _ = ctx.retire.cancelled() => {
+                job.requeue(lane);
+                return;
+            }
             e = ctx.endpoints.acquire(lane, &ctx.stop) => e,
             _ = lane.handing_back() => None,
         };
@@ -230,6 +235,10 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
                 }
                 _ = lane.handing_back() => {
                     job.resolve(lane, DropReason::Shutdown);
+                    return;
+                }
+                _ = ctx.retire.cancelled() => {
+                    job.requeue(lane);
                     return;
                 }
                 _ = tokio::time::sleep(d) => {}

@@ -97,6 +97,18 @@ impl Job {
         lane.settle(self.events.len());
     }
 
+    /// A retiring driver (a reload) gives the events back to the front of
+    /// the lane for its replacement; nothing is counted, acknowledgements
+    /// stay pending.
+    pub fn requeue(self, lane: &Lane) {
+        let n = self.events.len();
+        if n == 0 {
+            return;
+        }
+        lane.requeue(self.into_batches());
+        lane.settle(n);
+    }
+
     /// Keep the events for which `keep(i)` is true, in order; the others are
     /// removed without being counted (the caller has counted them).
     pub fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {

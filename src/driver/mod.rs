@@ -120,6 +120,9 @@ pub struct Driver<D: Destination> {
     lane: Arc<Lane>,
     settings: DeliverySettings,
     stop: CancellationToken,
+    /// A reload replaces this driver: stop taking from the lane and give
+    /// back what is not delivered (see `Job::requeue`).
+    retire: CancellationToken,
     endpoints: Endpoints,
     limiter: Arc<Limiter>,
     dead_letter: Option<DeadLetter>,
@@ -133,11 +136,14 @@ pub struct Driver<D: Destination> {
 impl<D: Destination> Driver<D> {
     /// `stop` is the hard stop: when it fires, everything not yet delivered is
     /// counted as dropped with reason `shutdown` and the driver returns.
+    /// `retire` ends the driver without loss for a replacement on the same
+    /// lane: in-flight attempts finish, everything else goes back to the lane.
     pub fn new(
         dest: D,
         lane: Arc<Lane>,
         settings: DeliverySettings,
         stop: CancellationToken,
+        retire: CancellationToken,
         metrics: &Metrics,
         dead_letter: Option<DeadLetter>,
     ) -> Self {
@@ -158,6 +164,7 @@ impl<D: Destination> Driver<D> {
             lane,
             settings,
             stop: stop.clone(),
+            retire,
             endpoints,
             limiter,
             dead_letter,
@@ -184,6 +191,7 @@ impl<D: Destination> Driver<D> {
             let slot = tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
+                _ = ctx.retire.cancelled() => break,
                 s = ctx.limiter.acquire() => match s {
                     Some(s) => s,
                     None => break,
@@ -192,6 +200,7 @@ impl<D: Destination> Driver<D> {
             let job = tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
+                _ = ctx.retire.cancelled() => break,
                 j = batcher.next() => j,
             };
             let Some(job) = job else { break };
@@ -204,7 +213,13 @@ impl<D: Destination> Driver<D> {
             );
         }
         tracker.close();
-        // Jobs end themselves, on delivery, rejection or the hard stop.
+        // Retiring: what the batcher holds goes back first, so that the
+        // jobs' older events, given back as they end, land in front of it.
+        if ctx.retire.is_cancelled() && !ctx.stop.is_cancelled() {
+            batcher.requeue();
+        }
+        // Jobs end themselves, on delivery, rejection, retirement or the
+        // hard stop.
         tracker.wait().await;
         if ctx.stop.is_cancelled() {
             batcher.abandon(DropReason::Shutdown);

@@ -151,6 +151,7 @@ fn rig_with(script: Script, settings: DeliverySettings, dead_letter: bool) -> Ri
         lane.clone(),
         settings,
         stop.clone(),
+        CancellationToken::new(),
         &metrics,
         dead.as_ref().map(|l| DeadLetter {
             origin: "d".into(),

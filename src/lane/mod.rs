@@ -778,6 +778,49 @@ impl Lane {
         }
     }
 
+    /// Put batches a retiring driver took back at the front of the lane, in
+    /// the order given, for the driver that replaces it (a reload). Their
+    /// acknowledgements stay pending: they are not delivered yet. Events
+    /// read from disk return to the read-ahead (their disk acknowledgement
+    /// still advances the queue once delivered), the rest to memory, without
+    /// permits: the lane may sit over capacity until they are taken again.
+    /// The caller settles them.
+    pub fn requeue(&self, batches: Vec<Batch>) {
+        let mut q = self.lock();
+        let mut added = 0;
+        for b in batches.into_iter().rev() {
+            let n = b.len();
+            if b.persisted
+                && let Some(d) = q.disk.as_mut()
+            {
+                d.readahead_events += n;
+                d.readahead.push_front(b);
+                continue;
+            }
+            added += n;
+            q.memory.push_front(Entry {
+                batch: b,
+                permits: 0,
+            });
+        }
+        let depth = self.depth.fetch_add(added, Ordering::Relaxed) + added;
+        self.metrics.queue_events.set(depth as i64);
+        drop(q);
+        self.not_empty.notify_one();
+    }
+
+    /// Every batch still in the in-memory queue, oldest first, for the lane
+    /// that replaces this one (a reload that changes its policy or size).
+    /// Only once the lane is closed and its driver has ended.
+    pub fn take_memory(&self) -> Vec<Batch> {
+        let mut q = self.lock();
+        let out: Vec<Batch> = q.memory.drain(..).map(|e| e.batch).collect();
+        let n: usize = out.iter().map(Batch::len).sum();
+        self.depth.fetch_sub(n.min(self.depth()), Ordering::Relaxed);
+        self.metrics.queue_events.set(self.depth() as i64);
+        out
+    }
+
     /// After the driver has ended: close the disk writer's input and wait
     /// for the queue's tasks to write, commit and sync what is left.
     pub async fn finish(&self) {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ComponentKind, Listen, Validate};
 use crate::event::Batch;
 use crate::metrics::{RejectReason, SourceMetrics};
-use crate::router::{RouteError, Router};
+use crate::router::{RouteError, RouterHandle};
 
 /// Largest batch a source hands the router at once.
 pub const MAX_BATCH: usize = 1000;
@@ -152,10 +152,16 @@ pub fn retry_after_secs(max_wait: std::time::Duration) -> u64 {
 #[derive(Clone)]
 pub struct SourceContext {
     pub id: Arc<str>,
-    pub router: Arc<Router>,
+    /// Swapped by a reload; each batch is routed by one configuration.
+    pub router: RouterHandle,
     pub metrics: SourceMetrics,
-    /// Fires when sluice starts shutting down: stop taking input.
+    /// Fires when sluice starts shutting down, or a reload removes or
+    /// replaces this source: stop taking input.
     pub shutdown: CancellationToken,
+    /// Fires when a reload rebinds this source's address with new settings:
+    /// a listener stops accepting, but the connections it has go on until
+    /// their clients close them (the TCP source).
+    pub stop_accepting: CancellationToken,
     /// The process-wide metrics, for reporting a task that panicked.
     pub registry: crate::metrics::Metrics,
 }
@@ -199,7 +205,8 @@ impl SourceContext {
         deadline: Option<Instant>,
     ) -> Result<(), RouteError> {
         let n = batch.events.len() as u64;
-        match self.router.route(batch, deadline, &self.shutdown).await {
+        let router = self.router.current();
+        match router.route(batch, deadline, &self.shutdown).await {
             Ok(()) => {
                 self.metrics.events.inc_by(n);
                 Ok(())

@@ -77,6 +77,7 @@ async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) 
         let permit = match &limit {
             Some(l) => tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
+                _ = ctx.stop_accepting.cancelled() => break,
                 p = l.clone().acquire_owned() => match p {
                     Ok(p) => Some(p),
                     Err(_) => break,
@@ -86,6 +87,7 @@ async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) 
         };
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
+            _ = ctx.stop_accepting.cancelled() => break,
             a = listener.accept() => a,
         };
         match accepted {
@@ -107,6 +109,8 @@ async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) 
             }
         }
     }
+    // The address is free for a reload's new listener; the connections
+    // carry on until their clients close them or sluice shuts down.
     drop(listener);
     connections.close();
     connections.wait().await;

@@ -218,22 +218,44 @@ impl Drop for Sluice {
 
 /// A minimal blocking HTTP/1.1 GET (keeps the harness free of async).
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    http_request(addr, "GET", path, &[], "").1
+}
+
+/// A minimal blocking HTTP/1.1 request: the status and the body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to API");
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send request");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read response");
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    if out.contains("transfer-encoding: chunked") {
+    let body = if out.contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_string()
-    }
+    };
+    (status, body)
 }
 
 fn dechunk(mut body: &str) -> String {

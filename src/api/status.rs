@@ -1,26 +1,18 @@
-//! The management API: `GET /metrics` (Prometheus), `GET /health` (200 while
-//! the process runs), `GET /ready` (200 only while running, 503 while
-//! starting or draining) and `GET /api/v1/status` (JSON: every source, route
-//! and destination with its state and counters).
+//! What `/api/v1/status` reports: the process's phase, the configuration in
+//! force (its version and load time), and every source, route and
+//! destination with its state and counters. A reload swaps the view whole.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::lane::Lane;
-use crate::metrics::{DropReason, Metrics, RejectReason, SourceMetrics};
+use crate::metrics::{DestinationMetrics, DropReason, Metrics, RejectReason, SourceMetrics};
 
 /// Where the process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,21 +68,70 @@ pub struct DestinationStatus {
     pub lane: Arc<Lane>,
 }
 
-/// Everything the API reports, shared with the topology.
-pub struct Status {
-    pub metrics: Metrics,
-    pub phase: AtomicU8,
-    pub started: Instant,
+/// The configuration in force.
+#[derive(Debug, Clone)]
+pub struct ConfigInfo {
+    /// 1 at start, one more for each reload that changed anything.
+    pub version: u64,
+    pub loaded_at: SystemTime,
+    /// The file (or `config/default.yaml`, the embedded one).
+    pub file: String,
+}
+
+/// The topology as one configuration built it.
+pub struct View {
+    pub config: ConfigInfo,
     pub sources: Vec<SourceStatus>,
     pub routes: Vec<RouteStatus>,
     pub unmatched: Option<String>,
     pub unmatched_events: Counter,
     pub destinations: Vec<DestinationStatus>,
     /// Output routers: no lane, only their own accounting.
-    pub output_routers: Vec<(String, crate::metrics::DestinationMetrics)>,
+    pub output_routers: Vec<(String, DestinationMetrics)>,
+}
+
+/// How the last reload went, for the status page and `sluice top`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastReload {
+    /// `success`, `rejected` (nothing changed) or `failed` (see `errors`).
+    pub result: &'static str,
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+    pub errors: Vec<String>,
+}
+
+/// Everything the API reports, shared with the topology.
+pub struct Status {
+    pub metrics: Metrics,
+    pub phase: AtomicU8,
+    pub started: Instant,
+    pub view: ArcSwap<View>,
+    pub last_reload: Mutex<Option<LastReload>>,
+}
+
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn dropped_json(m: &DestinationMetrics) -> serde_json::Map<String, Value> {
+    DropReason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_string(), json!(m.dropped(*r))))
+        .collect()
 }
 
 impl Status {
+    pub fn new(metrics: Metrics, view: View) -> Status {
+        Status {
+            metrics,
+            phase: AtomicU8::new(Phase::Starting as u8),
+            started: Instant::now(),
+            view: ArcSwap::from_pointee(view),
+            last_reload: Mutex::new(None),
+        }
+    }
+
     pub fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
     }
@@ -99,8 +140,13 @@ impl Status {
         self.phase.store(p as u8, Ordering::Release);
     }
 
+    pub fn set_last_reload(&self, r: LastReload) {
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    }
+
     pub fn to_json(&self) -> Value {
-        let sources: Vec<Value> = self
+        let view = self.view.load();
+        let sources: Vec<Value> = view
             .sources
             .iter()
             .map(|s| {
@@ -125,7 +171,7 @@ impl Status {
                 v
             })
             .collect();
-        let routes: Vec<Value> = self
+        let routes: Vec<Value> = view
             .routes
             .iter()
             .map(|r| {
@@ -138,15 +184,11 @@ impl Status {
                 })
             })
             .collect();
-        let destinations: Vec<Value> = self
+        let destinations: Vec<Value> = view
             .destinations
             .iter()
             .map(|d| {
                 let m = d.lane.metrics();
-                let dropped: serde_json::Map<String, Value> = DropReason::ALL
-                    .iter()
-                    .map(|r| (r.as_str().to_string(), json!(m.dropped(*r))))
-                    .collect();
                 let state = if d.lane.peer_failing() {
                     "failing"
                 } else if d.lane.is_full() {
@@ -165,99 +207,41 @@ impl Status {
                     "events": m.events.get(),
                     "sent": m.sent_events.get(),
                     "sent_bytes": m.sent_bytes.get(),
-                    "dropped": dropped,
+                    "dropped": dropped_json(m),
                     "queued": d.lane.depth(),
                     "in_flight_events": d.lane.outstanding(),
                     "persistent_queue": d.lane.disk_status(),
                     "retries": m.retries.get(),
                     "blocked_seconds": m.blocked_seconds.get(),
+                    "endpoints": self.metrics.endpoints_of(&d.id),
                 })
             })
             .collect();
+        let last_reload = self
+            .last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         json!({
             "state": self.phase().as_str(),
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "config": {
+                "version": view.config.version,
+                "loaded_at": unix_seconds(view.config.loaded_at),
+                "file": view.config.file,
+                "last_reload": last_reload,
+            },
             "sources": sources,
             "routes": routes,
             "unmatched": {
-                "destination": self.unmatched.clone().unwrap_or_else(|| "drop".into()),
-                "events": self.unmatched_events.get(),
+                "destination": view.unmatched.clone().unwrap_or_else(|| "drop".into()),
+                "events": view.unmatched_events.get(),
             },
             "destinations": destinations,
-            "output_routers": self.output_routers.iter().map(|(id, m)| {
-                let dropped: serde_json::Map<String, Value> = DropReason::ALL
-                    .iter()
-                    .map(|r| (r.as_str().to_string(), json!(m.dropped(*r))))
-                    .collect();
-                json!({ "id": id, "events": m.events.get(), "sent": m.sent_events.get(), "dropped": dropped })
+            "output_routers": view.output_routers.iter().map(|(id, m)| {
+                json!({ "id": id, "events": m.events.get(), "sent": m.sent_events.get(), "dropped": dropped_json(m) })
             }).collect::<Vec<_>>(),
         })
     }
-}
-
-pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
-}
-
-pub fn serve(
-    listener: TcpListener,
-    status: Arc<Status>,
-    stop: CancellationToken,
-) -> JoinHandle<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/api/v1/status", get(status_json))
-        .with_state(status);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "API server stopped");
-        }
-    })
-}
-
-async fn metrics(State(s): State<Arc<Status>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
-        .into_response()
-}
-
-async fn health() -> Response {
-    (StatusCode::OK, "ok\n").into_response()
-}
-
-async fn ready(State(s): State<Arc<Status>>) -> Response {
-    let phase = s.phase();
-    let failed = s.metrics.failed_components();
-    if failed > 0 {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("failed: {failed} component task(s) ended unexpectedly; see the log\n"),
-        )
-            .into_response();
-    }
-    let code = if phase == Phase::Running {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, format!("{}\n", phase.as_str())).into_response()
-}
-
-async fn status_json(State(s): State<Arc<Status>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        s.to_json().to_string(),
-    )
-        .into_response()
 }

@@ -1,0 +1,171 @@
+//! The management API: `GET /metrics` (Prometheus), `GET /health` (200 while
+//! the process runs), `GET /ready` (200 only while running, 503 while
+//! starting or draining), `GET /api/v1/status` (JSON: the configuration in
+//! force and every source, route and destination with its state and
+//! counters) and `POST /api/v1/reload` (reload the configuration file).
+//!
+//! With `api.auth` set (`{bearer: TOKEN}` or `{basic: {username, password}}`,
+//! as on the HTTP source), `POST /api/v1/reload` needs those credentials;
+//! the read-only endpoints stay open for scrapers and probes.
+
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use status::{
+    ConfigInfo, DestinationStatus, LastReload, Phase, RouteStatus, SourceStatus, Status, View,
+    unix_seconds,
+};
+
+/// A reload asked for over the API; the answer comes back on `reply`.
+pub struct ReloadRequest {
+    pub reply: oneshot::Sender<LastReload>,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Api {
+    status: Arc<Status>,
+    reload: mpsc::Sender<ReloadRequest>,
+    auth: Option<crate::auth::Authenticator>,
+}
+
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+pub fn serve(
+    listener: TcpListener,
+    status: Arc<Status>,
+    reload: mpsc::Sender<ReloadRequest>,
+    auth: Option<&crate::auth::AuthConfig>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let api = Api {
+        status,
+        reload,
+        auth: auth.map(crate::auth::Authenticator::new),
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/api/v1/status", get(status_json))
+        .route("/api/v1/reload", post(reload_handler))
+        .with_state(api);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    })
+}
+
+/// With `api.auth`, whether the request carries those credentials.
+fn authorized(api: &Api, headers: &HeaderMap) -> bool {
+    match &api.auth {
+        None => true,
+        Some(a) => a.check(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())),
+    }
+}
+
+fn json_response(code: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `POST /api/v1/reload`: 200 with the result once applied; 422 with the
+/// configuration's `file:line:column` errors if it was refused (the old one
+/// keeps running); 500 if parts of it could not start.
+async fn reload_handler(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if !authorized(&api, &headers) {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": "the credentials of `api.auth` are required"}),
+        );
+    }
+    let (reply, answer) = oneshot::channel();
+    if api.reload.send(ReloadRequest { reply }).await.is_err() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"error": "sluice is shutting down"}),
+        );
+    }
+    match answer.await {
+        Ok(r) => {
+            let code = match r.result {
+                "success" => StatusCode::OK,
+                "rejected" => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let mut body = serde_json::to_value(&r).unwrap_or_default();
+            body["config"] = api.status.to_json()["config"].take();
+            json_response(code, &body)
+        }
+        Err(_) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"error": "sluice is shutting down"}),
+        ),
+    }
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let s = &api.status;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn health() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+async fn ready(State(api): State<Api>) -> Response {
+    let s = &api.status;
+    let phase = s.phase();
+    let failed = s.metrics.failed_components();
+    if failed > 0 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("failed: {failed} component task(s) ended unexpectedly; see the log\n"),
+        )
+            .into_response();
+    }
+    let code = if phase == Phase::Running {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, format!("{}\n", phase.as_str())).into_response()
+}
+
+async fn status_json(State(api): State<Api>) -> Response {
+    let s = &api.status;
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        s.to_json().to_string(),
+    )
+        .into_response()
+}
