@@ -32,6 +32,7 @@ pub mod queue;
 pub mod router;
 pub mod sources;
 pub mod supervise;
+pub mod tap;
 pub mod telemetry;
 pub mod tls;
 pub mod topology;

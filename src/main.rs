@@ -1,5 +1,7 @@
-//! The `sluice` command line: `run`, `validate`, `destinations` and
-//! `queue inspect|verify`.
+//! The `sluice` command line: `run`, `validate`, `destinations`, `tap`,
+//! `top` and `queue inspect|verify`.
+
+mod cli;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -58,11 +60,53 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a live sample of the events passing a source, route or
+    /// destination of a running sluice, as NDJSON. Sampling never slows the
+    /// pipeline: a slow reader misses samples (counted on stderr), not events.
+    #[command(group = clap::ArgGroup::new("point").required(true).multiple(false))]
+    Tap {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long, group = "point")]
+        route: Option<String>,
+        #[arg(long, group = "point")]
+        destination: Option<String>,
+        #[arg(long, group = "point")]
+        source: Option<String>,
+        /// Only events matching this filter (the route filter language).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// At most this many events per second.
+        #[arg(long, default_value_t = sluice::api::TAP_DEFAULT_RATE)]
+        rate: u64,
+    },
+    /// A live terminal dashboard of a running sluice (q to quit).
+    Top {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Refresh interval.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+    },
     /// Look at persistent queues on disk (read-only; safe while sluice runs).
     Queue {
         #[command(subcommand)]
         command: QueueCommand,
     },
+}
+
+/// Where a running sluice's API is.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// The API's address (`api.address`), or its URL.
+    #[arg(long, default_value = "127.0.0.1:9598", env = "SLUICE_API")]
+    api: String,
+    /// The bearer token of `api.auth` (needed by `tap` when it is set).
+    #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -130,6 +174,32 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Queue { command } => queue_command(command),
+        Command::Tap {
+            api,
+            route,
+            destination,
+            source,
+            filter,
+            limit,
+            rate,
+        } => {
+            let point = match (route, destination, source) {
+                (Some(r), _, _) => ("route", r),
+                (_, Some(d), _) => ("destination", d),
+                (_, _, Some(s)) => ("source", s),
+                _ => unreachable!("clap requires one of --route, --destination, --source"),
+            };
+            let args = cli::tap::TapArgs {
+                point,
+                filter,
+                rate,
+                limit,
+            };
+            client_command(api, |c| async move { cli::tap::run(&c, args).await })
+        }
+        Command::Top { api, interval } => {
+            client_command(api, |c| async move { cli::top::run(&c, interval).await })
+        }
         Command::Destinations { json } => {
             print!("{}", destinations_listing(json));
             ExitCode::SUCCESS
@@ -289,6 +359,35 @@ fn report_verify(queues: &[QueueSummary]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Run a command that talks to a running sluice's API.
+fn client_command<F, Fut>(api: ApiArgs, f: F) -> ExitCode
+where
+    F: FnOnce(cli::ApiClient) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = cli::ApiClient::new(&api.api, api.token)?;
+        f(client).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -34,6 +34,7 @@ use crate::event::{Batch, Event};
 use crate::expr::{Env, FieldSet, Program, Scratch, prepare};
 use crate::lane::{Lane, Reservation};
 use crate::metrics::{DestinationMetrics, DropReason};
+use crate::tap::TapPoint;
 
 /// Where a route sends events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct Route {
     pub destination: Target,
     pub is_final: bool,
     pub events: Counter,
+    /// `sluice tap --route`: the events this route matches.
+    pub tap: Arc<TapPoint>,
 }
 
 /// An output router: rules evaluated in order, then `default`.
@@ -85,6 +88,8 @@ pub struct Router {
     groups: Vec<Group>,
     fields: FieldSet,
     lanes: Vec<Arc<Lane>>,
+    /// `sluice tap --destination`, one per lane.
+    lane_taps: Vec<Arc<TapPoint>>,
     unmatched: Option<Target>,
     unmatched_events: Counter,
 }
@@ -98,6 +103,7 @@ impl Router {
         groups: Vec<Group>,
         fields: FieldSet,
         lanes: Vec<Arc<Lane>>,
+        lane_taps: Vec<Arc<TapPoint>>,
         unmatched: Option<Target>,
         unmatched_events: Counter,
     ) -> Self {
@@ -106,6 +112,7 @@ impl Router {
             groups,
             fields,
             lanes,
+            lane_taps,
             unmatched,
             unmatched_events,
         }
@@ -136,6 +143,13 @@ impl Router {
             return Ok(());
         }
         let (out, route_hits, unmatched, tallies) = self.split(batch);
+        for (b, tap) in out.iter().zip(&self.lane_taps) {
+            if let Some(b) = b
+                && tap.is_active()
+            {
+                tap.offer(b.events.iter());
+            }
+        }
 
         // Reserve room in every blocking lane first, in lane order.
         let mut reservations: Vec<Option<Reservation>> =
@@ -208,6 +222,12 @@ impl Router {
             })
             .collect();
         let mut scratch = Scratch::new(self.fields.len());
+        // Copies for route taps, made only while someone watches a route.
+        let mut sampled: Option<Vec<Vec<Event>>> = self
+            .routes
+            .iter()
+            .any(|r| r.tap.is_active())
+            .then(|| vec![Vec::new(); self.routes.len()]);
         let ack = batch.ack;
         let mut push = |dest: usize, e: Event| {
             out[dest]
@@ -226,6 +246,9 @@ impl Router {
             for (i, route) in self.routes.iter().enumerate() {
                 if route.program.eval(&env) {
                     hits[i] += 1;
+                    if let Some(s) = sampled.as_mut() {
+                        s[i].push(event.clone());
+                    }
                     if route.is_final {
                         taken_by = Some(route.destination);
                         break;
@@ -244,6 +267,13 @@ impl Router {
                 Some(Target::Lane(dest)) => push(dest, event),
                 Some(group) => self.send(group, &event, &env, &mut tallies, &mut push),
                 None => {}
+            }
+        }
+        if let Some(s) = sampled {
+            for (route, events) in self.routes.iter().zip(&s) {
+                if !events.is_empty() && route.tap.is_active() {
+                    route.tap.offer(events.iter());
+                }
             }
         }
         (out, hits, unmatched, tallies)

@@ -43,13 +43,14 @@ fn counts(lines: &[String]) -> HashMap<u64, u32> {
 /// `main` destination's batching (a changed destination: its driver is
 /// replaced on the same lane), the TCP source's line limit (a changed source
 /// on the same address: its connection stays) and the `extra` destination
-/// (added, then removed).
+/// (added, then removed), and the `side` destination's policy (its lane is
+/// replaced: the new one takes the old one's events).
 fn load_config(variant: usize, main: &str, side: &str, extra: &str, api_port: u16) -> String {
     let odd = variant % 2 == 1;
-    let (filter, max_events, max_line) = if odd {
-        ("level == \"warn\"", 37, "128KiB")
+    let (filter, max_events, max_line, policy) = if odd {
+        ("level == \"warn\"", 37, "128KiB", "drop")
     } else {
-        ("level == \"error\"", 100, "64KiB")
+        ("level == \"error\"", 100, "64KiB", "block")
     };
     let extra_route = if odd {
         "  - {name: extra, destination: extra, final: false}\n"
@@ -73,7 +74,7 @@ routes:
 {extra_route}  - {{name: rest, destination: sink}}
 destinations:
   main: {{type: http, url: "{main}", batch: {{max_events: {max_events}, timeout: 20ms}}}}
-  side: {{type: http, url: "{side}", batch: {{timeout: 20ms}}}}
+  side: {{type: http, url: "{side}", backpressure: {policy}, batch: {{timeout: 20ms}}}}
 {extra_dest}  sink: {{type: blackhole}}
 "#
     )
@@ -193,6 +194,13 @@ fn reload_under_load_delivers_every_event_once_and_refuses_an_invalid_config() {
     assert!(extra_sent > 0);
     assert_eq!(extra.accepted().len() as u64, extra_sent);
     assert_eq!(m.dropped_any("extra"), 0);
+    // `side` had its lane replaced twenty times: nothing lost or repeated.
+    wait_until("side delivered", Duration::from_secs(30), || {
+        side.accepted().len() as u64 == m.dest("sluice_destination_events_total", "side")
+    });
+    let side_got = counts(&side.accepted());
+    assert!(side_got.values().all(|n| *n == 1), "duplicates at side");
+    assert_eq!(m.dropped_any("side"), 0);
 
     s.terminate();
     let mut s = s;

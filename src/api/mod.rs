@@ -2,13 +2,15 @@
 //! the process runs), `GET /ready` (200 only while running, 503 while
 //! starting or draining), `GET /api/v1/status` (JSON: the configuration in
 //! force and every source, route and destination with its state and
-//! counters) and `POST /api/v1/reload` (reload the configuration file).
+//! counters), `POST /api/v1/reload` (reload the configuration file) and
+//! `GET /api/v1/tap` (a live sample of events; see `tap.rs`).
 //!
 //! With `api.auth` set (`{bearer: TOKEN}` or `{basic: {username, password}}`,
-//! as on the HTTP source), `POST /api/v1/reload` needs those credentials;
+//! as on the HTTP source), reloading and tapping need those credentials;
 //! the read-only endpoints stay open for scrapers and probes.
 
 mod status;
+mod tap;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use tap::DEFAULT_RATE as TAP_DEFAULT_RATE;
 
 pub use status::{
     ConfigInfo, DestinationStatus, LastReload, Phase, RouteStatus, SourceStatus, Status, View,
@@ -63,6 +67,7 @@ pub fn serve(
         .route("/ready", get(ready))
         .route("/api/v1/status", get(status_json))
         .route("/api/v1/reload", post(reload_handler))
+        .route("/api/v1/tap", get(tap::tap))
         .with_state(api);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)

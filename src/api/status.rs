@@ -103,6 +103,8 @@ pub struct LastReload {
 /// Everything the API reports, shared with the topology.
 pub struct Status {
     pub metrics: Metrics,
+    /// Every tap point, for `GET /api/v1/tap`.
+    pub taps: crate::tap::Taps,
     pub phase: AtomicU8,
     pub started: Instant,
     pub view: ArcSwap<View>,
@@ -122,9 +124,10 @@ fn dropped_json(m: &DestinationMetrics) -> serde_json::Map<String, Value> {
 }
 
 impl Status {
-    pub fn new(metrics: Metrics, view: View) -> Status {
+    pub fn new(metrics: Metrics, taps: crate::tap::Taps, view: View) -> Status {
         Status {
             metrics,
+            taps,
             phase: AtomicU8::new(Phase::Starting as u8),
             started: Instant::now(),
             view: ArcSwap::from_pointee(view),

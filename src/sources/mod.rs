@@ -164,6 +164,8 @@ pub struct SourceContext {
     pub stop_accepting: CancellationToken,
     /// The process-wide metrics, for reporting a task that panicked.
     pub registry: crate::metrics::Metrics,
+    /// `sluice tap --source`: the events this source takes.
+    pub tap: Arc<crate::tap::TapPoint>,
 }
 
 /// Spawns a source's tasks inside its tracing span (every log line names
@@ -205,6 +207,9 @@ impl SourceContext {
         deadline: Option<Instant>,
     ) -> Result<(), RouteError> {
         let n = batch.events.len() as u64;
+        if self.tap.is_active() {
+            self.tap.offer(batch.events.iter());
+        }
         let router = self.router.current();
         match router.route(batch, deadline, &self.shutdown).await {
             Ok(()) => {

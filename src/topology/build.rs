@@ -19,6 +19,7 @@ use crate::metrics::{DestinationMetrics, DropReason, Metrics};
 use crate::queue::QueueSettings;
 use crate::router::{Group, Route, Router, RouterHandle, Target};
 use crate::sources::{self, SourceConfig, SourceContext};
+use crate::tap::{PointKind, Taps};
 
 /// A destination that has a lane (not an output router), as running.
 pub(super) struct LiveDestination {
@@ -187,6 +188,8 @@ pub(super) async fn prepare_driver(
 /// output routers numbered in config order.
 pub(super) struct Graph {
     pub lanes: Vec<Arc<Lane>>,
+    /// The destination id of each lane.
+    pub ids: Vec<String>,
     pub targets: HashMap<String, Target>,
 }
 
@@ -194,6 +197,7 @@ impl Graph {
     pub fn new(config: &Config, lanes: &HashMap<String, Arc<Lane>>) -> Graph {
         let mut g = Graph {
             lanes: Vec::new(),
+            ids: Vec::new(),
             targets: HashMap::new(),
         };
         let mut groups = 0;
@@ -202,6 +206,7 @@ impl Graph {
                 Some(lane) => {
                     g.targets.insert(d.id.clone(), Target::Lane(g.lanes.len()));
                     g.lanes.push(lane.clone());
+                    g.ids.push(d.id.clone());
                 }
                 None => {
                     g.targets.insert(d.id.clone(), Target::Group(groups));
@@ -220,6 +225,7 @@ pub(super) fn build_router(
     config: &Config,
     g: &Graph,
     metrics: &Metrics,
+    taps: &Taps,
 ) -> Result<Built, TopologyError> {
     let mut fields = FieldSet::new();
     let target = |route: &str, id: &str| {
@@ -253,6 +259,7 @@ pub(super) fn build_router(
             destination: target(&r.name, &r.destination)?,
             is_final: r.is_final,
             events,
+            tap: taps.point(PointKind::Route, &r.name),
         });
     }
     let mut groups = Vec::new();
@@ -273,6 +280,7 @@ pub(super) fn build_router(
             rules.push(Route {
                 destination: target(&label, &rule.destination.value)?,
                 events: metrics.rule(&d.id, &name),
+                tap: taps.point(PointKind::Route, &label),
                 name,
                 program,
                 is_final: rule.is_final,
@@ -299,6 +307,10 @@ pub(super) fn build_router(
         groups,
         fields,
         g.lanes.clone(),
+        g.ids
+            .iter()
+            .map(|id| taps.point(PointKind::Destination, id))
+            .collect(),
         unmatched,
         metrics.unmatched(),
     );
@@ -312,6 +324,7 @@ pub(super) async fn start_source(
     s: &Component<SourceConfig>,
     router: &RouterHandle,
     metrics: &Metrics,
+    taps: &Taps,
     shutdown: &CancellationToken,
     bind_retry: bool,
 ) -> Result<(LiveSource, Option<JoinHandle<()>>), TopologyError> {
@@ -324,6 +337,7 @@ pub(super) async fn start_source(
         shutdown: own.clone(),
         stop_accepting: stop_accepting.clone(),
         registry: metrics.clone(),
+        tap: taps.point(PointKind::Source, &s.id),
     };
     let source_metrics = ctx.metrics.clone();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);

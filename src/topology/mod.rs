@@ -34,6 +34,7 @@ use crate::lane::{Lane, Spill};
 use crate::metrics::{DestinationMetrics, DropReason, Metrics};
 use crate::router::RouterHandle;
 use crate::sources;
+use crate::tap::Taps;
 use build::{LiveDestination, LiveSource};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,7 @@ struct Retired {
 pub struct Running {
     status: Arc<Status>,
     metrics: Metrics,
+    taps: Taps,
     api_addr: Option<SocketAddr>,
     router: RouterHandle,
     config: Config,
@@ -124,6 +126,7 @@ pub struct Running {
 impl Running {
     pub async fn start(config: Config) -> Result<Running, TopologyError> {
         let metrics = Metrics::new();
+        let taps = Taps::default();
         let shutdown = CancellationToken::new();
         let stop = CancellationToken::new();
         let api_stop = CancellationToken::new();
@@ -165,7 +168,7 @@ impl Running {
         }
         let graph = build::Graph::new(&config, &lanes);
         let (router, route_status, groups) =
-            build::build_router(&config, &graph, &metrics).map_err(cancel)?;
+            build::build_router(&config, &graph, &metrics, &taps).map_err(cancel)?;
         let router = RouterHandle::new(router);
 
         let api_listener = if config.api.enabled {
@@ -189,7 +192,7 @@ impl Running {
         let mut finishing = Vec::new();
         for s in &config.sources {
             let (live, finish) =
-                match build::start_source(s, &router, &metrics, &shutdown, false).await {
+                match build::start_source(s, &router, &metrics, &taps, &shutdown, false).await {
                     Ok(r) => r,
                     Err(e) => return Err(cancel(e)),
                 };
@@ -211,7 +214,7 @@ impl Running {
             groups.clone(),
             &metrics,
         );
-        let status = Arc::new(Status::new(metrics.clone(), view));
+        let status = Arc::new(Status::new(metrics.clone(), taps.clone(), view));
         let (reload_tx, reload_rx) = mpsc::channel(8);
         let api_task = api_listener.map(|l| {
             api::serve(
@@ -244,6 +247,7 @@ impl Running {
         Ok(Running {
             status,
             metrics,
+            taps,
             api_addr,
             router,
             config,

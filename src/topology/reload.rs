@@ -146,7 +146,8 @@ impl Running {
             .map(|s| (new.destinations[s.index].id.clone(), s.lane.clone()))
             .collect();
         let graph = build::Graph::new(&new, &lanes);
-        let (router, route_status, groups) = build::build_router(&new, &graph, &self.metrics)?;
+        let (router, route_status, groups) =
+            build::build_router(&new, &graph, &self.metrics, &self.taps)?;
         let telemetry_changed =
             format!("{:?}", new.telemetry) != format!("{:?}", self.config.telemetry);
         let telemetry = if telemetry_changed {
@@ -507,8 +508,15 @@ impl Running {
                 summary.added.push(format!("source {}", s.id));
             }
             let bind_retry = rebinding.contains(&s.id);
-            match build::start_source(s, &self.router, &self.metrics, &self.shutdown, bind_retry)
-                .await
+            match build::start_source(
+                s,
+                &self.router,
+                &self.metrics,
+                &self.taps,
+                &self.shutdown,
+                bind_retry,
+            )
+            .await
             {
                 Ok((live, finishing)) => {
                     self.finishing.extend(finishing);

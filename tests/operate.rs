@@ -1,0 +1,269 @@
+//! Operating a running sluice: `sluice tap` and `sluice top` against a live
+//! pipeline, driven as a user would (a terminal in tmux for `top`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::receiver::Receiver;
+use common::{BIN, Sluice, runtime, wait_until};
+use serde_json::Value;
+
+fn pipeline(out: &str) -> String {
+    format!(
+        r#"api: {{address: "127.0.0.1:0"}}
+sources:
+  gen: {{type: generator, rate: 2000}}
+routes:
+  - {{name: errors, filter: 'level == "error"', destination: out, final: false}}
+  - {{name: rest, destination: sink}}
+destinations:
+  out: {{type: http, url: "{out}", batch: {{timeout: 20ms}}}}
+  sink: {{type: blackhole}}
+"#
+    )
+}
+
+/// `sluice tap ...` against `s`; stdout lines and the exit status.
+fn tap(s: &Sluice, args: &[&str]) -> (Vec<String>, String, bool) {
+    let out = Command::new(BIN)
+        .args(["tap", "--api", &s.api.to_string()])
+        .args(args)
+        .output()
+        .expect("run sluice tap");
+    (
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn tap_samples_a_route_a_destination_and_a_source_with_a_filter() {
+    let rt = runtime();
+    let out = rt.block_on(Receiver::start());
+    let s = Sluice::start(&pipeline(&out.url("/")));
+
+    let (lines, stderr, ok) = tap(&s, &["--route", "errors", "--limit", "20"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(lines.len(), 20, "{stderr}");
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("each line is the event's JSON"))
+        .collect();
+    assert!(events.iter().all(|e| e["level"] == "error"), "{events:?}");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+
+    // A filter narrows a destination's sample further.
+    let (lines, stderr, ok) = tap(
+        &s,
+        &[
+            "--destination",
+            "out",
+            "--filter",
+            "status >= 500",
+            "--limit",
+            "5",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(lines.len(), 5);
+    for l in &lines {
+        let e: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(e["level"], "error");
+        assert!(e["status"].as_u64().unwrap() >= 500, "{e}");
+    }
+    let (lines, _, ok) = tap(&s, &["--source", "gen", "--limit", "3"]);
+    assert!(ok);
+    assert_eq!(lines.len(), 3);
+
+    // What does not exist, or does not parse, is a clear error.
+    let (_, stderr, ok) = tap(&s, &["--route", "nope", "--limit", "1"]);
+    assert!(!ok);
+    assert!(stderr.contains("no route `nope`"), "{stderr}");
+    let (_, stderr, ok) = tap(
+        &s,
+        &["--route", "errors", "--filter", "level ==", "--limit", "1"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("filter:"), "{stderr}");
+}
+
+#[test]
+fn a_tap_that_reads_too_slowly_misses_samples_and_the_pipeline_loses_nothing() {
+    let rt = runtime();
+    let out = rt.block_on(Receiver::start());
+    // 8 kB events at 2000/s: the socket and pipe buffers between sluice
+    // and a slow reader fill within seconds.
+    let config = pipeline(&out.url("/")).replace("rate: 2000}", "rate: 2000, event_bytes: 8000}");
+    let s = Sluice::start(&config);
+    // The reader takes 100 lines a second of the 2000 the tap could send:
+    // the server's channel for it fills, and samples are skipped.
+    let mut slow = Command::new(BIN)
+        .args([
+            "tap",
+            "--api",
+            &s.api.to_string(),
+            "--source",
+            "gen",
+            "--rate",
+            "100000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sluice tap");
+    let stdout = slow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for _ in BufReader::new(stdout).lines().map_while(Result::ok) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let stderr = slow.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = Vec::new();
+    wait_until(
+        "the tap reports missed samples",
+        Duration::from_secs(60),
+        || {
+            said.extend(rx.try_iter());
+            said.iter().any(|l| l.contains("samples missed"))
+        },
+    );
+    // Meanwhile every event still went through, none dropped.
+    let before = s.metrics().source_events("gen");
+    wait_until(
+        "the pipeline keeps flowing",
+        Duration::from_secs(10),
+        || s.metrics().source_events("gen") > before + 1000,
+    );
+    let m = s.metrics();
+    assert_eq!(m.dropped_any("out"), 0);
+    assert_eq!(m.rejected("gen", "shed"), 0);
+    let _ = slow.kill();
+    let _ = slow.wait();
+}
+
+/// A `tmux` session running one command, torn down on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(name: &str, command: &str) -> Tmux {
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                "200",
+                "-y",
+                "50",
+                command,
+            ])
+            .status()
+            .expect("tmux (scripts/peers installs it)")
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Tmux(name.to_string())
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        Command::new("tmux")
+            .args(["send-keys", "-t", &self.0, keys])
+            .status()
+            .expect("tmux send-keys");
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["has-session", "-t", &self.0])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The row of the screen that starts with `id` (after the table border).
+fn row<'a>(screen: &'a str, id: &str) -> Option<&'a str> {
+    screen.lines().find(|l| {
+        l.trim_start_matches(['│', ' '])
+            .starts_with(&format!("{id} "))
+    })
+}
+
+#[test]
+fn top_shows_rates_and_a_failing_destination_and_quits_on_q() {
+    let rt = runtime();
+    let mut out = rt.block_on(Receiver::start());
+    let s = Sluice::start(&pipeline(&out.url("/")));
+    let exit = s.dir.join("top.exit");
+    let command = format!(
+        "{BIN} top --api {} --interval 200ms; echo $? > {}",
+        s.api,
+        exit.display()
+    );
+    let name = format!("sluice-top-{}", std::process::id());
+    let tmux = Tmux::start(&name, &command);
+
+    // Every component, with live rates: the generator's 2000/s.
+    wait_until(
+        "top shows the pipeline flowing",
+        Duration::from_secs(30),
+        || {
+            let screen = tmux.screen();
+            let gen_rate = row(&screen, "gen")
+                .and_then(|r| r.split_whitespace().nth(2))
+                .and_then(|r| r.parse::<f64>().ok());
+            screen.contains("DESTINATION")
+                && row(&screen, "errors").is_some()
+                && row(&screen, "out").is_some_and(|r| r.contains(" ok "))
+                && gen_rate.is_some_and(|r| r > 1000.0)
+        },
+    );
+
+    // The destination's peer goes away: top says so.
+    rt.block_on(out.kill());
+    wait_until(
+        "top shows the destination failing",
+        Duration::from_secs(30),
+        || row(&tmux.screen(), "out").is_some_and(|r| r.contains("failing")),
+    );
+    rt.block_on(out.restart());
+    wait_until("top shows it recovered", Duration::from_secs(30), || {
+        row(&tmux.screen(), "out").is_some_and(|r| r.contains(" ok "))
+    });
+
+    tmux.keys("q");
+    wait_until("top exits on q", Duration::from_secs(10), || !tmux.alive());
+    let code = std::fs::read_to_string(&exit).unwrap_or_default();
+    assert_eq!(code.trim(), "0", "top's exit status");
+}
