@@ -267,3 +267,56 @@ fn top_shows_rates_and_a_failing_destination_and_quits_on_q() {
     let code = std::fs::read_to_string(&exit).unwrap_or_default();
     assert_eq!(code.trim(), "0", "top's exit status");
 }
+
+/// Open the status page in headless Chromium (tests/peers/status_page.js)
+/// and wait for `selector`; the destinations' states it showed.
+fn page(s: &Sluice, selector: &str, extra: &[&str]) -> Value {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(format!("{root}/scripts/peers"))
+        .args(["start", "browser"])
+        .arg(s.dir.join("browser"))
+        .arg(format!("{root}/tests/peers/status_page.js"))
+        .arg(s.url("/"))
+        .arg(selector)
+        .arg("30000")
+        .args(extra)
+        .output()
+        .expect("run scripts/peers start browser");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the status page in Chromium (the browser peer must start): {stderr}"
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
+}
+
+#[test]
+fn the_status_page_shows_a_stalled_destination_and_its_recovery_on_a_laptop_and_a_phone() {
+    let rt = runtime();
+    let mut out = rt.block_on(Receiver::start());
+    let s = Sluice::start(&pipeline(&out.url("/")));
+    let shot = s.dir.join("laptop.png");
+    let states = page(
+        &s,
+        r#"[data-destination="out"][data-state="flowing"]"#,
+        &["--screenshot", shot.to_str().unwrap()],
+    );
+    assert_eq!(states["out"], "flowing", "{states}");
+    assert_eq!(states["sink"], "flowing", "{states}");
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000));
+
+    rt.block_on(out.kill());
+    let states = page(&s, r#"[data-destination="out"][data-state="stalled"]"#, &[]);
+    assert_eq!(
+        states["sink"], "flowing",
+        "the others keep flowing: {states}"
+    );
+
+    rt.block_on(out.restart());
+    let states = page(
+        &s,
+        r#"[data-destination="out"][data-state="flowing"]"#,
+        &["--viewport", "390x844"],
+    );
+    assert_eq!(states["out"], "flowing");
+}

@@ -1,4 +1,5 @@
-//! The management API: `GET /metrics` (Prometheus), `GET /health` (200 while
+//! The management API: `GET /` (the status page), `GET /metrics`
+//! (Prometheus), `GET /health` (200 while
 //! the process runs), `GET /ready` (200 only while running, 503 while
 //! starting or draining), `GET /api/v1/status` (JSON: the configuration in
 //! force and every source, route and destination with its state and
@@ -28,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 pub use tap::DEFAULT_RATE as TAP_DEFAULT_RATE;
 
 pub use status::{
-    ConfigInfo, DestinationStatus, LastReload, Phase, RouteStatus, SourceStatus, Status, View,
-    unix_seconds,
+    ConfigInfo, DestinationStatus, LastReload, OutputRouterStatus, Phase, RouteStatus,
+    SourceStatus, Status, View, unix_seconds,
 };
 
 /// A reload asked for over the API; the answer comes back on `reply`.
@@ -62,6 +63,7 @@ pub fn serve(
         auth: auth.map(crate::auth::Authenticator::new),
     };
     let app = Router::new()
+        .route("/", get(page))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -139,6 +141,21 @@ async fn metrics(State(api): State<Api>) -> Response {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         s.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// The status page: one self-contained HTML file (no CDN, no build step)
+/// drawing the topology from `/api/v1/status`, refreshed every second.
+const PAGE: &str = include_str!("page.html");
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
     )
         .into_response()
 }

@@ -54,6 +54,7 @@ pub struct SourceStatus {
     pub detail: Option<crate::sources::Detail>,
 }
 
+#[derive(Clone)]
 pub struct RouteStatus {
     pub name: String,
     pub filter: String,
@@ -66,6 +67,16 @@ pub struct DestinationStatus {
     pub id: String,
     pub kind: String,
     pub lane: Arc<Lane>,
+}
+
+/// An output router: its own accounting and its rules.
+#[derive(Clone)]
+pub struct OutputRouterStatus {
+    pub id: String,
+    pub metrics: DestinationMetrics,
+    pub rules: Vec<RouteStatus>,
+    /// Where events no final rule took go (`None`: dropped).
+    pub default: Option<String>,
 }
 
 /// The configuration in force.
@@ -87,7 +98,7 @@ pub struct View {
     pub unmatched_events: Counter,
     pub destinations: Vec<DestinationStatus>,
     /// Output routers: no lane, only their own accounting.
-    pub output_routers: Vec<(String, DestinationMetrics)>,
+    pub output_routers: Vec<OutputRouterStatus>,
 }
 
 /// How the last reload went, for the status page and `sluice top`.
@@ -121,6 +132,16 @@ fn dropped_json(m: &DestinationMetrics) -> serde_json::Map<String, Value> {
         .iter()
         .map(|r| (r.as_str().to_string(), json!(m.dropped(*r))))
         .collect()
+}
+
+fn route_json(r: &RouteStatus) -> Value {
+    json!({
+        "name": r.name,
+        "filter": r.filter,
+        "destination": r.destination,
+        "final": r.is_final,
+        "events": r.events.get(),
+    })
 }
 
 impl Status {
@@ -174,19 +195,7 @@ impl Status {
                 v
             })
             .collect();
-        let routes: Vec<Value> = view
-            .routes
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name,
-                    "filter": r.filter,
-                    "destination": r.destination,
-                    "final": r.is_final,
-                    "events": r.events.get(),
-                })
-            })
-            .collect();
+        let routes: Vec<Value> = view.routes.iter().map(route_json).collect();
         let destinations: Vec<Value> = view
             .destinations
             .iter()
@@ -242,8 +251,15 @@ impl Status {
                 "events": view.unmatched_events.get(),
             },
             "destinations": destinations,
-            "output_routers": view.output_routers.iter().map(|(id, m)| {
-                json!({ "id": id, "events": m.events.get(), "sent": m.sent_events.get(), "dropped": dropped_json(m) })
+            "output_routers": view.output_routers.iter().map(|g| {
+                json!({
+                    "id": g.id,
+                    "events": g.metrics.events.get(),
+                    "sent": g.metrics.sent_events.get(),
+                    "dropped": dropped_json(&g.metrics),
+                    "rules": g.rules.iter().map(route_json).collect::<Vec<_>>(),
+                    "default": g.default.clone().unwrap_or_else(|| "drop".into()),
+                })
             }).collect::<Vec<_>>(),
         })
     }

@@ -9,13 +9,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::TopologyError;
-use crate::api::{ConfigInfo, DestinationStatus, RouteStatus, SourceStatus, View};
+use crate::api::{
+    ConfigInfo, DestinationStatus, OutputRouterStatus, RouteStatus, SourceStatus, View,
+};
 use crate::config::{Component, Config, Listen};
 use crate::destinations::{self, DestinationConfig, Prepared, Wiring};
 use crate::driver::DeadLetter;
 use crate::expr::{FieldSet, Program};
 use crate::lane::{Lane, LanePolicy, Spill};
-use crate::metrics::{DestinationMetrics, DropReason, Metrics};
+use crate::metrics::{DropReason, Metrics};
 use crate::queue::QueueSettings;
 use crate::router::{Group, Route, Router, RouterHandle, Target};
 use crate::sources::{self, SourceConfig, SourceContext};
@@ -218,7 +220,7 @@ impl Graph {
     }
 }
 
-pub(super) type Built = (Router, Vec<RouteStatus>, Vec<(String, DestinationMetrics)>);
+pub(super) type Built = (Router, Vec<RouteStatus>, Vec<OutputRouterStatus>);
 
 /// Compile the routes and the output routers' rules against one field set.
 pub(super) fn build_router(
@@ -269,6 +271,7 @@ pub(super) fn build_router(
             continue;
         };
         let mut rules = Vec::new();
+        let mut rule_status = Vec::new();
         for (rule, name) in rc.rules.iter().zip(rc.rule_names()) {
             let label = format!("{}.{name}", d.id);
             let filter = rule.filter.as_ref().map_or("true", |f| f.value.as_str());
@@ -277,9 +280,17 @@ pub(super) fn build_router(
                     route: label.clone(),
                     message: e.to_string(),
                 })?;
+            let events = metrics.rule(&d.id, &name);
+            rule_status.push(RouteStatus {
+                name: name.clone(),
+                filter: filter.to_string(),
+                destination: rule.destination.value.clone(),
+                is_final: rule.is_final,
+                events: events.clone(),
+            });
             rules.push(Route {
                 destination: target(&label, &rule.destination.value)?,
-                events: metrics.rule(&d.id, &name),
+                events,
                 tap: taps.point(PointKind::Route, &label),
                 name,
                 program,
@@ -291,7 +302,12 @@ pub(super) fn build_router(
             None => None,
         };
         let m = metrics.destination(&d.id);
-        group_metrics.push((d.id.clone(), m.clone()));
+        group_metrics.push(OutputRouterStatus {
+            id: d.id.clone(),
+            metrics: m.clone(),
+            rules: rule_status,
+            default: rc.default_target().map(|t| t.value.clone()),
+        });
         groups.push(Group {
             rules,
             default,
@@ -378,7 +394,7 @@ pub(super) fn view(
     sources: &[LiveSource],
     dests: &[LiveDestination],
     route_status: Vec<RouteStatus>,
-    groups: Vec<(String, DestinationMetrics)>,
+    groups: Vec<OutputRouterStatus>,
     metrics: &Metrics,
 ) -> View {
     View {

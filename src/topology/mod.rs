@@ -110,7 +110,7 @@ pub struct Running {
     dests: Vec<LiveDestination>,
     retired: Vec<Retired>,
     /// Output routers' own accounting (they have no lane).
-    groups: Vec<(String, DestinationMetrics)>,
+    groups: Vec<api::OutputRouterStatus>,
     api_task: Option<JoinHandle<()>>,
     reload_requests: Option<mpsc::Receiver<ReloadRequest>>,
     /// sluice's own telemetry over OTLP, and what ends it (after the drain,
@@ -453,7 +453,7 @@ impl Running {
 fn reports(
     lanes: &[(String, Arc<Lane>)],
     retired: &[(String, Arc<Lane>)],
-    groups: &[(String, DestinationMetrics)],
+    groups: &[api::OutputRouterStatus],
 ) -> Vec<DestinationReport> {
     let mut out: Vec<DestinationReport> = Vec::new();
     for (id, lane) in lanes.iter().chain(retired) {
@@ -462,7 +462,7 @@ fn reports(
             None => out.push(report_metrics(id, lane.metrics(), lane.pending() as u64)),
         }
     }
-    out.extend(groups.iter().map(|(id, m)| report_metrics(id, m, 0)));
+    out.extend(groups.iter().map(|g| report_metrics(&g.id, &g.metrics, 0)));
     out
 }
 

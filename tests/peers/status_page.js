@@ -1,0 +1,53 @@
+// Loads sluice's status page in headless Chromium (playwright-core driving
+// the system's chromium) and waits, in real time, for a CSS selector to
+// appear; the page polls /api/v1/status every second by itself.
+//
+//   node status_page.js URL SELECTOR TIMEOUT_MS [--viewport WxH] [--screenshot FILE]
+//
+// Prints the destination cards' states as JSON and exits 0 once the selector
+// matches; exits 1 with what the page showed if it never does, or if the
+// page scrolls sideways (it must fit a phone), or logged an error.
+const { chromium } = require("playwright-core");
+
+async function main() {
+  const [url, selector, timeout, ...rest] = process.argv.slice(2);
+  const opt = (name) => { const i = rest.indexOf(name); return i >= 0 ? rest[i + 1] : undefined; };
+  const [width, height] = (opt("--viewport") || "1280x900").split("x").map(Number);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+  });
+  const errors = [];
+  try {
+    const page = await browser.newPage({ viewport: { width, height } });
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+    await page.goto(url);
+    const states = () => page.$$eval("[data-destination]", (cards) =>
+      Object.fromEntries(cards.map((c) => [c.dataset.destination, c.dataset.state])));
+    try {
+      await page.waitForSelector(selector, { timeout: Number(timeout) });
+    } catch (e) {
+      console.error(`never saw ${selector}; the page showed ${JSON.stringify(await states())}`);
+      console.error((await page.textContent("body")).slice(0, 2000));
+      process.exitCode = 1;
+      return;
+    }
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 0) {
+      console.error(`the page is ${overflow}px wider than a ${width}px screen`);
+      process.exitCode = 1;
+    }
+    if (errors.length) {
+      console.error(`the page logged errors: ${errors.join("; ")}`);
+      process.exitCode = 1;
+    }
+    const shot = opt("--screenshot");
+    if (shot) await page.screenshot({ path: shot, fullPage: true });
+    console.log(JSON.stringify(await states()));
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => { console.error(String(e)); process.exitCode = 1; });
