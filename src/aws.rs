@@ -24,7 +24,7 @@ use serde::Deserialize;
 use crate::driver::{CauseLog, Outcome, Rejection};
 
 /// `auth:` — static keys instead of the credential chain.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsAuth {
     pub access_key_id: String,
@@ -42,7 +42,7 @@ impl std::fmt::Debug for AwsAuth {
 }
 
 /// `assume_role:` — the role whose credentials requests are signed with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssumeRole {
     pub role_arn: String,

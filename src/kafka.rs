@@ -10,7 +10,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use serde::Deserialize;
 
 /// `tls:` — TLS to the brokers (librdkafka's OpenSSL).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaTls {
     /// CA certificates (PEM) to verify the brokers with. Default: the system's.
@@ -29,7 +29,7 @@ pub struct KafkaTls {
     pub verify_hostname: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SaslMechanism {
     #[serde(rename = "plain", alias = "PLAIN")]
@@ -41,7 +41,7 @@ pub enum SaslMechanism {
 }
 
 /// `sasl:` — username and password authentication (use `${ENV}` for them).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sasl {
     pub mechanism: SaslMechanism,
@@ -50,7 +50,7 @@ pub struct Sasl {
 }
 
 /// A `librdkafka_options` value: YAML scalars as librdkafka's strings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OptionValue {
     Bool(bool),

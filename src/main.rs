@@ -1,5 +1,5 @@
 //! The `sluice` command line: `run`, `validate`, `destinations`, `tap`,
-//! `top` and `queue inspect|verify`.
+//! `top`, `schema` and `queue inspect|verify`.
 
 mod cli;
 
@@ -91,6 +91,9 @@ enum Command {
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         interval: std::time::Duration,
     },
+    /// Print the configuration's JSON Schema, for editors (the VS Code YAML
+    /// extension) to complete and check keys.
+    Schema,
     /// Look at persistent queues on disk (read-only; safe while sluice runs).
     Queue {
         #[command(subcommand)]
@@ -174,6 +177,16 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Queue { command } => queue_command(command),
+        Command::Schema => match serde_json::to_string_pretty(&sluice::config::schema::schema()) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Tap {
             api,
             route,

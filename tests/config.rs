@@ -369,3 +369,64 @@ fn the_binary_lists_its_destination_types() {
         "{text}"
     );
 }
+
+/// `sluice schema`'s output, parsed.
+fn schema() -> serde_json::Value {
+    let out = Command::new(common::BIN)
+        .arg("schema")
+        .output()
+        .expect("run sluice schema");
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).expect("the schema is JSON")
+}
+
+/// A YAML config as JSON, `${VAR:-default}` resolved to its default.
+fn as_json(text: &str) -> serde_json::Value {
+    let text = sluice::config::interpolate::interpolate(text, |_| None).expect("interpolate");
+    serde_saphyr::from_str(&text).expect("YAML")
+}
+
+#[test]
+fn every_shipped_config_matches_the_json_schema_and_mistakes_do_not() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = schema();
+    // The committed copy editors point at is the one this binary prints.
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("config/sluice.schema.json"))
+            .expect("config/sluice.schema.json"),
+    )
+    .expect("committed schema is JSON");
+    assert!(
+        committed == schema,
+        "config/sluice.schema.json is stale: run `cargo run -- schema > config/sluice.schema.json`"
+    );
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let mut files = vec![root.join("config/default.yaml")];
+    for e in std::fs::read_dir(root.join("config/examples")).expect("config/examples exists") {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            files.push(p);
+        }
+    }
+    for f in &files {
+        let doc = as_json(&std::fs::read_to_string(f).unwrap());
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", f.display());
+    }
+    // What `sluice validate` refuses, the schema refuses too.
+    let mistakes = [
+        BASE.replace("type: blackhole", "type: blackhole\n    batchh: {}"),
+        BASE.replace(
+            "type: blackhole",
+            "type: http\n    url: http://x/\n    batch: {max_bytes: lots}",
+        ),
+        BASE.replace("type: blackhole", "type: blackholes"),
+        BASE.replace(
+            "address: 127.0.0.1:0",
+            "address: 127.0.0.1:0\n    max_line_bytes: -1",
+        ),
+    ];
+    for m in &mistakes {
+        assert!(!validator.is_valid(&as_json(m)), "the schema took:\n{m}");
+    }
+}

@@ -23,7 +23,7 @@ use crate::tap::{PointKind, Watch};
 /// `sluice tap`'s default sampling rate, events per second.
 pub const DEFAULT_RATE: u64 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct TapQuery {
     source: Option<String>,
     route: Option<String>,

@@ -44,6 +44,9 @@ pub trait ComponentKind: Sized {
 
     /// Deserialize a component whose `type` is `kind` (one of `KINDS`).
     fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error>;
+
+    /// Each `type`'s settings schema (see `super::schema::tagged`).
+    fn kind_schemas(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, schemars::Schema)>;
 }
 
 /// A named component of a config, with its type and position.

@@ -6,6 +6,7 @@
 
 pub mod component;
 pub mod interpolate;
+pub mod schema;
 pub mod units;
 pub mod watch;
 
@@ -70,7 +71,7 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Where `/metrics`, `/health`, `/ready` and `/api/v1/status` listen.
@@ -80,6 +81,7 @@ pub struct ApiConfig {
     pub enabled: bool,
     /// Credentials `POST /api/v1/reload` requires (`bearer` or `basic`).
     #[serde(default)]
+    #[schemars(with = "Option<crate::auth::AuthConfig>")]
     pub auth: Option<Spanned<crate::auth::AuthConfig>>,
 }
 
@@ -101,12 +103,15 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
+    #[schemars(with = "String")]
     name: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     filter: Option<Spanned<String>>,
+    #[schemars(with = "String")]
     destination: Spanned<String>,
     #[serde(default = "yes", rename = "final")]
     is_final: bool,
@@ -114,7 +119,7 @@ struct RawRoute {
     description: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
@@ -128,10 +133,12 @@ struct RawConfig {
     #[serde(default)]
     routes: Vec<RawRoute>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     unmatched: Option<Spanned<String>>,
     #[serde(default)]
     destinations: ComponentMap<DestinationConfig>,
     #[serde(default)]
+    #[schemars(with = "Option<TelemetryConfig>")]
     telemetry: Option<Spanned<TelemetryConfig>>,
 }
 

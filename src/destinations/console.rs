@@ -15,7 +15,7 @@ use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon
 use crate::driver::{DeliveryDefaults, Destination, Encoded, Encoder, Outcome, Rejection};
 use crate::event::Event;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     #[default]

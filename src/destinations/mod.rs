@@ -62,7 +62,7 @@ macro_rules! destination_config {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, serde::Deserialize)]
+        #[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             #[serde(rename = "type")]
@@ -261,6 +261,17 @@ macro_rules! registry {
                     return Ok(DestinationConfig::OutputRouter(Deserialize::deserialize(d)?));
                 }
                 Err(serde::de::Error::custom(format!("unknown destination type `{kind}`")))
+            }
+
+            fn kind_schemas(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, schemars::Schema)> {
+                use crate::config::schema::tagged;
+                vec![
+                    $( $(#[$attr])* (
+                        <$ty as DestinationType>::NAME,
+                        tagged::<<$ty as DestinationType>::Config>(g, <$ty as DestinationType>::NAME),
+                    ), )*
+                    (output_router::NAME, tagged::<output_router::OutputRouterConfig>(g, output_router::NAME)),
+                ]
             }
         }
 

@@ -62,7 +62,7 @@ use crate::otlp::event::{LogEvent, MetricsEvent, Origin, Signal, TracesEvent, si
 use crate::otlp::mapping::{self, MappingConfig};
 use crate::tls::TlsConfig;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OtlpProtocol {
     #[default]
@@ -70,7 +70,7 @@ pub enum OtlpProtocol {
     Http,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HttpEncoding {
     #[default]

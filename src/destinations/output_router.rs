@@ -26,7 +26,7 @@ use serde_saphyr::Spanned;
 use crate::config::Validate;
 
 /// One rule, in order.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Names the rule in `sluice_output_router_rule_events_total`; default:
@@ -35,7 +35,9 @@ pub struct RuleConfig {
     pub name: Option<String>,
     /// Default `true`: every event.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub filter: Option<Spanned<String>>,
+    #[schemars(with = "String")]
     pub destination: Spanned<String>,
     #[serde(default = "yes", rename = "final")]
     pub is_final: bool,
@@ -47,7 +49,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputRouterConfig {
     #[serde(rename = "type")]
@@ -55,6 +57,7 @@ pub struct OutputRouterConfig {
     pub rules: Vec<RuleConfig>,
     /// `drop` (the default) or a destination id.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub default: Option<Spanned<String>>,
     #[serde(default)]
     pub description: Option<String>,

@@ -10,21 +10,24 @@ use super::backoff::Backoff;
 use super::concurrency::Concurrency;
 use crate::config::units::{ByteSize, Dur};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     // Spanned: a value above the protocol's limit is reported at its line.
     /// Flush when this many events are batched.
+    #[schemars(with = "Option<usize>")]
     pub max_events: Option<Spanned<usize>>,
     /// Flush before the batch (before compression) would exceed this size.
+    #[schemars(with = "Option<ByteSize>")]
     pub max_bytes: Option<Spanned<ByteSize>>,
     /// Flush this long after the first event entered the batch.
     pub timeout: Option<Dur>,
     /// Drop (`reason="oversize"`) any single event larger than this.
+    #[schemars(with = "Option<ByteSize>")]
     pub max_event_bytes: Option<Spanned<ByteSize>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
     /// Requests in flight at once: a number, or `adaptive`.
@@ -35,7 +38,7 @@ pub struct RequestConfig {
     pub timeout: Option<Dur>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     pub initial_backoff: Option<Dur>,

@@ -37,7 +37,7 @@ use disk_state::DiskState;
 use spill::WriteItem;
 
 /// What a destination does when it cannot keep up (`backpressure:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Sources wait for room: TCP stops reading, HTTP answers 429.
@@ -50,7 +50,7 @@ pub enum Policy {
 }
 
 /// Which events `drop` sheds (`queue.drop:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DropWhich {
     /// The incoming events (Vector's `drop_newest`).
@@ -62,7 +62,7 @@ pub enum DropWhich {
 
 /// `queue:` settings of a destination: the in-memory lane, and the disk
 /// queue under `backpressure: persistent_queue`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// Lane capacity in events (default 10000).

@@ -24,7 +24,7 @@ use crate::event::{Event, Format};
 
 /// Which top-level fields become which parts of a log record. Each list
 /// is tried in order; the first field present wins.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MappingConfig {
     pub body: Vec<String>,

@@ -24,7 +24,7 @@ use serde::Deserialize;
 pub use disk::{DiskQueue, OpenReport, QueueError};
 
 /// When events go to disk (`queue.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// As soon as the destination fails (and, like `backpressure`, whenever
@@ -38,7 +38,7 @@ pub enum Mode {
 }
 
 /// What happens when the disk queue reaches `queue.max_bytes` or the disk is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFull {
     /// The lane behaves like `backpressure: block`.
@@ -49,7 +49,7 @@ pub enum OnFull {
 }
 
 /// When writes are made durable (`queue.fsync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Fsync {
     /// After every group of writes, before sources are acknowledged.
@@ -62,7 +62,7 @@ pub enum Fsync {
 }
 
 /// How queued and live events are ordered on the way out (`queue.ordering`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Ordering {
     /// Queued events first; new events queue behind them until the disk is drained.
@@ -74,7 +74,7 @@ pub enum Ordering {
 }
 
 /// Whether records are compressed on disk (`queue.compression`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DiskCompression {
     #[default]

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use crate::event::Event;
 use crate::metrics::RejectReason;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decoding {
     /// A line that starts with `{` or `[` is JSON (passed through as is);
@@ -44,7 +44,7 @@ impl Decoding {
 
 /// What the HTTP source does with a body that is not valid UTF-8 (JSON must
 /// be, RFC 8259 §8.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InvalidUtf8 {
     /// The lines holding invalid bytes are malformed (`reason="malformed"`);

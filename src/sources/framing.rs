@@ -25,7 +25,7 @@ use crate::metrics::RejectReason;
 /// How much to ask the socket for per read.
 pub const READ_SIZE: usize = 64 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Framing {
     /// One event per line.

@@ -23,7 +23,7 @@ use super::{MAX_BATCH, SourceContext};
 use crate::config::Validate;
 use crate::event::{Batch, Event};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
     #[serde(rename = "type")]

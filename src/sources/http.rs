@@ -43,7 +43,7 @@ use crate::config::units::{ByteSize, Dur};
 use crate::event::Event;
 use crate::metrics::RejectReason;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     #[serde(rename = "type")]

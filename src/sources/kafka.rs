@@ -43,7 +43,7 @@ use crate::kafka::{Connection, KafkaTls, OptionValue, Sasl};
 use crate::metrics::{Metrics, RejectReason};
 use offsets::{Offsets, Pending};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     #[serde(rename = "type")]
@@ -78,7 +78,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Start {
     #[default]

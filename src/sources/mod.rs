@@ -84,6 +84,26 @@ impl ComponentKind for SourceConfig {
             }
         })
     }
+
+    fn kind_schemas(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, schemars::Schema)> {
+        use crate::config::schema::tagged;
+        vec![
+            ("tcp", tagged::<tcp::TcpConfig>(g, "tcp")),
+            ("udp", tagged::<udp::UdpConfig>(g, "udp")),
+            ("http", tagged::<http::HttpConfig>(g, "http")),
+            (
+                "generator",
+                tagged::<generator::GeneratorConfig>(g, "generator"),
+            ),
+            ("stdin", tagged::<stdin::StdinConfig>(g, "stdin")),
+            #[cfg(feature = "kafka")]
+            ("kafka", tagged::<kafka::KafkaConfig>(g, "kafka")),
+            #[cfg(feature = "otlp")]
+            ("otlp", tagged::<otlp::OtlpSourceConfig>(g, "otlp")),
+            #[cfg(feature = "sluice")]
+            ("sluice", tagged::<sluice::SluiceSourceConfig>(g, "sluice")),
+        ]
+    }
 }
 
 impl Validate for SourceConfig {

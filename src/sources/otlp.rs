@@ -60,7 +60,7 @@ use crate::event::Event;
 use crate::metrics::RejectReason;
 use crate::otlp::event::{log_events, metrics_events, traces_events};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpSourceConfig {
     #[serde(rename = "type")]

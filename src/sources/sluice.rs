@@ -38,7 +38,7 @@ use crate::forward::pb::forward_server::{Forward, ForwardServer};
 use crate::forward::{self, Malformed, SendRequest};
 use crate::metrics::RejectReason;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SluiceSourceConfig {
     #[serde(rename = "type")]
@@ -60,7 +60,7 @@ pub struct SluiceSourceConfig {
     pub max_batch_bytes: ByteSize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTls {
     pub cert_file: PathBuf,

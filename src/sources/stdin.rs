@@ -11,7 +11,7 @@ use super::framing::{Framing, pump};
 use crate::config::Validate;
 use crate::config::units::ByteSize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdinConfig {
     #[serde(rename = "type")]

@@ -19,7 +19,7 @@ use super::{MAX_BATCH, SourceContext};
 use crate::config::Validate;
 use crate::config::units::ByteSize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UdpConfig {
     #[serde(rename = "type")]

@@ -29,14 +29,14 @@ use serde::Deserialize;
 use crate::config::units::Dur;
 use crate::tls::TlsConfig;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     #[serde(default)]
     pub otlp: Option<OtlpTelemetry>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TelemetryProtocol {
     #[default]
@@ -44,7 +44,7 @@ pub enum TelemetryProtocol {
     Http,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpTelemetry {
     /// The collector: `http://localhost:4317` (gRPC) or

@@ -33,7 +33,7 @@ use crate::event::{Event, Format};
 use crate::expr::{number, scalar_text};
 
 /// StatsD metric types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 pub enum StatsdKind {
     #[serde(rename = "c")]
     Counter,
@@ -65,7 +65,7 @@ impl StatsdKind {
 
 /// What to do with an event whose time field holds something that is not a
 /// readable time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TimestampPolicy {
     /// Drop it, counted `unencodable`.
@@ -76,7 +76,7 @@ pub enum TimestampPolicy {
 }
 
 /// An InfluxDB field type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     Float,
@@ -100,7 +100,7 @@ impl FieldType {
 }
 
 /// One entry of `metric.fields` (influx).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldSpec {
     /// The event field holding the value.
@@ -113,7 +113,7 @@ pub struct FieldSpec {
 }
 
 /// `metric:` settings of a destination.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricConfig {
     /// Field holding the metric name, or a template over fields.

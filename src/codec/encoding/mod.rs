@@ -31,7 +31,7 @@ use super::compression::Compression;
 use crate::event::{Event, Format};
 use metric::{MetricFields, MetricScratch};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// One JSON document per line.
