@@ -62,6 +62,22 @@ impl Sluice {
         Ok(s)
     }
 
+    /// Write `config` over the running one's file and ask sluice to reload
+    /// it (`POST /api/v1/reload`); the answer's `result`.
+    pub async fn reload(&self, client: &reqwest::Client, config: &Value) -> anyhow::Result<String> {
+        std::fs::write(&self.config, serde_json::to_string_pretty(config)?)
+            .with_context(|| format!("write {}", self.config.display()))?;
+        let body = client
+            .post(format!("http://{}/api/v1/reload", self.api))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        let answer: Value = serde_json::from_slice(&body).context("the reload answer")?;
+        Ok(answer["result"].as_str().unwrap_or("?").to_string())
+    }
+
     /// Start again on the same config and data (after a kill).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let _ = self.process.kill();

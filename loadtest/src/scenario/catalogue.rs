@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Chaos, Check, Ctx, Expect, Kind, ReceiverSpec, Report};
+use super::{Addrs, Chaos, Check, Ctx, Expect, Kind, ReceiverSpec, Report};
 use crate::fault::{Fault, Window};
 use crate::generator::Protocol;
 
@@ -22,6 +22,7 @@ pub const NAMES: &[&str] = &[
     "udp-destination",
     "slow-receiver",
     "kafka-broker-restart",
+    "reload-under-load",
 ];
 
 fn route_all(dest: &str) -> Value {
@@ -137,7 +138,35 @@ fn base(name: &'static str, description: &'static str, seconds: f64) -> Chaos {
         kill_at: None,
         rss_after: 5.0,
         check: None,
+        reload: None,
     }
+}
+
+/// The reload scenario's two configurations: everything to `out` (the
+/// path that must lose and repeat nothing), plus a filtered copy whose
+/// filter changes, a destination added and removed, and `out`'s own
+/// batching changed (its driver replaced on the same lane).
+fn reload_pipeline(a: &Addrs, second: bool) -> (Value, Value) {
+    let (filter, max_events) = if second {
+        ("level == \"warn\"", 300)
+    } else {
+        ("level == \"error\"", 500)
+    };
+    let mut routes = vec![
+        json!({ "name": "all", "destination": "out", "final": false }),
+        json!({ "name": "copy", "filter": filter, "destination": "copies", "final": false }),
+    ];
+    let mut dests = json!({
+        "out": http_dest(a.http("collector"), json!({ "batch": { "max_events": max_events, "timeout": "200ms" } })),
+        "copies": { "type": "blackhole" },
+        "rest": { "type": "blackhole" },
+    });
+    if second {
+        routes.push(json!({ "name": "extra", "destination": "extra", "final": false }));
+        dests["extra"] = json!({ "type": "blackhole", "backpressure": "drop" });
+    }
+    routes.push(json!({ "name": "rest", "destination": "rest" }));
+    (Value::Array(routes), dests)
 }
 
 pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
@@ -447,6 +476,31 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                 ),
                 vec![Window::new(0.0, f64::MAX, Fault::Latency { ms: 300 })],
                 json!({ "request": { "concurrency": 2, "timeout": "10s" } }),
+            )
+        },
+        "reload-under-load" => Chaos {
+            rate: 20_000,
+            receivers: vec![receiver("collector", Kind::Http, vec![])],
+            pipeline: Box::new(|a| reload_pipeline(a, false)),
+            reload: Some(super::Reload {
+                every: s(0.5, 0.5),
+                alternate: Box::new(|a| reload_pipeline(a, true)),
+            }),
+            check: check(|r| {
+                let mut problems = need(
+                    r.comparison.duplicates == 0,
+                    format!("{} events repeated across reloads", r.comparison.duplicates),
+                );
+                problems.extend(need(
+                    r.reloads.get("success").copied().unwrap_or(0) >= 10,
+                    format!("too few reloads: {:?}", r.reloads),
+                ));
+                problems
+            }),
+            ..base(
+                "reload-under-load",
+                "The configuration reloaded every half second under 20k events/s (a filter changed, a destination added and removed, the HTTP destination's batching changed): nothing lost, nothing repeated.",
+                s(30.0, 8.0),
             )
         },
         "kafka-broker-restart" => Chaos {

@@ -118,6 +118,15 @@ pub struct Chaos {
     pub rss_after: f64,
     /// Scenario-specific checks on the finished report.
     pub check: Option<Check>,
+    /// Reload the configuration every `every` seconds while the load runs,
+    /// alternating the scenario's pipeline with this one.
+    pub reload: Option<Reload>,
+}
+
+/// Reloads during a run (see `Chaos::reload`).
+pub struct Reload {
+    pub every: f64,
+    pub alternate: Pipeline,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -190,6 +199,8 @@ pub struct Report {
     pub timeline: Vec<Sample>,
     pub throughput: Vec<throughput::Row>,
     pub notes: Vec<String>,
+    /// Reloads done during the run, by result.
+    pub reloads: BTreeMap<String, u64>,
 }
 
 const SAMPLE: Duration = Duration::from_millis(500);
@@ -236,7 +247,8 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
         }
         receivers.push((r.name, h));
     }
-    let (routes, destinations) = (spec.pipeline)(&Addrs(addrs));
+    let addrs = Addrs(addrs);
+    let (routes, destinations) = (spec.pipeline)(&addrs);
     let source_addr = free_port()?;
     let source = match spec.source {
         Protocol::Tcp => serde_json::json!({ "type": "tcp", "address": source_addr.to_string() }),
@@ -262,6 +274,20 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
     );
     let mut sluice = Sluice::start(&ctx.sluice, &dir, api, &config).await?;
     let client = reqwest::Client::new();
+    // The two configurations a reload scenario alternates between.
+    let configs = spec.reload.as_ref().map(|r| {
+        let (routes, destinations) = (r.alternate)(&addrs);
+        let alternate = sluice::config(
+            api,
+            &dir,
+            serde_json::json!({ "in": source.clone() }),
+            routes,
+            destinations,
+        );
+        (r.every, [config.clone(), alternate])
+    });
+    let mut reloads: BTreeMap<String, u64> = BTreeMap::new();
+    let mut next_reload = configs.as_ref().map(|(every, _)| *every);
 
     let generator = Generator::start(
         Load {
@@ -305,6 +331,15 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
             pb.set_message("kill -9 sluice");
             tokio::time::sleep(Duration::from_secs_f64(after)).await;
             sluice.restart().await?;
+        }
+        if let (Some(at), Some((every, both))) = (next_reload, configs.as_ref())
+            && t >= at
+            && !generator.finished()
+        {
+            let n: u64 = reloads.values().sum();
+            let result = sluice.reload(&client, &both[(n as usize + 1) % 2]).await?;
+            *reloads.entry(result).or_default() += 1;
+            next_reload = Some(at + every);
         }
         if let Some(s) = sluice.process.exited() {
             anyhow::bail!(
@@ -389,6 +424,17 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
     );
     report.cpu_seconds = cpu_seconds;
     report.timeline = timeline;
+    if spec.reload.is_some() {
+        let ok = reloads.get("success").copied().unwrap_or(0);
+        let total: u64 = reloads.values().sum();
+        if ok == 0 || ok != total {
+            report.failures.push(format!(
+                "reloads: {reloads:?}, expected every one to succeed"
+            ));
+        }
+        report.notes.push(format!("{total} reloads, {ok} applied"));
+    }
+    report.reloads = reloads;
     judge(&mut report, spec.expect, exit_ok);
     if let Some(check) = &spec.check {
         report.failures.extend(check(&report));
