@@ -386,8 +386,10 @@ impl Running {
                             let lane = s.lane.clone();
                             let chain = tokio::spawn(async move {
                                 released.cancelled().await;
-                                p.lane.close();
+                                // Retire first: the driver hands back what
+                                // it holds rather than drain the lane.
                                 p.retire.cancel();
+                                p.lane.close();
                                 let _ = p.driver.await;
                                 lane.requeue(p.lane.take_memory());
                                 let _ = prepared.spawn(&metrics).await;
