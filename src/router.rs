@@ -222,12 +222,15 @@ impl Router {
             })
             .collect();
         let mut scratch = Scratch::new(self.fields.len());
-        // Copies for route taps, made only while someone watches a route.
-        let mut sampled: Option<Vec<Vec<Event>>> = self
-            .routes
-            .iter()
-            .any(|r| r.tap.is_active())
-            .then(|| vec![Vec::new(); self.routes.len()]);
+        // Samples route taps' watchers can take in this batch (only while
+        // someone watches a route).
+        let mut budgets: Option<Vec<u32>> =
+            self.routes.iter().any(|r| r.tap.is_active()).then(|| {
+                self.routes
+                    .iter()
+                    .map(|r| if r.tap.is_active() { r.tap.budget() } else { 0 })
+                    .collect()
+            });
         let ack = batch.ack;
         let mut push = |dest: usize, e: Event| {
             out[dest]
@@ -246,8 +249,10 @@ impl Router {
             for (i, route) in self.routes.iter().enumerate() {
                 if route.program.eval(&env) {
                     hits[i] += 1;
-                    if let Some(s) = sampled.as_mut() {
-                        s[i].push(event.clone());
+                    if let Some(b) = budgets.as_mut()
+                        && b[i] > 0
+                    {
+                        b[i] = route.tap.offer_one(&event);
                     }
                     if route.is_final {
                         taken_by = Some(route.destination);
@@ -267,13 +272,6 @@ impl Router {
                 Some(Target::Lane(dest)) => push(dest, event),
                 Some(group) => self.send(group, &event, &env, &mut tallies, &mut push),
                 None => {}
-            }
-        }
-        if let Some(s) = sampled {
-            for (route, events) in self.routes.iter().zip(&s) {
-                if !events.is_empty() && route.tap.is_active() {
-                    route.tap.offer(events.iter());
-                }
             }
         }
         (out, hits, unmatched, tallies)

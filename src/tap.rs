@@ -61,19 +61,27 @@ struct Bucket {
 }
 
 impl Subscriber {
-    /// Offer a batch: take up to the tokens available, matching the filter.
-    fn offer<'a>(&self, events: impl Iterator<Item = &'a Event>) {
-        let mut b = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    /// Refill the bucket for the time since the last refill.
+    fn refill(&self, b: &mut Bucket) {
         let now = Instant::now();
         let rate = self.rate as f64;
         b.tokens = (b.tokens + now.duration_since(b.refilled).as_secs_f64() * rate).min(rate);
         b.refilled = now;
+    }
+
+    /// Offer events: take up to the tokens available, matching the filter.
+    /// Returns the whole tokens left.
+    fn offer<'a>(&self, events: impl Iterator<Item = &'a Event>, refill: bool) -> u32 {
+        let mut b = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if refill {
+            self.refill(&mut b);
+        }
         let Bucket {
             tokens, scratch, ..
         } = &mut *b;
         for e in events {
             if *tokens < 1.0 {
-                return;
+                break;
             }
             if let (Some(f), Some(s)) = (&self.filter, scratch.as_mut())
                 && !f.matches(e, s)
@@ -85,6 +93,7 @@ impl Subscriber {
                 self.missed.fetch_add(1, Ordering::Relaxed);
             }
         }
+        *tokens as u32
     }
 }
 
@@ -102,14 +111,39 @@ impl TapPoint {
         self.active.load(Ordering::Relaxed) > 0
     }
 
-    /// Sample `events` for every watcher. Call only when `is_active`.
+    /// Sample a batch's `events` for every watcher. Call only when
+    /// `is_active`.
     pub fn offer<'a>(&self, events: impl Iterator<Item = &'a Event> + Clone) {
-        for s in self.subscribers.load().iter() {
-            if s.tx.is_closed() {
-                continue;
-            }
-            s.offer(events.clone());
+        for s in self.live() {
+            s.offer(events.clone(), true);
         }
+    }
+
+    /// How many samples the watchers can take now (the most any one can):
+    /// the router asks once per batch, then offers matching events one by
+    /// one (`offer_one`) only while this is above zero, so a watched route
+    /// costs nothing per event once its watchers are served.
+    pub fn budget(&self) -> u32 {
+        self.live()
+            .map(|s| s.offer(std::iter::empty(), true))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Offer one event within the batch `budget` was asked for; the budget
+    /// left.
+    pub fn offer_one(&self, event: &Event) -> u32 {
+        self.live()
+            .map(|s| s.offer(std::iter::once(event), false))
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn live(&self) -> impl Iterator<Item = Arc<Subscriber>> {
+        let list = self.subscribers.load_full();
+        (0..list.len())
+            .map(move |i| list[i].clone())
+            .filter(|s| !s.tx.is_closed())
     }
 
     fn attach(&self, s: Arc<Subscriber>) {
