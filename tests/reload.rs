@@ -390,3 +390,59 @@ destinations:
     );
     assert_eq!(r["queued"], 0, "{r}");
 }
+
+#[test]
+fn a_source_that_cannot_bind_fails_the_reload_and_the_rest_is_applied() {
+    let rt = runtime();
+    let out = rt.block_on(Receiver::start());
+    // Another process's listener holds the port the new source wants.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().unwrap().port();
+    let config = |extra: &str| {
+        format!(
+            r#"api: {{address: "127.0.0.1:0"}}
+sources:
+  gen: {{type: generator, rate: 200}}
+{extra}routes:
+  - {{name: all, destination: out}}
+destinations:
+  out: {{type: http, url: "{}", batch: {{timeout: 20ms}}}}
+"#,
+            out.url("/")
+        )
+    };
+    let s = Sluice::start(&config(""));
+    write_config(
+        &s,
+        &config(&format!(
+            "  late: {{type: tcp, address: \"127.0.0.1:{port}\"}}\n"
+        ))
+        .replace("rate: 200", "rate: 300"),
+    );
+    let (code, body) = http_request(s.api, "POST", "/api/v1/reload", &[], "");
+    assert_eq!(code, 500, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["result"], "failed");
+    let error = v["errors"][0].as_str().unwrap_or_default();
+    assert!(
+        error.contains("late") && error.contains(&port.to_string()),
+        "the answer names the source and its address: {error}"
+    );
+    assert_eq!(reloads(&s, "failed"), 1);
+    // The rest was applied: the generator runs with its new rate, and
+    // events still flow.
+    assert_eq!(config_version(&s), 2);
+    let status = s.status();
+    let ids: Vec<&str> = status["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["gen"]);
+    let before = out.accepted().len();
+    wait_until("still delivering", Duration::from_secs(10), || {
+        out.accepted().len() > before
+    });
+    drop(taken);
+}
