@@ -6,7 +6,7 @@
 //! absent collector never holds up the thread that logged.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -25,6 +25,14 @@ use crate::destinations::otlp::OtlpDestination;
 const CAPACITY: usize = 10_000;
 
 static BUFFER: OnceLock<Arc<Buffer>> = OnceLock::new();
+/// Whether the configuration in force asks for logs (a reload can turn
+/// them off; the buffer, once made, stays).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Keep log records (or stop keeping them) as the configuration says.
+pub fn set_active(on: bool) {
+    ACTIVE.store(on, Ordering::Relaxed);
+}
 
 pub struct Buffer {
     records: Mutex<Vec<LogRecord>>,
@@ -39,6 +47,7 @@ pub fn layer() -> OtlpLogs {
 
 /// Start keeping log records for export. The first call's resource stays.
 pub fn enable(resource: Resource) -> Arc<Buffer> {
+    set_active(true);
     BUFFER
         .get_or_init(|| {
             Arc::new(Buffer {
@@ -96,6 +105,9 @@ pub struct OtlpLogs;
 
 impl<S: Subscriber> Layer<S> for OtlpLogs {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if !ACTIVE.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(buffer) = BUFFER.get() else {
             return;
         };

@@ -474,6 +474,8 @@ fn start_telemetry(
     config: &Config,
     metrics: &Metrics,
 ) -> Result<Option<(JoinHandle<()>, CancellationToken)>, TopologyError> {
+    #[cfg(feature = "otlp")]
+    crate::telemetry::logs::set_active(false);
     let Some(otlp) = &config.telemetry.otlp else {
         return Ok(None);
     };
