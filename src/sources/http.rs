@@ -25,15 +25,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::Path;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::backstop::{self, BackstopConfig, Metric, Refusal};
 use super::decoding::{InvalidUtf8, is_json};
 use super::{Refused, SourceContext};
 use crate::auth::{AuthConfig, Authenticator};
@@ -67,6 +69,10 @@ pub struct HttpConfig {
     /// `reject` (default: counted malformed) or `replace` (with U+FFFD).
     #[serde(default)]
     pub invalid_utf8: InvalidUtf8,
+    /// Backstop's endpoints too: `/publish/<prefix>`, `/collectd`,
+    /// `/github`, `/pagerduty`, `/health` (see `backstop.rs`).
+    #[serde(default)]
+    pub backstop: Option<BackstopConfig>,
 }
 
 fn default_path() -> String {
@@ -92,13 +98,29 @@ impl Validate for HttpConfig {
         if let Some(a) = &self.auth {
             a.validate()?;
         }
+        if let Some(b) = &self.backstop {
+            b.validate()?;
+            if BACKSTOP_PATHS
+                .iter()
+                .any(|p| self.path == *p || self.path.starts_with("/publish/"))
+            {
+                return Err(format!(
+                    "path `{}` is one of Backstop's endpoints; choose another with `backstop:`",
+                    self.path
+                ));
+            }
+        }
         Ok(())
     }
 }
 
+/// The paths `backstop:` serves.
+const BACKSTOP_PATHS: [&str; 4] = ["/collectd", "/github", "/pagerduty", "/health"];
+
 struct HttpState {
     ctx: SourceContext,
     auth: Option<(Authenticator, &'static str)>,
+    backstop: Option<BackstopState>,
     max_body: usize,
     max_wait: Duration,
     acknowledgements: bool,
@@ -114,6 +136,7 @@ pub async fn start(
     tracing::info!(source = %ctx.id, address = %local, path = %cfg.path, "http source listening");
     let shutdown = ctx.shutdown.clone();
     let state = Arc::new(HttpState {
+        backstop: cfg.backstop.as_ref().map(BackstopState::new),
         auth: cfg
             .auth
             .as_ref()
@@ -124,9 +147,19 @@ pub async fn start(
         invalid_utf8: cfg.invalid_utf8,
         ctx,
     });
-    let app = Router::new()
-        .route(&cfg.path, post(ingest))
-        .with_state(state.clone());
+    let mut app = Router::new().route(&cfg.path, post(ingest));
+    if cfg.backstop.is_some() {
+        app = app
+            .route("/publish/{prefix}", post(backstop_publish))
+            .route("/collectd", post(|s, r| backstop(s, Endpoint::Collectd, r)))
+            .route("/github", post(|s, r| backstop(s, Endpoint::Github, r)))
+            .route(
+                "/pagerduty",
+                post(|s, r| backstop(s, Endpoint::Pagerduty, r)),
+            )
+            .route("/health", get(|| async { r#"{"health":"ok"}"# }));
+    }
+    let app = app.with_state(state.clone());
     let id = state.ctx.id.clone();
     let task = state.ctx.spawner().spawn(async move {
         let served = axum::serve(listener, app)
@@ -169,21 +202,13 @@ async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
         if !auth.check(given) {
-            m.reject(RejectReason::Unauthorized, 1);
-            let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-            return r;
+            let r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+            return refuse_credentials(&st, r, challenge);
         }
     }
-    let body = match read_body(&parts.headers, body, st.max_body).await {
+    let body = match body_or_refusal(&st, &parts.headers, body).await {
         Ok(b) => b,
-        Err((status, reason, msg)) => {
-            m.reject(reason, 1);
-            return error(status, &msg);
-        }
+        Err(r) => return r,
     };
     let mut events = Vec::new();
     let malformed = match parse_body(&body, st.invalid_utf8, &mut events) {
@@ -227,6 +252,160 @@ async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
             "events were accepted but a destination failed to deliver them",
         ),
     }
+}
+
+/// `backstop:` resolved: its prefixes, key and credentials.
+struct BackstopState {
+    prefixes: Vec<String>,
+    api_key: Option<String>,
+    /// One per `user:password` pair; empty: no authentication.
+    users: Vec<Authenticator>,
+}
+
+impl BackstopState {
+    fn new(c: &BackstopConfig) -> Self {
+        let users = c
+            .users
+            .iter()
+            .filter_map(|u| u.split_once(':'))
+            .map(|(username, password)| {
+                Authenticator::new(&AuthConfig {
+                    bearer: None,
+                    basic: Some(crate::auth::BasicAuth {
+                        username: username.into(),
+                        password: password.into(),
+                    }),
+                })
+            })
+            .collect();
+        BackstopState {
+            prefixes: c.prefixes.clone(),
+            api_key: c.api_key.clone(),
+            users,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Collectd,
+    Github,
+    Pagerduty,
+}
+
+async fn backstop_publish(
+    State(st): State<Arc<HttpState>>,
+    Path(prefix): Path<String>,
+    req: Request,
+) -> Response {
+    backstop_answer(&st, req, |b, body| {
+        backstop::publish(&b.prefixes, &prefix, body)
+    })
+    .await
+}
+
+async fn backstop(State(st): State<Arc<HttpState>>, which: Endpoint, req: Request) -> Response {
+    backstop_answer(&st, req, |_, body| match which {
+        Endpoint::Collectd => backstop::collectd(body),
+        Endpoint::Github => backstop::github(body),
+        Endpoint::Pagerduty => backstop::pagerduty(body),
+    })
+    .await
+}
+
+/// A Backstop endpoint: its credentials, the body, the metrics it names,
+/// routed as one batch; answered as Backstop answers.
+async fn backstop_answer(
+    st: &HttpState,
+    req: Request,
+    parse: impl FnOnce(&BackstopState, &[u8]) -> Result<Vec<Metric>, Refusal>,
+) -> Response {
+    let m = &st.ctx.metrics;
+    let Some(b) = &st.backstop else {
+        return error(StatusCode::NOT_FOUND, "not found");
+    };
+    let text = |status: u16, body: &'static str| {
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            [(header::CONTENT_TYPE, "text/plain;charset=utf-8")],
+            body,
+        )
+            .into_response()
+    };
+    if st.ctx.shutdown.is_cancelled() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let (parts, body) = req.into_parts();
+    if !b.users.is_empty() {
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if !b.users.iter().any(|a| a.check(given)) {
+            let r = text(401, "Not authorized\n");
+            return refuse_credentials(st, r, "Basic realm=\"Restricted Area\"");
+        }
+    }
+    let body = match body_or_refusal(st, &parts.headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let metrics = match parse(b, &body) {
+        Ok(metrics) => metrics,
+        Err(refusal) => {
+            let reason = match refusal {
+                Refusal::JsonRequired => RejectReason::Malformed,
+                _ => RejectReason::BadRequest,
+            };
+            m.reject(reason, 1);
+            return text(refusal.status(), refusal.body());
+        }
+    };
+    let events = metrics
+        .iter()
+        .map(|x| x.event(b.api_key.as_deref()))
+        .collect();
+    match st
+        .ctx
+        .send_request(events, st.max_wait, st.acknowledgements)
+        .await
+    {
+        Ok(()) => text(200, "ok"),
+        Err(Refused::Shed) => {
+            let mut r = text(429, "a destination is applying backpressure; retry later");
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(super::retry_after_secs(st.max_wait)),
+            );
+            r
+        }
+        Err(Refused::Shutdown) => text(503, "shutting down"),
+        Err(Refused::Failed) => text(500, "a destination failed to deliver the metrics"),
+    }
+}
+
+/// A 401 with its challenge, counted.
+fn refuse_credentials(st: &HttpState, mut r: Response, challenge: &'static str) -> Response {
+    st.ctx.metrics.reject(RejectReason::Unauthorized, 1);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    r
+}
+
+/// The request's body, or the counted answer refusing it.
+async fn body_or_refusal(
+    st: &HttpState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Response> {
+    read_body(headers, body, st.max_body)
+        .await
+        .map_err(|(status, reason, msg)| {
+            st.ctx.metrics.reject(reason, 1);
+            error(status, &msg)
+        })
 }
 
 pub(crate) type BodyError = (StatusCode, RejectReason, String);

@@ -1,6 +1,7 @@
 //! Sources: where events come in. One file per type; what they share
 //! (decoding, line framing, handing batches to the router) lives here.
 
+pub mod backstop;
 pub mod decoding;
 pub mod framing;
 pub mod generator;

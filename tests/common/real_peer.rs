@@ -403,7 +403,17 @@ impl Statsd {
 
 /// collectd with its load plugin, posting JSON to `url` every second.
 pub fn collectd(url: &str) -> PeerProcess {
-    PeerProcess::start("collectd", Box::new(()), &[url.to_string()], None)
+    collectd_as(url, "sluice-test")
+}
+
+/// collectd reporting as `hostname`.
+pub fn collectd_as(url: &str, hostname: &str) -> PeerProcess {
+    PeerProcess::start(
+        "collectd",
+        Box::new(()),
+        &[url.to_string(), hostname.to_string()],
+        None,
+    )
 }
 
 /// An HTTP/1.1 response: up to its `Content-Length` when it has one (a
