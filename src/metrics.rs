@@ -518,8 +518,9 @@ impl Metrics {
     /// A destination's endpoints: name, up, events sent through it.
     pub fn endpoints_of(&self, destination: &str) -> Vec<serde_json::Value> {
         let list = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
-        list.iter()
-            .filter(|((d, _), _)| d == destination)
+        // Keys sort by destination first: its endpoints are one range.
+        list.range((destination.to_string(), String::new())..)
+            .take_while(|((d, _), _)| d == destination)
             .map(|((_, name), (up, sent))| {
                 serde_json::json!({ "name": name, "up": up.get() == 1, "sent": sent.get() })
             })

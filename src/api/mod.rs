@@ -123,7 +123,7 @@ async fn reload_handler(State(api): State<Api>, headers: HeaderMap) -> Response 
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let mut body = serde_json::to_value(&r).unwrap_or_default();
-            body["config"] = api.status.to_json()["config"].take();
+            body["config"] = api.status.config_json(&api.status.view.load().config);
             json_response(code, &body)
         }
         Err(_) => json_response(

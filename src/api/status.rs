@@ -168,6 +168,21 @@ impl Status {
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     }
 
+    /// The configuration in force and how the last reload went.
+    pub fn config_json(&self, config: &ConfigInfo) -> Value {
+        let last_reload = self
+            .last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        json!({
+            "version": config.version,
+            "loaded_at": unix_seconds(config.loaded_at),
+            "file": config.file,
+            "last_reload": last_reload,
+        })
+    }
+
     pub fn to_json(&self) -> Value {
         let view = self.view.load();
         let sources: Vec<Value> = view
@@ -229,21 +244,11 @@ impl Status {
                 })
             })
             .collect();
-        let last_reload = self
-            .last_reload
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         json!({
             "state": self.phase().as_str(),
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
-            "config": {
-                "version": view.config.version,
-                "loaded_at": unix_seconds(view.config.loaded_at),
-                "file": view.config.file,
-                "last_reload": last_reload,
-            },
+            "config": self.config_json(&view.config),
             "sources": sources,
             "routes": routes,
             "unmatched": {

@@ -136,7 +136,7 @@ impl Rates {
             let id = x["id"].as_str().unwrap_or("");
             see(format!("in/{id}"), &x["events"]);
             see(format!("out/{id}"), &x["sent"]);
-            see(format!("drop/{id}"), &Value::from(dropped_total(x)));
+            see(format!("drop/{id}"), &Value::from(total(&x["dropped"])));
         }
     }
 
@@ -149,8 +149,9 @@ fn list<'a>(s: &'a Value, key: &str) -> &'a [Value] {
     s[key].as_array().map_or(&[], Vec::as_slice)
 }
 
-fn dropped_total(d: &Value) -> u64 {
-    d["dropped"]
+/// The sum of a by-reason map (`dropped`, `rejected`).
+fn total(reasons: &Value) -> u64 {
+    reasons
         .as_object()
         .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
 }
@@ -213,9 +214,7 @@ fn draw(f: &mut ratatui::Frame, s: &Value, rates: &Rates, error: Option<&str>) {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let rows = sources.iter().map(|x| {
         let id = x["id"].as_str().unwrap_or("");
-        let rejected: u64 = x["rejected"]
-            .as_object()
-            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let rejected = total(&x["rejected"]);
         Row::new(vec![
             id.to_string(),
             x["type"].as_str().unwrap_or("").to_string(),
@@ -336,7 +335,7 @@ fn draw(f: &mut ratatui::Frame, s: &Value, rates: &Rates, error: Option<&str>) {
             rates.get(&format!("out/{id}")),
             "-".into(),
             "-".into(),
-            dropped_total(x).to_string(),
+            total(&x["dropped"]).to_string(),
             "-".into(),
         ])
     }));
