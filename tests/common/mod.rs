@@ -201,11 +201,26 @@ impl Sluice {
     }
 
     /// The "final accounting" log record of a destination (after exit).
+    /// The thread reading stderr may still be behind the exit: it is given
+    /// a few seconds to catch up.
     pub fn final_accounting(&self, destination: &str) -> Value {
-        self.log_records("final accounting")
-            .into_iter()
-            .find(|l| l["destination"] == destination)
-            .unwrap_or_else(|| panic!("no final accounting for {destination}: {:#?}", self.logs()))
+        let find = || {
+            self.log_records("final accounting")
+                .into_iter()
+                .find(|l| l["destination"] == destination)
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(r) = find() {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no final accounting for {destination}: {:#?}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
