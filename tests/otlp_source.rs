@@ -109,9 +109,11 @@ async fn the_sdk_over_grpc_and_http_reaches_an_http_destination_intact() {
             out,
             serde_json::json!({"logs": true, "traces": true, "metrics": true})
         );
-        wait_until_async("every log record and span delivered", WAIT, || {
-            let (logs, spans, _) = sdk_events(&rx.accepted());
-            logs.len() == n && spans.len() == n
+        // The three signals are exported separately and may reach the
+        // receiver in any order: wait for all of them.
+        wait_until_async("every log record, span and metric delivered", WAIT, || {
+            let (logs, spans, metrics) = sdk_events(&rx.accepted());
+            logs.len() == n && spans.len() == n && metrics.contains("requests")
         })
         .await;
         let (logs, spans, metric_names) = sdk_events(&rx.accepted());
