@@ -31,6 +31,7 @@ pub mod otlp;
 pub mod queue;
 pub mod router;
 pub mod sources;
+pub mod staging;
 pub mod supervise;
 pub mod tap;
 pub mod telemetry;

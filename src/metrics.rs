@@ -65,6 +65,12 @@ struct ComponentLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestStageLabel {
+    destination: String,
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DestReasonLabel {
     destination: String,
     reason: &'static str,
@@ -196,6 +202,9 @@ struct Families {
     kafka_lag: Family<PartitionLabel, Gauge>,
     kafka_committed: Family<PartitionLabel, Gauge>,
     config_reloads: Family<ResultLabel, Counter>,
+    staged_files: Family<DestLabel, Gauge>,
+    staged_finished: Family<DestLabel, Counter>,
+    staging_errors: Family<DestStageLabel, Counter>,
 }
 
 /// The process-wide registry and the families in it.
@@ -252,6 +261,9 @@ impl Metrics {
             kafka_lag: Family::default(),
             kafka_committed: Family::default(),
             config_reloads: Family::default(),
+            staged_files: Family::default(),
+            staged_finished: Family::default(),
+            staging_errors: Family::default(),
         };
         // Present (at 0) before the first reload, so a rate has a start.
         for result in ["success", "rejected", "failed"] {
@@ -381,6 +393,21 @@ impl Metrics {
             f.pq_bytes.clone(),
         );
         r.register(
+            "sluice_staged_files",
+            "Files a filesystem or S3 destination holds in its staging directory: open, or closed and not yet moved or uploaded",
+            f.staged_files.clone(),
+        );
+        r.register(
+            "sluice_staged_files_finished",
+            "Staged files moved to the output directory or uploaded",
+            f.staged_finished.clone(),
+        );
+        r.register(
+            "sluice_staging_errors",
+            "Failures of a staging step (lock, write, seal, move, upload); each is retried, as backpressure",
+            f.staging_errors.clone(),
+        );
+        r.register(
             "sluice_kafka_producer_in_flight_messages",
             "Records a Kafka destination's producer holds, queued or awaiting the broker's acknowledgement",
             f.kafka_producer_in_flight.clone(),
@@ -474,6 +501,19 @@ impl Metrics {
             self.families.pq_events.get_or_create_owned(&l),
             self.families.pq_bytes.get_or_create_owned(&l),
         )
+    }
+
+    /// The staging series of a filesystem or S3 destination.
+    pub fn staging(&self, destination: &str) -> StagingMetrics {
+        let l = DestLabel {
+            destination: destination.to_string(),
+        };
+        StagingMetrics {
+            files: self.families.staged_files.get_or_create_owned(&l),
+            finished: self.families.staged_finished.get_or_create_owned(&l),
+            destination: destination.to_string(),
+            families: self.families.clone(),
+        }
     }
 
     /// `sluice_kafka_producer_in_flight_messages` of one Kafka destination.
@@ -625,5 +665,27 @@ impl DestinationMetrics {
 
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().map(Counter::get).sum()
+    }
+}
+
+/// `sluice_staged_files`, `_finished` and `sluice_staging_errors_total`.
+#[derive(Clone)]
+pub struct StagingMetrics {
+    pub files: Gauge,
+    pub finished: Counter,
+    destination: String,
+    families: Arc<Families>,
+}
+
+impl StagingMetrics {
+    /// Count a failure of `stage` (the series appear on first use).
+    pub fn error(&self, stage: &'static str) {
+        self.families
+            .staging_errors
+            .get_or_create(&DestStageLabel {
+                destination: self.destination.clone(),
+                stage,
+            })
+            .inc();
     }
 }

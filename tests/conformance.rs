@@ -39,7 +39,7 @@ use conformance::peers::OtlpPeer;
 use conformance::peers::PubsubPeer;
 #[cfg(feature = "sluice")]
 use conformance::peers::SluicePeer;
-use conformance::peers::{ConsolePeer, FilePeer, HttpPeer, Peer, TcpPeer, UdpPeer};
+use conformance::peers::{ConsolePeer, FilePeer, FilesystemPeer, HttpPeer, Peer, TcpPeer, UdpPeer};
 #[cfg(all(feature = "sqs", feature = "kinesis"))]
 use conformance::peers::{KinesisPeer, SqsPeer};
 use serde_json::Value;
@@ -352,6 +352,7 @@ conformance! {
     tcp => |rt: &Runtime| TcpPeer::start(rt), [ordered, block, drop, persistent_queue];
     udp => |_: &Runtime| UdpPeer::start(), [ordered];
     file => |_: &Runtime| FilePeer::start(), [ordered];
+    filesystem => |_: &Runtime| FilesystemPeer::start(), [ordered, block, drop, persistent_queue];
     console => |_: &Runtime| ConsolePeer::start(), [ordered, block, drop, persistent_queue];
     #[cfg(feature = "kafka")]
     kafka => |_: &Runtime| KafkaPeer::start(), [ordered, block, drop, persistent_queue];

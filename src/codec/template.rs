@@ -89,14 +89,60 @@ impl Template {
         scratch: &FieldScratch,
         out: &mut String,
     ) -> Result<(), &'t str> {
+        self.render_each(
+            reader,
+            event,
+            scratch,
+            out,
+            |t, o| o.push_str(t),
+            |v, o| {
+                if let Some(v) = v {
+                    o.push_str(v)
+                }
+            },
+        )
+    }
+
+    /// `render` with the literal text and the field values each written by
+    /// its own function: a file path template, say, keeps a `/` of its text
+    /// but must escape one in a value. A missing field without a default is
+    /// given to `value` as `None`; the whole template is still written, and
+    /// the first such field's path is the `Err`.
+    pub fn render_each<'t>(
+        &'t self,
+        reader: &FieldReader,
+        event: &Event,
+        scratch: &FieldScratch,
+        out: &mut String,
+        mut text: impl FnMut(&str, &mut String),
+        mut value: impl FnMut(Option<&str>, &mut String),
+    ) -> Result<(), &'t str> {
         out.clear();
+        let mut missing = Ok(());
         for p in &self.parts {
             match p {
-                Part::Text(t) => out.push_str(t),
-                field => out.push_str(&field.value(reader, event, scratch)?),
+                Part::Text(t) => text(t, out),
+                field => match field.value(reader, event, scratch) {
+                    Ok(v) => value(Some(&v), out),
+                    Err(path) => {
+                        value(None, out);
+                        if missing.is_ok() {
+                            missing = Err(path);
+                        }
+                    }
+                },
             }
         }
-        Ok(())
+        missing
+    }
+
+    /// The literal text of the template, fields left out: what a config
+    /// check reads for characters a value cannot bring.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            Part::Field { .. } => None,
+        })
     }
 
     /// `render` for hierarchical names: an empty field is left out with the

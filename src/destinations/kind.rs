@@ -100,6 +100,8 @@ pub trait DestinationType: Destination + Sized {
 pub struct BuildContext<'a> {
     pub id: &'a str,
     pub metrics: &'a Metrics,
+    /// The config's `data_dir`, for state a destination keeps on disk.
+    pub data_dir: &'a std::path::Path,
 }
 
 /// A config problem, at the key it is about when that is known.

@@ -14,6 +14,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod filesystem;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "kafka")]
@@ -317,6 +318,7 @@ registry! {
     Console => console::Console,
     Blackhole => blackhole::Blackhole,
     File => file::FileDestination,
+    Filesystem => filesystem::FilesystemDestination,
     #[cfg(feature = "http")]
     Http => http::HttpDestination,
     Tcp => tcp::TcpDestination,
@@ -389,6 +391,7 @@ pub struct Wiring<'a> {
     pub retire: CancellationToken,
     pub metrics: &'a Metrics,
     pub dead_letter: Option<DeadLetter>,
+    pub data_dir: &'a std::path::Path,
 }
 
 /// Start the driver for a destination. Fails only for settings that cannot
@@ -439,6 +442,7 @@ async fn prepare_type<T: DestinationType>(
     let ctx = BuildContext {
         id,
         metrics: w.metrics,
+        data_dir: w.data_dir,
     };
     let dest = T::build(config, &ctx)
         .await

@@ -51,6 +51,13 @@ pub trait Destination: Send + Sync + 'static {
         None
     }
 
+    /// Called once when the driver ends, after its last job: a destination
+    /// that holds what it was sent (staged files) closes and finishes it,
+    /// or leaves it where the next start finds it.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// How often to call `refresh` (re-resolving host names, say). `None`,
     /// the default: the endpoints never change.
     fn refresh_interval(&self) -> Option<Duration> {

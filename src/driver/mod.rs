@@ -224,6 +224,7 @@ impl<D: Destination> Driver<D> {
         if ctx.stop.is_cancelled() {
             batcher.abandon(DropReason::Shutdown);
         }
+        ctx.dest.close().await;
         ctx.background.cancel();
         ctx.probes.close();
         ctx.probes.wait().await;

@@ -165,6 +165,7 @@ pub(super) async fn prepare_driver(
     dead_letter: Option<&Arc<Lane>>,
     stop: &CancellationToken,
     metrics: &Metrics,
+    data_dir: &std::path::Path,
 ) -> Result<(Prepared, CancellationToken), TopologyError> {
     let retire = CancellationToken::new();
     let wiring = Wiring {
@@ -176,6 +177,7 @@ pub(super) async fn prepare_driver(
             origin: d.id.clone(),
             lane: l.clone(),
         }),
+        data_dir,
     };
     match destinations::prepare(&d.id, &d.config, wiring).await? {
         Some(p) => Ok((p, retire)),

@@ -152,9 +152,10 @@ impl Running {
                 continue;
             };
             let dead_letter = d.config.dead_letter().and_then(|t| lanes.get(t));
-            let (prepared, retire) = build::prepare_driver(d, lane, dead_letter, &stop, &metrics)
-                .await
-                .map_err(cancel)?;
+            let (prepared, retire) =
+                build::prepare_driver(d, lane, dead_letter, &stop, &metrics, &config.data_dir)
+                    .await
+                    .map_err(cancel)?;
             dests.push(LiveDestination {
                 id: d.id.clone(),
                 kind: d.kind.clone(),

@@ -287,7 +287,15 @@ impl Running {
             let d = &new.destinations[s.index];
             let dead_letter = d.config.dead_letter().and_then(|t| lanes.get(t));
             s.driver = Some(
-                build::prepare_driver(d, &s.lane, dead_letter, &self.stop, &self.metrics).await?,
+                build::prepare_driver(
+                    d,
+                    &s.lane,
+                    dead_letter,
+                    &self.stop,
+                    &self.metrics,
+                    &new.data_dir,
+                )
+                .await?,
             );
         }
         Ok(staged)

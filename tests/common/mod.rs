@@ -20,6 +20,7 @@ pub mod otlp;
 pub mod pubsub;
 pub mod real_peer;
 pub mod receiver;
+pub mod staged;
 pub mod tcp_receiver;
 pub mod tls;
 

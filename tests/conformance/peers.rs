@@ -181,6 +181,47 @@ impl Peer for FilePeer {
     }
 }
 
+/// `type: filesystem`: finished files in an output directory, read in name
+/// order (the order they were written). Down: the output directory is
+/// moved away and a file put in its place, so every move fails.
+pub struct FilesystemPeer {
+    out: PathBuf,
+    away: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FilesystemPeer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        FilesystemPeer {
+            out: dir.path().join("out"),
+            away: dir.path().join("out.away"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Peer for FilesystemPeer {
+    fn destination(&self) -> String {
+        format!(
+            "    type: filesystem\n    output_dir: \"{}\"\n    partition: \"\"\n    max_file_bytes: 64KiB\n    max_file_idle: 100ms\n",
+            self.out.display()
+        )
+    }
+    fn received(&self) -> Vec<String> {
+        crate::common::staged::all_lines(&self.out)
+    }
+    fn down(&mut self, _: &Runtime) {
+        std::fs::create_dir_all(&self.out).unwrap();
+        std::fs::rename(&self.out, &self.away).unwrap();
+        std::fs::write(&self.out, b"not a directory").unwrap();
+    }
+    fn up(&mut self, _: &Runtime) {
+        std::fs::remove_file(&self.out).unwrap();
+        std::fs::rename(&self.away, &self.out).unwrap();
+    }
+}
+
 /// `type: console`: sluice's standard output, read by the test. Down: the
 /// reader stops reading, so the pipe fills and writes block, exactly what a
 /// stuck downstream process does.

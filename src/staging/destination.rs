@@ -1,0 +1,99 @@
+//! The destination half every staged type shares: encode a batch into one
+//! part per partition, write the parts to their staged files, close at the
+//! end. A staged destination (filesystem, S3) is this plus its `Finish`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Finish, HasStaging, Part, Partitioner, Stager};
+use crate::codec::{Compression, Encoder};
+use crate::destinations::{BuildContext, HasCommon, unencodable};
+use crate::driver::{Encoded, Outcome};
+use crate::event::Event;
+
+pub struct StagedFiles {
+    stager: Arc<Stager>,
+    partitioner: Partitioner,
+    /// The encoding only: compression is applied per file when it is
+    /// sealed, not per batch.
+    encoder: Encoder,
+}
+
+/// A batch as its parts, one per partition.
+pub type Parts = Arc<Vec<Part>>;
+
+impl StagedFiles {
+    pub fn start<C: HasCommon + HasStaging, F: Finish>(
+        config: &C,
+        ctx: &BuildContext<'_>,
+        finish: F,
+    ) -> Result<StagedFiles, String> {
+        let keys = config.staging();
+        keys.validate()?;
+        let common = config.common();
+        let encoder = Encoder::new(keys.encoding, Compression::None, common.metric)?;
+        let partitioner = Partitioner::new(keys.partition(), keys.time_field())?;
+        let root = keys.root(ctx.data_dir, ctx.id);
+        Ok(StagedFiles {
+            stager: Arc::new(Stager::start(ctx.id, &keys, root, finish, ctx.metrics)),
+            partitioner,
+            encoder,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.stager.root()
+    }
+
+    pub fn encode(&self, events: &[Event]) -> Encoded<Parts> {
+        let mut scratch = self.partitioner.scratch();
+        let groups = self.partitioner.group(events, &mut scratch);
+        let mut enc = self.encoder.scratch();
+        let mut skipped = Vec::new();
+        let mut parts = Vec::with_capacity(groups.len());
+        let mut bytes = 0;
+        for (partition, indices) in groups {
+            let mut data =
+                Vec::with_capacity(indices.iter().map(|&i| events[i].raw.len() + 1).sum());
+            for i in indices {
+                if self.encoder.encode_one(&events[i], &mut enc, &mut data) {
+                    data.push(b'\n');
+                } else {
+                    skipped.push(i);
+                }
+            }
+            bytes += data.len();
+            if !data.is_empty() {
+                parts.push(Part {
+                    partition,
+                    data,
+                    done: Default::default(),
+                });
+            }
+        }
+        skipped.sort_unstable();
+        Encoded {
+            request: Arc::new(parts),
+            bytes,
+            skipped: unencodable(skipped),
+            record_bytes: Vec::new(),
+        }
+    }
+
+    pub async fn send(&self, parts: &Parts) -> Outcome {
+        let (stager, parts) = (self.stager.clone(), parts.clone());
+        // File I/O blocks; keep it off the async workers.
+        match tokio::task::spawn_blocking(move || stager.write(&parts)).await {
+            Ok(Ok(())) => Outcome::Delivered,
+            Ok(Err(error)) => Outcome::Retry { after: None, error },
+            Err(e) => Outcome::Retry {
+                after: None,
+                error: format!("staging writer task failed: {e}"),
+            },
+        }
+    }
+
+    pub async fn close(&self) {
+        self.stager.close().await;
+    }
+}
