@@ -37,6 +37,8 @@ use conformance::peers::KafkaPeer;
 use conformance::peers::OtlpPeer;
 #[cfg(feature = "pubsub")]
 use conformance::peers::PubsubPeer;
+#[cfg(all(feature = "sqs", feature = "kinesis", feature = "s3"))]
+use conformance::peers::S3Peer;
 #[cfg(feature = "sluice")]
 use conformance::peers::SluicePeer;
 use conformance::peers::{ConsolePeer, FilePeer, FilesystemPeer, HttpPeer, Peer, TcpPeer, UdpPeer};
@@ -74,6 +76,14 @@ fn batch(peer: &dyn Peer, max_events: u64) -> String {
         "    batch: {{ max_events: {}, timeout: 20ms }}\n",
         max_events.min(peer.max_batch())
     )
+}
+
+/// One request at a time, with the peer's own request keys.
+fn request(peer: &dyn Peer) -> String {
+    match peer.request() {
+        "" => "    request: { concurrency: 1 }\n".to_string(),
+        more => format!("    request: {{ concurrency: 1, {more} }}\n"),
+    }
 }
 
 fn start(peer: &mut dyn Peer, yaml: &str) -> Sluice {
@@ -137,7 +147,7 @@ fn ordered(mut peer: Box<dyn Peer>, _: &Runtime) {
     let n = 3_000u64;
     let yaml = config(
         &*peer,
-        &format!("    request: {{ concurrency: 1 }}\n{}", batch(&*peer, 100)),
+        &format!("{}{}", request(&*peer), batch(&*peer, 100)),
         "",
         None,
     );
@@ -166,8 +176,9 @@ fn block(mut peer: Box<dyn Peer>, rt: &Runtime) {
     let yaml = config(
         &*peer,
         &format!(
-            "    backpressure: block\n    queue: {{ max_events: 100 }}\n{}    request: {{ concurrency: 1 }}\n",
-            batch(&*peer, 50)
+            "    backpressure: block\n    queue: {{ max_events: 100 }}\n{}{}",
+            batch(&*peer, 50),
+            request(&*peer)
         ),
         "",
         None,
@@ -209,8 +220,9 @@ fn drop(mut peer: Box<dyn Peer>, rt: &Runtime) {
     let yaml = config(
         &*peer,
         &format!(
-            "    backpressure: drop\n    queue: {{ max_events: 100 }}\n{}    request: {{ concurrency: 1 }}\n",
-            batch(&*peer, 50)
+            "    backpressure: drop\n    queue: {{ max_events: 100 }}\n{}{}",
+            batch(&*peer, 50),
+            request(&*peer)
         ),
         "",
         None,
@@ -249,8 +261,9 @@ fn persistent_queue(mut peer: Box<dyn Peer>, rt: &Runtime) {
     let yaml = config(
         &*peer,
         &format!(
-            "    backpressure: persistent_queue\n    queue: {{ max_events: 100, fsync: always }}\n{}    request: {{ concurrency: 1 }}\n",
-            batch(&*peer, 50)
+            "    backpressure: persistent_queue\n    queue: {{ max_events: 100, fsync: always }}\n{}{}",
+            batch(&*peer, 50),
+            request(&*peer)
         ),
         &data_dir,
         None,
@@ -360,6 +373,8 @@ conformance! {
     sqs => |_: &Runtime| SqsPeer::start(), [ordered, block, drop, persistent_queue];
     #[cfg(all(feature = "sqs", feature = "kinesis"))]
     kinesis => |_: &Runtime| KinesisPeer::start(), [ordered, block, drop, persistent_queue];
+    #[cfg(all(feature = "sqs", feature = "kinesis", feature = "s3"))]
+    s3 => |_: &Runtime| S3Peer::start(), [ordered, block, drop, persistent_queue];
     #[cfg(feature = "pubsub")]
     pubsub => |_: &Runtime| PubsubPeer::start(), [ordered, block, drop, persistent_queue];
     #[cfg(feature = "otlp")]

@@ -27,6 +27,8 @@ pub mod otlp;
 pub mod output_router;
 #[cfg(feature = "pubsub")]
 pub mod pubsub;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(feature = "sluice")]
 pub mod sluice;
 #[cfg(feature = "sqs")]
@@ -226,6 +228,9 @@ impl Common<'_> {
 /// the list is generated from the types' `DestinationType` declarations.
 macro_rules! registry {
     ($( $(#[$attr:meta])* $variant:ident => $ty:ty ),* $(,)?) => {
+        // Built once per config load and never moved on a hot path: a
+        // variant's size costs nothing worth boxing for.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone)]
         pub enum DestinationConfig {
             $( $(#[$attr])* $variant(<$ty as DestinationType>::Config), )*
@@ -329,6 +334,8 @@ registry! {
     Sqs => sqs::SqsDestination,
     #[cfg(feature = "kinesis")]
     Kinesis => kinesis::KinesisDestination,
+    #[cfg(feature = "s3")]
+    S3 => s3::S3Destination,
     #[cfg(feature = "pubsub")]
     Pubsub => pubsub::PubsubDestination,
     #[cfg(feature = "otlp")]

@@ -128,6 +128,11 @@ impl StagingKeys<'_> {
         self.partition.unwrap_or(DEFAULT_PARTITION)
     }
 
+    /// The partition template with `prefix` (an S3 `key_prefix`) before it.
+    pub fn template(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.partition())
+    }
+
     pub fn time_field(&self) -> &str {
         self.time_field.unwrap_or(DEFAULT_TIME_FIELD)
     }

@@ -28,11 +28,21 @@ impl StagedFiles {
         ctx: &BuildContext<'_>,
         finish: F,
     ) -> Result<StagedFiles, String> {
+        Self::start_with_prefix(config, ctx, finish, "")
+    }
+
+    /// `start`, with every partition under `prefix` (an S3 `key_prefix`).
+    pub fn start_with_prefix<C: HasCommon + HasStaging, F: Finish>(
+        config: &C,
+        ctx: &BuildContext<'_>,
+        finish: F,
+        prefix: &str,
+    ) -> Result<StagedFiles, String> {
         let keys = config.staging();
         keys.validate()?;
         let common = config.common();
         let encoder = Encoder::new(keys.encoding, Compression::None, common.metric)?;
-        let partitioner = Partitioner::new(keys.partition(), keys.time_field())?;
+        let partitioner = Partitioner::new(&keys.template(prefix), keys.time_field())?;
         let root = keys.root(ctx.data_dir, ctx.id);
         Ok(StagedFiles {
             stager: Arc::new(Stager::start(ctx.id, &keys, root, finish, ctx.metrics)),

@@ -124,7 +124,7 @@ impl AwsPeer {
         aws_sdk_kinesis::Client::new(&self.sdk())
     }
 
-    fn sdk(&self) -> aws_config::SdkConfig {
+    pub(crate) fn sdk(&self) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))

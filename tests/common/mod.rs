@@ -20,6 +20,8 @@ pub mod otlp;
 pub mod pubsub;
 pub mod real_peer;
 pub mod receiver;
+#[cfg(all(feature = "sqs", feature = "kinesis", feature = "s3"))]
+pub mod s3;
 pub mod staged;
 pub mod tcp_receiver;
 pub mod tls;

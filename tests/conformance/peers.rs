@@ -52,6 +52,11 @@ pub trait Peer {
     fn patience(&self) -> Duration {
         Duration::from_secs(60)
     }
+    /// More `request:` keys the peer needs (a call timeout, say), joined to
+    /// the scenario's own.
+    fn request(&self) -> &'static str {
+        ""
+    }
     /// A new sluice process started (a console peer reads its stdout).
     fn attach(&mut self, sluice: &mut Sluice) {
         let _ = sluice;
@@ -464,6 +469,56 @@ impl Peer for SqsPeer {
     }
     fn up(&mut self, _: &Runtime) {
         self.f.peer.resume();
+    }
+}
+
+/// `type: s3` to a bucket in moto; objects read in key order (the order
+/// their files were written), each fetched once. Down: moto hangs.
+#[cfg(all(feature = "sqs", feature = "kinesis", feature = "s3"))]
+pub struct S3Peer {
+    moto: crate::common::aws::AwsPeer,
+    seen: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+#[cfg(all(feature = "sqs", feature = "kinesis", feature = "s3"))]
+impl S3Peer {
+    pub fn start() -> Self {
+        let moto = crate::common::aws::AwsPeer::moto();
+        crate::common::s3::create_bucket(&moto, "conformance");
+        S3Peer {
+            moto,
+            seen: Mutex::new(Default::default()),
+        }
+    }
+}
+
+#[cfg(all(feature = "sqs", feature = "kinesis", feature = "s3"))]
+impl Peer for S3Peer {
+    fn destination(&self) -> String {
+        format!(
+            "    type: s3\n    bucket: conformance\n{}    partition: \"\"\n    max_file_bytes: 64KiB\n    max_file_idle: 100ms\n",
+            self.moto.key_lines("    ")
+        )
+    }
+    fn received(&self) -> Vec<String> {
+        let mut seen = self.seen.lock().unwrap();
+        for o in crate::common::s3::new_objects(&self.moto, "conformance", &seen) {
+            seen.insert(o.key, o.lines);
+        }
+        seen.values().flatten().cloned().collect()
+    }
+    fn request(&self) -> &'static str {
+        // A hung moto is seen as failing within seconds, not a minute.
+        "timeout: 2s"
+    }
+    fn patience(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+    fn down(&mut self, _: &Runtime) {
+        self.moto.pause();
+    }
+    fn up(&mut self, _: &Runtime) {
+        self.moto.resume();
     }
 }
 
