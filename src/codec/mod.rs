@@ -8,6 +8,7 @@ pub mod encoding;
 pub mod fields;
 pub mod template;
 pub mod time;
+pub mod url_template;
 
 pub use compression::{Compression, Inflate};
 pub use encoding::{

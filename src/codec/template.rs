@@ -136,6 +136,14 @@ impl Template {
         missing
     }
 
+    /// The field paths the template reads, in order.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Field { path, .. } => Some(path.as_str()),
+            Part::Text(_) => None,
+        })
+    }
+
     /// The literal text of the template, fields left out: what a config
     /// check reads for characters a value cannot bring.
     pub fn texts(&self) -> impl Iterator<Item = &str> {

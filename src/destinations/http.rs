@@ -29,6 +29,7 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use crate::auth::AuthConfig;
+use crate::codec::url_template::UrlTemplate;
 use crate::config::Validate;
 use crate::config::units::Dur;
 use crate::destination_config;
@@ -115,6 +116,16 @@ impl Validate for HttpConfig {
             return Err("every endpoint has weight 0: nothing could be sent".into());
         }
         for t in &targets {
+            if let Some(tpl) = UrlTemplate::parse(&t.url)? {
+                let by = self.batch.partition_by.as_deref().unwrap_or_default();
+                if let Some(p) = tpl.paths().find(|p| !by.iter().any(|b| b.trim() == *p)) {
+                    return Err(format!(
+                        "url `{}` reads `{p}`: add it to batch.partition_by, so that every event of a batch has the same URL",
+                        t.url
+                    ));
+                }
+                continue;
+            }
             let url = reqwest::Url::parse(&t.url).map_err(|e| format!("url `{}`: {e}", t.url))?;
             if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
                 return Err(format!(
@@ -151,13 +162,24 @@ impl DestinationType for HttpDestination {
 
 struct Target {
     url: reqwest::Url,
+    /// A URL with fields, rendered from each batch's first event.
+    template: Option<UrlTemplate>,
     name: String,
     weight: u32,
+}
+
+/// A request: the body, and for a URL with fields the event it is
+/// rendered from.
+pub struct HttpRequest {
+    body: Body,
+    first: Option<Event>,
 }
 
 pub struct HttpDestination {
     client: reqwest::Client,
     targets: Vec<Target>,
+    /// Some URL has fields: requests keep their first event.
+    templated: bool,
     method: reqwest::Method,
     headers: HeaderMap,
     encoder: Encoder,
@@ -183,17 +205,32 @@ impl HttpDestination {
             .targets()
             .into_iter()
             .map(|t| {
+                if let Some(template) = UrlTemplate::parse(&t.url)? {
+                    let shown = template.placeholder();
+                    // The host and port are fixed: probes and health use them.
+                    let url =
+                        reqwest::Url::parse(&shown).map_err(|e| format!("url `{}`: {e}", t.url))?;
+                    return Ok(Target {
+                        name: display_url(&url).replace("%7B", "{").replace("%7D", "}"),
+                        url,
+                        template: Some(template),
+                        weight: t.weight,
+                    });
+                }
                 let url =
                     reqwest::Url::parse(&t.url).map_err(|e| format!("url `{}`: {e}", t.url))?;
                 Ok(Target {
                     name: display_url(&url),
                     url,
+                    template: None,
                     weight: t.weight,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let templated = targets.iter().any(|t| t.template.is_some());
         Ok(HttpDestination {
             client,
+            templated,
             targets,
             method: match cfg.method {
                 HttpMethod::Post => reqwest::Method::POST,
@@ -380,7 +417,7 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 impl Destination for HttpDestination {
-    type Request = Body;
+    type Request = HttpRequest;
 
     fn endpoints(&self) -> Vec<EndpointSpec> {
         self.targets
@@ -392,12 +429,17 @@ impl Destination for HttpDestination {
             .collect()
     }
 
-    fn encode(&self, events: &[Event]) -> Encoded<Body> {
+    fn encode(&self, events: &[Event]) -> Encoded<HttpRequest> {
+        let first = if self.templated {
+            events.first().cloned()
+        } else {
+            None
+        };
         match self.encoder.body(events) {
             Ok((body, skipped)) => {
                 let n = body.bytes.len();
                 Encoded {
-                    request: body,
+                    request: HttpRequest { body, first },
                     bytes: n,
                     skipped: unencodable(skipped),
                     record_bytes: Vec::new(),
@@ -406,10 +448,13 @@ impl Destination for HttpDestination {
             // Compressing into memory does not fail; if it ever did, the
             // events are counted rather than lost silently.
             Err(_) => Encoded {
-                request: Body {
-                    bytes: bytes::Bytes::new(),
-                    content_type: self.encoder.encoding.content_type(),
-                    content_encoding: None,
+                request: HttpRequest {
+                    body: Body {
+                        bytes: bytes::Bytes::new(),
+                        content_type: self.encoder.encoding.content_type(),
+                        content_encoding: None,
+                    },
+                    first,
                 },
                 bytes: 0,
                 skipped: (0..events.len())
@@ -420,16 +465,31 @@ impl Destination for HttpDestination {
         }
     }
 
-    async fn send(&self, body: &Body, endpoint: usize) -> Outcome {
+    async fn send(&self, request: &HttpRequest, endpoint: usize) -> Outcome {
         let Some(t) = self.targets.get(endpoint) else {
             return Outcome::Retry {
                 after: None,
                 error: format!("no endpoint {endpoint}"),
             };
         };
+        let url = match (&t.template, &request.first) {
+            (Some(tpl), Some(first)) => match tpl.render(first) {
+                Ok(u) => u,
+                Err(error) => {
+                    return Outcome::Rejected(Rejection {
+                        error,
+                        status: None,
+                        response: None,
+                        code: Some("url template".into()),
+                    });
+                }
+            },
+            _ => t.url.clone(),
+        };
+        let body = &request.body;
         let mut req = self
             .client
-            .request(self.method.clone(), t.url.clone())
+            .request(self.method.clone(), url)
             .headers(self.headers.clone())
             .header(header::CONTENT_TYPE, body.content_type)
             .body(body.bytes.clone());

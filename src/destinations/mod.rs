@@ -168,6 +168,7 @@ impl Common<'_> {
         {
             return Err("batch.max_bytes must be at least 1".into());
         }
+        crate::driver::PartitionKeys::new(self.batch)?;
         if self.request.max_concurrency == Some(0) {
             return Err("request.max_concurrency must be at least 1".into());
         }

@@ -1,6 +1,8 @@
 //! Turns the lane's batches (as sources produced them) into request-sized
 //! jobs: at most `max_events` events and `max_bytes` bytes, flushed
-//! `batch_timeout` after the first event arrived.
+//! `batch_timeout` after the first event arrived (`flush: interval`), only
+//! when full (`lazy`), or as soon as nothing more is waiting (`immediate`).
+//! With `partition_by` or `time_key`, `partitions.rs` batches instead.
 //!
 //! All partial state lives in the struct, not in the future, so when a hard
 //! stop cancels `next()` nothing is lost without a count: `abandon` counts
@@ -12,15 +14,71 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::job::Job;
+use super::partitions::Partitioned;
+use super::settings::{DeliverySettings, Flush};
 use crate::event::Batch;
 use crate::lane::Lane;
 use crate::metrics::DropReason;
+
+/// Most events a batcher holds back: half the lane. Held events still
+/// count against the lane's capacity, so a batch waiting to fill beyond
+/// that (a `lazy` flush, many partitions) would wait on events its own
+/// lane stops sources from sending.
+pub(crate) fn hold_limit(lane: &Lane) -> usize {
+    (lane.capacity() / 2).max(1)
+}
+
+/// The driver's batcher: plain, or partitioned by key.
+pub(crate) enum Batching {
+    Plain(Batcher),
+    Partitioned(Partitioned),
+}
+
+impl Batching {
+    pub fn new(lane: Arc<Lane>, s: &DeliverySettings) -> Self {
+        match &s.partition {
+            Some(keys) => Batching::Partitioned(Partitioned::new(
+                lane,
+                s.max_events,
+                s.max_bytes,
+                s.batch_timeout,
+                s.flush,
+                keys.clone(),
+            )),
+            None => Batching::Plain(
+                Batcher::new(lane, s.max_events, s.max_bytes, s.batch_timeout).flush(s.flush),
+            ),
+        }
+    }
+
+    pub async fn next(&mut self) -> Option<Job> {
+        match self {
+            Batching::Plain(b) => b.next().await,
+            Batching::Partitioned(b) => b.next().await,
+        }
+    }
+
+    pub fn requeue(&mut self) {
+        match self {
+            Batching::Plain(b) => b.requeue(),
+            Batching::Partitioned(b) => b.requeue(),
+        }
+    }
+
+    pub fn abandon(&mut self, reason: DropReason) {
+        match self {
+            Batching::Plain(b) => b.abandon(reason),
+            Batching::Partitioned(b) => b.abandon(reason),
+        }
+    }
+}
 
 pub(crate) struct Batcher {
     lane: Arc<Lane>,
     max_events: usize,
     max_bytes: usize,
     timeout: Duration,
+    flush: Flush,
     pending: Job,
     pending_bytes: usize,
     deadline: Option<Instant>,
@@ -34,11 +92,17 @@ impl Batcher {
             max_events: max_events.max(1),
             max_bytes: max_bytes.max(1),
             timeout,
+            flush: Flush::Interval,
             pending: Job::default(),
             pending_bytes: 0,
             deadline: None,
             carry: None,
         }
+    }
+
+    pub fn flush(mut self, flush: Flush) -> Self {
+        self.flush = flush;
+        self
     }
 
     /// The next job, or `None` once the lane is closed and everything is handed out.
@@ -61,7 +125,18 @@ impl Batcher {
                 }
                 continue;
             }
-            let deadline = self.deadline.unwrap_or_else(Instant::now);
+            let Some(deadline) = self.deadline else {
+                // Lazy: only a full job or the lane's end sends it.
+                match self.lane.pop().await {
+                    Some(batch) => {
+                        if self.absorb(batch) {
+                            return Some(self.take());
+                        }
+                        continue;
+                    }
+                    None => return Some(self.take()),
+                }
+            };
             tokio::select! {
                 batch = self.lane.pop() => match batch {
                     Some(batch) => {
@@ -88,7 +163,11 @@ impl Batcher {
             return true;
         }
         if self.pending.is_empty() {
-            self.deadline = Some(Instant::now() + self.timeout);
+            self.deadline = match self.flush {
+                Flush::Interval => Some(Instant::now() + self.timeout),
+                Flush::Immediate => Some(Instant::now()),
+                Flush::Lazy => None,
+            };
         }
         let room = self.max_events - self.pending.len();
         let mut bytes = self.pending_bytes;
@@ -114,7 +193,9 @@ impl Batcher {
             return true;
         }
         self.pending.append(batch);
-        self.pending.len() >= self.max_events || self.pending_bytes >= self.max_bytes
+        self.pending.len() >= self.max_events
+            || self.pending_bytes >= self.max_bytes
+            || self.pending.len() >= hold_limit(&self.lane)
     }
 
     fn take(&mut self) -> Job {

@@ -43,6 +43,20 @@ impl Job {
         }
     }
 
+    /// Add one event of a source batch acknowledged by `ack` (a batch spread
+    /// over several jobs: partitioned batching).
+    pub fn push(&mut self, event: Event, ack: Option<&Ack>, persisted: bool) {
+        if self.events.is_empty() {
+            self.persisted = persisted;
+        }
+        if let Some(ack) = ack
+            && !self.acks.last().is_some_and(|(_, a)| a.same(ack))
+        {
+            self.acks.push((self.events.len(), ack.clone()));
+        }
+        self.events.push(event);
+    }
+
     fn ack_for(&self, index: usize) -> Option<&Ack> {
         let pos = self.acks.partition_point(|(start, _)| *start <= index);
         pos.checked_sub(1).map(|p| &self.acks[p].1)

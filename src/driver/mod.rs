@@ -80,6 +80,7 @@ mod dead_letter;
 mod deliver;
 mod endpoints;
 mod job;
+mod partitions;
 mod settings;
 
 use std::sync::Arc;
@@ -104,13 +105,13 @@ pub use dead_letter::{DeadLetter, RESPONSE_EXCERPT, Rejection, Why};
 pub use endpoints::{EndpointSpec, Endpoints, OUTAGE_PROBE, PROBE_INITIAL, PROBE_MAX};
 pub use job::Job;
 pub use settings::{
-    BatchConfig, DEFAULT_RETRY_ON, DeliveryDefaults, DeliverySettings, RequestConfig, RetryConfig,
-    StatusRule, retried,
+    BatchConfig, DEFAULT_RETRY_ON, DeliveryDefaults, DeliverySettings, Flush, PartitionKeys,
+    RequestConfig, RetryConfig, StatusRule, retried,
 };
 
 use crate::lane::Lane;
 use crate::metrics::{DropReason, Metrics};
-use batcher::Batcher;
+use batcher::Batching;
 use concurrency::Limiter;
 use deliver::{deliver, remove_indices};
 
@@ -177,12 +178,7 @@ impl<D: Destination> Driver<D> {
     /// Run until the lane is closed and drained (or the hard stop fires).
     pub async fn run(self) {
         let tracker = TaskTracker::new();
-        let mut batcher = Batcher::new(
-            self.lane.clone(),
-            self.settings.max_events,
-            self.settings.max_bytes,
-            self.settings.batch_timeout,
-        );
+        let mut batcher = Batching::new(self.lane.clone(), &self.settings);
         let ctx = Arc::new(self);
         if ctx.dest.refresh_interval().is_some() {
             ctx.start_refresh();

@@ -6,8 +6,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use std::sync::Arc;
+
 use super::backoff::Backoff;
 use super::concurrency::Concurrency;
+pub use super::partitions::PartitionKeys;
 use crate::config::units::{ByteSize, Dur};
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -25,6 +28,36 @@ pub struct BatchConfig {
     /// Drop (`reason="oversize"`) any single event larger than this.
     #[schemars(with = "Option<ByteSize>")]
     pub max_event_bytes: Option<Spanned<ByteSize>>,
+    /// Events with the same values of these fields share a batch (and
+    /// only they): Fluentd's chunk keys.
+    pub partition_by: Option<Vec<String>>,
+    /// The field with each event's time: events of one `time_window` share
+    /// a batch (Fluentd's `timekey`). Events without it: the time they
+    /// are batched.
+    pub time_key: Option<String>,
+    /// With `time_key`: the window's length (default 1h).
+    pub time_window: Option<Dur>,
+    /// When a batch goes: `interval` (default: `timeout` after its first
+    /// event), `lazy` (only when full, or once its time window is over) or
+    /// `immediate` (at once).
+    pub flush: Option<Flush>,
+    /// With `partition_by` or `time_key`: most batches open at once; the
+    /// oldest goes to open another, so memory stays flat. Default 1000.
+    pub max_partitions: Option<usize>,
+}
+
+/// `batch.flush`: Fluentd's flush modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Flush {
+    /// Only at `max_events` / `max_bytes`, or when a time window is over
+    /// (and at shutdown or reload).
+    Lazy,
+    /// `timeout` after a batch's first event, or when full.
+    #[default]
+    Interval,
+    /// Whatever has arrived goes at once: under light load, each event.
+    Immediate,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -190,8 +223,11 @@ impl DeliveryDefaults {
 }
 
 /// Resolved settings the driver runs with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DeliverySettings {
+    pub flush: Flush,
+    /// `partition_by` / `time_key`, ready to read events with.
+    pub partition: Option<Arc<PartitionKeys>>,
     pub max_events: usize,
     pub max_bytes: usize,
     pub max_event_bytes: Option<usize>,
@@ -211,6 +247,8 @@ impl DeliverySettings {
         d: DeliveryDefaults,
     ) -> Self {
         DeliverySettings {
+            flush: batch.flush.unwrap_or_default(),
+            partition: PartitionKeys::new(batch).ok().flatten().map(Arc::new),
             max_events: batch
                 .max_events
                 .as_ref()

@@ -92,6 +92,8 @@ impl Destination for Scripted {
 
 fn settings(concurrency: usize, max_events: usize) -> DeliverySettings {
     DeliverySettings {
+        flush: super::Flush::Interval,
+        partition: None,
         max_events,
         max_bytes: 1 << 20,
         max_event_bytes: None,
