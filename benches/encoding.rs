@@ -77,6 +77,12 @@ fn cases() -> Vec<Case> {
             events: events(point),
         },
         Case {
+            // The same events parsed into one Cap'n Proto message.
+            name: "capnp",
+            encoder: enc(Encoding::Capnp, None),
+            events: events(point),
+        },
+        Case {
             name: "graphite",
             encoder: enc(Encoding::Graphite, Some(&plain)),
             events: events(point),

@@ -3,6 +3,7 @@
 //! compression, and reading event fields for protocol metadata (`fields`)
 //! and name templates (`template`), event times read exactly (`time`).
 
+pub mod capnp;
 pub mod compression;
 pub mod encoding;
 pub mod fields;

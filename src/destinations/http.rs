@@ -33,7 +33,7 @@ use crate::codec::url_template::UrlTemplate;
 use crate::config::Validate;
 use crate::config::units::Dur;
 use crate::destination_config;
-use crate::destinations::kind::{ALL_COMPRESSIONS, ALL_ENCODINGS};
+use crate::destinations::kind::{ALL_COMPRESSIONS, BODY_ENCODINGS};
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon, unencodable};
 use crate::driver::{
     Body, DEFAULT_RETRY_ON, DeliveryDefaults, Destination, Encoded, Encoder, Encoding,
@@ -146,7 +146,7 @@ impl DestinationType for HttpDestination {
     const NAME: &'static str = "http";
     const DEFAULTS: DeliveryDefaults = DeliveryDefaults::NETWORK;
     const CAPABILITIES: Capabilities = Capabilities {
-        encodings: ALL_ENCODINGS,
+        encodings: BODY_ENCODINGS,
         compressions: ALL_COMPRESSIONS,
         max_events: None,
         max_bytes: None,

@@ -45,6 +45,17 @@ pub const ALL_ENCODINGS: &[Encoding] = &[
     Encoding::Influx,
 ];
 
+/// Every encoding, and one message per batch: what an HTTP body can be.
+pub const BODY_ENCODINGS: &[Encoding] = &[
+    Encoding::Ndjson,
+    Encoding::JsonArray,
+    Encoding::Raw,
+    Encoding::Graphite,
+    Encoding::Statsd,
+    Encoding::Influx,
+    Encoding::Capnp,
+];
+
 /// Encodings that frame a stream or a datagram record by record.
 pub const STREAM_ENCODINGS: &[Encoding] = &[
     Encoding::Ndjson,

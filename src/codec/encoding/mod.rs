@@ -4,6 +4,7 @@
 //!   arrived (pass-through, no re-serialisation); text events become
 //!   `{"message": "<text>"}`, so the output is always valid JSON.
 //! - `json_array`: one JSON array per batch (HTTP only).
+//! - `capnp`: one Cap'n Proto message per batch (HTTP only; `codec::capnp`).
 //! - `raw`: each event's bytes as they arrived.
 //! - `graphite`, `statsd`, `influx`: metric lines built from the event
 //!   fields `metric:` names (see `metric.rs`): one per event, or one per
@@ -47,6 +48,8 @@ pub enum Encoding {
     Statsd,
     /// InfluxDB line protocol.
     Influx,
+    /// One Cap'n Proto message per batch (`proto/sluice/v1/events.capnp`).
+    Capnp,
 }
 
 impl Encoding {
@@ -58,6 +61,7 @@ impl Encoding {
             Encoding::Graphite => "graphite",
             Encoding::Statsd => "statsd",
             Encoding::Influx => "influx",
+            Encoding::Capnp => "capnp",
         }
     }
 
@@ -65,6 +69,7 @@ impl Encoding {
         match self {
             Encoding::Ndjson => "application/x-ndjson",
             Encoding::JsonArray => "application/json",
+            Encoding::Capnp => crate::codec::capnp::CONTENT_TYPE,
             _ => "text/plain; charset=utf-8",
         }
     }
@@ -154,6 +159,9 @@ impl Encoder {
                     _ => false,
                 }
             }
+            // A whole-batch encoding: no destination that frames events
+            // one by one accepts it.
+            Encoding::Capnp => false,
         }
     }
 
@@ -162,6 +170,9 @@ impl Encoder {
     pub fn encode_batch(&self, events: &[Event], out: &mut Vec<u8>) -> Vec<usize> {
         let total: usize = events.iter().map(|e| e.raw.len() + 1).sum();
         out.reserve(total + 2);
+        if self.encoding == Encoding::Capnp {
+            return crate::codec::capnp::encode(events, out);
+        }
         let mut skipped = Vec::new();
         if self.encoding == Encoding::JsonArray {
             out.push(b'[');
