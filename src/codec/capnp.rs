@@ -96,22 +96,20 @@ fn fill(mut b: value::Builder<'_>, v: &sonic_rs::Value) {
         }
         JsonType::String => b.set_text(v.as_str().unwrap_or("")),
         JsonType::Array => {
-            let items = v
-                .as_array()
-                .map(|a| a.iter().collect::<Vec<_>>())
-                .unwrap_or_default();
-            let mut list = b.init_list(items.len() as u32);
-            for (i, x) in items.into_iter().enumerate() {
+            let Some(a) = v.as_array() else {
+                return b.set_null(());
+            };
+            let mut list = b.init_list(a.len() as u32);
+            for (i, x) in a.iter().enumerate() {
                 fill(list.reborrow().get(i as u32), x);
             }
         }
         JsonType::Object => {
-            let members = v
-                .as_object()
-                .map(|o| o.iter().collect::<Vec<_>>())
-                .unwrap_or_default();
-            let mut list = b.init_object(members.len() as u32);
-            for (i, (name, x)) in members.into_iter().enumerate() {
+            let Some(o) = v.as_object() else {
+                return b.set_null(());
+            };
+            let mut list = b.init_object(o.len() as u32);
+            for (i, (name, x)) in o.iter().enumerate() {
                 let mut m = list.reborrow().get(i as u32);
                 m.set_name(name);
                 fill(m.init_value(), x);

@@ -89,12 +89,9 @@ pub(super) async fn run<F: Finish>(
     while let Ok(p) = closed.try_recv() {
         queue.push_back(Item::Open(p));
     }
-    let deadline = Instant::now() + LAST_PASS;
-    while !queue.is_empty() && Instant::now() < deadline {
-        if !work(&shared, &finish, &mut queue).await {
-            break;
-        }
-    }
+    // Bounded as a whole: an upload to a hung peer must not hold up the
+    // shutdown. A step cut short leaves its file at the front of the queue.
+    let _ = tokio::time::timeout(LAST_PASS, work(&shared, &finish, &mut queue)).await;
     // What is left is counted again by whoever takes the directory over.
     shared.metrics.files.dec_by(queue.len() as i64);
     drop(lock);
@@ -103,6 +100,9 @@ pub(super) async fn run<F: Finish>(
 /// Take the directory's lock, waiting while another holder has it.
 async fn lock(shared: &Shared, closing: &CancellationToken) -> Option<File> {
     let mut said = false;
+    // A reload's new driver waits a moment for the old one to let go:
+    // that is not worth a warning.
+    let quiet_until = Instant::now() + Duration::from_secs(5);
     loop {
         let attempt = {
             let root = shared.root.clone();
@@ -122,7 +122,7 @@ async fn lock(shared: &Shared, closing: &CancellationToken) -> Option<File> {
             }
             Err(e) => e.to_string(),
         };
-        if !said {
+        if !said && Instant::now() >= quiet_until {
             tracing::warn!(destination = %shared.id, dir = %shared.root.display(), error = %err, "waiting for the staging directory's lock");
             said = true;
         }
