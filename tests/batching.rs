@@ -30,7 +30,7 @@ fn each_request_holds_one_key_and_goes_to_its_own_url() {
     let rt = runtime();
     let rx = rt.block_on(Receiver::start());
     let s = sluice(&format!(
-        "    type: http\n    url: \"{}\"\n    batch: {{ partition_by: [tenant, level], max_events: 50, timeout: 100ms }}\n",
+        "    type: http\n    url: \"{}\"\n    batch: {{ partition_by: [tenant, level], max_events: 50, timeout: 100ms }}\n    request: {{ concurrency: 1 }}\n",
         rx.url("/t/{{ tenant }}/in")
     ));
     let n = 3000u64;
@@ -72,6 +72,7 @@ fn each_request_holds_one_key_and_goes_to_its_own_url() {
     assert_eq!(per_key.len(), 6);
     let mut all: Vec<u64> = per_key.values().flatten().copied().collect();
     for seqs in per_key.values() {
+        // One request at a time: each key's events arrive in order.
         assert!(seqs.is_sorted(), "a key's events stay in order");
     }
     all.sort_unstable();
