@@ -21,6 +21,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -95,7 +96,16 @@ async fn create_topic(brokers: &str) -> anyhow::Result<()> {
         let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
         match admin.create_topics(&[topic], &opts).await {
-            Ok(r) if r.iter().all(|r| r.is_ok()) => return Ok(()),
+            // Already there: an earlier attempt that timed out on our side
+            // created it (each broker run starts from an empty directory,
+            // so nothing else could have).
+            Ok(r)
+                if r.iter().all(|r| {
+                    matches!(r, Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)))
+                }) =>
+            {
+                return Ok(());
+            }
             other if Instant::now() > deadline => {
                 anyhow::bail!("cannot create topic {TOPIC}: {other:?}")
             }
