@@ -226,14 +226,21 @@ impl Batcher {
             j.append(c);
             jobs.push(j);
         }
-        while let Some(b) = self.lane.try_pop() {
-            let mut j = Job::default();
-            j.append(b);
-            jobs.push(j);
-        }
-        for j in jobs {
-            j.resolve(&self.lane, reason);
-        }
+        abandon_with_lane(&self.lane, jobs, reason);
+    }
+}
+
+/// Count `held` and everything still in the lane as dropped for `reason`,
+/// failing their acknowledgements. The lane is emptied first: resolving at
+/// shutdown may hand events back to it (a persistent queue).
+pub(crate) fn abandon_with_lane(lane: &Lane, mut held: Vec<Job>, reason: DropReason) {
+    while let Some(b) = lane.try_pop() {
+        let mut j = Job::default();
+        j.append(b);
+        held.push(j);
+    }
+    for j in held {
+        j.resolve(lane, reason);
     }
 }
 

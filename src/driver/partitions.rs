@@ -353,15 +353,8 @@ impl Partitioned {
     /// Count everything held here and still in the lane as dropped.
     pub fn abandon(&mut self, reason: DropReason) {
         self.flush_all();
-        let mut jobs: Vec<Job> = self.ready.drain(..).collect();
-        while let Some(b) = self.lane.try_pop() {
-            let mut j = Job::default();
-            j.append(b);
-            jobs.push(j);
-        }
-        for j in jobs {
-            j.resolve(&self.lane, reason);
-        }
+        let held = self.ready.drain(..).collect();
+        super::batcher::abandon_with_lane(&self.lane, held, reason);
     }
 }
 
