@@ -95,10 +95,16 @@ impl Batch {
 /// How a batch ended, as reported to a source waiting on its acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckStatus {
-    /// Every destination delivered (or deliberately shed, by its policy) every event.
+    /// Every destination delivered every event, wrote it durably to its
+    /// persistent queue, or was not meant to get it (unmatched).
     Delivered,
-    /// At least one event was rejected by a peer or lost at shutdown.
+    /// At least one event was refused for good: rejected by a peer, too
+    /// large, unencodable, out of retries. Sending it again changes nothing.
     Failed,
+    /// At least one event was dropped for lack of room (a `drop` lane, a
+    /// full persistent queue under `on_full: drop`, a failed disk write)
+    /// or at shutdown: the sender must send it again. Wins over `Failed`.
+    Shed,
     /// Left undelivered at shutdown but kept (in a persistent queue): it
     /// will be delivered by the next run.
     Abandoned,
@@ -113,6 +119,7 @@ pub struct Ack(Arc<AckInner>);
 #[derive(Debug)]
 struct AckInner {
     failed: AtomicBool,
+    shed: AtomicBool,
     abandoned: AtomicBool,
     tx: Option<oneshot::Sender<AckStatus>>,
 }
@@ -122,6 +129,8 @@ impl Drop for AckInner {
         if let Some(tx) = self.tx.take() {
             let status = if self.abandoned.load(Ordering::Acquire) {
                 AckStatus::Abandoned
+            } else if self.shed.load(Ordering::Acquire) {
+                AckStatus::Shed
             } else if self.failed.load(Ordering::Acquire) {
                 AckStatus::Failed
             } else {
@@ -140,6 +149,7 @@ impl Ack {
         (
             Self(Arc::new(AckInner {
                 failed: AtomicBool::new(false),
+                shed: AtomicBool::new(false),
                 abandoned: AtomicBool::new(false),
                 tx: Some(tx),
             })),
@@ -147,8 +157,15 @@ impl Ack {
         )
     }
 
+    /// Refused for good (see `AckStatus::Failed`).
     pub fn fail(&self) {
         self.0.failed.store(true, Ordering::Release);
+    }
+
+    /// Dropped for lack of room or at shutdown: to be sent again (see
+    /// `AckStatus::Shed`).
+    pub fn shed(&self) {
+        self.0.shed.store(true, Ordering::Release);
     }
 
     /// Not delivered, but kept for later; wins over `fail`.
@@ -177,5 +194,12 @@ mod tests {
         let (ack, rx) = Ack::new();
         drop(ack);
         assert_eq!(rx.await.ok(), Some(AckStatus::Delivered));
+
+        // Shed wins over failed: the sender must send again.
+        let (ack, rx) = Ack::new();
+        ack.fail();
+        ack.clone().shed();
+        drop(ack);
+        assert_eq!(rx.await.ok(), Some(AckStatus::Shed));
     }
 }

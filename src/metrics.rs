@@ -140,10 +140,13 @@ pub enum DropReason {
     Corrupt,
     /// No rule of an output router took it and its `default` is `drop`.
     Unmatched,
+    /// Left the driver without being resolved: a bug (a panicked job, say).
+    /// Counted so that nothing vanishes; its acknowledgement fails.
+    InternalError,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Backpressure,
         DropReason::QueueFull,
         DropReason::Rejected,
@@ -154,6 +157,7 @@ impl DropReason {
         DropReason::DeadLetter,
         DropReason::Corrupt,
         DropReason::Unmatched,
+        DropReason::InternalError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -168,6 +172,7 @@ impl DropReason {
             DropReason::DeadLetter => "dead_letter",
             DropReason::Corrupt => "corrupt",
             DropReason::Unmatched => "unmatched",
+            DropReason::InternalError => "internal_error",
         }
     }
 }
@@ -192,6 +197,8 @@ struct Families {
     dest_backpressure: Family<DestLabel, Gauge>,
     dest_blocked: Family<DestLabel, FCounter>,
     dest_in_flight: Family<DestLabel, Gauge>,
+    dest_in_flight_events: Family<DestLabel, Gauge>,
+    source_waiting: Family<SourceLabel, Gauge>,
     dest_concurrency: Family<DestLabel, Gauge>,
     request_duration: Family<DestLabel, Histogram, fn() -> Histogram>,
     endpoint_up: Family<EndpointLabel, Gauge>,
@@ -216,6 +223,7 @@ pub struct Metrics {
     /// Every endpoint a driver registered, by destination, for the status
     /// API (a `Family` cannot be listed).
     endpoints: Arc<std::sync::Mutex<EndpointList>>,
+    books: BooksLock,
 }
 
 type EndpointList = std::collections::BTreeMap<(String, String), (Gauge, Counter)>;
@@ -251,6 +259,8 @@ impl Metrics {
             dest_backpressure: Family::default(),
             dest_blocked: Family::default(),
             dest_in_flight: Family::default(),
+            dest_in_flight_events: Family::default(),
+            source_waiting: Family::default(),
             dest_concurrency: Family::default(),
             request_duration: Family::new_with_constructor(request_histogram),
             endpoint_up: Family::default(),
@@ -286,6 +296,11 @@ impl Metrics {
             "sluice_source_rejected",
             "Events (or requests, where events cannot be counted) a source refused, by reason",
             f.source_rejected.clone(),
+        );
+        r.register(
+            "sluice_source_waiting_events",
+            "Events a source has decoded and is waiting to route (a request held for room in a block destination)",
+            f.source_waiting.clone(),
         );
         r.register(
             "sluice_route_events",
@@ -344,7 +359,7 @@ impl Metrics {
         );
         r.register(
             "sluice_destination_queue_events",
-            "Events waiting in the destination's in-memory lane",
+            "Events waiting in the destination's in-memory lane (or on their way to its persistent queue)",
             f.dest_queue.clone(),
         );
         r.register(
@@ -356,6 +371,11 @@ impl Metrics {
             "sluice_destination_blocked_seconds",
             "Time sources spent waiting for room in this destination's lane",
             f.dest_blocked.clone(),
+        );
+        r.register(
+            "sluice_destination_in_flight_events",
+            "Events the destination's driver holds from memory: batching, waiting to retry, being sent (events read back from the persistent queue stay counted there)",
+            f.dest_in_flight_events.clone(),
         );
         r.register(
             "sluice_destination_in_flight_requests",
@@ -384,7 +404,7 @@ impl Metrics {
         );
         r.register(
             "sluice_persistent_queue_events",
-            "Events in the destination's persistent queue on disk, not yet delivered",
+            "Events in the destination's persistent queue on disk, not yet delivered or dropped (including those read back and being sent)",
             f.pq_events.clone(),
         );
         r.register(
@@ -427,7 +447,13 @@ impl Metrics {
             registry: Arc::new(r),
             failed: Arc::new(AtomicU64::new(0)),
             endpoints: Arc::default(),
+            books: BooksLock::default(),
         }
+    }
+
+    /// The lock that makes one scrape see every move of the books whole.
+    pub fn books_lock(&self) -> BooksLock {
+        self.books.clone()
     }
 
     pub fn source(&self, id: &str) -> SourceMetrics {
@@ -435,6 +461,9 @@ impl Metrics {
         let source = id.to_string();
         SourceMetrics {
             events: f.source_events.get_or_create_owned(&SourceLabel {
+                source: source.clone(),
+            }),
+            waiting: f.source_waiting.get_or_create_owned(&SourceLabel {
                 source: source.clone(),
             }),
             rejected: RejectReason::ALL.map(|reason| {
@@ -470,19 +499,9 @@ impl Metrics {
             destination: id.to_string(),
         };
         DestinationMetrics {
-            events: f.dest_events.get_or_create_owned(&l),
-            sent_events: f.dest_sent.get_or_create_owned(&l),
-            sent_bytes: f.dest_sent_bytes.get_or_create_owned(&l),
-            dropped: DropReason::ALL.map(|reason| {
-                f.dest_dropped.get_or_create_owned(&DestReasonLabel {
-                    destination: id.to_string(),
-                    reason: reason.as_str(),
-                })
-            }),
             retries: f.dest_retries.get_or_create_owned(&l),
             retried_events: f.dest_retried_events.get_or_create_owned(&l),
             throttled: f.dest_throttled.get_or_create_owned(&l),
-            queue_events: f.dest_queue.get_or_create_owned(&l),
             backpressure: f.dest_backpressure.get_or_create_owned(&l),
             blocked_seconds: f.dest_blocked.get_or_create_owned(&l),
             in_flight: f.dest_in_flight.get_or_create_owned(&l),
@@ -491,16 +510,40 @@ impl Metrics {
         }
     }
 
-    /// `sluice_persistent_queue_events` and `_bytes` for a destination with
-    /// a persistent queue (only those get the series).
-    pub fn persistent_queue(&self, destination: &str) -> (Gauge, Gauge) {
+    /// The series of a destination's books, for `crate::lane::Books`
+    /// (the only writer). `on_disk` is the persistent queue's event gauge,
+    /// created only for a destination that has one (`persistent`).
+    pub fn book_series(&self, id: &str, persistent: bool) -> BookSeries {
+        let f = &self.families;
         let l = DestLabel {
-            destination: destination.to_string(),
+            destination: id.to_string(),
         };
-        (
-            self.families.pq_events.get_or_create_owned(&l),
-            self.families.pq_bytes.get_or_create_owned(&l),
-        )
+        BookSeries {
+            events: f.dest_events.get_or_create_owned(&l),
+            sent: f.dest_sent.get_or_create_owned(&l),
+            sent_bytes: f.dest_sent_bytes.get_or_create_owned(&l),
+            dropped: DropReason::ALL.map(|reason| {
+                f.dest_dropped.get_or_create_owned(&DestReasonLabel {
+                    destination: id.to_string(),
+                    reason: reason.as_str(),
+                })
+            }),
+            queued: f.dest_queue.get_or_create_owned(&l),
+            in_flight: f.dest_in_flight_events.get_or_create_owned(&l),
+            on_disk: if persistent {
+                f.pq_events.get_or_create_owned(&l)
+            } else {
+                Gauge::default()
+            },
+        }
+    }
+
+    /// `sluice_persistent_queue_bytes` of a destination with a persistent
+    /// queue (its events are in the books: `book_series`).
+    pub fn persistent_queue_bytes(&self, destination: &str) -> Gauge {
+        self.families.pq_bytes.get_or_create_owned(&DestLabel {
+            destination: destination.to_string(),
+        })
     }
 
     /// The staging series of a filesystem or S3 destination.
@@ -603,14 +646,19 @@ impl Metrics {
     ) -> Vec<prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily>
     {
         // Encoding into memory cannot fail.
-        prometheus_client::encoding::prometheus_protobuf::encode(&self.registry).unwrap_or_default()
+        self.books.read_all(|| {
+            prometheus_client::encoding::prometheus_protobuf::encode(&self.registry)
+                .unwrap_or_default()
+        })
     }
 
     /// The Prometheus/OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        self.books.read_all(|| {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        });
         out
     }
 }
@@ -619,6 +667,8 @@ impl Metrics {
 #[derive(Clone, Debug)]
 pub struct SourceMetrics {
     pub events: Counter,
+    /// `sluice_source_waiting_events`: decoded, not yet routed.
+    pub waiting: Gauge,
     rejected: [Counter; RejectReason::ALL.len()],
 }
 
@@ -634,17 +684,12 @@ impl SourceMetrics {
     }
 }
 
-/// Handles for one destination.
+/// Handles for one destination (its books are `crate::lane::Books`).
 #[derive(Clone, Debug)]
 pub struct DestinationMetrics {
-    pub events: Counter,
-    pub sent_events: Counter,
-    pub sent_bytes: Counter,
-    dropped: [Counter; DropReason::ALL.len()],
     pub retries: Counter,
     pub retried_events: Counter,
     pub throttled: Counter,
-    pub queue_events: Gauge,
     pub backpressure: Gauge,
     pub blocked_seconds: FCounter,
     pub in_flight: Gauge,
@@ -652,19 +697,37 @@ pub struct DestinationMetrics {
     pub request_duration: Histogram,
 }
 
-impl DestinationMetrics {
-    pub fn drop_events(&self, reason: DropReason, n: u64) {
-        if n > 0 {
-            self.dropped[reason as usize].inc_by(n);
-        }
+/// The series of one destination's books. Written only by
+/// `crate::lane::Books`; everyone else reads them through it.
+#[derive(Clone, Debug)]
+pub struct BookSeries {
+    pub(crate) events: Counter,
+    pub(crate) sent: Counter,
+    pub(crate) sent_bytes: Counter,
+    pub(crate) dropped: [Counter; DropReason::ALL.len()],
+    pub(crate) queued: Gauge,
+    pub(crate) in_flight: Gauge,
+    pub(crate) on_disk: Gauge,
+}
+
+/// Makes each move of the books atomic to a reader: a move takes the lock
+/// shared (moves never wait for each other), a consistent read (a scrape,
+/// the status API) takes it exclusively. Held only around a few atomic
+/// updates or an encode, never across an await, and never while taking
+/// another lock.
+#[derive(Clone, Default, Debug)]
+pub struct BooksLock(Arc<std::sync::RwLock<()>>);
+
+impl BooksLock {
+    /// Held while the books move.
+    pub fn change(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped[reason as usize].get()
-    }
-
-    pub fn dropped_total(&self) -> u64 {
-        self.dropped.iter().map(Counter::get).sum()
+    /// Run `f` with no move of the books in progress.
+    pub fn read_all<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _g = self.0.write().unwrap_or_else(|e| e.into_inner());
+        f()
     }
 }
 

@@ -32,8 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::{Batch, Event};
 use crate::expr::{Env, FieldSet, Program, Scratch, prepare};
-use crate::lane::{Lane, Reservation};
-use crate::metrics::{DestinationMetrics, DropReason};
+use crate::lane::{Books, Producer, Reservation};
 use crate::tap::TapPoint;
 
 /// Where a route sends events.
@@ -61,7 +60,7 @@ pub struct Group {
     /// `None`: events no final rule took are dropped (reason `unmatched`).
     pub default: Option<Target>,
     /// Its own accounting: events in = sent (handed on) + dropped.
-    pub metrics: DestinationMetrics,
+    pub books: Arc<Books>,
 }
 
 /// Per-batch tallies of one group, counted once the batch is committed.
@@ -87,7 +86,7 @@ pub struct Router {
     routes: Vec<Route>,
     groups: Vec<Group>,
     fields: FieldSet,
-    lanes: Vec<Arc<Lane>>,
+    lanes: Vec<Producer>,
     /// `sluice tap --destination`, one per lane.
     lane_taps: Vec<Arc<TapPoint>>,
     unmatched: Option<Target>,
@@ -102,7 +101,7 @@ impl Router {
         routes: Vec<Route>,
         groups: Vec<Group>,
         fields: FieldSet,
-        lanes: Vec<Arc<Lane>>,
+        lanes: Vec<Producer>,
         lane_taps: Vec<Arc<TapPoint>>,
         unmatched: Option<Target>,
         unmatched_events: Counter,
@@ -127,7 +126,7 @@ impl Router {
         &self.routes
     }
 
-    pub fn lanes(&self) -> &[Arc<Lane>] {
+    pub fn lanes(&self) -> &[Producer] {
         &self.lanes
     }
 
@@ -174,7 +173,6 @@ impl Router {
         for (i, b) in out.into_iter().enumerate() {
             let Some(b) = b else { continue };
             let lane = &self.lanes[i];
-            lane.metrics().events.inc_by(b.events.len() as u64);
             match reservations[i].take() {
                 Some(r) => lane.commit(b, r),
                 None => {
@@ -194,9 +192,7 @@ impl Router {
             if t.events == 0 {
                 continue;
             }
-            g.metrics.events.inc_by(t.events);
-            g.metrics.sent_events.inc_by(t.sent);
-            g.metrics.drop_events(DropReason::Unmatched, t.dropped);
+            g.books.routed(t.events, t.sent, t.dropped);
             for (rule, hits) in g.rules.iter().zip(&t.rules) {
                 if *hits > 0 {
                     rule.events.inc_by(*hits);

@@ -11,8 +11,8 @@ use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
 
-use crate::lane::Lane;
-use crate::metrics::{DestinationMetrics, DropReason, Metrics, RejectReason, SourceMetrics};
+use crate::lane::{Books, Lane};
+use crate::metrics::{DropReason, Metrics, RejectReason, SourceMetrics};
 
 /// Where the process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub struct DestinationStatus {
 #[derive(Clone)]
 pub struct OutputRouterStatus {
     pub id: String,
-    pub metrics: DestinationMetrics,
+    pub books: Arc<Books>,
     pub rules: Vec<RouteStatus>,
     /// Where events no final rule took go (`None`: dropped).
     pub default: Option<String>,
@@ -127,10 +127,10 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn dropped_json(m: &DestinationMetrics) -> serde_json::Map<String, Value> {
+fn dropped_json(b: &Books) -> serde_json::Map<String, Value> {
     DropReason::ALL
         .iter()
-        .map(|r| (r.as_str().to_string(), json!(m.dropped(*r))))
+        .map(|r| (r.as_str().to_string(), json!(b.dropped(*r))))
         .collect()
 }
 
@@ -211,10 +211,33 @@ impl Status {
             })
             .collect();
         let routes: Vec<Value> = view.routes.iter().map(route_json).collect();
+        // The lane locks first (the disk status), then every book at one
+        // instant, so `events = sent + dropped + queued + in_flight_events
+        // + persistent_queue.events` holds in each answer.
+        let disks: Vec<_> = view
+            .destinations
+            .iter()
+            .map(|d| d.lane.disk_status())
+            .collect();
+        let (books, group_books) = self.metrics.books_lock().read_all(|| {
+            let d: Vec<_> = view
+                .destinations
+                .iter()
+                .map(|d| (d.lane.books().counts(), dropped_json(d.lane.books())))
+                .collect();
+            let g: Vec<_> = view
+                .output_routers
+                .iter()
+                .map(|g| (g.books.counts(), dropped_json(&g.books)))
+                .collect();
+            (d, g)
+        });
         let destinations: Vec<Value> = view
             .destinations
             .iter()
-            .map(|d| {
+            .zip(books)
+            .zip(disks)
+            .map(|((d, (c, dropped)), mut disk)| {
                 let m = d.lane.metrics();
                 let state = if d.lane.peer_failing() {
                     "failing"
@@ -225,19 +248,22 @@ impl Status {
                 } else {
                     "ok"
                 };
+                if let Some(disk) = disk.as_mut() {
+                    disk.events = c.on_disk.max(0) as u64;
+                }
                 json!({
                     "id": d.id,
                     "type": d.kind,
                     "policy": d.lane.policy().as_str(),
                     "state": state,
                     "capacity": d.lane.capacity(),
-                    "events": m.events.get(),
-                    "sent": m.sent_events.get(),
-                    "sent_bytes": m.sent_bytes.get(),
-                    "dropped": dropped_json(m),
-                    "queued": d.lane.depth(),
-                    "in_flight_events": d.lane.outstanding(),
-                    "persistent_queue": d.lane.disk_status(),
+                    "events": c.events,
+                    "sent": c.sent,
+                    "sent_bytes": c.sent_bytes,
+                    "dropped": dropped,
+                    "queued": c.queued,
+                    "in_flight_events": c.in_flight,
+                    "persistent_queue": disk,
                     "retries": m.retries.get(),
                     "blocked_seconds": m.blocked_seconds.get(),
                     "endpoints": self.metrics.endpoints_of(&d.id),
@@ -256,12 +282,12 @@ impl Status {
                 "events": view.unmatched_events.get(),
             },
             "destinations": destinations,
-            "output_routers": view.output_routers.iter().map(|g| {
+            "output_routers": view.output_routers.iter().zip(group_books).map(|(g, (c, dropped))| {
                 json!({
                     "id": g.id,
-                    "events": g.metrics.events.get(),
-                    "sent": g.metrics.sent_events.get(),
-                    "dropped": dropped_json(&g.metrics),
+                    "events": c.events,
+                    "sent": c.sent,
+                    "dropped": dropped,
                     "rules": g.rules.iter().map(route_json).collect::<Vec<_>>(),
                     "default": g.default.clone().unwrap_or_else(|| "drop".into()),
                 })

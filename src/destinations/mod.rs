@@ -36,8 +36,6 @@ pub mod sqs;
 pub mod tcp;
 pub mod udp;
 
-use std::sync::Arc;
-
 use serde::Deserializer;
 use serde::de::Deserialize;
 use tokio::task::JoinHandle;
@@ -50,7 +48,7 @@ use crate::driver::{
     BatchConfig, Compression, DeadLetter, DeliveryDefaults, DeliverySettings, Driver, Encoder,
     Encoding, MetricConfig, RequestConfig, RetryConfig,
 };
-use crate::lane::{DEFAULT_MAX_EVENTS, Lane, LanePolicy, Policy, QueueConfig};
+use crate::lane::{Consumer, LanePolicy, Policy, QueueConfig};
 use crate::metrics::Metrics;
 pub use kind::{BuildContext, Capabilities, DestinationType, Problem};
 
@@ -149,11 +147,11 @@ impl Common<'_> {
     }
 
     pub fn lane_policy(&self) -> LanePolicy {
-        LanePolicy::new(self.backpressure, self.queue.drop.unwrap_or_default())
+        self.queue.lane_policy(self.backpressure)
     }
 
     pub fn lane_capacity(&self) -> usize {
-        self.queue.max_events.unwrap_or(DEFAULT_MAX_EVENTS)
+        self.queue.capacity()
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -180,41 +178,7 @@ impl Common<'_> {
         {
             return Err("batch.max_event_bytes must be at least 1".into());
         }
-        if self.queue.max_events == Some(0) {
-            return Err("queue.max_events must be at least 1".into());
-        }
-        if self.queue.drop.is_some() && self.backpressure != Policy::Drop {
-            return Err("queue.drop applies only with `backpressure: drop`".into());
-        }
-        if let Some(key) = self.queue.disk_setting()
-            && self.backpressure != Policy::PersistentQueue
-        {
-            return Err(format!(
-                "queue.{key} applies only with `backpressure: persistent_queue`"
-            ));
-        }
-        if self.queue.drain_rate.is_some()
-            && self.queue.ordering != Some(crate::queue::Ordering::LiveFirst)
-        {
-            return Err("queue.drain_rate applies only with `ordering: live_first`".into());
-        }
-        if self.queue.drain_rate == Some(0) {
-            return Err("queue.drain_rate must be at least 1".into());
-        }
-        if self.queue.max_bytes.is_some_and(|b| b.0 == 0) {
-            return Err("queue.max_bytes must be at least 1".into());
-        }
-        if self.queue.segment_bytes.is_some_and(|b| b.0 < 4096) {
-            return Err("queue.segment_bytes must be at least 4KiB".into());
-        }
-        if self.queue.fsync_interval.is_some()
-            && self
-                .queue
-                .fsync
-                .is_some_and(|f| f != crate::queue::Fsync::Interval)
-        {
-            return Err("queue.fsync_interval applies only with `fsync: interval`".into());
-        }
+        self.queue.validate(self.backpressure)?;
         self.encoder()?;
         if let (Some(i), Some(m)) = (self.retry.initial_backoff, self.retry.max_backoff)
             && i > m
@@ -392,7 +356,7 @@ pub struct DestinationError {
 
 /// What a destination's driver needs from the rest of the topology.
 pub struct Wiring<'a> {
-    pub lane: Arc<Lane>,
+    pub lane: Consumer,
     /// The hard stop (the shutdown deadline).
     pub stop: CancellationToken,
     /// A reload replaces the driver (see `Driver::new`).

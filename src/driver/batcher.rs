@@ -8,7 +8,6 @@
 //! stop cancels `next()` nothing is lost without a count: `abandon` counts
 //! whatever is held.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -16,15 +15,15 @@ use tokio::time::Instant;
 use super::job::Job;
 use super::partitions::Partitioned;
 use super::settings::{DeliverySettings, Flush};
-use crate::event::Batch;
-use crate::lane::Lane;
+use crate::event::{Ack, Batch, Event};
+use crate::lane::{Consumer, Lease, Taken};
 use crate::metrics::DropReason;
 
 /// Most events a batcher holds back: half the lane. Held events still
 /// count against the lane's capacity, so a batch waiting to fill beyond
 /// that (a `lazy` flush, many partitions) would wait on events its own
 /// lane stops sources from sending.
-pub(crate) fn hold_limit(lane: &Lane) -> usize {
+pub(crate) fn hold_limit(lane: &Consumer) -> usize {
     (lane.capacity() / 2).max(1)
 }
 
@@ -35,7 +34,7 @@ pub(crate) enum Batching {
 }
 
 impl Batching {
-    pub fn new(lane: Arc<Lane>, s: &DeliverySettings) -> Self {
+    pub fn new(lane: Consumer, s: &DeliverySettings) -> Self {
         match &s.partition {
             Some(keys) => Batching::Partitioned(Partitioned::new(
                 lane,
@@ -74,7 +73,7 @@ impl Batching {
 }
 
 pub(crate) struct Batcher {
-    lane: Arc<Lane>,
+    lane: Consumer,
     max_events: usize,
     max_bytes: usize,
     timeout: Duration,
@@ -82,11 +81,53 @@ pub(crate) struct Batcher {
     pending: Job,
     pending_bytes: usize,
     deadline: Option<Instant>,
-    carry: Option<Batch>,
+    carry: Option<Carry>,
+}
+
+/// The rest of a batch that did not fit the last job. Its events are taken
+/// from the front of the vector's iterator, so a huge batch cut into many
+/// jobs is never copied (a `split_off` per job would copy the rest each
+/// time: quadratic in the batch).
+struct Carry {
+    events: std::vec::IntoIter<Event>,
+    ack: Option<Ack>,
+    persisted: bool,
+    lease: Lease,
+}
+
+impl Carry {
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The first `k` events, as a taken batch of their own.
+    fn take(&mut self, k: usize) -> Taken {
+        let events: Vec<Event> = self.events.by_ref().take(k).collect();
+        let lease = self.lease.split(events.len());
+        Taken {
+            batch: Batch {
+                events,
+                ack: self.ack.clone(),
+                persisted: self.persisted,
+            },
+            lease,
+        }
+    }
+
+    fn into_taken(self) -> Taken {
+        Taken {
+            batch: Batch {
+                events: self.events.collect(),
+                ack: self.ack,
+                persisted: self.persisted,
+            },
+            lease: self.lease,
+        }
+    }
 }
 
 impl Batcher {
-    pub fn new(lane: Arc<Lane>, max_events: usize, max_bytes: usize, timeout: Duration) -> Self {
+    pub fn new(lane: Consumer, max_events: usize, max_bytes: usize, timeout: Duration) -> Self {
         Batcher {
             lane,
             max_events: max_events.max(1),
@@ -108,19 +149,21 @@ impl Batcher {
     /// The next job, or `None` once the lane is closed and everything is handed out.
     pub async fn next(&mut self) -> Option<Job> {
         loop {
-            let input = match self.carry.take() {
-                Some(b) => Some(b),
-                None => self.lane.try_pop(),
-            };
-            if let Some(batch) = input {
-                if self.absorb(batch) {
+            if let Some(c) = self.carry.take() {
+                if self.absorb_carry(c) {
+                    return Some(self.take());
+                }
+                continue;
+            }
+            if let Some(t) = self.lane.try_pop() {
+                if self.absorb(t) {
                     return Some(self.take());
                 }
                 continue;
             }
             if self.pending.is_empty() {
-                let batch = self.lane.pop().await?;
-                if self.absorb(batch) {
+                let t = self.lane.pop().await?;
+                if self.absorb(t) {
                     return Some(self.take());
                 }
                 continue;
@@ -128,8 +171,8 @@ impl Batcher {
             let Some(deadline) = self.deadline else {
                 // Lazy: only a full job or the lane's end sends it.
                 match self.lane.pop().await {
-                    Some(batch) => {
-                        if self.absorb(batch) {
+                    Some(t) => {
+                        if self.absorb(t) {
                             return Some(self.take());
                         }
                         continue;
@@ -138,9 +181,9 @@ impl Batcher {
                 }
             };
             tokio::select! {
-                batch = self.lane.pop() => match batch {
-                    Some(batch) => {
-                        if self.absorb(batch) {
+                t = self.lane.pop() => match t {
+                    Some(t) => {
+                        if self.absorb(t) {
                             return Some(self.take());
                         }
                     }
@@ -151,15 +194,25 @@ impl Batcher {
         }
     }
 
-    /// Add what fits of `batch`; the rest waits in `carry`. True when the job is full.
-    fn absorb(&mut self, mut batch: Batch) -> bool {
-        if batch.events.is_empty() {
+    fn absorb(&mut self, t: Taken) -> bool {
+        let Taken { batch, lease } = t;
+        self.absorb_carry(Carry {
+            events: batch.events.into_iter(),
+            ack: batch.ack,
+            persisted: batch.persisted,
+            lease,
+        })
+    }
+
+    /// Add what fits of `c`; the rest waits in `carry`. True when the job is full.
+    fn absorb_carry(&mut self, mut c: Carry) -> bool {
+        if c.len() == 0 {
             return false;
         }
-        if !self.pending.is_empty() && batch.persisted != self.pending.persisted {
+        if !self.pending.is_empty() && c.persisted != self.pending.persisted {
             // Events from disk and from memory end differently at shutdown
             // (see `Job::resolve`): never in one job.
-            self.carry = Some(batch);
+            self.carry = Some(c);
             return true;
         }
         if self.pending.is_empty() {
@@ -172,7 +225,7 @@ impl Batcher {
         let room = self.max_events - self.pending.len();
         let mut bytes = self.pending_bytes;
         let mut take = 0;
-        for e in batch.events.iter().take(room) {
+        for e in c.events.as_slice().iter().take(room) {
             let size = e.raw.len() + 1;
             // A single event larger than the limit still goes, alone.
             if bytes + size > self.max_bytes && (take > 0 || !self.pending.is_empty()) {
@@ -182,17 +235,13 @@ impl Batcher {
             take += 1;
         }
         self.pending_bytes = bytes;
-        if take < batch.events.len() {
-            let rest = batch.events.split_off(take);
-            self.carry = Some(Batch {
-                events: rest,
-                ack: batch.ack.clone(),
-                persisted: batch.persisted,
-            });
-            self.pending.append(batch);
+        if take < c.len() {
+            let head = c.take(take);
+            self.pending.append(head);
+            self.carry = Some(c);
             return true;
         }
-        self.pending.append(batch);
+        self.pending.append(c.into_taken());
         self.pending.len() >= self.max_events
             || self.pending_bytes >= self.max_bytes
             || self.pending.len() >= hold_limit(&self.lane)
@@ -210,9 +259,7 @@ impl Batcher {
         // The carry is newer than the pending job, so it goes back first
         // (each requeue lands in front of the previous one).
         if let Some(c) = self.carry.take() {
-            let n = c.len();
-            self.lane.requeue(vec![c]);
-            self.lane.settle(n);
+            Job::of(c.into_taken()).requeue(&self.lane);
         }
         self.take().requeue(&self.lane);
     }
@@ -222,9 +269,7 @@ impl Batcher {
     pub fn abandon(&mut self, reason: DropReason) {
         let mut jobs = vec![self.take()];
         if let Some(c) = self.carry.take() {
-            let mut j = Job::default();
-            j.append(c);
-            jobs.push(j);
+            jobs.push(Job::of(c.into_taken()));
         }
         abandon_with_lane(&self.lane, jobs, reason);
     }
@@ -233,11 +278,9 @@ impl Batcher {
 /// Count `held` and everything still in the lane as dropped for `reason`,
 /// failing their acknowledgements. The lane is emptied first: resolving at
 /// shutdown may hand events back to it (a persistent queue).
-pub(crate) fn abandon_with_lane(lane: &Lane, mut held: Vec<Job>, reason: DropReason) {
-    while let Some(b) = lane.try_pop() {
-        let mut j = Job::default();
-        j.append(b);
-        held.push(j);
+pub(crate) fn abandon_with_lane(lane: &Consumer, mut held: Vec<Job>, reason: DropReason) {
+    while let Some(t) = lane.try_pop() {
+        held.push(Job::of(t));
     }
     for j in held {
         j.resolve(lane, reason);
@@ -248,32 +291,29 @@ pub(crate) fn abandon_with_lane(lane: &Lane, mut held: Vec<Job>, reason: DropRea
 mod tests {
     use super::*;
     use crate::event::Event;
-    use crate::lane::LanePolicy;
+    use crate::lane::{Lane, LanePolicy};
     use crate::metrics::Metrics;
     use bytes::Bytes;
+    use std::sync::Arc;
 
     fn lane() -> Arc<Lane> {
-        Arc::new(Lane::new(
-            "d",
-            LanePolicy::Block,
-            1000,
-            Metrics::new().destination("d"),
-        ))
+        Arc::new(Lane::new("d", LanePolicy::Block, 1000, &Metrics::new()))
     }
 
-    async fn push(lane: &Lane, n: usize, size: usize) {
+    async fn push(lane: &Arc<Lane>, n: usize, size: usize) {
         let events = (0..n)
             .map(|_| Event::json(Bytes::from(vec![b'x'; size])))
             .collect();
-        let r = lane.reserve(n).await.unwrap();
-        lane.commit(Batch::new(events), r);
+        let p = lane.producer();
+        let r = p.reserve(n).await.unwrap();
+        p.commit(Batch::new(events), r);
     }
 
     #[tokio::test(start_paused = true)]
     async fn splits_by_count_and_bytes() {
         let lane = lane();
         push(&lane, 25, 9).await;
-        let mut b = Batcher::new(lane.clone(), 10, 1000, Duration::from_secs(1));
+        let mut b = Batcher::new(lane.consumer(), 10, 1000, Duration::from_secs(1));
         assert_eq!(b.next().await.unwrap().len(), 10);
         assert_eq!(b.next().await.unwrap().len(), 10);
         // 5 left: waits for the timeout, then flushes.
@@ -282,7 +322,7 @@ mod tests {
         assert_eq!(t.elapsed(), Duration::from_secs(1));
 
         push(&lane, 7, 99).await;
-        let mut b = Batcher::new(lane.clone(), 100, 250, Duration::from_secs(1));
+        let mut b = Batcher::new(lane.consumer(), 100, 250, Duration::from_secs(1));
         assert_eq!(b.next().await.unwrap().len(), 2);
         assert_eq!(b.next().await.unwrap().len(), 2);
         assert_eq!(b.next().await.unwrap().len(), 2);
@@ -298,7 +338,7 @@ mod tests {
         push(&lane, 1, 500).await;
         push(&lane, 1, 10).await;
         lane.close();
-        let mut b = Batcher::new(lane.clone(), 100, 100, Duration::from_secs(1));
+        let mut b = Batcher::new(lane.consumer(), 100, 100, Duration::from_secs(1));
         let sizes: Vec<usize> = [
             b.next().await.unwrap(),
             b.next().await.unwrap(),
@@ -315,13 +355,13 @@ mod tests {
         let lane = lane();
         push(&lane, 30, 5).await;
         push(&lane, 30, 5).await;
-        let mut b = Batcher::new(lane.clone(), 20, 1000, Duration::from_secs(1));
+        let mut b = Batcher::new(lane.consumer(), 20, 1000, Duration::from_secs(1));
         let first = b.next().await.unwrap();
         assert_eq!(first.len(), 20);
-        first.resolve(&lane, DropReason::Rejected);
+        first.resolve(&lane.consumer(), DropReason::Rejected);
         // Partially consumed: 10 carried, 30 in the lane.
         b.abandon(DropReason::Shutdown);
-        assert_eq!(lane.metrics().dropped(DropReason::Shutdown), 40);
+        assert_eq!(lane.books().dropped(DropReason::Shutdown), 40);
         assert_eq!(lane.pending(), 0);
     }
 }

@@ -15,14 +15,13 @@
 //! `dead_letter`, so each destination's accounting stays balanced.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Batch, Event, Format};
-use crate::lane::Lane;
+use crate::lane::Producer;
 use crate::metrics::DropReason;
 
 /// Longest response excerpt kept with a dead letter.
@@ -84,7 +83,7 @@ pub struct DeadLetter {
     /// The destination the events failed at.
     pub origin: String,
     /// The dead-letter destination's lane.
-    pub lane: Arc<Lane>,
+    pub lane: Producer,
 }
 
 impl DeadLetter {
@@ -120,14 +119,12 @@ impl DeadLetter {
                         Err(_) => return false,
                     },
                 };
-                self.lane.metrics().events.inc_by(n as u64);
                 self.lane.commit(batch, reservation);
             }
             false => {
                 if self.lane.is_closed() {
                     return false;
                 }
-                self.lane.metrics().events.inc_by(n as u64);
                 self.lane.push_nowait(batch);
             }
         }

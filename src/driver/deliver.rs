@@ -11,21 +11,8 @@ use super::contract::{Destination, Outcome, RecordOutcome};
 use super::dead_letter::{Rejection, Why};
 use super::endpoints::{Endpoints, OUTAGE_PROBE};
 use super::{Driver, Job};
-use crate::lane::Lane;
+use crate::lane::Consumer;
 use crate::metrics::DropReason;
-
-/// Remove the events at `indices` (ascending) from `job`, uncounted.
-pub(super) fn remove_indices(job: &mut Job, indices: &[usize]) {
-    let mut next = indices.iter().copied().peekable();
-    job.retain(|i| {
-        if next.peek() == Some(&i) {
-            next.next();
-            false
-        } else {
-            true
-        }
-    });
-}
 
 /// What to do after an attempt that did not end the job.
 struct Again {
@@ -93,7 +80,7 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
             Outcome::Delivered => {
                 ctx.endpoints.succeeded(endpoint, job.len() as u64);
                 recovered(lane);
-                job.delivered(lane, encoded.bytes);
+                job.delivered(encoded.bytes);
                 return;
             }
             Outcome::Rejected(why) => {
@@ -124,7 +111,7 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
                     .succeeded(endpoint, (job.len() - rejected) as u64);
                 recovered(lane);
                 let sent_bytes = encoded.share_of(job.len() - rejected, job.len());
-                job.partially_rejected(lane, rejected, sent_bytes);
+                job.partially_rejected(rejected, sent_bytes);
                 return;
             }
             Outcome::EndpointFailed { error } => {
@@ -174,7 +161,7 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
                         failing: true,
                     }
                 } else {
-                    let split = split_partial(&mut job, records, lane, &encoded);
+                    let split = split_partial(&mut job, records, &encoded);
                     ctx.endpoints.succeeded(endpoint, split.delivered);
                     if !split.rejected.is_empty() {
                         tracing::warn!(
@@ -308,7 +295,7 @@ fn throttle<D: Destination>(ctx: &Driver<D>, endpoint: usize, d: Duration) -> Op
 }
 
 /// The first failure while healthy is a warning; repeats are debug.
-fn log_failure(lane: &Lane, endpoints: &Endpoints, endpoint: usize, attempt: u32, error: &str) {
+fn log_failure(lane: &Consumer, endpoints: &Endpoints, endpoint: usize, attempt: u32, error: &str) {
     if attempt == 1 && !lane.peer_failing() {
         tracing::warn!(endpoint = %endpoints.name(endpoint), %error, "delivery failed; retrying");
     } else {
@@ -316,7 +303,7 @@ fn log_failure(lane: &Lane, endpoints: &Endpoints, endpoint: usize, attempt: u32
     }
 }
 
-fn recovered(lane: &Lane) {
+fn recovered(lane: &Consumer) {
     if lane.peer_failing() {
         tracing::info!("delivery recovered");
         lane.set_peer_failing(false);
@@ -342,8 +329,8 @@ async fn attempt_with_timeout(
 /// A partial outcome taken apart.
 struct Split {
     delivered: u64,
-    /// The rejected records (acks failed, not yet counted) and, in the same
-    /// order, why each was refused.
+    /// The rejected records (not yet counted: dead-lettered or dropped by
+    /// the caller) and, in the same order, why each was refused.
     rejected: Job,
     whys: Vec<Rejection>,
     /// Some record to retry was throttled, and the longest hint given.
@@ -357,16 +344,15 @@ struct Split {
 fn split_partial(
     job: &mut Job,
     records: Vec<RecordOutcome>,
-    lane: &Lane,
     encoded: &super::Encoded<impl Sized>,
 ) -> Split {
     let mut delivered = 0u64;
     let mut throttled = false;
     let mut after: Option<Duration> = None;
-    for (i, r) in records.iter().enumerate() {
+    for r in &records {
         match r {
             RecordOutcome::Delivered => delivered += 1,
-            RecordOutcome::Rejected(_) => job.fail_event(i),
+            RecordOutcome::Rejected(_) => {}
             RecordOutcome::Retry {
                 throttled: t,
                 after: a,
@@ -378,14 +364,15 @@ fn split_partial(
             }
         }
     }
-    let m = lane.metrics();
-    m.sent_events.inc_by(delivered);
     let is_delivered = |i: usize| records[i] == RecordOutcome::Delivered;
-    m.sent_bytes
-        .inc_by(encoded.bytes_of(records.len(), delivered as usize, is_delivered));
-    lane.settle(delivered as usize);
-    let rejected = job.extract(|i| matches!(records[i], RecordOutcome::Rejected(_)));
-    job.retain(|i| matches!(records[i], RecordOutcome::Retry { .. }));
+    let bytes = encoded.bytes_of(records.len(), delivered as usize, is_delivered);
+    job.split_off_where(is_delivered).delivered(bytes as usize);
+    // Indices now count in the job without the delivered records.
+    let left: Vec<&RecordOutcome> = records
+        .iter()
+        .filter(|r| **r != RecordOutcome::Delivered)
+        .collect();
+    let rejected = job.split_off_where(|i| matches!(left[i], RecordOutcome::Rejected(_)));
     let whys = records
         .into_iter()
         .filter_map(|r| match r {

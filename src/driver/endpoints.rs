@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::lane::Lane;
+use crate::lane::Consumer;
 use crate::metrics::Metrics;
 
 /// First probe delay after an endpoint goes down, and the ceiling.
@@ -175,7 +175,7 @@ impl Endpoints {
 
     /// Pick an endpoint, waiting while none is usable. `None` if `stop`
     /// fires first. While it waits, the lane reports the peer as failing.
-    pub async fn acquire(&self, lane: &Lane, stop: &CancellationToken) -> Option<usize> {
+    pub async fn acquire(&self, lane: &Consumer, stop: &CancellationToken) -> Option<usize> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -332,7 +332,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lane::LanePolicy;
+    use crate::lane::{Lane, LanePolicy};
 
     fn set(weights: &[u32]) -> Endpoints {
         let specs = weights
@@ -346,8 +346,8 @@ mod tests {
         Endpoints::new(specs, true, "d", &Metrics::new())
     }
 
-    fn lane() -> Lane {
-        Lane::new("d", LanePolicy::Block, 10, Metrics::new().destination("d"))
+    fn lane() -> Consumer {
+        std::sync::Arc::new(Lane::new("d", LanePolicy::Block, 10, &Metrics::new())).consumer()
     }
 
     #[tokio::test]

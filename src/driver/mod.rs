@@ -109,16 +109,16 @@ pub use settings::{
     RequestConfig, RetryConfig, StatusRule, retried,
 };
 
-use crate::lane::Lane;
+use crate::lane::Consumer;
 use crate::metrics::{DropReason, Metrics};
 use batcher::Batching;
 use concurrency::Limiter;
-use deliver::{deliver, remove_indices};
+use deliver::deliver;
 
 /// Runs one destination: takes jobs from its lane and delivers them.
 pub struct Driver<D: Destination> {
     dest: Arc<D>,
-    lane: Arc<Lane>,
+    lane: Consumer,
     settings: DeliverySettings,
     stop: CancellationToken,
     /// A reload replaces this driver: stop taking from the lane and give
@@ -141,7 +141,7 @@ impl<D: Destination> Driver<D> {
     /// lane: in-flight attempts finish, everything else goes back to the lane.
     pub fn new(
         dest: D,
-        lane: Arc<Lane>,
+        lane: Consumer,
         settings: DeliverySettings,
         stop: CancellationToken,
         retire: CancellationToken,
@@ -200,8 +200,9 @@ impl<D: Destination> Driver<D> {
                 j = batcher.next() => j,
             };
             let Some(job) = job else { break };
-            // A job that panicked is reported like a failed component: its
-            // events are then unaccounted, and /ready says so.
+            // A job that panicked is reported like a failed component (and
+            // /ready says so); its lease counts its events as
+            // `internal_error` and its senders are told to send again.
             tracker.spawn(
                 ctx.watcher
                     .watch(deliver(ctx.clone(), job, slot))
@@ -230,41 +231,21 @@ impl<D: Destination> Driver<D> {
     /// dropping (and counting) what the destination skipped.
     fn encode(&self, job: &mut Job) -> Encoded<D::Request> {
         if let Some(max) = self.settings.max_event_bytes {
-            let over: Vec<usize> = job
+            let over: Vec<(usize, DropReason)> = job
                 .events
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| e.raw.len() > max)
-                .map(|(i, _)| i)
+                .map(|(i, _)| (i, DropReason::Oversize))
                 .collect();
-            if !over.is_empty() {
-                self.drop_indices(job, &over, DropReason::Oversize);
-            }
+            job.drop_each(&over);
         }
         let mut enc = self.dest.encode(&job.events);
         if !enc.skipped.is_empty() {
-            let m = self.lane.metrics();
             let skipped = std::mem::take(&mut enc.skipped);
-            for &(i, reason) in &skipped {
-                m.drop_events(reason, 1);
-                job.fail_event(i);
-            }
-            let indices: Vec<usize> = skipped.iter().map(|(i, _)| *i).collect();
-            remove_indices(job, &indices);
-            self.lane.settle(indices.len());
+            job.drop_each(&skipped);
         }
         enc
-    }
-
-    fn drop_indices(&self, job: &mut Job, indices: &[usize], reason: DropReason) {
-        for &i in indices {
-            job.fail_event(i);
-        }
-        self.lane
-            .metrics()
-            .drop_events(reason, indices.len() as u64);
-        remove_indices(job, indices);
-        self.lane.settle(indices.len());
     }
 
     /// End `job` as failed for `reason`: dead-letter it if configured

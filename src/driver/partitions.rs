@@ -24,7 +24,7 @@ use super::settings::{BatchConfig, Flush};
 use crate::codec::fields::{Field, FieldReader, FieldScratch};
 use crate::codec::time::{self, EventTime};
 use crate::event::{Batch, Event};
-use crate::lane::Lane;
+use crate::lane::{Consumer, Taken};
 use crate::metrics::DropReason;
 
 pub const DEFAULT_MAX_PARTITIONS: usize = 1000;
@@ -133,7 +133,7 @@ struct Open {
 }
 
 pub(crate) struct Partitioned {
-    lane: Arc<Lane>,
+    lane: Consumer,
     max_events: usize,
     max_bytes: usize,
     timeout: Duration,
@@ -153,7 +153,7 @@ pub(crate) struct Partitioned {
 
 impl Partitioned {
     pub fn new(
-        lane: Arc<Lane>,
+        lane: Consumer,
         max_events: usize,
         max_bytes: usize,
         timeout: Duration,
@@ -270,12 +270,16 @@ impl Partitioned {
         }
     }
 
-    fn absorb(&mut self, batch: Batch) {
-        let Batch {
-            events,
-            ack,
-            persisted,
-        } = batch;
+    fn absorb(&mut self, taken: Taken) {
+        let Taken {
+            batch:
+                Batch {
+                    events,
+                    ack,
+                    persisted,
+                },
+            mut lease,
+        } = taken;
         let (secs, now) = (now_secs(), Instant::now());
         for e in events {
             let mut key = std::mem::take(&mut self.key);
@@ -312,7 +316,7 @@ impl Partitioned {
             }
             let full = match self.open.get_mut(&key) {
                 Some(o) => {
-                    o.job.push(e, ack.as_ref(), persisted);
+                    o.job.push(e, ack.as_ref(), &mut lease);
                     self.held += 1;
                     o.bytes += size;
                     o.job.len() >= self.max_events || o.bytes >= self.max_bytes
@@ -361,7 +365,7 @@ impl Partitioned {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lane::LanePolicy;
+    use crate::lane::{Lane, LanePolicy};
     use crate::metrics::Metrics;
     use bytes::Bytes;
 
@@ -370,22 +374,18 @@ mod tests {
         Arc::new(PartitionKeys::new(&b).unwrap().unwrap())
     }
 
-    async fn push(lane: &Lane, lines: &[String]) {
+    async fn push(lane: &Arc<Lane>, lines: &[String]) {
         let events: Vec<Event> = lines
             .iter()
             .map(|l| Event::json(Bytes::from(l.clone())))
             .collect();
-        let r = lane.reserve(events.len()).await.unwrap();
-        lane.commit(Batch::new(events), r);
+        let p = lane.producer();
+        let r = p.reserve(events.len()).await.unwrap();
+        p.commit(Batch::new(events), r);
     }
 
     fn lane() -> Arc<Lane> {
-        Arc::new(Lane::new(
-            "d",
-            LanePolicy::Block,
-            100_000,
-            Metrics::new().destination("d"),
-        ))
+        Arc::new(Lane::new("d", LanePolicy::Block, 100_000, &Metrics::new()))
     }
 
     fn hosts(j: &Job) -> Vec<String> {
@@ -407,7 +407,7 @@ mod tests {
         push(&lane, &lines).await;
         lane.close();
         let mut b = Partitioned::new(
-            lane.clone(),
+            lane.consumer(),
             2,
             1 << 20,
             Duration::from_secs(1),
@@ -444,7 +444,7 @@ mod tests {
         ];
         push(&lane, &lines).await;
         let mut b = Partitioned::new(
-            lane.clone(),
+            lane.consumer(),
             100,
             1 << 20,
             Duration::from_secs(1),
@@ -472,7 +472,7 @@ mod tests {
         push(&lane, &lines).await;
         lane.close();
         let mut b = Partitioned::new(
-            lane.clone(),
+            lane.consumer(),
             100,
             1 << 20,
             Duration::from_secs(60),

@@ -133,31 +133,19 @@ fn rig(script: Script, settings: DeliverySettings) -> Rig {
 fn rig_with(script: Script, settings: DeliverySettings, dead_letter: bool) -> Rig {
     let metrics = Metrics::new();
     let script = Arc::new(script);
-    let lane = Arc::new(Lane::new(
-        "d",
-        LanePolicy::Block,
-        10_000,
-        metrics.destination("d"),
-    ));
-    let dead = dead_letter.then(|| {
-        Arc::new(Lane::new(
-            "dlq",
-            LanePolicy::Block,
-            10_000,
-            metrics.destination("dlq"),
-        ))
-    });
+    let lane = Arc::new(Lane::new("d", LanePolicy::Block, 10_000, &metrics));
+    let dead = dead_letter.then(|| Arc::new(Lane::new("dlq", LanePolicy::Block, 10_000, &metrics)));
     let stop = CancellationToken::new();
     let driver = Driver::new(
         Scripted(script.clone()),
-        lane.clone(),
+        lane.consumer(),
         settings,
         stop.clone(),
         CancellationToken::new(),
         &metrics,
         dead.as_ref().map(|l| DeadLetter {
             origin: "d".into(),
-            lane: l.clone(),
+            lane: l.producer(),
         }),
     );
     let task = tokio::spawn(driver.run());
@@ -173,9 +161,9 @@ fn rig_with(script: Script, settings: DeliverySettings, dead_letter: bool) -> Ri
 
 impl Rig {
     async fn push(&self, events: Vec<Event>, ack: Option<Ack>) {
-        let r = self.lane.reserve(events.len()).await.unwrap();
-        self.lane.metrics().events.inc_by(events.len() as u64);
-        self.lane.commit(Batch::with_ack(events, ack), r);
+        let p = self.lane.producer();
+        let r = p.reserve(events.len()).await.unwrap();
+        p.commit(Batch::with_ack(events, ack), r);
     }
 
     /// Close the lane and wait for the driver to finish everything.
@@ -187,8 +175,8 @@ impl Rig {
 }
 
 fn balanced(lane: &Lane) -> bool {
-    let m = lane.metrics();
-    m.events.get() == m.sent_events.get() + m.dropped_total() + lane.pending() as u64
+    let b = lane.books();
+    b.events() == b.sent() + b.dropped_total() + lane.pending() as u64 && b.counts().balanced()
 }
 
 #[tokio::test(start_paused = true)]
@@ -210,7 +198,8 @@ async fn retries_until_delivered_and_honours_retry_after() {
     let started = tokio::time::Instant::now();
     let (lane, script) = rig.finish().await;
     let m = lane.metrics();
-    assert_eq!(m.sent_events.get(), 5);
+    let b = lane.books();
+    assert_eq!(b.sent(), 5);
     assert_eq!(m.retries.get(), 2);
     assert_eq!(m.backpressure.get(), 0, "recovered");
     assert_eq!(*script.sent.lock().unwrap(), vec![5, 5, 5]);
@@ -232,8 +221,8 @@ async fn rejected_events_are_dropped_counted_and_fail_their_ack() {
     let (ack, rx) = Ack::new();
     rig.push(events(4), Some(ack)).await;
     let (lane, _) = rig.finish().await;
-    assert_eq!(lane.metrics().dropped(DropReason::Rejected), 4);
-    assert_eq!(lane.metrics().sent_events.get(), 0);
+    assert_eq!(lane.books().dropped(DropReason::Rejected), 4);
+    assert_eq!(lane.books().sent(), 0);
     assert_eq!(rx.await.unwrap(), AckStatus::Failed);
     assert!(balanced(&lane));
 }
@@ -257,13 +246,14 @@ async fn partial_outcomes_retry_only_what_failed() {
     rig.push(events(5), None).await;
     let (lane, script) = rig.finish().await;
     let m = lane.metrics();
-    assert_eq!(m.sent_events.get(), 4);
-    assert_eq!(m.dropped(DropReason::Rejected), 1);
+    let b = lane.books();
+    assert_eq!(b.sent(), 4);
+    assert_eq!(b.dropped(DropReason::Rejected), 1);
     assert_eq!(m.retries.get(), 1);
     // The retry round re-sent only the two records that asked for it, and
     // bytes count only what was delivered (4 records of 10 bytes).
     assert_eq!(m.retried_events.get(), 2);
-    assert_eq!(m.sent_bytes.get(), 40);
+    assert_eq!(b.sent_bytes(), 40);
     assert_eq!(m.throttled.get(), 0);
     assert_eq!(*script.sent.lock().unwrap(), vec![5, 2]);
     assert!(balanced(&lane));
@@ -280,7 +270,7 @@ async fn a_wrong_number_of_record_outcomes_retries_everything() {
     let rig = rig(script, settings(1, 100));
     rig.push(events(3), None).await;
     let (lane, script) = rig.finish().await;
-    assert_eq!(lane.metrics().sent_events.get(), 3);
+    assert_eq!(lane.books().sent(), 3);
     assert_eq!(*script.sent.lock().unwrap(), vec![3, 3]);
     assert!(balanced(&lane));
 }
@@ -301,7 +291,7 @@ async fn max_attempts_drops_with_retries_exhausted() {
     let rig = rig(script, s);
     rig.push(events(7), None).await;
     let (lane, script) = rig.finish().await;
-    assert_eq!(lane.metrics().dropped(DropReason::RetriesExhausted), 7);
+    assert_eq!(lane.books().dropped(DropReason::RetriesExhausted), 7);
     assert_eq!(script.sent.lock().unwrap().len(), 3);
     assert!(balanced(&lane));
 }
@@ -326,8 +316,8 @@ async fn progress_restarts_the_backoff_and_the_attempt_count() {
     let started = tokio::time::Instant::now();
     rig.push(events(7), None).await;
     let (lane, script) = rig.finish().await;
-    assert_eq!(lane.metrics().sent_events.get(), 7);
-    assert_eq!(lane.metrics().dropped(DropReason::RetriesExhausted), 0);
+    assert_eq!(lane.books().sent(), 7);
+    assert_eq!(lane.books().dropped(DropReason::RetriesExhausted), 0);
     assert_eq!(*script.sent.lock().unwrap(), vec![7, 6, 5, 4, 3, 2, 1]);
     // Six waits of at most the first step (100 ms), on the paused clock;
     // without the restart the sixth alone could reach 3.2 s.
@@ -348,9 +338,9 @@ async fn events_skipped_at_encoding_are_counted_not_sent() {
     let rig = rig(script, settings(1, 100));
     rig.push(events(3), None).await;
     let (lane, script) = rig.finish().await;
-    let m = lane.metrics();
-    assert_eq!(m.dropped(DropReason::Oversize), 1);
-    assert_eq!(m.sent_events.get(), 2);
+    let b = lane.books();
+    assert_eq!(b.dropped(DropReason::Oversize), 1);
+    assert_eq!(b.sent(), 2);
     assert_eq!(*script.sent.lock().unwrap(), vec![2]);
     assert!(balanced(&lane));
 }
@@ -367,7 +357,7 @@ async fn never_more_requests_in_flight_than_the_limit() {
     }
     let (lane, script) = rig.finish().await;
     assert_eq!(script.max_in_flight.load(Ordering::SeqCst), 3);
-    assert_eq!(lane.metrics().sent_events.get(), 200);
+    assert_eq!(lane.books().sent(), 200);
     assert_eq!(lane.metrics().concurrency_limit.get(), 3);
     assert!(balanced(&lane));
 }
@@ -393,9 +383,9 @@ async fn hard_stop_counts_everything_undelivered_as_shutdown() {
     rig.lane.close();
     rig.stop.cancel();
     rig.task.await.unwrap();
-    let m = rig.lane.metrics();
-    assert_eq!(m.dropped(DropReason::Shutdown), 50);
-    assert_eq!(m.sent_events.get(), 0);
+    let b = rig.lane.books();
+    assert_eq!(b.dropped(DropReason::Shutdown), 50);
+    assert_eq!(b.sent(), 0);
     assert!(balanced(&rig.lane));
     assert_eq!(rig.lane.pending(), 0);
 }
@@ -413,7 +403,8 @@ async fn a_failing_endpoint_is_skipped_and_its_batch_moves_on() {
     }
     let (lane, script) = rig.finish().await;
     let m = lane.metrics();
-    assert_eq!(m.sent_events.get(), 60);
+    let b = lane.books();
+    assert_eq!(b.sent(), 60);
     let sent_to = script.sent_to.lock().unwrap().clone();
     // `a` failed once and was then left alone; `c` (weight 0) got nothing.
     assert_eq!(
@@ -452,7 +443,7 @@ async fn every_endpoint_down_waits_for_a_probe_then_delivers() {
     rig.script.broken.lock().unwrap().clear();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (lane, script) = rig.finish().await;
-    assert_eq!(lane.metrics().sent_events.get(), 5);
+    assert_eq!(lane.books().sent(), 5);
     assert_eq!(script.sent_to.lock().unwrap().len(), 2);
     assert!(balanced(&lane));
 }
@@ -488,17 +479,17 @@ async fn rejected_and_exhausted_events_go_to_the_dead_letter_lane() {
     rig.push(events(4), None).await;
     let dead = rig.dead.clone().unwrap();
     let (lane, _) = rig.finish().await;
-    let m = lane.metrics();
-    assert_eq!(m.dropped(DropReason::DeadLetter), 7);
-    assert_eq!(m.dropped(DropReason::Rejected), 0);
+    let b = lane.books();
+    assert_eq!(b.dropped(DropReason::DeadLetter), 7);
+    assert_eq!(b.dropped(DropReason::Rejected), 0);
     assert!(balanced(&lane));
-    assert_eq!(dead.metrics().events.get(), 7);
-    let first = dead.try_pop().unwrap();
+    assert_eq!(dead.books().events(), 7);
+    let first = dead.consumer().try_pop().unwrap().batch;
     let v: serde_json::Value = serde_json::from_slice(&first.events[0].raw).unwrap();
     assert_eq!(v["dead_letter"]["status"], 400);
     assert_eq!(v["dead_letter"]["reason"], "rejected");
     assert_eq!(v["event"]["i"], 0);
-    let second = dead.try_pop().unwrap();
+    let second = dead.consumer().try_pop().unwrap().batch;
     let v: serde_json::Value = serde_json::from_slice(&second.events[0].raw).unwrap();
     assert_eq!(v["dead_letter"]["reason"], "retries_exhausted");
 }
@@ -511,8 +502,8 @@ async fn oversize_events_are_dropped_before_sending() {
     // `{"i":N}` is 7 bytes for one digit, 8 for two.
     rig.push(events(12), None).await;
     let (lane, script) = rig.finish().await;
-    assert_eq!(lane.metrics().dropped(DropReason::Oversize), 2);
-    assert_eq!(lane.metrics().sent_events.get(), 10);
+    assert_eq!(lane.books().dropped(DropReason::Oversize), 2);
+    assert_eq!(lane.books().sent(), 10);
     assert_eq!(*script.sent.lock().unwrap(), vec![10]);
     assert!(balanced(&lane));
 }
@@ -537,11 +528,11 @@ async fn rejected_records_are_dead_lettered_with_their_own_reasons() {
     rig.push(events(3), None).await;
     let dead = rig.dead.clone().unwrap();
     let (lane, _) = rig.finish().await;
-    let m = lane.metrics();
-    assert_eq!(m.sent_events.get(), 1);
-    assert_eq!(m.dropped(DropReason::DeadLetter), 2);
+    let b = lane.books();
+    assert_eq!(b.sent(), 1);
+    assert_eq!(b.dropped(DropReason::DeadLetter), 2);
     assert!(balanced(&lane));
-    let letters = dead.try_pop().unwrap();
+    let letters = dead.consumer().try_pop().unwrap().batch;
     let v: Vec<serde_json::Value> = letters
         .events
         .iter()
@@ -579,7 +570,8 @@ async fn throttled_records_pause_the_endpoint_and_count_as_pushback() {
     let metrics = rig.metrics.clone();
     let (lane, script) = rig.finish().await;
     let m = lane.metrics();
-    assert_eq!(m.sent_events.get(), 2);
+    let b = lane.books();
+    assert_eq!(b.sent(), 2);
     assert_eq!(m.throttled.get(), 1);
     assert_eq!(m.retried_events.get(), 1);
     // The peer's hint paused the endpoint before the throttled record went again.
@@ -613,10 +605,10 @@ async fn one_failed_record_does_not_mark_the_destination_failing() {
     rig.push(events(2), None).await;
     // While the one record waits for its retry, the destination is healthy.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rig.lane.metrics().sent_events.get(), 1);
+    assert_eq!(rig.lane.books().sent(), 1);
     assert!(!rig.lane.peer_failing());
     let (lane, _) = rig.finish().await;
-    assert_eq!(lane.metrics().sent_events.get(), 2);
+    assert_eq!(lane.books().sent(), 2);
     assert!(balanced(&lane));
 }
 
@@ -636,12 +628,12 @@ async fn a_count_of_rejected_records_is_counted_never_guessed() {
     rig.push(events(10), Some(ack)).await;
     let dead = rig.dead.clone().unwrap();
     let (lane, script) = rig.finish().await;
-    let m = lane.metrics();
-    assert_eq!(m.sent_events.get(), 7);
-    assert_eq!(m.dropped(DropReason::Rejected), 3);
-    assert_eq!(m.sent_bytes.get(), 70);
+    let b = lane.books();
+    assert_eq!(b.sent(), 7);
+    assert_eq!(b.dropped(DropReason::Rejected), 3);
+    assert_eq!(b.sent_bytes(), 70);
     // Nobody knows which three: nothing is dead-lettered, nothing re-sent.
-    assert_eq!(dead.metrics().events.get(), 0);
+    assert_eq!(dead.books().events(), 0);
     assert_eq!(*script.sent.lock().unwrap(), vec![10]);
     assert_eq!(rx.await.unwrap(), AckStatus::Failed);
     assert!(balanced(&lane));
@@ -660,7 +652,7 @@ async fn a_long_outage_is_probed_within_seconds_of_the_return() {
     tokio::time::sleep(Duration::from_secs(300)).await;
     rig.script.broken.lock().unwrap().clear();
     let back = tokio::time::Instant::now();
-    while rig.lane.metrics().sent_events.get() == 0 {
+    while rig.lane.books().sent() == 0 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
@@ -695,7 +687,7 @@ async fn a_throttle_backs_off_the_whole_destination() {
         "sent during the pause"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(rig.lane.metrics().sent_events.get(), 20);
+    assert_eq!(rig.lane.books().sent(), 20);
     assert_eq!(rig.lane.metrics().throttled.get(), 1);
     let (lane, _) = rig.finish().await;
     assert!(balanced(&lane));

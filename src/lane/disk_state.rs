@@ -5,11 +5,19 @@
 
 use std::collections::VecDeque;
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-use super::spill::WriteItem;
 use crate::event::Batch;
+
+/// A batch on its way to disk, with the write room it holds (none for
+/// batches moved out of the in-memory lane).
+pub struct WriteItem {
+    pub batch: Batch,
+    /// Held until the batch is written; dropping it gives the room back.
+    pub _permit: Option<OwnedSemaphorePermit>,
+}
 
 /// The lane's view of its disk queue, kept under the lane's lock so that
 /// choosing memory or disk, and the order between them, is atomic.

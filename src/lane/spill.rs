@@ -27,12 +27,12 @@ use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::Lane;
-use super::disk_state::{DiskState, DrainBucket};
+use super::disk_state::{DiskState, DrainBucket, WriteItem};
+use super::{Books, Lane};
 use crate::event::{Ack, AckStatus, Batch, Event};
 use crate::metrics::DropReason;
 use crate::queue::disk::{DiskQueue, OpenReport, QueueError, Read, now_ms};
@@ -51,14 +51,6 @@ const READ_FRAMES: usize = 4;
 /// How long to wait before retrying after an I/O error.
 const IO_RETRY: Duration = Duration::from_secs(1);
 
-/// A batch on its way to disk, with the write room it holds (none for
-/// batches moved out of the in-memory lane).
-pub struct WriteItem {
-    pub batch: Batch,
-    /// Held until the batch is written; dropping it gives the room back.
-    pub _permit: Option<OwnedSemaphorePermit>,
-}
-
 /// All the spill tasks may do to their lane: report writes, fill the
 /// read-ahead, and let the lane go back to memory when the backlog is gone.
 /// Everything else about the lane is none of their business.
@@ -71,8 +63,8 @@ impl LaneHandle {
     fn id(&self) -> &str {
         self.0.id()
     }
-    fn metrics(&self) -> &crate::metrics::DestinationMetrics {
-        self.0.metrics()
+    fn books(&self) -> &Arc<Books> {
+        &self.0.books
     }
     /// `n` events reached the disk (or were dropped on the way).
     fn written(&self, n: usize) {
@@ -93,6 +85,9 @@ impl LaneHandle {
 pub struct Opened {
     pub(super) spill: Spill,
     pub(super) state: DiskState,
+    /// Events a previous run left, and damaged ones skipped at open.
+    pub(super) recovered: u64,
+    pub(super) recovered_corrupt: u64,
 }
 
 /// One read frame the committer waits for.
@@ -125,7 +120,6 @@ pub struct Spill {
     /// The writer found no room under `max_bytes` for its next frame;
     /// cleared when the queue shrinks.
     at_limit: AtomicBool,
-    events_gauge: Gauge,
     bytes_gauge: Gauge,
     receiver: Mutex<Option<UnboundedReceiver<WriteItem>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -133,11 +127,12 @@ pub struct Spill {
 
 impl Spill {
     /// Open (and recover) the queue; blocking. `capacity` is the lane's,
-    /// `gauges` the destination's `sluice_persistent_queue_events/bytes`.
+    /// `bytes_gauge` the destination's `sluice_persistent_queue_bytes` (its
+    /// events are in the lane's books).
     pub fn open(
         settings: QueueSettings,
         capacity: usize,
-        gauges: (Gauge, Gauge),
+        bytes_gauge: Gauge,
     ) -> Result<(Opened, OpenReport), QueueError> {
         let (disk, report) = DiskQueue::open(&settings.dir, settings.segment_bytes)?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -162,14 +157,21 @@ impl Spill {
             write_failed: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             at_limit: AtomicBool::new(false),
-            events_gauge: gauges.0,
-            bytes_gauge: gauges.1,
+            bytes_gauge,
             receiver: Mutex::new(Some(rx)),
             tasks: Mutex::new(Vec::new()),
             settings,
         };
         spill.update_gauges();
-        Ok((Opened { spill, state }, report))
+        Ok((
+            Opened {
+                spill,
+                state,
+                recovered: report.events,
+                recovered_corrupt: report.corrupt_events,
+            },
+            report,
+        ))
     }
 
     /// At `max_bytes` (or too near it for the next frame), or a write
@@ -199,7 +201,6 @@ impl Spill {
     }
 
     fn update_gauges(&self) {
-        self.events_gauge.set(self.disk.events() as i64);
         self.bytes_gauge.set(self.disk.bytes() as i64);
     }
 
@@ -273,9 +274,10 @@ async fn write_loop(
         let (back, durable) = write_frames(&lane, buf, spans, &stop).await;
         buf = back;
         if !durable {
+            // Not kept (all of it, as promised): the senders send again.
             for item in &items {
                 if let Some(ack) = &item.batch.ack {
-                    ack.fail();
+                    ack.shed();
                 }
             }
         }
@@ -346,8 +348,12 @@ enum Stopped {
 }
 
 /// Append `spans[from..]`; how many were appended, and why it stopped.
+/// Each frame's events move to `on_disk` in the books just before its
+/// append (and back if it fails), so a reader never finds events on disk
+/// that the books still count as queued.
 fn append_frames(
     disk: &DiskQueue,
+    books: &Books,
     buf: &[u8],
     spans: &[FrameSpan],
     max_bytes: u64,
@@ -359,7 +365,9 @@ fn append_frames(
         if disk.events() > 0 && disk.bytes() + len > max_bytes {
             return (i, Some(Stopped::Full));
         }
+        books.written(s.events as usize);
         if let Err(e) = disk.append(&buf[s.start..s.end], s.events) {
+            books.unwritten(s.events as usize);
             return (i, Some(Stopped::Failed(e)));
         }
     }
@@ -389,10 +397,11 @@ async fn write_frames(
     let mut durable = true;
     while next < spans.len() {
         let disk = sp.disk.clone();
+        let books = lane.books().clone();
         let (b, s) = (buf.clone(), spans.clone());
         let from = next;
         let result = tokio::task::spawn_blocking(move || {
-            append_frames(&disk, &b, &s[from..], max_bytes, sync)
+            append_frames(&disk, &books, &b, &s[from..], max_bytes, sync)
         })
         .await;
         let (done, stopped) = match result {
@@ -434,8 +443,8 @@ async fn write_frames(
         complained = true;
         match sp.settings.on_full {
             OnFull::Drop => {
-                lane.metrics()
-                    .drop_events(DropReason::QueueFull, spans[next].events);
+                lane.books()
+                    .shed(spans[next].events as usize, DropReason::QueueFull);
                 next += 1;
                 // Sources waiting on this group learn that not all of it
                 // was kept (frames do not map back to their batches).
@@ -446,7 +455,7 @@ async fn write_frames(
                 tokio::select! {
                     _ = stop.cancelled() => {
                         let left: u64 = spans[next..].iter().map(|s| s.events).sum();
-                        lane.metrics().drop_events(DropReason::Shutdown, left);
+                        lane.books().shed(left as usize, DropReason::Shutdown);
                         durable = false;
                         break;
                     }
@@ -504,8 +513,7 @@ async fn read_loop(lane: LaneHandle, commits: UnboundedSender<Pending>, stop: Ca
 /// Put what was read into the lane's read-ahead and tell the committer
 /// what to wait for, in order.
 fn hand_over(lane: &LaneHandle, read: Read, commits: &UnboundedSender<Pending>) {
-    lane.metrics()
-        .drop_events(DropReason::Corrupt, read.corrupt_events);
+    lane.books().corrupt(read.corrupt_events);
     let mut batches = Vec::with_capacity(read.frames.len());
     for f in read.frames {
         let (ack, done) = Ack::new();
@@ -545,7 +553,12 @@ async fn commit_loop(lane: LaneHandle, mut rx: UnboundedReceiver<Pending>) {
             continue;
         };
         let first = (&mut front.done).await;
-        if !matches!(first, Ok(AckStatus::Delivered | AckStatus::Failed)) {
+        // Shed: counted dropped by the lease that held it (a bug path);
+        // done with, like a failed batch.
+        if !matches!(
+            first,
+            Ok(AckStatus::Delivered | AckStatus::Failed | AckStatus::Shed)
+        ) {
             // Abandoned at shutdown: it and everything after stay queued.
             return;
         }
@@ -554,7 +567,7 @@ async fn commit_loop(lane: LaneHandle, mut rx: UnboundedReceiver<Pending>) {
         let mut abandoned = false;
         while let Some(p) = waiting.front_mut() {
             match p.done.try_recv() {
-                Ok(AckStatus::Delivered | AckStatus::Failed) => {
+                Ok(AckStatus::Delivered | AckStatus::Failed | AckStatus::Shed) => {
                     last = p.end;
                     events += p.events;
                     waiting.pop_front();

@@ -17,7 +17,12 @@
 //! U+FFFD.
 //!
 //! With `acknowledgements: true` the answer waits until every destination has
-//! delivered the request's events (`200`) or one has failed them (`500`).
+//! delivered the request's events or written them to its persistent queue
+//! (`200`). If a destination refused some for good (rejected by its peer,
+//! too large) the answer is `500`; if one dropped some for lack of room
+//! (`backpressure: drop`, a full persistent queue with `on_full: drop`) or
+//! at shutdown, it is `503` with `Retry-After`: nothing acknowledged was
+//! dropped, and the client sends the request again.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -249,8 +254,19 @@ async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
         Err(Refused::Shutdown) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
         Err(Refused::Failed) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "events were accepted but a destination failed to deliver them",
+            "events were accepted but a destination refused them",
         ),
+        Err(Refused::Dropped) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "events were accepted but a destination had no room to keep them; send them again",
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(super::retry_after_secs(st.max_wait)),
+            );
+            r
+        }
     }
 }
 
@@ -380,7 +396,18 @@ async fn backstop_answer(
             r
         }
         Err(Refused::Shutdown) => text(503, "shutting down"),
-        Err(Refused::Failed) => text(500, "a destination failed to deliver the metrics"),
+        Err(Refused::Failed) => text(500, "a destination refused the metrics"),
+        Err(Refused::Dropped) => {
+            let mut r = text(
+                503,
+                "a destination had no room to keep the metrics; send them again",
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(super::retry_after_secs(st.max_wait)),
+            );
+            r
+        }
     }
 }
 

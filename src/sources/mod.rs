@@ -160,8 +160,14 @@ pub enum Refused {
     Shed,
     /// sluice is shutting down.
     Shutdown,
-    /// Taken, but a destination failed to deliver (acknowledgements only).
+    /// Taken, but a destination refused some of it for good (rejected by
+    /// its peer, too large, ...; acknowledgements only): sending it again
+    /// changes nothing.
     Failed,
+    /// Taken, but some of it was dropped for lack of room (a `drop` lane,
+    /// a full persistent queue) or at shutdown (acknowledgements only):
+    /// the client must send it again, after `retry_after_secs`.
+    Dropped,
 }
 
 /// How long a shed client should wait: `max_wait` rounded up, at least 1 s.
@@ -232,6 +238,8 @@ impl SourceContext {
             self.tap.offer(batch.events.iter());
         }
         let router = self.router.current();
+        // Decoded and held while it waits for room: visible, not lost.
+        let _waiting = Waiting::new(&self.metrics.waiting, n as i64);
         match router.route(batch, deadline, &self.shutdown).await {
             Ok(()) => {
                 self.metrics.events.inc_by(n);
@@ -279,7 +287,9 @@ impl SourceContext {
             None => Ok(()),
             Some(rx) => match rx.await {
                 Ok(AckStatus::Delivered) => Ok(()),
-                _ => Err(Refused::Failed),
+                Ok(AckStatus::Failed) => Err(Refused::Failed),
+                // Shed, abandoned at shutdown, or the handle lost: send again.
+                _ => Err(Refused::Dropped),
             },
         }
     }
@@ -296,6 +306,25 @@ impl SourceContext {
             self.send(Batch::new(batch)).await?;
         }
         Ok(())
+    }
+}
+
+/// Counts a batch in `sluice_source_waiting_events` while it is routed.
+struct Waiting<'a> {
+    gauge: &'a prometheus_client::metrics::gauge::Gauge,
+    n: i64,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge, n: i64) -> Self {
+        gauge.inc_by(n);
+        Waiting { gauge, n }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.n);
     }
 }
 

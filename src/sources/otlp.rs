@@ -150,6 +150,14 @@ impl OtlpState {
             Refused::Failed => {
                 Status::unavailable("accepted, but a destination failed to deliver it; send again")
             }
+            Refused::Dropped => {
+                use tonic_types::{ErrorDetails, StatusExt as _};
+                Status::with_error_details(
+                    Code::Unavailable,
+                    "accepted, but a destination had no room to keep it; send again",
+                    ErrorDetails::with_retry_info(Some(Duration::from_secs(self.retry_secs()))),
+                )
+            }
         }
     }
 }
@@ -414,6 +422,17 @@ where
             Code::Unavailable,
             "accepted, but a destination failed to deliver it; send again",
         ),
+        Err(Refused::Dropped) => {
+            let mut r = http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json,
+                Code::Unavailable,
+                "accepted, but a destination had no room to keep it; send again",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(st.retry_secs()));
+            r
+        }
     }
 }
 

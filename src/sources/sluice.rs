@@ -11,6 +11,9 @@
 //! - RESOURCE_EXHAUSTED with a RetryInfo: a `block` destination stayed full
 //!   for `max_wait` (counted `shed`); nothing of the batch was routed, so
 //!   the edge's retry duplicates nothing;
+//! - RESOURCE_EXHAUSTED with a RetryInfo, after routing: a destination
+//!   here dropped some of the batch for lack of room (`backpressure: drop`,
+//!   a full persistent queue): the edge sends it again (at least once);
 //! - UNAVAILABLE: shutting down, or shut down before the batch was
 //!   delivered: the edge sends it again, here or elsewhere (at least once);
 //! - UNAUTHENTICATED: no or the wrong bearer token (`unauthorized`);
@@ -148,9 +151,20 @@ impl Forward for Receiver {
                 ))
             }
             Err(Refused::Shutdown) => Err(Status::unavailable("shutting down")),
-            Err(Refused::Failed) if self.ctx.shutdown.is_cancelled() => Err(Status::unavailable(
+            Err(Refused::Dropped) if self.ctx.shutdown.is_cancelled() => Err(Status::unavailable(
                 "shut down before the batch was delivered; send it again",
             )),
+            // A destination here had no room for some of it: the edge backs
+            // off and sends it again (its queue keeps it meanwhile).
+            Err(Refused::Dropped) => {
+                use tonic_types::{ErrorDetails, StatusExt as _};
+                let wait = Duration::from_secs(super::retry_after_secs(self.max_wait));
+                Err(Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "accepted, but a destination had no room to keep it; send it again",
+                    ErrorDetails::with_retry_info(Some(wait)),
+                ))
+            }
             // Refused for good by a destination here, and counted there.
             Err(Refused::Failed) => Ok(answer),
         }

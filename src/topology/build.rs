@@ -16,8 +16,8 @@ use crate::config::{Component, Config, Listen};
 use crate::destinations::{self, DestinationConfig, Prepared, Wiring};
 use crate::driver::DeadLetter;
 use crate::expr::{FieldSet, Program};
-use crate::lane::{Lane, LanePolicy, Spill};
-use crate::metrics::{DropReason, Metrics};
+use crate::lane::{Books, Lane, LanePolicy, Spill};
+use crate::metrics::Metrics;
 use crate::queue::QueueSettings;
 use crate::router::{Group, Route, Router, RouterHandle, Target};
 use crate::sources::{self, SourceConfig, SourceContext};
@@ -97,12 +97,7 @@ pub(super) async fn open_lane(
             )
             .await?
         }
-        policy => Lane::new(
-            &d.id,
-            policy,
-            common.lane_capacity(),
-            metrics.destination(&d.id),
-        ),
+        policy => Lane::new(&d.id, policy, common.lane_capacity(), metrics),
     };
     Ok(Arc::new(lane))
 }
@@ -115,20 +110,15 @@ async fn open_persistent(
     recovered_counted: bool,
 ) -> Result<Lane, TopologyError> {
     let dir = settings.dir.clone();
-    let gauges = metrics.persistent_queue(id);
+    let bytes = metrics.persistent_queue_bytes(id);
     let queue_err = |message: String| TopologyError::Queue {
         destination: id.to_string(),
         message,
     };
-    let opened = tokio::task::spawn_blocking(move || Spill::open(settings, capacity, gauges))
+    let opened = tokio::task::spawn_blocking(move || Spill::open(settings, capacity, bytes))
         .await
         .map_err(|e| queue_err(e.to_string()))?;
     let (opened, report) = opened.map_err(|e| queue_err(e.to_string()))?;
-    let m = metrics.destination(id);
-    if !recovered_counted {
-        m.events.inc_by(report.events + report.corrupt_events);
-    }
-    m.drop_events(DropReason::Corrupt, report.corrupt_events);
     if report.events > 0 {
         tracing::info!(
             destination = id,
@@ -154,7 +144,13 @@ async fn open_persistent(
             "persistent queue: damaged records skipped and counted (reason=corrupt); damaged segments moved to quarantine/"
         );
     }
-    Ok(Lane::persistent(id, capacity, m, opened))
+    Ok(Lane::persistent(
+        id,
+        capacity,
+        metrics,
+        opened,
+        recovered_counted,
+    ))
 }
 
 /// Build a destination's driver over `lane` without starting it; its
@@ -169,13 +165,13 @@ pub(super) async fn prepare_driver(
 ) -> Result<(Prepared, CancellationToken), TopologyError> {
     let retire = CancellationToken::new();
     let wiring = Wiring {
-        lane: lane.clone(),
+        lane: lane.consumer(),
         stop: stop.clone(),
         retire: retire.clone(),
         metrics,
         dead_letter: dead_letter.map(|l| DeadLetter {
             origin: d.id.clone(),
-            lane: l.clone(),
+            lane: l.producer(),
         }),
         data_dir,
     };
@@ -303,17 +299,20 @@ pub(super) fn build_router(
             Some(t) => Some(target(&d.id, &t.value)?),
             None => None,
         };
-        let m = metrics.destination(&d.id);
+        let books = Arc::new(Books::new(
+            metrics.books_lock(),
+            metrics.book_series(&d.id, false),
+        ));
         group_metrics.push(OutputRouterStatus {
             id: d.id.clone(),
-            metrics: m.clone(),
+            books: books.clone(),
             rules: rule_status,
             default: rc.default_target().map(|t| t.value.clone()),
         });
         groups.push(Group {
             rules,
             default,
-            metrics: m,
+            books,
         });
     }
     let unmatched = match &config.unmatched {
@@ -324,7 +323,7 @@ pub(super) fn build_router(
         routes,
         groups,
         fields,
-        g.lanes.clone(),
+        g.lanes.iter().map(Lane::producer).collect(),
         g.ids
             .iter()
             .map(|id| taps.point(PointKind::Destination, id))

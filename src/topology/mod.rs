@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ConfigInfo, Phase, ReloadRequest, Status};
 use crate::config::Config;
 use crate::destinations;
-use crate::lane::{Lane, Spill};
-use crate::metrics::{DestinationMetrics, DropReason, Metrics};
+use crate::lane::{Books, Lane, Spill};
+use crate::metrics::{DropReason, Metrics};
 use crate::router::RouterHandle;
 use crate::sources;
 use crate::tap::Taps;
@@ -72,6 +72,19 @@ pub struct DestinationReport {
 impl DestinationReport {
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().map(|(_, n)| n).sum()
+    }
+
+    /// `backpressure=12 shutdown=3`, or `none`.
+    pub fn dropped_by_reason(&self) -> String {
+        if self.dropped.is_empty() {
+            return "none".into();
+        }
+        let parts: Vec<String> = self
+            .dropped
+            .iter()
+            .map(|(why, n)| format!("{why}={n}"))
+            .collect();
+        parts.join(" ")
     }
 
     /// `events = sent + dropped + queued`.
@@ -413,12 +426,14 @@ impl Running {
         self.status.set_phase(Phase::Stopped);
         let reports = reports(&lanes, &retired, &self.groups);
         for r in &reports {
+            let by_reason = r.dropped_by_reason();
             if r.balanced() {
                 tracing::info!(
                     destination = %r.id,
                     events = r.events,
                     sent = r.sent,
                     dropped = r.dropped_total(),
+                    dropped_by_reason = %by_reason,
                     queued = r.queued,
                     "final accounting"
                 );
@@ -428,6 +443,7 @@ impl Running {
                     events = r.events,
                     sent = r.sent,
                     dropped = r.dropped_total(),
+                    dropped_by_reason = %by_reason,
                     queued = r.queued,
                     "accounting does not balance: events != sent + dropped + queued"
                 );
@@ -460,10 +476,10 @@ fn reports(
     for (id, lane) in lanes.iter().chain(retired) {
         match out.iter_mut().find(|r| &r.id == id) {
             Some(r) => r.queued += lane.pending() as u64,
-            None => out.push(report_metrics(id, lane.metrics(), lane.pending() as u64)),
+            None => out.push(report_books(id, lane.books(), lane.pending() as u64)),
         }
     }
-    out.extend(groups.iter().map(|g| report_metrics(&g.id, &g.metrics, 0)));
+    out.extend(groups.iter().map(|g| report_books(&g.id, &g.books, 0)));
     out
 }
 
@@ -523,14 +539,14 @@ fn close_order(dests: &[LiveDestination], index: &HashMap<String, usize>) -> Vec
     groups
 }
 
-fn report_metrics(id: &str, m: &DestinationMetrics, queued: u64) -> DestinationReport {
+fn report_books(id: &str, b: &Books, queued: u64) -> DestinationReport {
     DestinationReport {
         id: id.to_string(),
-        events: m.events.get(),
-        sent: m.sent_events.get(),
+        events: b.events(),
+        sent: b.sent(),
         dropped: DropReason::ALL
             .iter()
-            .map(|r| (r.as_str(), m.dropped(*r)))
+            .map(|r| (r.as_str(), b.dropped(*r)))
             .filter(|(_, n)| *n > 0)
             .collect(),
         queued,

@@ -399,7 +399,7 @@ impl Running {
                                 p.retire.cancel();
                                 p.lane.close();
                                 let _ = p.driver.await;
-                                lane.requeue(p.lane.take_memory());
+                                lane.adopt(p.lane.take_memory());
                                 let _ = prepared.spawn(&metrics).await;
                             });
                             (chain, retire)
