@@ -284,6 +284,52 @@ destinations:
     assert!(c.values().all(|&k| k == 1), "a shed batch was not routed");
 }
 
+/// An aggregator whose destination is `backpressure: drop` and full: what
+/// it drops of a forwarded batch is answered RESOURCE_EXHAUSTED (never
+/// OK), so the edge keeps the batch and sends it again; once the peer is
+/// back, every event has arrived (at least once) and the edge dropped
+/// nothing.
+#[test]
+fn an_aggregator_that_drops_for_lack_of_room_makes_the_edge_send_again() {
+    let rt = runtime();
+    let mut rx = rt.block_on(Receiver::start());
+    rt.block_on(rx.kill());
+    let agg = Aggregator::start(
+        "",
+        &format!(
+            "routes: [{{ name: all, destination: out }}]\ndestinations:\n  out: {{ type: http, url: \"{}\", backpressure: drop, batch: {{ max_events: 10, timeout: 20ms }}, request: {{ concurrency: 1 }}, queue: {{ max_events: 20 }}, retry: {{ initial_backoff: 100ms, max_backoff: 500ms }} }}\n",
+            rx.url("/ingest")
+        ),
+        &[],
+    );
+    let edge = Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+  in: {{ type: tcp, address: 127.0.0.1:0 }}
+routes: [{{ name: all, destination: agg }}]
+destinations:
+  agg: {{ type: sluice, address: "{}", batch: {{ max_events: 50, timeout: 20ms }}, retry: {{ initial_backoff: 100ms, max_backoff: 500ms }} }}
+"#,
+        agg.address()
+    ));
+    let n = 1000u64;
+    send_lines(&edge, "in", (0..n).map(|i| format!(r#"{{"seq":{i}}}"#)));
+    wait_until("the aggregator drops", WAIT, || {
+        agg.sluice().metrics().dropped("out", "backpressure") > 0
+    });
+    wait_until("the edge is told to send again", WAIT, || {
+        edge.metrics()
+            .dest("sluice_destination_retries_total", "agg")
+            > 0
+    });
+    rt.block_on(rx.restart());
+    wait_until("every event at the receiver, and answered", WAIT, || {
+        counts(&rx.accepted()).len() as u64 == n && sent(&edge, "agg") == n
+    });
+    assert_eq!(edge.metrics().dropped_any("agg"), 0);
+}
+
 /// Bad settings are refused at their line.
 #[test]
 fn bad_forwarding_settings_are_refused_at_their_line() {

@@ -688,3 +688,75 @@ destinations:
     });
     assert!(k.front.logins() >= 3, "every client logged in");
 }
+
+/// A Kafka source feeding a `backpressure: drop` destination whose peer is
+/// down: what the lane sheds is not committed. The partition is read
+/// again, so once the peer is back every record arrives (at least once),
+/// and only then does the committed offset reach the end of the topic.
+#[test]
+fn records_a_drop_destination_shed_are_not_committed_and_are_read_again() {
+    let rt = common::runtime();
+    let n = 3000u64;
+    let k = Tansu::start();
+    create_topic(&k.brokers(), "in", 1);
+    produce_seqs(&k.brokers(), "in", 0..n);
+    let mut rx = rt.block_on(async {
+        let mut rx = common::receiver::Receiver::start().await;
+        rx.kill().await;
+        rx
+    });
+    let s = Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+  kin: {{ type: kafka, brokers: [{}], topics: [in], group_id: shed, metadata: false, commit_interval: 100ms, {FAST_GROUP} }}
+routes:
+  - {{ name: all, filter: 'true', destination: out }}
+destinations:
+  out:
+    type: http
+    url: "{}"
+    backpressure: drop
+    queue: {{ max_events: 200 }}
+    batch: {{ max_events: 100, timeout: 10ms }}
+    request: {{ concurrency: 1 }}
+    retry: {{ initial_backoff: 50ms, max_backoff: 200ms }}
+"#,
+        k.brokers(),
+        rx.url("/")
+    ));
+    let committed = |s: &Sluice| {
+        s.metrics()
+            .get(r#"sluice_kafka_consumer_committed_offset{source="kin",topic="in",partition="0"}"#)
+            as u64
+    };
+    // A drop lane never blocks the source: it reads the whole topic, and
+    // the lane sheds all but what it holds.
+    wait_until("the whole topic read and shed", WAIT, || {
+        s.metrics().source_events("kin") >= n
+            && s.metrics().dropped("out", "backpressure") >= n - 1000
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        committed(&s),
+        0,
+        "nothing is committed while the peer is down"
+    );
+    rt.block_on(rx.restart());
+    wait_until("every record delivered", Duration::from_secs(120), || {
+        let got: BTreeSet<u64> = rx.accepted().iter().map(|l| common::seq_of(l)).collect();
+        got.len() as u64 == n
+    });
+    wait_until("the offset committed to the end", WAIT, || {
+        committed(&s) == n
+    });
+    assert!(
+        s.metrics().source_events("kin") > n,
+        "the shed records were read again"
+    );
+    eprintln!(
+        "read {} times for {n} records; dropped {}",
+        s.metrics().source_events("kin"),
+        s.metrics().dropped("out", "backpressure")
+    );
+}

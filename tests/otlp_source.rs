@@ -359,3 +359,70 @@ async fn acknowledgements_answer_only_after_delivery() {
     assert_eq!(rx.accepted().len(), 10);
     r.shutdown().await;
 }
+
+/// With `acknowledgements: true` and a `backpressure: drop` destination
+/// that is full, an export whose records were shed is answered
+/// UNAVAILABLE with a RetryInfo (over HTTP: 503 with `Retry-After`), never
+/// OK: the exporter sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_a_drop_destination_shed_is_answered_retryable() {
+    let rx = Receiver::start().await;
+    rx.status(503);
+    let r = start(
+        "{ type: otlp, grpc_address: 127.0.0.1:0, acknowledgements: true }",
+        &format!(
+            "{{ type: http, url: \"{}\", backpressure: drop, queue: {{ max_events: 10 }}, batch: {{ max_events: 5, timeout: 20ms }}, request: {{ concurrency: 1 }}, retry: {{ initial_backoff: 50ms, max_backoff: 100ms }} }}",
+            rx.url("/in")
+        ),
+    )
+    .await;
+    let grpc = format!("http://{}", r.source_addr("otel").unwrap());
+    let (logs, _, _) = telemetry();
+    let export = |grpc: String, logs: Vec<ResourceLogs>| async move {
+        LogsServiceClient::connect(grpc)
+            .await
+            .unwrap()
+            .export(ExportLogsServiceRequest {
+                resource_logs: logs,
+            })
+            .await
+    };
+    // The first export (10 records) is in the lane and the driver, waiting
+    // for the peer; the second fills the lane.
+    let first = tokio::spawn(export(grpc.clone(), logs.clone()));
+    wait_until_async("the first export routed", WAIT, || {
+        metrics(&r).dest("sluice_destination_events_total", "out") >= 10
+    })
+    .await;
+    let second = tokio::spawn(export(grpc.clone(), logs.clone()));
+    wait_until_async("the second export routed", WAIT, || {
+        metrics(&r).dest("sluice_destination_events_total", "out") >= 20
+    })
+    .await;
+    let shed = LogsServiceClient::connect(grpc)
+        .await
+        .unwrap()
+        .export(ExportLogsServiceRequest {
+            resource_logs: logs,
+        })
+        .await
+        .expect_err("a shed export is not OK");
+    assert_eq!(shed.code(), tonic::Code::Unavailable, "{shed:?}");
+    use tonic_types::StatusExt as _;
+    assert!(
+        shed.get_details_retry_info().is_some(),
+        "a RetryInfo says when: {shed:?}"
+    );
+    rx.set(Behavior::Ok);
+    assert!(
+        first.await.unwrap().is_ok(),
+        "the kept export is answered OK"
+    );
+    // Kept whole, or partly shed (then told to send again): how much of it
+    // the lane had room for depends on what the driver had taken.
+    if let Err(e) = second.await.unwrap() {
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    }
+    assert!(metrics(&r).dropped("out", "backpressure") >= 10);
+    r.shutdown().await;
+}

@@ -276,13 +276,27 @@ impl Lane {
             self.books.refused(n, DropReason::Shutdown);
             return n;
         }
+        if n > self.capacity
+            && let Ok(p) = self.room.try_acquire_many(self.capacity as u32)
+        {
+            // Larger than the whole lane, and the lane is empty: admitted
+            // whole, as a block lane admits it, or a source whose batches
+            // are larger than the lane would lose part of every one.
+            p.forget();
+            self.books.entered(n);
+            self.push_entry(Entry {
+                batch,
+                permits: self.capacity,
+            });
+            return 0;
+        }
         let want = n.min(self.capacity);
         // Shed at the door (never queued), and evicted from the queue.
         let mut refused = n - want;
         let mut evicted = 0;
         if refused > 0 {
-            // Larger than the whole lane: keep what fits (the oldest for
-            // drop-newest, the newest for drop-oldest).
+            // Larger than the whole lane, which holds events: keep what
+            // fits (the oldest for drop-newest, the newest for drop-oldest).
             match self.policy {
                 LanePolicy::DropOldest => {
                     batch.events.drain(..refused);

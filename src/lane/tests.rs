@@ -285,3 +285,15 @@ async fn a_full_disk_queue_under_on_full_drop_sheds_acknowledgements() {
     lane.close();
     lane.finish().await;
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_an_empty_drop_lane_is_admitted_whole() {
+    let (lane, _) = lane(LanePolicy::DropNewest, 10);
+    assert_eq!(lane.push_nowait(batch(0..25)), 0);
+    assert_eq!(lane.depth(), 25);
+    // Full now: the next one is shed whole.
+    assert_eq!(lane.push_nowait(batch(25..30)), 5);
+    assert_eq!(ids(&try_pop(&lane).unwrap()), (0..25).collect::<Vec<_>>());
+    assert_eq!(lane.room.available_permits(), 10);
+    assert!(lane.books().counts().balanced());
+}
