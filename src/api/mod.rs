@@ -70,6 +70,7 @@ pub fn serve(
         .route("/api/v1/status", get(status_json))
         .route("/api/v1/reload", post(reload_handler))
         .route("/api/v1/tap", get(tap::tap))
+        .layer(axum::middleware::from_fn(crate::supervise::http_panics))
         .with_state(api);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)

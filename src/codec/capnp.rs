@@ -34,11 +34,12 @@ pub fn encode(events: &[Event], out: &mut Vec<u8>) -> Vec<usize> {
     let mut parsed = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
         let p = match e.format {
+            // Checked before parsing: the parser recurses once per level.
+            Format::Json if super::nesting::exceeds(&e.raw, MAX_DEPTH) => {
+                skipped.push(i);
+                continue;
+            }
             Format::Json => match sonic_rs::from_slice::<sonic_rs::Value>(&e.raw) {
-                Ok(v) if depth(&v, 0) > MAX_DEPTH => {
-                    skipped.push(i);
-                    continue;
-                }
                 Ok(v) => Parsed::Json(v),
                 Err(_) => Parsed::Text,
             },
@@ -61,24 +62,6 @@ pub fn encode(events: &[Event], out: &mut Vec<u8>) -> Vec<usize> {
     // Writing into a Vec cannot fail.
     let _ = capnp::serialize::write_message(out, &message);
     skipped
-}
-
-fn depth(v: &sonic_rs::Value, d: usize) -> usize {
-    if d > MAX_DEPTH {
-        return d;
-    }
-    match v.get_type() {
-        JsonType::Array => v.as_array().map_or(d, |a| {
-            a.iter().map(|x| depth(x, d + 1)).max().unwrap_or(d + 1)
-        }),
-        JsonType::Object => v.as_object().map_or(d, |o| {
-            o.iter()
-                .map(|(_, x)| depth(x, d + 1))
-                .max()
-                .unwrap_or(d + 1)
-        }),
-        _ => d,
-    }
 }
 
 fn fill(mut b: value::Builder<'_>, v: &sonic_rs::Value) {

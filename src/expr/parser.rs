@@ -1,5 +1,11 @@
 //! Recursive-descent parser from tokens to an AST, JavaScript precedence:
 //! `!` binds tightest, then comparisons, then `&&`, then `||`.
+//!
+//! Nesting (`(`, `!`) is limited to `MAX_NESTING` levels: a filter comes
+//! from the API too (`GET /api/v1/tap?filter=`), and an unbounded chain of
+//! `!` or `(` would recurse until the stack overflows. Every later pass
+//! (compile, evaluate, drop) recurses over the AST, so bounding it here
+//! bounds them all.
 
 use super::FilterError;
 use super::lexer::{Tok, Token, lex};
@@ -58,9 +64,24 @@ pub enum Ast {
     Exists(Vec<Segment>),
 }
 
+/// How deeply `(` and `!` may nest. Real filters use a handful.
+pub const MAX_NESTING: usize = 64;
+/// The longest filter: far beyond any written by hand.
+pub const MAX_BYTES: usize = 64 * 1024;
+
 pub fn parse(src: &str) -> Result<Ast, FilterError> {
+    if src.len() > MAX_BYTES {
+        return Err(FilterError::new(
+            0,
+            format!("longer than {} KiB", MAX_BYTES / 1024),
+        ));
+    }
     let tokens = lex(src)?;
-    let mut p = Parser { tokens, pos: 0 };
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
     if p.peek() == &Tok::Eof {
         return Err(FilterError::new(
             0,
@@ -77,6 +98,8 @@ pub fn parse(src: &str) -> Result<Ast, FilterError> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// `(` and `!` open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -197,10 +220,25 @@ impl Parser {
         Ok(Ast::Cmp(op, Box::new(lhs), Box::new(rhs)))
     }
 
+    /// Enter one more level of `(` or `!`, or refuse the filter.
+    fn nest(&mut self) -> Result<(), FilterError> {
+        if self.depth >= MAX_NESTING {
+            return Err(FilterError::new(
+                self.offset(),
+                format!("nested more than {MAX_NESTING} levels deep (`(` and `!`)"),
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
     fn unary(&mut self) -> Result<Ast, FilterError> {
         if self.peek() == &Tok::Not {
+            self.nest()?;
             self.bump();
-            return Ok(Ast::Not(Box::new(self.unary()?)));
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Ast::Not(Box::new(inner)));
         }
         self.postfix()
     }
@@ -289,9 +327,11 @@ impl Parser {
         let offset = self.offset();
         match self.peek().clone() {
             Tok::LParen => {
+                self.nest()?;
                 self.bump();
                 let inner = self.or()?;
                 self.expect(Tok::RParen, "`)`")?;
+                self.depth -= 1;
                 Ok(inner)
             }
             Tok::Str(_) | Tok::Num(_) => Ok(Ast::Lit(self.literal()?)),
@@ -426,6 +466,22 @@ mod tests {
                 Segment::Key("namespace".into())
             ])
         );
+    }
+
+    #[test]
+    fn nesting_is_bounded_not_a_stack_overflow() {
+        let deep = format!("{}x{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(parse(&deep).is_ok());
+        let nots = format!("{}x", "!".repeat(MAX_NESTING));
+        assert!(parse(&nots).is_ok());
+        for hostile in [
+            format!("{}x", "!".repeat(2000)),
+            format!("{}x", "(".repeat(100_000)),
+            format!("{}x", "!(".repeat(50_000)),
+        ] {
+            let err = parse(&hostile).unwrap_err();
+            assert!(err.message.contains("nested more than"), "{}", err.message);
+        }
     }
 
     #[test]

@@ -122,9 +122,17 @@ fn now_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// The deepest JSON an event may nest to be mapped. Each level becomes
+/// about three protobuf messages (AnyValue, KeyValueList, KeyValue), and
+/// protobuf decoders limit nesting (prost: 100 messages): deeper, one
+/// event would make a receiver refuse its whole export. Deeper events are
+/// counted unencodable instead.
+pub const MAX_NESTING: usize = 30;
+
 impl MappingConfig {
     /// `event` as a record and its resource's attributes; `None` when it
-    /// is not JSON it can read (counted unencodable by the caller).
+    /// is not JSON it can read, or nests deeper than `MAX_NESTING`
+    /// (counted unencodable by the caller).
     pub fn record(&self, event: &Event) -> Option<(Vec<KeyValue>, LogRecord)> {
         let observed = now_nanos();
         let mut record = LogRecord {
@@ -134,6 +142,9 @@ impl MappingConfig {
         if event.format == Format::Text {
             record.body = string(String::from_utf8_lossy(&event.raw).into_owned());
             return Some((Vec::new(), record));
+        }
+        if crate::codec::nesting::exceeds(&event.raw, MAX_NESTING) {
+            return None;
         }
         let Ok(Entries(mut fields)) = serde_json::from_slice::<Entries>(&event.raw) else {
             // A JSON value that is not an object is the body itself.
@@ -268,5 +279,22 @@ mod tests {
             m.record(&Event::json(Bytes::from_static(b"{not json")))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_event_nested_too_deep_is_not_mapped() {
+        let m = MappingConfig::default();
+        let ok = format!(
+            r#"{{"msg":{}1{}}}"#,
+            "[".repeat(MAX_NESTING - 1),
+            "]".repeat(MAX_NESTING - 1)
+        );
+        assert!(m.record(&Event::json(Bytes::from(ok))).is_some());
+        let deep = format!(
+            r#"{{"msg":{}1{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(m.record(&Event::json(Bytes::from(deep))).is_none());
     }
 }

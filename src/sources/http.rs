@@ -164,7 +164,9 @@ pub async fn start(
             )
             .route("/health", get(|| async { r#"{"health":"ok"}"# }));
     }
-    let app = app.with_state(state.clone());
+    let app = app
+        .layer(axum::middleware::from_fn(crate::supervise::http_panics))
+        .with_state(state.clone());
     let id = state.ctx.id.clone();
     let task = state.ctx.spawner().spawn(async move {
         let served = axum::serve(listener, app)

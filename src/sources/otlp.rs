@@ -297,6 +297,7 @@ fn serve_http(state: Arc<OtlpState>, listener: TcpListener) -> JoinHandle<()> {
         .route("/v1/logs", post(http_logs))
         .route("/v1/metrics", post(http_metrics))
         .route("/v1/traces", post(http_traces))
+        .layer(axum::middleware::from_fn(crate::supervise::http_panics))
         .with_state(state);
     let shutdown = ctx.shutdown.clone();
     let id = ctx.id.clone();
