@@ -212,6 +212,7 @@ struct Families {
     staged_files: Family<DestLabel, Gauge>,
     staged_finished: Family<DestLabel, Counter>,
     staging_errors: Family<DestStageLabel, Counter>,
+    staging_renamed: Family<DestReasonLabel, Counter>,
 }
 
 /// The process-wide registry and the families in it.
@@ -274,6 +275,7 @@ impl Metrics {
             staged_files: Family::default(),
             staged_finished: Family::default(),
             staging_errors: Family::default(),
+            staging_renamed: Family::default(),
         };
         // Present (at 0) before the first reload, so a rate has a start.
         for result in ["success", "rejected", "failed"] {
@@ -426,6 +428,11 @@ impl Metrics {
             "sluice_staging_errors",
             "Failures of a staging step (lock, write, seal, move, upload); each is retried, as backpressure",
             f.staging_errors.clone(),
+        );
+        r.register(
+            "sluice_staging_renamed_events",
+            "Events a filesystem or S3 destination filed under another partition path than their fields give: long_name (a component over 200 bytes, shortened with a hash), long_path (over 1024 bytes, filed under _long/), refused (a name the filesystem refused, filed under _refused/)",
+            f.staging_renamed.clone(),
         );
         r.register(
             "sluice_kafka_producer_in_flight_messages",
@@ -741,6 +748,19 @@ pub struct StagingMetrics {
 }
 
 impl StagingMetrics {
+    /// Count `n` events filed under a rewritten partition path.
+    pub fn renamed(&self, why: crate::staging::name::Renamed, n: u64) {
+        if n > 0 {
+            self.families
+                .staging_renamed
+                .get_or_create(&DestReasonLabel {
+                    destination: self.destination.clone(),
+                    reason: why.as_str(),
+                })
+                .inc_by(n);
+        }
+    }
+
     /// Count a failure of `stage` (the series appear on first use).
     pub fn error(&self, stage: &'static str) {
         self.families

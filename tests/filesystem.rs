@@ -362,3 +362,96 @@ fn a_full_or_unwritable_staging_directory_is_backpressure_until_it_clears() {
     exactly_once(&out, 2 * n);
     assert_eq!(s.metrics().dropped_any("out"), 0);
 }
+
+/// The issue's event: partition `{{ a }}/{{ b }}` and an `a` of 300
+/// characters (over the 255-byte file name limit). It is filed under a
+/// shortened directory (its start and a hash), counted, and never stalls
+/// the destination: every event, before and after it, is delivered, and
+/// the final accounting's `sent` is exactly what is in `output_dir`.
+#[test]
+fn a_value_too_long_for_a_file_name_never_halts_the_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Sluice::start(&config(
+        dir.path(),
+        "    partition: \"{{ a }}/{{ b }}\"\n    max_file_idle: 200ms\n    batch: { max_events: 5, timeout: 20ms }\n",
+    ));
+    let out = dir.path().join("out");
+    let long = "a".repeat(300);
+    let n = 11u64;
+    send_lines(
+        &s,
+        "in",
+        (0..n).map(|i| {
+            let a = if i % 3 == 1 { long.as_str() } else { "short" };
+            format!(r#"{{"seq":{i},"a":"{a}","b":"{}"}}"#, i % 2)
+        }),
+    );
+    wait_until("every event in the output directory", WAIT, || {
+        all_lines(&out).len() as u64 >= n
+    });
+    exactly_once(&out, n);
+    let paths: Vec<String> = read_tree(&out).into_iter().map(|(p, _)| p).collect();
+    for path in &paths {
+        assert!(
+            path.split('/').all(|c| c.len() <= 255),
+            "every name fits: {path}"
+        );
+    }
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with(&"a".repeat(100)) && p.contains('~')),
+        "{paths:?}"
+    );
+    assert_eq!(
+        s.metrics()
+            .get("sluice_staging_renamed_events_total{destination=\"out\",reason=\"long_name\"}"),
+        4.0
+    );
+    assert_eq!(staging_errors(&s, "write"), 0.0);
+    s.terminate();
+    assert!(s.wait_exit(WAIT).success());
+    let acc = s.final_accounting("out");
+    assert_eq!(acc["sent"].as_u64(), Some(n), "{acc}");
+    assert_eq!(acc["dropped"].as_u64().unwrap_or(0), 0, "{acc}");
+}
+
+/// One partition that cannot be written (an immutable directory) next to
+/// one that can, in the same batch: what was written counts as sent at
+/// once, only the rest is retried, and at shutdown the books say exactly
+/// what reached `output_dir` (the issue's run said `sent=0 dropped=11`
+/// while 8 of those events had been moved).
+#[test]
+fn sent_counts_exactly_what_was_staged_when_one_partition_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocked = dir.path().join("data/staging/out/blocked");
+    std::fs::create_dir_all(&blocked).unwrap();
+    immutable(&blocked, true);
+    let mut s = Sluice::start(&config(
+        dir.path(),
+        "    partition: \"{{ p }}\"\n    max_file_idle: 100ms\n    batch: { max_events: 100, timeout: 50ms }\n    retry: { initial_backoff: 50ms, max_backoff: 200ms }\n",
+    ));
+    let out = dir.path().join("out");
+    send_lines(
+        &s,
+        "in",
+        (0..10u64).map(|i| {
+            let p = if i % 2 == 0 { "ok" } else { "blocked" };
+            format!(r#"{{"seq":{i},"p":"{p}"}}"#)
+        }),
+    );
+    wait_until("the writable partition delivered", WAIT, || {
+        all_lines(&out).len() == 5 && common::sent(&s, "out") == 5
+    });
+    assert!(staging_errors(&s, "write") > 0.0);
+    s.terminate();
+    let exited = s.wait_exit(WAIT);
+    immutable(&blocked, false);
+    assert!(exited.success());
+    let acc = s.final_accounting("out");
+    assert_eq!(acc["sent"].as_u64(), Some(5), "{acc}");
+    assert_eq!(acc["dropped"].as_u64(), Some(5), "{acc}");
+    let mut got = seqs(&all_lines(&out));
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 2, 4, 6, 8]);
+}

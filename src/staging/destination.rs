@@ -5,10 +5,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
+use super::name::Renamed;
 use super::{Finish, HasStaging, Part, Partitioner, Stager};
 use crate::codec::{Compression, Encoder};
 use crate::destinations::{BuildContext, HasCommon, unencodable};
-use crate::driver::{Encoded, Outcome};
+use crate::driver::{Encoded, Outcome, RecordOutcome};
 use crate::event::Event;
 
 pub struct StagedFiles {
@@ -60,14 +63,19 @@ impl StagedFiles {
         let groups = self.partitioner.group(events, &mut scratch);
         let mut enc = self.encoder.scratch();
         let mut skipped = Vec::new();
+        for (why, n) in Renamed::ALL.iter().zip(scratch.take_renamed()) {
+            self.stager.metrics().renamed(*why, n);
+        }
         let mut parts = Vec::with_capacity(groups.len());
         let mut bytes = 0;
         for (partition, indices) in groups {
             let mut data =
                 Vec::with_capacity(indices.iter().map(|&i| events[i].raw.len() + 1).sum());
+            let mut kept = Vec::with_capacity(indices.len());
             for i in indices {
                 if self.encoder.encode_one(&events[i], &mut enc, &mut data) {
                     data.push(b'\n');
+                    kept.push(i);
                 } else {
                     skipped.push(i);
                 }
@@ -77,11 +85,21 @@ impl StagedFiles {
                 parts.push(Part {
                     partition,
                     data,
+                    events: kept,
                     done: Default::default(),
                 });
             }
         }
         skipped.sort_unstable();
+        // The driver takes the skipped events out of the job before it
+        // sends: number each part's events as they will be then.
+        if !skipped.is_empty() {
+            for p in &mut parts {
+                for i in &mut p.events {
+                    *i -= skipped.partition_point(|&s| s < *i);
+                }
+            }
+        }
         Encoded {
             request: Arc::new(parts),
             bytes,
@@ -91,16 +109,32 @@ impl StagedFiles {
     }
 
     pub async fn send(&self, parts: &Parts) -> Outcome {
-        let (stager, parts) = (self.stager.clone(), parts.clone());
+        let (stager, written) = (self.stager.clone(), parts.clone());
         // File I/O blocks; keep it off the async workers.
-        match tokio::task::spawn_blocking(move || stager.write(&parts)).await {
-            Ok(Ok(())) => Outcome::Delivered,
-            Ok(Err(error)) => Outcome::Retry { after: None, error },
-            Err(e) => Outcome::Retry {
-                after: None,
-                error: format!("staging writer task failed: {e}"),
-            },
+        let error = match tokio::task::spawn_blocking(move || stager.write(&written)).await {
+            Ok(Ok(())) => return Outcome::Delivered,
+            Ok(Err(error)) => error,
+            Err(e) => format!("staging writer task failed: {e}"),
+        };
+        // What is in its staged files is delivered (a crash loses none of
+        // it): count it so, and retry only the rest.
+        if !parts.iter().any(|p| p.done.load(Ordering::Acquire)) {
+            return Outcome::Retry { after: None, error };
         }
+        let n = parts.iter().map(|p| p.events.len()).sum();
+        let mut records = vec![RecordOutcome::Delivered; n];
+        for p in parts.iter().filter(|p| !p.done.load(Ordering::Acquire)) {
+            for &i in &p.events {
+                if let Some(r) = records.get_mut(i) {
+                    *r = RecordOutcome::Retry {
+                        throttled: false,
+                        after: None,
+                    };
+                }
+            }
+        }
+        tracing::debug!(%error, "some partitions written; retrying the rest");
+        Outcome::Partial(records)
     }
 
     pub async fn close(&self) {

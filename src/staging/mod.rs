@@ -22,6 +22,7 @@
 pub mod config;
 mod destination;
 pub mod files;
+pub mod name;
 pub mod partition;
 mod worker;
 
@@ -56,13 +57,15 @@ pub trait Finish: Send + Sync + 'static {
     fn finish(&self, path: &Path, rel: &str) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// One partition's encoded events of a batch. `done` records that it was
-/// written, so a retry of the batch after a later part failed does not
-/// write it twice.
+/// One partition's encoded events of a batch: which events of the request
+/// they are (their indices ascend), so that what was written can be
+/// counted as delivered when a later part fails. `done` records that it was
+/// written, so a retry of the batch does not write it twice.
 #[derive(Debug)]
 pub struct Part {
     pub partition: String,
     pub data: Vec<u8>,
+    pub events: Vec<usize>,
     pub done: AtomicBool,
 }
 
@@ -96,6 +99,8 @@ struct Shared {
     closed: mpsc::UnboundedSender<PathBuf>,
     metrics: StagingMetrics,
     log: CauseLog,
+    /// A refused partition name was logged (once per run).
+    refused_warned: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -134,6 +139,7 @@ impl Stager {
             closed: tx,
             metrics: metrics.staging(id),
             log: CauseLog::default(),
+            refused_warned: AtomicBool::new(false),
         });
         let stop = CancellationToken::new();
         let closing = stop.child_token();
@@ -148,6 +154,10 @@ impl Stager {
 
     pub fn root(&self) -> &Path {
         &self.shared.root
+    }
+
+    pub fn metrics(&self) -> &StagingMetrics {
+        &self.shared.metrics
     }
 
     /// Write a batch's parts to their files (blocking file I/O: call it on
@@ -202,7 +212,7 @@ impl Shared {
             if p.done.load(Ordering::Acquire) {
                 continue;
             }
-            self.append(&mut open, &p.partition, &p.data)?;
+            self.append(&mut open, &p.partition, &p.data, p.events.len())?;
             p.done.store(true, Ordering::Release);
         }
         Ok(())
@@ -213,6 +223,7 @@ impl Shared {
         open: &mut HashMap<String, OpenEntry>,
         partition: &str,
         data: &[u8],
+        events: usize,
     ) -> Result<(), String> {
         let max = self.limits.max_file_bytes;
         if open
@@ -231,10 +242,26 @@ impl Shared {
                 self.close(open, &oldest);
             }
             let dir = self.root.join(partition);
-            let file = OpenFile::create(&dir, &self.file_name()).map_err(|e| {
-                self.metrics.error("write");
-                format!("creating a staged file in {}: {e}", dir.display())
-            })?;
+            let file = match OpenFile::create(&dir, &self.file_name()) {
+                Ok(f) => f,
+                // The name itself is what this filesystem refuses: file
+                // the partition where it can be, rather than stall on it.
+                Err(e) if name::refused(&e) => {
+                    let instead = self.root.join(name::fallback(partition));
+                    if !self.refused_warned.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(destination = %self.id, partition, error = %e, instead = %instead.display(), "the filesystem refuses a partition's name; filing it elsewhere (counted: sluice_staging_renamed_events_total, reason refused; later ones are not logged)");
+                    }
+                    self.metrics.renamed(name::Renamed::Refused, events as u64);
+                    OpenFile::create(&instead, &self.file_name()).map_err(|e| {
+                        self.metrics.error("write");
+                        format!("creating a staged file in {}: {e}", instead.display())
+                    })?
+                }
+                Err(e) => {
+                    self.metrics.error("write");
+                    return Err(format!("creating a staged file in {}: {e}", dir.display()));
+                }
+            };
             self.metrics.files.inc();
             let now = Instant::now();
             open.insert(
@@ -299,5 +326,86 @@ impl Shared {
         for p in expired {
             self.close(&mut open, &p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Compression, Encoding};
+
+    struct Keep;
+
+    impl Finish for Keep {
+        const STAGE: &'static str = "keep";
+        async fn finish(&self, _: &Path, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn part(partition: &str, events: usize) -> Part {
+        Part {
+            partition: partition.to_string(),
+            data: b"{}\n".repeat(events),
+            events: (0..events).collect(),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    async fn stager(root: &Path, metrics: &Metrics) -> Stager {
+        let keys = StagingKeys {
+            staging_dir: None,
+            partition: None,
+            time_field: None,
+            file_prefix: None,
+            max_file_bytes: None,
+            max_file_age: None,
+            max_file_idle: None,
+            max_open_files: None,
+            max_pending_files: None,
+            encoding: Encoding::Ndjson,
+            compression: Compression::None,
+        };
+        let s = Stager::start("out", &keys, root.to_path_buf(), Keep, metrics);
+        while !s.shared.ready.load(Ordering::Acquire) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        s
+    }
+
+    #[tokio::test]
+    async fn a_name_the_filesystem_refuses_is_filed_elsewhere_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let s = stager(dir.path(), &metrics).await;
+        // Past `fit` (a partition too long for any file name), as a
+        // filesystem with a stricter limit than 200 bytes would refuse it.
+        let refused = "x".repeat(300);
+        let parts = vec![part("ok", 2), part(&refused, 3)];
+        s.write(&parts).unwrap();
+        assert!(parts.iter().all(|p| p.done.load(Ordering::Acquire)));
+        assert!(dir.path().join(name::fallback(&refused)).is_dir());
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"sluice_staging_renamed_events_total{destination="out",reason="refused"} 3"#
+            ),
+            "{text}"
+        );
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn parts_written_before_a_failure_stay_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let s = stager(dir.path(), &metrics).await;
+        // A file where the second partition's directory should be.
+        std::fs::write(dir.path().join("blocked"), b"").unwrap();
+        let parts = vec![part("ok", 2), part("blocked/x", 3)];
+        assert!(s.write(&parts).is_err());
+        assert!(parts[0].done.load(Ordering::Acquire), "written");
+        assert!(!parts[1].done.load(Ordering::Acquire), "to retry");
+        s.close().await;
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! A field value can never leave the directory: `/`, `\`, control
 //! characters and a value of `.` or `..` become `_` (and `%` is kept
-//! literal). Only the template's own text makes directories.
+//! literal). Only the template's own text makes directories. A path too
+//! long for a filesystem is shortened (`name.rs`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,6 +17,8 @@ use crate::codec::fields::{Field, FieldReader, FieldScratch};
 use crate::codec::template::Template;
 use crate::codec::time::{self, EventTime};
 use crate::event::Event;
+
+use super::name::{self, Renamed};
 
 /// A parsed `partition` template.
 #[derive(Debug)]
@@ -71,6 +74,7 @@ impl Partitioner {
             rendered: String::new(),
             path: String::new(),
             cached: None,
+            renamed: [0; Renamed::ALL.len()],
         }
     }
 
@@ -80,6 +84,9 @@ impl Partitioner {
         let mut last = usize::MAX;
         for (i, e) in events.iter().enumerate() {
             self.path(e, s);
+            if let Some(r) = name::fit(&mut s.path) {
+                s.renamed[r as usize] += 1;
+            }
             if last < groups.len() && groups[last].0 == s.path {
                 groups[last].1.push(i);
                 continue;
@@ -144,6 +151,15 @@ pub struct PartitionScratch {
     path: String,
     /// The last time rendering: (bucket, template with fields, result).
     cached: Option<(i64, String, String)>,
+    /// Events whose path was rewritten, by `Renamed`, since `take_renamed`.
+    renamed: [u64; Renamed::ALL.len()],
+}
+
+impl PartitionScratch {
+    /// Events whose path was rewritten (by reason), since the last call.
+    pub fn take_renamed(&mut self) -> [u64; Renamed::ALL.len()] {
+        std::mem::take(&mut self.renamed)
+    }
 }
 
 fn now_secs() -> i64 {
@@ -256,6 +272,28 @@ mod tests {
         // A missing field without a default is filed under `_`.
         let g = paths("{{ missing }}/x", &[r#"{"a":1}"#]);
         assert_eq!(g[0].0, "_/x");
+    }
+
+    #[test]
+    fn a_value_too_long_for_a_file_name_is_shortened_and_counted() {
+        let p = Partitioner::new("{{ a }}/{{ b }}", "timestamp").unwrap();
+        let long = "x".repeat(300);
+        let events: Vec<Event> = [
+            format!(r#"{{"a":"{long}","b":"1"}}"#),
+            r#"{"a":"short","b":"1"}"#.to_string(),
+            format!(r#"{{"a":"{long}","b":"1"}}"#),
+        ]
+        .into_iter()
+        .map(|e| Event::json(Bytes::from(e)))
+        .collect();
+        let mut s = p.scratch();
+        let g = p.group(&events, &mut s);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].1, vec![0, 2], "one value, one directory");
+        assert!(g[0].0.split('/').all(|c| c.len() <= name::MAX_COMPONENT));
+        assert_eq!(g[1].0, "short/1");
+        assert_eq!(s.take_renamed(), [2, 0, 0]);
+        assert_eq!(s.take_renamed(), [0, 0, 0]);
     }
 
     #[test]
