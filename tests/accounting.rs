@@ -95,3 +95,95 @@ destinations:
         accepted - fast.events
     );
 }
+
+/// Where the events are, while they move: every `/metrics` scrape and
+/// every status answer satisfies, for every destination,
+/// `events = sent + dropped + queued + in_flight + on_disk` — with a slow
+/// peer (events in the driver), a dead one behind a persistent queue
+/// (events on disk and being retried), a drop lane shedding, and an
+/// output router (which only routes through).
+#[test]
+fn the_books_add_up_in_every_scrape_while_events_move() {
+    let rt = common::runtime();
+    let slow = rt.block_on(common::receiver::Receiver::start());
+    slow.set(common::receiver::Behavior::Delay(Duration::from_millis(30)));
+    let mut dead = rt.block_on(common::receiver::Receiver::start());
+    rt.block_on(dead.kill());
+    let data = tempfile::tempdir().unwrap();
+    let s = common::Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+data_dir: "{}"
+sources:
+  gen: {{ type: generator, rate: 20000, event_bytes: 120 }}
+routes:
+  - {{ name: a, destination: slow, final: false }}
+  - {{ name: b, destination: pq, final: false }}
+  - {{ name: c, destination: shed, final: false }}
+  - {{ name: d, destination: split }}
+destinations:
+  slow: {{ type: http, url: "{}", batch: {{ max_events: 200, timeout: 10ms }}, request: {{ concurrency: 4 }}, queue: {{ max_events: 4000 }} }}
+  pq:
+    type: http
+    url: "{}"
+    retry: {{ initial_backoff: 50ms, max_backoff: 200ms }}
+    backpressure: persistent_queue
+    queue: {{ max_events: 1000 }}
+  shed: {{ type: blackhole, rate: 1000, backpressure: drop, queue: {{ max_events: 500 }} }}
+  split:
+    type: output_router
+    rules:
+      - {{ filter: 'level == "error"', destination: sink }}
+    default: drop
+  sink: {{ type: blackhole }}
+"#,
+        data.path().display(),
+        slow.url("/"),
+        dead.url("/")
+    ));
+    let dests = ["slow", "pq", "shed", "split", "sink"];
+    let mut seen_in_flight = false;
+    let mut seen_on_disk = false;
+    let mut seen_queued = false;
+    for round in 0..150 {
+        let m = s.metrics();
+        for d in dests {
+            let events = m.dest("sluice_destination_events_total", d);
+            let sent = m.dest("sluice_destination_sent_events_total", d);
+            let dropped = m.dropped_any(d);
+            let queued = m.dest("sluice_destination_queue_events", d);
+            let in_flight = m.dest("sluice_destination_in_flight_events", d);
+            let on_disk = m.dest("sluice_persistent_queue_events", d);
+            assert_eq!(
+                events,
+                sent + dropped + queued + in_flight + on_disk,
+                "scrape {round}, {d}: {events} = {sent} sent + {dropped} dropped + {queued} queued + {in_flight} in flight + {on_disk} on disk"
+            );
+            seen_in_flight |= d == "slow" && in_flight > 0;
+            seen_queued |= queued > 0;
+            seen_on_disk |= d == "pq" && on_disk > 0;
+        }
+        if round % 10 == 0 {
+            let st = s.status();
+            for d in st["destinations"].as_array().unwrap() {
+                let n = |k: &str| d[k].as_i64().unwrap_or(0);
+                let dropped: i64 = d["dropped"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|v| v.as_i64().unwrap())
+                    .sum();
+                let on_disk = d["persistent_queue"]["events"].as_i64().unwrap_or(0);
+                assert_eq!(
+                    n("events"),
+                    n("sent") + dropped + n("queued") + n("in_flight_events") + on_disk,
+                    "status {round}: {d}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen_in_flight, "the slow peer's events were seen in flight");
+    assert!(seen_queued, "queued events were seen");
+    assert!(seen_on_disk, "the dead peer's events were seen on disk");
+}
