@@ -25,6 +25,12 @@ pub enum Fault {
     /// Stop listening and close every connection; listen again when the
     /// window ends.
     Down,
+    /// The peer's process is stopped (SIGSTOP) for the window, then
+    /// continued (SIGCONT): connections stay open and are even accepted
+    /// (into the kernel's backlog), but nothing is read or answered — a
+    /// hung peer, not a dead one. HTTP, TCP and gRPC receivers sit behind
+    /// a proxy process that is stopped; a Kafka broker is stopped itself.
+    Hang,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +71,15 @@ impl Schedule {
 
     pub fn is_down(&self) -> bool {
         matches!(self.active(), Some(Fault::Down))
+    }
+
+    pub fn is_hung(&self) -> bool {
+        matches!(self.active(), Some(Fault::Hang))
+    }
+
+    /// Whether any window hangs the peer's process.
+    pub fn hangs(windows: &[Window]) -> bool {
+        windows.iter().any(|w| matches!(w.fault, Fault::Hang))
     }
 
     /// How many `Close` windows have started so far: a connection opened

@@ -9,6 +9,7 @@ mod generator;
 mod metrics;
 mod plot;
 mod process;
+mod proxy;
 mod receiver;
 mod relay;
 mod report;
@@ -102,6 +103,13 @@ enum Command {
         #[arg(long)]
         to: SocketAddr,
     },
+    /// A two-way TCP proxy: the process a hang scenario stops (SIGSTOP).
+    Proxy {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        to: SocketAddr,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -161,6 +169,7 @@ fn main() -> anyhow::Result<()> {
                 duration,
             } => receive(protocol, listen, &fault, duration).await,
             Command::Relay { listen, to } => relay::run(listen, to).await,
+            Command::Proxy { listen, to } => proxy::run(listen, to).await,
         }
     })
 }

@@ -190,6 +190,13 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
                     let wait = if split.throttled {
                         m.throttled.inc();
                         throttle(&ctx, endpoint, delay)
+                    } else if split.delivered == 0 && split.after.is_none() && !tracked {
+                        // Nothing got through and the peer gave no hint
+                        // (every record timed out: a hung or lost peer).
+                        // Like an endpoint failure, retry soon enough to
+                        // see its return within seconds, whatever the
+                        // backoff has grown to.
+                        Some(delay.min(OUTAGE_PROBE))
                     } else {
                         Some(delay)
                     };

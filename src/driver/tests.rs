@@ -692,3 +692,31 @@ async fn a_throttle_backs_off_the_whole_destination() {
     let (lane, _) = rig.finish().await;
     assert!(balanced(&lane));
 }
+
+/// Rounds in which every record timed out (a hung peer: no answer, no
+/// hint) are retried at least every `OUTAGE_PROBE`, however far the
+/// backoff has grown, so the peer's return is seen within seconds.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_answers_nothing_is_retried_within_seconds_whatever_the_backoff() {
+    let script = Script::default();
+    let timed_out = || Outcome::Partial(vec![RecordOutcome::RETRY; 5]);
+    script
+        .outcomes
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_with(timed_out).take(12));
+    let mut s = settings(1, 100);
+    s.backoff.max = Duration::from_secs(60);
+    let rig = rig(script, s);
+    rig.push(events(5), None).await;
+    let started = tokio::time::Instant::now();
+    let (lane, script) = rig.finish().await;
+    assert_eq!(lane.books().sent(), 5);
+    assert_eq!(script.sent.lock().unwrap().len(), 13);
+    // Twelve waits, none longer than the outage probe.
+    assert!(
+        started.elapsed() <= OUTAGE_PROBE * 12,
+        "{:?}",
+        started.elapsed()
+    );
+}

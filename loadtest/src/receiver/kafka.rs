@@ -3,17 +3,21 @@
 //! topic to the sink.
 //!
 //! A `Down` window is a lost broker: the proxy first refuses produce
-//! requests (so the broker holds nothing the consumer has not read — its
-//! memory storage is gone when it dies), then the consumer is stopped and
-//! the broker killed with SIGKILL. When the window ends a new broker starts
-//! on the same port, empty, the topic is created again and a new consumer
-//! reads it. Clients talk to the proxy (the broker advertises its port), so
-//! the restart is invisible to them but for the outage.
+//! requests, then waits until the consumer has read each partition to its
+//! high watermark (so the broker holds nothing the consumer has not read —
+//! its memory storage is gone when it dies), then the consumer is stopped
+//! and the broker killed with SIGKILL. When the window ends a new broker
+//! starts on the same port, empty, the topic is created again and a new
+//! consumer reads it. Clients talk to the proxy (the broker advertises its
+//! port), so the restart is invisible to them but for the outage.
+//!
+//! A `Hang` window stops the broker's process (SIGSTOP) and continues it
+//! (SIGCONT) when the window ends: a hung broker, its connections open.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -37,10 +41,30 @@ pub const PARTITIONS: i32 = 3;
 
 /// Kafka's Produce request.
 const PRODUCE: i16 = 0;
-/// How long the consumer must see nothing new before the broker may die.
-// Long enough that a consumer starved of CPU on a loaded 2-core CI machine
-// has caught up (1 s lost acknowledged records there once).
-const QUIET: Duration = Duration::from_secs(3);
+/// How long after produce requests are refused the consumer must still
+/// find itself at every partition's high watermark: its fetches since then
+/// have seen everything the broker took.
+const SETTLE: Duration = Duration::from_millis(500);
+/// At most this long (then the loss shows in the report as it is).
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// The consumer's last look at the topic: when, and whether it had read
+/// every partition to the high watermark its fetches reported.
+#[derive(Clone, Copy)]
+pub struct Position {
+    pub at: Instant,
+    pub caught_up: bool,
+}
+
+pub type Shared = Arc<Mutex<Position>>;
+
+/// A position nobody has looked at yet.
+pub fn position() -> Shared {
+    Arc::new(Mutex::new(Position {
+        at: Instant::now(),
+        caught_up: false,
+    }))
+}
 
 /// A broker in `dir`, listening on `port`, advertising `advertised`.
 pub struct Broker {
@@ -74,7 +98,15 @@ impl Broker {
 
     pub fn kill(&mut self) {
         if let Some(mut p) = self.process.take() {
+            crate::proxy::freeze(p.pid(), false);
             let _ = p.kill();
+        }
+    }
+
+    /// Stop (SIGSTOP) or continue (SIGCONT) the broker's process.
+    fn freeze(&self, stop: bool) {
+        if let Some(p) = &self.process {
+            crate::proxy::freeze(p.pid(), stop);
         }
     }
 }
@@ -117,11 +149,15 @@ async fn create_topic(brokers: &str) -> anyhow::Result<()> {
 }
 
 /// Read the topic from the beginning into `sink` on a thread, until
-/// `running` is cleared; returns the thread to join.
+/// `running` is cleared; returns the thread to join. After each poll it
+/// records in `position` whether it has read every partition to the high
+/// watermark of its last fetch (librdkafka's cached one: Tansu's
+/// ListOffsets answers a wrong high watermark, its fetches the right one).
 pub fn consume(
     brokers: &str,
     sink: Sink,
     running: Arc<AtomicBool>,
+    position: Shared,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -135,8 +171,11 @@ pub fn consume(
         tpl.add_partition_offset(TOPIC, p, Offset::Beginning)?;
     }
     c.assign(&tpl)?;
+    let topic = std::ffi::CString::new(TOPIC)?;
     Ok(std::thread::spawn(move || {
         let mut lines = Vec::with_capacity(1 << 20);
+        // The next offset to read, per partition.
+        let mut next = [0i64; PARTITIONS as usize];
         while running.load(Ordering::Acquire) {
             let mut wait = Duration::from_millis(100);
             while lines.len() < 1 << 20 {
@@ -144,6 +183,9 @@ pub fn consume(
                     Some(Ok(m)) => {
                         lines.extend_from_slice(m.payload().unwrap_or_default());
                         lines.push(b'\n');
+                        if let Some(n) = next.get_mut(m.partition() as usize) {
+                            *n = (*n).max(m.offset() + 1);
+                        }
                         wait = Duration::ZERO;
                     }
                     Some(Err(e)) => {
@@ -155,8 +197,44 @@ pub fn consume(
             }
             sink.take(&lines);
             lines.clear();
+            let caught_up = (0..PARTITIONS).all(|p| {
+                let (mut low, mut high) = (0i64, 0i64);
+                // SAFETY: the consumer's handle and the topic's C string
+                // live for the call; librdkafka only reads its cache here.
+                let r = unsafe {
+                    rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                        c.client().native_ptr(),
+                        topic.as_ptr(),
+                        p,
+                        &mut low,
+                        &mut high,
+                    )
+                };
+                r == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                    && next[p as usize] >= high
+            });
+            if let Ok(mut pos) = position.lock() {
+                *pos = Position {
+                    at: Instant::now(),
+                    caught_up,
+                };
+            }
         }
     }))
+}
+
+/// Wait until the consumer, looking after `since` (plus `SETTLE`), found
+/// itself at every partition's high watermark.
+async fn caught_up(position: &Shared, since: Instant) {
+    let deadline = Instant::now() + CATCH_UP;
+    while Instant::now() < deadline {
+        let p = position.lock().map(|p| *p).ok();
+        if p.is_some_and(|p| p.caught_up && p.at >= since + SETTLE) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("kafka receiver: the consumer did not catch up within {CATCH_UP:?}");
 }
 
 /// The receiver for chaos scenarios: see the module documentation.
@@ -190,25 +268,30 @@ async fn supervise(
     accepting: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut position = position();
     let mut running = Arc::new(AtomicBool::new(true));
-    let mut reader = consume(&addr.to_string(), sink.clone(), running.clone()).ok();
+    let mut reader = consume(
+        &addr.to_string(),
+        sink.clone(),
+        running.clone(),
+        position.clone(),
+    )
+    .ok();
+    let mut hung = false;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
+        if schedule.is_hung() != hung {
+            hung = !hung;
+            broker.freeze(hung);
+        }
         if schedule.is_down() && broker.process.is_some() {
             // Refuse produce requests, let the consumer read what the
             // broker took, then lose the broker.
             accepting.store(false, Ordering::Release);
-            let refused = Instant::now();
-            loop {
-                let last = sink.stats.last_event().unwrap_or(refused).max(refused);
-                if last.elapsed() >= QUIET {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            caught_up(&position, Instant::now()).await;
             running.store(false, Ordering::Release);
             if let Some(r) = reader.take() {
                 let _ = tokio::task::spawn_blocking(move || r.join()).await;
@@ -220,9 +303,19 @@ async fn supervise(
                 continue;
             }
             running = Arc::new(AtomicBool::new(true));
-            reader = consume(&addr.to_string(), sink.clone(), running.clone()).ok();
+            position = self::position();
+            reader = consume(
+                &addr.to_string(),
+                sink.clone(),
+                running.clone(),
+                position.clone(),
+            )
+            .ok();
             accepting.store(true, Ordering::Release);
         }
+    }
+    if hung {
+        broker.freeze(false);
     }
     running.store(false, Ordering::Release);
     if let Some(r) = reader.take() {

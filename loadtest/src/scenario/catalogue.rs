@@ -22,6 +22,10 @@ pub const NAMES: &[&str] = &[
     "udp-destination",
     "slow-receiver",
     "kafka-broker-restart",
+    "http-hang",
+    "tcp-hang",
+    "otlp-grpc-hang",
+    "kafka-broker-hang",
     "reload-under-load",
 ];
 
@@ -175,6 +179,11 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
     let (lead, down, tail) = (s(5.0, 2.0), s(30.0, 5.0), s(10.0, 3.0));
     let outage = vec![Window::new(lead, lead + down, Fault::Down)];
     let outage_total = lead + down + tail;
+    // A hang: the peer's process stopped (SIGSTOP) for `hung`, continued.
+    let hung = s(15.0, 5.0);
+    let hang = vec![Window::new(lead, lead + hung, Fault::Hang)];
+    let hang_total = lead + hung + tail;
+    let resumes = move |r: &Report| recovered_quickly(r, lead + hung);
     Some(match name {
         "outage-block" => Chaos {
             rate: 20_000,
@@ -501,6 +510,84 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                 "reload-under-load",
                 "The configuration reloaded every half second under 20k events/s (a filter changed, a destination added and removed, the HTTP destination's batching changed): nothing lost, nothing repeated.",
                 s(30.0, 8.0),
+            )
+        },
+        "http-hang" => Chaos {
+            check: check(resumes),
+            ..collector(
+                base(
+                    "http-hang",
+                    "The HTTP peer's process is stopped (SIGSTOP) under load, then continued: its connections stay open and nothing is answered. Requests time out and are retried; deliveries resume within seconds of SIGCONT; nothing lost.",
+                    hang_total,
+                ),
+                hang.clone(),
+                json!({ "request": { "timeout": "2s" }, "retry": { "initial_backoff": "200ms", "max_backoff": "30s" } }),
+            )
+        },
+        "tcp-hang" => Chaos {
+            receivers: vec![receiver("collector", Kind::Tcp, hang.clone())],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": {
+                        "type": "tcp",
+                        "address": a.addr("collector"),
+                        "write_timeout": "2s",
+                        "retry": { "initial_backoff": "200ms", "max_backoff": "30s" },
+                    } }),
+                )
+            }),
+            check: check(resumes),
+            ..base(
+                "tcp-hang",
+                "The TCP peer's process is stopped (SIGSTOP) under load, then continued: writes stall in full socket buffers, the write timeout fires and the batch is retried; deliveries resume within seconds of SIGCONT; nothing lost.",
+                hang_total,
+            )
+        },
+        "otlp-grpc-hang" => Chaos {
+            receivers: vec![receiver("collector", Kind::Otlp, hang.clone())],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": {
+                        "type": "otlp",
+                        "protocol": "grpc",
+                        "endpoint": a.http("collector").trim_end_matches('/'),
+                        "request": { "timeout": "2s" },
+                        "retry": { "initial_backoff": "200ms", "max_backoff": "30s" },
+                    } }),
+                )
+            }),
+            check: check(resumes),
+            ..base(
+                "otlp-grpc-hang",
+                "The OTLP/gRPC collector's process is stopped (SIGSTOP) under load, then continued: the HTTP/2 connection stays open and nothing is answered. Exports time out and are retried; deliveries resume within seconds of SIGCONT; nothing lost.",
+                hang_total,
+            )
+        },
+        "kafka-broker-hang" => Chaos {
+            rate: 10_000,
+            receivers: vec![receiver("broker", Kind::Kafka, hang.clone())],
+            pipeline: Box::new(|a| {
+                (
+                    route_all("out"),
+                    json!({ "out": {
+                        "type": "kafka",
+                        "brokers": [a.addr("broker")],
+                        "topic": crate::receiver::kafka::TOPIC,
+                        "compression": "zstd",
+                        "request": { "timeout": "3s" },
+                        "retry": { "initial_backoff": "200ms", "max_backoff": "30s" },
+                        "backpressure": "persistent_queue",
+                        "queue": { "mode": "error", "max_events": 2000 },
+                    } }),
+                )
+            }),
+            check: check(resumes),
+            ..base(
+                "kafka-broker-hang",
+                "Kafka destination (Tansu); the broker's process is stopped (SIGSTOP) under load, then continued; backpressure: persistent_queue, mode: error. Records time out while it hangs, spill to disk, and deliveries resume within seconds of SIGCONT; nothing lost.",
+                hang_total,
             )
         },
         "kafka-broker-restart" => Chaos {

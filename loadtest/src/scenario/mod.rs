@@ -64,6 +64,8 @@ pub enum Kind {
     Udp,
     /// A Kafka broker (Tansu) and a consumer of its topic.
     Kafka,
+    /// An OTLP/gRPC logs receiver (each record's `seq` attribute its id).
+    Otlp,
 }
 
 /// One receiver of a scenario.
@@ -228,6 +230,7 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
     let mut receivers: Vec<(&str, Handle)> = Vec::new();
     let mut addrs = BTreeMap::new();
     let mut markers = Vec::new();
+    let mut proxies = Vec::new();
     for r in &spec.receivers {
         let schedule = Schedule::new(start, r.faults.clone());
         let sink = Sink::new(tracker.clone(), true);
@@ -237,8 +240,18 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
             Kind::Tcp => receiver::tcp::spawn(addr, schedule, sink).await?,
             Kind::Udp => receiver::udp::spawn(addr, schedule, sink).await?,
             Kind::Kafka => receiver::kafka::spawn(addr, schedule, sink, &dir.join(r.name)).await?,
+            Kind::Otlp => receiver::otlp::spawn(addr, sink).await?,
         };
-        addrs.insert(r.name, h.addr);
+        // A receiver that hangs is reached through a proxy process, the
+        // process that is stopped (a Kafka broker is stopped itself).
+        let peer = if r.kind != Kind::Kafka && Schedule::hangs(&r.faults) {
+            let (p, at) = hang_proxy(&dir, r, h.addr, start).await?;
+            proxies.push(p);
+            at
+        } else {
+            h.addr
+        };
+        addrs.insert(r.name, peer);
         for w in &r.faults {
             markers.push(Marker {
                 receiver: r.name.to_string(),
@@ -397,6 +410,8 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
         .map(|s| s.success())
         .unwrap_or(false);
     let comparison = tracker.compare();
+    // The receivers' proxies served until the end.
+    drop(proxies);
 
     let account = account(&final_scrape, exit, sluice.restarts);
     let explained = explained(&account);
@@ -442,6 +457,49 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
     report.passed = report.failures.is_empty();
     write_config_copy(&dir, &config);
     Ok(report)
+}
+
+/// A two-way proxy process in front of receiver `r` at `to`, stopped
+/// (SIGSTOP) and continued (SIGCONT) on `r`'s `Hang` windows.
+async fn hang_proxy(
+    dir: &Path,
+    r: &ReceiverSpec,
+    to: SocketAddr,
+    start: Instant,
+) -> anyhow::Result<(crate::process::Process, SocketAddr)> {
+    let at = free_port()?;
+    let exe = std::env::current_exe().context("the loadtest binary's path")?;
+    let mut p = crate::process::Process::spawn(
+        &format!("proxy-{}", r.name),
+        &exe,
+        &[
+            "proxy".into(),
+            "--listen".into(),
+            at.to_string(),
+            "--to".into(),
+            to.to_string(),
+        ],
+        &dir.join(format!("proxy-{}.log", r.name)),
+    )?;
+    crate::process::wait_listening(at, &mut p, Duration::from_secs(10)).await?;
+    let pid = p.pid();
+    for w in r
+        .faults
+        .iter()
+        .filter(|w| matches!(w.fault, crate::fault::Fault::Hang))
+    {
+        let (from, to) = (
+            start + Duration::from_secs_f64(w.from_s),
+            start + Duration::from_secs_f64(w.to_s.min(86_400.0)),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep_until(from.into()).await;
+            crate::proxy::freeze(pid, true);
+            tokio::time::sleep_until(to.into()).await;
+            crate::proxy::freeze(pid, false);
+        });
+    }
+    Ok((p, at))
 }
 
 /// Every destination has delivered or dropped what it was given, and the

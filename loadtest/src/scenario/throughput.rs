@@ -286,7 +286,12 @@ async fn one(
     let reading = Arc::new(AtomicBool::new(true));
     let _reading = Stop(reading.clone());
     let _receiver = if kafka {
-        receiver::kafka::consume(peers.brokers, sink, reading.clone())?;
+        receiver::kafka::consume(
+            peers.brokers,
+            sink,
+            reading.clone(),
+            receiver::kafka::position(),
+        )?;
         None
     } else if matches!(target, Target::SluiceSqsOut) {
         aws::consume_sqs(peers.moto()?, sink, reading.clone());
