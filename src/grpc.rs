@@ -82,8 +82,9 @@ pub fn code_name(code: Code) -> &'static str {
 
 /// tonic refuses what it cannot decode before any service code runs: a
 /// message that is not protobuf as INTERNAL ("failed to decode"), one over
-/// `max_body_bytes` as OUT_OF_RANGE ("message length too large"), both
-/// codes OTel clients (and sluice's own destination) retry for ever. This
+/// `max_body_bytes` as OUT_OF_RANGE ("message length too large") — or,
+/// compressed, as RESOURCE_EXHAUSTED ("size limit exceeded while
+/// decompressing") — codes OTel clients (and sluice's own destination) retry for ever. This
 /// rewrites them to INVALID_ARGUMENT, as OTLP asks for a payload that
 /// cannot succeed, and counts them (`malformed`, `oversize`).
 #[cfg(any(feature = "otlp", feature = "sluice"))]
@@ -104,6 +105,10 @@ pub fn refusals_are_invalid_argument<B>(
         let reason = match h.get("grpc-status").map(HeaderValue::as_bytes) {
             Some(b"13") if message.contains("decode") => Some(RejectReason::Malformed),
             Some(b"11") if message.contains("too large") => Some(RejectReason::Oversize),
+            // A compressed body that expands past the limit.
+            Some(b"8") if message.contains("decompressing") && message.contains("limit") => {
+                Some(RejectReason::Oversize)
+            }
             _ => None,
         };
         if let Some(reason) = reason {

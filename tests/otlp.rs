@@ -428,3 +428,157 @@ fn sluice_sends_its_own_metrics_and_logs_over_otlp() {
         "{refused}"
     );
 }
+
+/// OTLP/JSON in, OTLP out over gRPC and over HTTP/JSON, with what the
+/// generated types' serde loses: an empty value (`{}`) keeps its key and
+/// stays empty, bytes stay bytes, NaN and ±Infinity survive, empty arrays
+/// and lists (`{"arrayValue":{}}`) are read, int64 may be a string and a
+/// severity its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_keep_empty_values_bytes_and_non_finite_doubles_end_to_end() {
+    let c = Collector::start().await;
+    let r = common::topology(&format!(
+        r#"
+api: {{ enabled: false }}
+sources:
+  otel: {{ type: otlp, http_address: 127.0.0.1:0 }}
+routes:
+  - {{ name: grpc, destination: grpc_out, final: false }}
+  - {{ name: json, destination: json_out }}
+destinations:
+  grpc_out: {{ type: otlp, endpoint: "{}", batch: {{ timeout: 20ms }} }}
+  json_out: {{ type: otlp, protocol: http, http_encoding: json, endpoint: "{}", batch: {{ timeout: 20ms }} }}
+"#,
+        c.grpc_url(),
+        c.http_url()
+    ))
+    .await;
+    let export = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},"scopeLogs":[{"scope":{"name":"vectors"},"logRecords":[
+      {"timeUnixNano":"1764842400000000001","severityNumber":"SEVERITY_NUMBER_WARN","body":{"kvlistValue":{"values":[{"key":"empty","value":{}},{"key":"nan","value":{"doubleValue":"NaN"}}]}},
+       "attributes":[{"key":"e","value":{}},{"key":"bytes","value":{"bytesValue":"AJ+Slg=="}},{"key":"inf","value":{"doubleValue":"Infinity"}},{"key":"-inf","value":{"doubleValue":"-Infinity"}},{"key":"arr","value":{"arrayValue":{}}},{"key":"kv","value":{"kvlistValue":{}}},{"key":"big","value":{"intValue":"9007199254740993"}}]},
+      {"body":{"doubleValue":"NaN"}}
+    ]}]}]}"#;
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/logs", r.source_addr("otel").unwrap()))
+        .header("content-type", "application/json")
+        .body(export)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    wait_until_async("both records over gRPC and over JSON", WAIT, || {
+        records(&c.collector.logs()) == 2 && !c.collector.json_logs().is_empty()
+    })
+    .await;
+
+    // Over gRPC (protobuf): every value as it was.
+    let logs = c.collector.logs();
+    let recs: Vec<&LogRecord> = logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .flat_map(|sl| &sl.log_records)
+        .collect();
+    let first = recs
+        .iter()
+        .find(|r| !r.attributes.is_empty())
+        .expect("the first record");
+    assert_eq!(first.severity_number, 13);
+    assert_eq!(first.time_unix_nano, 1_764_842_400_000_000_001);
+    let attr = |k: &str| {
+        first
+            .attributes
+            .iter()
+            .find(|a| a.key == k)
+            .unwrap_or_else(|| panic!("attribute {k} kept"))
+            .value
+            .clone()
+    };
+    assert_eq!(
+        attr("e"),
+        Some(AnyValue { value: None }),
+        "empty stays empty"
+    );
+    assert_eq!(
+        attr("bytes").and_then(|v| v.value),
+        Some(Value::BytesValue(vec![0, 159, 146, 150]))
+    );
+    assert!(
+        matches!(attr("inf").and_then(|v| v.value), Some(Value::DoubleValue(d)) if d == f64::INFINITY)
+    );
+    assert!(
+        matches!(attr("-inf").and_then(|v| v.value), Some(Value::DoubleValue(d)) if d == f64::NEG_INFINITY)
+    );
+    assert!(
+        matches!(attr("arr").and_then(|v| v.value), Some(Value::ArrayValue(a)) if a.values.is_empty())
+    );
+    assert!(
+        matches!(attr("kv").and_then(|v| v.value), Some(Value::KvlistValue(kv)) if kv.values.is_empty())
+    );
+    assert_eq!(
+        attr("big").and_then(|v| v.value),
+        Some(Value::IntValue(9_007_199_254_740_993))
+    );
+    match first.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(Value::KvlistValue(kv)) => {
+            assert_eq!(kv.values[0].key, "empty");
+            assert_eq!(kv.values[0].value, Some(AnyValue { value: None }));
+            assert!(matches!(
+                kv.values[1].value.as_ref().and_then(|v| v.value.as_ref()),
+                Some(Value::DoubleValue(d)) if d.is_nan()
+            ));
+        }
+        other => panic!("body: {other:?}"),
+    }
+    let second = recs
+        .iter()
+        .find(|r| r.attributes.is_empty())
+        .expect("the second record");
+    assert!(
+        matches!(second.body.as_ref().and_then(|b| b.value.as_ref()), Some(Value::DoubleValue(d)) if d.is_nan()),
+        "a NaN body is kept over protobuf"
+    );
+
+    // Over HTTP/JSON: written as proto3 JSON writes them.
+    let text: String = c
+        .collector
+        .json_logs()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    for want in [
+        r#"{"key":"e","value":{}}"#,
+        r#"{"bytesValue":"AJ+Slg=="}"#,
+        r#"{"doubleValue":"Infinity"}"#,
+        r#"{"doubleValue":"-Infinity"}"#,
+        r#""body":{"doubleValue":"NaN"}"#,
+        r#"{"arrayValue":{"values":[]}}"#,
+        r#"{"intValue":"9007199254740993"}"#,
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+    assert_eq!(metrics(&r).dropped_any("grpc_out"), 0);
+    assert_eq!(metrics(&r).dropped_any("json_out"), 0);
+    r.shutdown().await;
+}
+
+/// A JSON answer's `partialSuccess` count written as a string (`"5"`, as
+/// proto3 JSON writes an int64) is honoured, not ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_success_written_as_a_string_is_counted() {
+    let c = Collector::start().await;
+    c.collector.fail_next([Fault::PartialText(5)]);
+    let r = start(&format!(
+        r#"{{ type: otlp, protocol: http, http_encoding: json, endpoint: "{}", request: {{ concurrency: 1 }}, batch: {{ max_events: 10, timeout: 20ms }} }}"#,
+        c.http_url()
+    ))
+    .await;
+    let n = 30;
+    send(&r, shipper_lines(n)).await;
+    wait_until_async("every event accounted for", WAIT, || {
+        let m = metrics(&r);
+        m.dest("sluice_destination_sent_events_total", "out") + m.dropped("out", "rejected") == n
+    })
+    .await;
+    assert_eq!(metrics(&r).dropped("out", "rejected"), 5);
+    r.shutdown().await;
+}

@@ -323,6 +323,37 @@ async fn malformed_exports_are_refused_and_counted() {
     let out = sdk(&["malformed-grpc", &addr, "4096"]).await;
     assert_eq!(out["code"], "INVALID_ARGUMENT");
     assert_eq!(metrics(&r).rejected("otel", "oversize"), 1);
+    // A gzip body small on the wire that expands past the limit: the same
+    // (tonic says RESOURCE_EXHAUSTED, which clients would retry for ever).
+    let big = opentelemetry_proto::tonic::logs::v1::LogRecord {
+        body: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+            value: Some(
+                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                    "a".repeat(1 << 20),
+                ),
+            ),
+        }),
+        ..Default::default()
+    };
+    let bomb = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![opentelemetry_proto::tonic::logs::v1::ScopeLogs {
+                log_records: vec![big],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let refused = LogsServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_encoding_message_size(8 << 20)
+        .export(bomb)
+        .await
+        .expect_err("over the limit once expanded");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert_eq!(metrics(&r).rejected("otel", "oversize"), 2);
     assert!(rx.accepted().is_empty());
     r.shutdown().await;
 }

@@ -319,13 +319,23 @@ trait Export: prost::Message + serde::Serialize + Clone + Default + 'static {
     ) -> impl Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send;
     /// `partial_success`: how many were refused, and why.
     fn rejected(response: &Self::Response) -> (i64, &str);
+    /// The count's OTLP/JSON names, to read it from a JSON answer.
+    const REJECTED: (&'static str, &'static str);
+    /// The request as OTLP/JSON.
+    fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 }
 
 macro_rules! export {
-    ($req:ty, $resp:ty, $client:ident, $signal:ident, $field:ident) => {
+    ($req:ty, $resp:ty, $client:ident, $signal:ident, $field:ident, $camel:literal $(, $to_json:path)?) => {
         impl Export for $req {
             type Response = $resp;
             const SIGNAL: Signal = Signal::$signal;
+            const REJECTED: (&'static str, &'static str) = ($camel, stringify!($field));
+            $(fn to_json(&self) -> Vec<u8> {
+                $to_json(self)
+            })?
             async fn export(
                 channel: Channel,
                 gzip: bool,
@@ -351,21 +361,25 @@ export!(
     ExportLogsServiceResponse,
     LogsServiceClient,
     Logs,
-    rejected_log_records
+    rejected_log_records,
+    "rejectedLogRecords",
+    crate::otlp::json::encode_logs
 );
 export!(
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
     MetricsServiceClient,
     Metrics,
-    rejected_data_points
+    rejected_data_points,
+    "rejectedDataPoints"
 );
 export!(
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
     TraceServiceClient,
     Traces,
-    rejected_spans
+    rejected_spans,
+    "rejectedSpans"
 );
 
 impl OtlpDestination {
@@ -374,7 +388,7 @@ impl OtlpDestination {
             Transport::Grpc { .. } => Bytes::new(),
             Transport::Http(_) => {
                 let raw = if self.json {
-                    serde_json::to_vec(&message).unwrap_or_default()
+                    message.to_json()
                 } else {
                     message.encode_to_vec()
                 };
@@ -397,16 +411,19 @@ impl OtlpDestination {
                 let mut req = tonic::Request::new(call.message.clone());
                 *req.metadata_mut() = metadata.clone();
                 match R::export(channel.clone(), self.gzip, req).await {
-                    Ok(r) => Ok(r.into_inner()),
+                    Ok(r) => {
+                        let (n, why) = R::rejected(r.get_ref());
+                        Ok((n, why.to_string()))
+                    }
                     Err(status) => Err(self.grpc_failed(&status)),
                 }
             }
             Transport::Http(http) => self.post::<R>(http, call.body.clone()).await,
         };
         match answer {
-            Ok(response) => {
+            Ok((rejected, why)) => {
                 self.log.ok(&self.id);
-                let (rejected, why) = R::rejected(&response);
+                let why = why.as_str();
                 if rejected <= 0 {
                     if !why.is_empty() {
                         tracing::warn!(destination = %self.id, signal = R::SIGNAL.as_str(), warning = why, "the collector accepted everything, with a warning");
@@ -424,11 +441,12 @@ impl OtlpDestination {
         }
     }
 
+    /// POST one export; the answer's partial success (refused, why).
     async fn post<R: Export>(
         &self,
         http: &HttpTransport,
         body: Bytes,
-    ) -> Result<R::Response, Outcome> {
+    ) -> Result<(i64, String), Outcome> {
         let url = format!("{}/v1/{}", http.base, R::SIGNAL.as_str());
         let resp = http
             .client
@@ -455,13 +473,15 @@ impl OtlpDestination {
         })?;
         if (200..300).contains(&status) {
             // An empty or unreadable success is still a success: the
-            // collector took the data.
-            let decoded = if json {
-                serde_json::from_slice(&bytes).ok()
-            } else {
-                R::Response::decode(bytes.as_ref()).ok()
-            };
-            return Ok(decoded.unwrap_or_default());
+            // collector took the data. A JSON count may be a string
+            // (proto3 JSON writes int64 so).
+            if json {
+                let (camel, snake) = R::REJECTED;
+                return Ok(crate::otlp::json::partial_success(&bytes, camel, snake));
+            }
+            let decoded = R::Response::decode(bytes.as_ref()).unwrap_or_default();
+            let (n, why) = R::rejected(&decoded);
+            return Ok((n, why.to_string()));
         }
         let message = status_message(&bytes, json);
         let error = format!("HTTP {status}: {message}");

@@ -190,8 +190,9 @@ fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
 }
 
 impl PlainValue {
+    /// No value at all (an empty one is `null`).
     fn is_none(&self) -> bool {
-        self.0.as_ref().and_then(|v| v.value.as_ref()).is_none()
+        self.0.is_none()
     }
 }
 
@@ -380,8 +381,8 @@ impl Serialize for Record<'_> {
         if !r.severity_text.is_empty() {
             m.serialize_entry("severity_text", &r.severity_text)?;
         }
-        if let Some(v) = r.body.as_ref().and_then(|b| b.value.as_ref()) {
-            m.serialize_entry("body", &Plain(Some(v)))?;
+        if let Some(b) = r.body.as_ref() {
+            m.serialize_entry("body", &Plain(b.value.as_ref()))?;
         }
         if !r.attributes.is_empty() {
             m.serialize_entry("attributes", &Attributes(&r.attributes))?;

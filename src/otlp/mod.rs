@@ -1,8 +1,9 @@
 //! OpenTelemetry's protocol, shared by the OTLP destination and source:
 //! how OTLP data becomes events and back (`event`), plain JSON for its
-//! values (`value`), and how any other event becomes a log record
-//! (`mapping`).
+//! values (`value`), OTLP/JSON for logs as the specification writes it
+//! (`json`), and how any other event becomes a log record (`mapping`).
 
 pub mod event;
+pub mod json;
 pub mod mapping;
 pub mod value;

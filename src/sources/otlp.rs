@@ -342,6 +342,7 @@ fn http_error(status: StatusCode, json: bool, code: Code, message: &str) -> Resp
 async fn http_export<R, P>(
     st: &OtlpState,
     req: Request,
+    from_json: fn(&[u8]) -> Result<R, String>,
     events_of: fn(R, &mut Vec<Event>),
 ) -> Response
 where
@@ -372,7 +373,7 @@ where
         }
     };
     let decoded: Result<R, String> = if json {
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
+        from_json(&body)
     } else {
         R::decode(body.as_ref()).map_err(|e| e.to_string())
     };
@@ -437,23 +438,38 @@ where
     }
 }
 
+/// OTLP/JSON by the generated types' serde (metrics, traces; logs have
+/// their own reader, `crate::otlp::json`).
+fn serde_json_of<R: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<R, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
 async fn http_logs(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
-    http_export::<ExportLogsServiceRequest, ExportLogsServiceResponse>(&st, req, |r, out| {
-        log_events(&r.resource_logs, out)
-    })
+    http_export::<ExportLogsServiceRequest, ExportLogsServiceResponse>(
+        &st,
+        req,
+        crate::otlp::json::decode_logs,
+        |r, out| log_events(&r.resource_logs, out),
+    )
     .await
 }
 
 async fn http_metrics(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
-    http_export::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(&st, req, |r, out| {
-        metrics_events(r.resource_metrics, out)
-    })
+    http_export::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
+        &st,
+        req,
+        serde_json_of,
+        |r, out| metrics_events(r.resource_metrics, out),
+    )
     .await
 }
 
 async fn http_traces(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
-    http_export::<ExportTraceServiceRequest, ExportTraceServiceResponse>(&st, req, |r, out| {
-        traces_events(r.resource_spans, out)
-    })
+    http_export::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
+        &st,
+        req,
+        serde_json_of,
+        |r, out| traces_events(r.resource_spans, out),
+    )
     .await
 }

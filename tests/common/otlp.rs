@@ -55,6 +55,9 @@ pub enum Fault {
     Http(u16, Option<u64>),
     /// Accept, but report this many log records refused.
     Partial(i64),
+    /// The same, the count written as a JSON string (`"5"`), as proto3 JSON
+    /// writes an int64 (OTLP/HTTP JSON only).
+    PartialText(i64),
 }
 
 #[derive(Default)]
@@ -67,6 +70,8 @@ struct State {
     /// Faults for the next requests, first first.
     faults: Vec<Fault>,
     failed: u64,
+    /// The body of every OTLP/HTTP JSON logs request, as sent.
+    json_logs: Vec<serde_json::Value>,
 }
 
 #[derive(Clone, Default)]
@@ -192,6 +197,11 @@ impl Collector {
         self.state.lock().unwrap().logs.clone()
     }
 
+    /// Every OTLP/HTTP JSON logs request body, as sent.
+    pub fn json_logs(&self) -> Vec<serde_json::Value> {
+        self.state.lock().unwrap().json_logs.clone()
+    }
+
     pub fn metrics(&self) -> Vec<ResourceMetrics> {
         self.state.lock().unwrap().metrics.clone()
     }
@@ -237,7 +247,7 @@ impl Collector {
     fn grpc_fault(fault: Option<Fault>) -> Result<i64, Status> {
         match fault {
             None => Ok(0),
-            Some(Fault::Partial(n)) => Ok(n),
+            Some(Fault::Partial(n) | Fault::PartialText(n)) => Ok(n),
             Some(Fault::Grpc(code, delay)) => Err(match delay {
                 Some(d) => {
                     use tonic_types::{ErrorDetails, StatusExt};
@@ -278,11 +288,21 @@ impl Collector {
         };
         let json = headers.get("content-type").map(String::as_str) == Some("application/json");
         let fault = self.next_fault(headers);
+        if json && path == "/v1/logs" {
+            let raw = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            self.state.lock().unwrap().json_logs.push(raw);
+        }
         let refused = match fault {
             Some(Fault::Http(code, after)) => {
                 return reply(code, "text/plain", b"injected".to_vec(), after);
             }
-            Some(Fault::Partial(n)) => n,
+            Some(Fault::PartialText(n)) if json => {
+                let answer = format!(
+                    r#"{{"partialSuccess":{{"rejectedLogRecords":"{n}","errorMessage":"injected refusal"}}}}"#
+                );
+                return reply(200, "application/json", answer.into_bytes(), None);
+            }
+            Some(Fault::Partial(n) | Fault::PartialText(n)) => n,
             _ => 0,
         };
         let content_type = if json {
@@ -296,6 +316,13 @@ impl Collector {
                     serde_json::from_slice(&body).map_err(|e| e.to_string())
                 } else {
                     <$req>::decode(&body[..]).map_err(|e| e.to_string())
+                };
+                // proto3 JSON the generated serde cannot read ("NaN", an
+                // int64 count as a string) is still OTLP/JSON: a Go
+                // collector takes it. Kept raw (`json_logs`), answered 200.
+                let parsed = match parsed {
+                    Err(_) if json && path == "/v1/logs" => Ok(<$req>::default()),
+                    p => p,
                 };
                 match parsed {
                     Ok(r) => {
