@@ -20,6 +20,8 @@ pub mod event;
 pub mod expr;
 #[cfg(feature = "sluice")]
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(feature = "kafka")]

@@ -35,11 +35,16 @@ struct Sender {
 }
 
 fn send_events(addr: std::net::SocketAddr, n: u64, size: usize) -> Sender {
+    send_range(addr, 0..n, size)
+}
+
+/// `send_events` for the events numbered `range`.
+fn send_range(addr: std::net::SocketAddr, range: std::ops::Range<u64>, size: usize) -> Sender {
     let written = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let (w, d) = (written.clone(), done.clone());
     let mut payload = Vec::new();
-    for i in 0..n {
+    for i in range {
         payload.extend_from_slice(event_line(i, size).as_bytes());
     }
     let total = payload.len() as u64;
@@ -213,30 +218,59 @@ destinations:
 }
 
 fn drop_policy_loses_exactly_what_it_counts(which: &str) {
-    let mut s = Sluice::start(&format!(
+    let rt = common::runtime();
+    let rx = rt.block_on(common::receiver::Receiver::start());
+    let (open, gate) = tokio::sync::watch::channel(false);
+    rx.set(common::receiver::Behavior::Held(gate));
+    let s = Sluice::start(&format!(
         r#"
 api: {{ address: 127.0.0.1:0 }}
 sources:
   in: {{ type: tcp, address: 127.0.0.1:0 }}
 routes:
   - name: copy
-    destination: console
+    destination: held
     final: false
   - name: all
     destination: archive
 destinations:
-  console:
-    type: console
+  held:
+    type: http
+    url: "{}"
+    batch: {{ max_events: 50, timeout: 10ms }}
+    request: {{ concurrency: 1, timeout: 300s }}
     backpressure: drop
     queue: {{ max_events: 100, drop: {which} }}
   archive:
     type: file
     path: "{{dir}}/archive.ndjson"
-"#
+"#,
+        rx.url("/")
     ));
     let n = 20_000u64;
-    let sender = send_events(s.source("in"), n, 300);
-    // The sibling keeps flowing while the console is stalled and shedding.
+    // First, 50 events at a time (each routed before the next is sent),
+    // until the peer holds a request and the lane is full: nothing leaves
+    // the lane until the test opens the gate. Then the rest at once: what
+    // each policy sheds is decided by the policy alone, not by how this
+    // machine happened to batch the reads.
+    let mut conn = std::net::TcpStream::connect(s.source("in")).unwrap();
+    let mut first = 0u64;
+    loop {
+        assert!(first < 5_000, "the lane never filled");
+        let chunk: String = (first..first + 50).map(|i| event_line(i, 300)).collect();
+        conn.write_all(chunk.as_bytes()).unwrap();
+        first += 50;
+        wait_until("the chunk routed", Duration::from_secs(30), || {
+            s.metrics().dest("sluice_destination_events_total", "held") == first
+        });
+        let m = s.metrics();
+        if rx.request_count() > 0 && m.dest("sluice_destination_queue_events", "held") == 100 {
+            break;
+        }
+    }
+    drop(conn);
+    let sender = send_range(s.source("in"), first..n, 300);
+    // The sibling keeps flowing while `held` is stalled and shedding.
     wait_until(
         "the file destination received everything",
         Duration::from_secs(120),
@@ -252,19 +286,17 @@ destinations:
         sender.done.load(Ordering::SeqCst)
     });
     let m = s.metrics();
-    let dropped = m.dropped("console", "backpressure");
-    assert_eq!(m.dest("sluice_destination_events_total", "console"), n);
+    let dropped = m.dropped("held", "backpressure");
+    assert_eq!(m.dest("sluice_destination_events_total", "held"), n);
     assert!(dropped > n / 2, "expected most events shed, got {dropped}");
 
-    let lines = collect_stdout(&mut s);
-    wait_until("console drained", Duration::from_secs(60), || {
+    let _ = open.send(true);
+    wait_until("held drained", Duration::from_secs(60), || {
         let m = s.metrics();
-        m.dest("sluice_destination_sent_events_total", "console") + dropped == n
-            && m.dest("sluice_destination_queue_events", "console") == 0
+        m.dest("sluice_destination_sent_events_total", "held") + dropped == n
+            && m.dest("sluice_destination_queue_events", "held") == 0
     });
-    s.terminate();
-    s.wait_exit(Duration::from_secs(30));
-    let got: Vec<u64> = lines.lock().unwrap().iter().map(|l| seq_of(l)).collect();
+    let got: Vec<u64> = rx.accepted().iter().map(|l| seq_of(l)).collect();
     assert_eq!(
         got.len() as u64 + dropped,
         n,
@@ -277,9 +309,9 @@ destinations:
     let archive = common::read_lines(&s.dir.join("archive.ndjson"));
     assert_eq!(archive.len() as u64, n);
     match which {
-        // Once the pipe blocked for good, every later arrival was shed.
+        // Once the lane was full and stalled, every later arrival was shed.
         "newest" => assert!(
-            *got.last().unwrap() < n / 2,
+            *got.last().unwrap() < first,
             "late events survived drop-newest: last delivered {}",
             got.last().unwrap()
         ),

@@ -321,9 +321,11 @@ impl Lane {
         sp.join().await;
     }
 
-    /// Strict ordering: once the disk has been read to the end (nothing
-    /// waiting to be written, read, or taken from the read-ahead), new
-    /// batches may use memory again.
+    /// Strict ordering: once the backlog is delivered (nothing waiting to
+    /// be written, read or taken from the read-ahead, and everything read
+    /// back acknowledged), new batches may use memory again. Read back is
+    /// not enough: while the peer is down the driver holds what it read,
+    /// and new events must keep following it to disk.
     fn try_disengage(&self) {
         let Some(sp) = &self.spill else { return };
         if !sp.is_engaged() || sp.settings.mode == Mode::Always {
@@ -339,8 +341,9 @@ impl Lane {
             return;
         }
         // Checked under the lane lock after `write_pending`: every append
-        // that finished has counted its events here already.
-        if sp.disk.unread() > 0 {
+        // that finished has counted its events here already. `events`
+        // counts what is on disk and not yet committed as delivered.
+        if sp.disk.unread() > 0 || sp.disk.events() > 0 {
             return;
         }
         d.engaged = false;

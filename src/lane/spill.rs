@@ -592,6 +592,8 @@ async fn commit_loop(lane: LaneHandle, mut rx: UnboundedReceiver<Pending>) {
         sp.update_gauges();
         sp.at_limit.store(false, AtomicOrdering::Relaxed);
         sp.space.notify_waiters();
+        // The backlog may be delivered now: the reader looks at disengaging.
+        sp.wake_reader.notify_one();
         if abandoned {
             return;
         }

@@ -45,6 +45,9 @@ pub enum Behavior {
     /// An overloaded server: beyond `capacity` requests in flight, 429 at
     /// once; otherwise answer 200 after `delay`.
     Overload { capacity: usize, delay: Duration },
+    /// Hold every request until the gate opens (`true`), then 200: a peer
+    /// that has stopped answering, for as long as the test wants.
+    Held(tokio::sync::watch::Receiver<bool>),
 }
 
 /// A custom answer.
@@ -287,6 +290,10 @@ async fn handle(
         Behavior::Custom(f) => {
             let r = f(&events);
             (r.code, r.retry_after, r.body)
+        }
+        Behavior::Held(mut gate) => {
+            let _ = gate.wait_for(|open| *open).await;
+            (200, None, String::new())
         }
         Behavior::Overload { capacity, delay } => {
             if now > capacity {

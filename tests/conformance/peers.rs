@@ -494,9 +494,12 @@ impl S3Peer {
 
 #[cfg(all(feature = "sqs", feature = "kinesis", feature = "s3"))]
 impl Peer for S3Peer {
+    // Two closed files may wait for their upload: with the peer hung,
+    // writes are refused (backpressure) from the third on, so what happens
+    // next is the policy's, not a race with the upload timeout.
     fn destination(&self) -> String {
         format!(
-            "    type: s3\n    bucket: conformance\n{}    partition: \"\"\n    max_file_bytes: 64KiB\n    max_file_idle: 100ms\n",
+            "    type: s3\n    bucket: conformance\n{}    partition: \"\"\n    max_file_bytes: 64KiB\n    max_file_idle: 100ms\n    max_pending_files: 2\n",
             self.moto.key_lines("    ")
         )
     }

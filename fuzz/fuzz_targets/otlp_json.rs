@@ -1,0 +1,3 @@
+#![no_main]
+//! `sluice::fuzz::otlp_json`: see its documentation.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sluice::fuzz::otlp_json(data));
