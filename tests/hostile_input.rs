@@ -105,3 +105,24 @@ destinations:
     let (status, _) = get(s.api, "/health");
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_configuration_nested_thousands_deep_is_an_error_at_its_line() {
+    for yaml in [
+        format!(
+            "sources:\n  gen: {{ type: generator, x: {}1{} }}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ),
+        format!(
+            "sources:\n  gen:\n    x:\n{}",
+            (0..3000)
+                .map(|i| format!("{}- \n", " ".repeat(6 + i * 2)))
+                .collect::<String>()
+        ),
+    ] {
+        let err = common::validate_refuses("deep.yaml", &yaml);
+        assert!(err.contains("deep.yaml:"), "an error at its place: {err}");
+        assert!(!err.contains("overflow"), "{err}");
+    }
+}

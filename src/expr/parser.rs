@@ -476,12 +476,14 @@ mod tests {
         assert!(parse(&nots).is_ok());
         for hostile in [
             format!("{}x", "!".repeat(2000)),
-            format!("{}x", "(".repeat(100_000)),
-            format!("{}x", "!(".repeat(50_000)),
+            format!("{}x", "(".repeat(60_000)),
+            format!("{}x", "!(".repeat(30_000)),
         ] {
             let err = parse(&hostile).unwrap_err();
             assert!(err.message.contains("nested more than"), "{}", err.message);
         }
+        let long = format!("a == '{}'", "x".repeat(MAX_BYTES));
+        assert!(parse(&long).unwrap_err().message.contains("longer than"));
     }
 
     #[test]

@@ -487,6 +487,36 @@ mod tests {
         assert!(out.contains(r#""arrayValue":{"values":[]}"#), "{out}");
     }
 
+    /// Found by the fuzzer: serde_json's fast float parsing read
+    /// `3.3333333333333334e+86` as a neighbouring double (fixed with its
+    /// `float_roundtrip` feature).
+    #[test]
+    fn doubles_keep_every_bit() {
+        for d in [
+            3.333_333_333_333_333_4e86,
+            6.137_660_877_940_419e-275,
+            0.1,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+        ] {
+            let text = format!(
+                r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{{"doubleValue":{d:?}}}}}]}}]}}]}}"#
+            );
+            let req = decode_logs(text.as_bytes()).unwrap();
+            let again = decode_logs(&encode_logs(&req)).unwrap();
+            let body = |r: &ExportLogsServiceRequest| {
+                r.resource_logs[0].scope_logs[0].log_records[0].body.clone()
+            };
+            assert_eq!(body(&again), body(&req));
+            assert_eq!(
+                body(&req),
+                Some(AnyValue {
+                    value: Some(Any::DoubleValue(d))
+                })
+            );
+        }
+    }
+
     #[test]
     fn partial_success_counts_are_read_as_numbers_or_strings() {
         for body in [

@@ -55,7 +55,22 @@ fn hash(bytes: &[u8]) -> u64 {
 }
 
 /// Make `path` one the limits allow, in place; what was done, if anything.
+/// First it is made relative and kept inside its directory whatever the
+/// template's time specifiers rendered (found by the fuzzer: `%:.f/x`
+/// rendered as `/x`, an absolute path): empty components are left out, and
+/// a component of `.` or `..` becomes `_`.
 pub fn fit(path: &mut String) -> Option<Renamed> {
+    if path.starts_with('/')
+        || path.contains("//")
+        || path.split('/').any(|c| c == "." || c == "..")
+    {
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(|c| if c == "." || c == ".." { "_" } else { c })
+            .collect();
+        *path = parts.join("/");
+    }
     let mut renamed = None;
     if path.split('/').any(|c| c.len() > MAX_COMPONENT) {
         let mut out = String::with_capacity(path.len().min(MAX_PATH + 64));
@@ -125,6 +140,20 @@ mod tests {
         let mut short = "web-1/2026/12".to_string();
         assert_eq!(fit(&mut short), None);
         assert_eq!(short, "web-1/2026/12");
+    }
+
+    #[test]
+    fn a_rendered_path_stays_relative_and_inside() {
+        for (from, to) in [
+            ("/x/y", "x/y"),
+            ("a//b/", "a/b"),
+            ("../a/./b/..", "_/a/_/b/_"),
+            ("ok/2026", "ok/2026"),
+        ] {
+            let mut p = from.to_string();
+            assert_eq!(fit(&mut p), None);
+            assert_eq!(p, to);
+        }
     }
 
     #[test]

@@ -534,6 +534,7 @@ fn account(s: &Scrape, exit: String, restarts: u32) -> SluiceAccount {
         unmatched: s.sum("sluice_unmatched_events_total", &[]),
         retries: s.sum("sluice_destination_retries_total", &[]),
         queued_at_end: s.sum("sluice_destination_queue_events", &[])
+            + s.sum("sluice_destination_in_flight_events", &[])
             + s.sum("sluice_persistent_queue_events", &[]),
         exit,
         restarts,
