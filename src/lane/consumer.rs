@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Entry, Lane, LanePolicy, Lease, Queue};
+use super::{Lane, LanePolicy, Lease, Queue};
 use crate::event::Batch;
 use crate::metrics::DestinationMetrics;
 use crate::queue;
@@ -163,28 +163,8 @@ impl Consumer {
     /// permits: the lane may sit over capacity until they are taken again.
     /// `lease` covers exactly the events of `batches`.
     pub fn requeue(&self, batches: Vec<Batch>, lease: Lease) {
-        let lane = &*self.0;
         lease.returned();
-        let mut q = lane.lock();
-        let mut added = 0;
-        for b in batches.into_iter().rev() {
-            let n = b.len();
-            if b.persisted
-                && let Some(d) = q.disk.as_mut()
-            {
-                d.readahead_events += n;
-                d.readahead.push_front(b);
-                continue;
-            }
-            added += n;
-            q.memory.push_front(Entry {
-                batch: b,
-                permits: 0,
-            });
-        }
-        lane.depth.fetch_add(added, Ordering::Relaxed);
-        drop(q);
-        lane.not_empty.notify_one();
+        self.0.push_front(batches);
     }
 }
 

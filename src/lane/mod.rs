@@ -296,10 +296,25 @@ impl Lane {
     /// one, in order, without permits: the lane may sit over capacity
     /// until they are taken. Their acknowledgements stay pending.
     pub fn adopt(&self, batches: Vec<Batch>) {
+        self.push_front(batches);
+    }
+
+    /// Put `batches` back at the front, in the order given: ones read from
+    /// disk to the read-ahead (their disk acknowledgement still advances
+    /// the queue once delivered), the rest to memory, without permits.
+    fn push_front(&self, batches: Vec<Batch>) {
         let mut q = self.lock();
         let mut added = 0;
         for b in batches.into_iter().rev() {
-            added += b.len();
+            let n = b.len();
+            if b.persisted
+                && let Some(d) = q.disk.as_mut()
+            {
+                d.readahead_events += n;
+                d.readahead.push_front(b);
+                continue;
+            }
+            added += n;
             q.memory.push_front(Entry {
                 batch: b,
                 permits: 0,

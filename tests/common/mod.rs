@@ -329,6 +329,23 @@ impl Metrics {
             .sum::<f64>() as u64
     }
 
+    /// `events = sent + dropped + queued + in flight + on disk` for `dest`
+    /// in this one scrape (DESIGN.md §3); `Err` says how it failed.
+    pub fn books_balance(&self, dest: &str) -> Result<(), String> {
+        let events = self.dest("sluice_destination_events_total", dest);
+        let sent = self.dest("sluice_destination_sent_events_total", dest);
+        let dropped = self.dropped_any(dest);
+        let queued = self.dest("sluice_destination_queue_events", dest);
+        let in_flight = self.dest("sluice_destination_in_flight_events", dest);
+        let on_disk = self.dest("sluice_persistent_queue_events", dest);
+        if events == sent + dropped + queued + in_flight + on_disk {
+            return Ok(());
+        }
+        Err(format!(
+            "{dest}: {events} events != {sent} sent + {dropped} dropped + {queued} queued + {in_flight} in flight + {on_disk} on disk"
+        ))
+    }
+
     pub fn dropped(&self, dest: &str, reason: &str) -> u64 {
         self.get(&format!(
             "sluice_destination_dropped_events_total{{destination=\"{dest}\",reason=\"{reason}\"}}"

@@ -53,6 +53,26 @@ fn merge(into: &mut Value, extra: Value) {
     }
 }
 
+/// Everything to a Kafka destination on the `broker` receiver, with a
+/// persistent queue (`mode: error`) and `max_backoff` as given.
+fn kafka_pipeline(max_backoff: &'static str) -> super::Pipeline {
+    Box::new(move |a| {
+        (
+            route_all("out"),
+            json!({ "out": {
+                "type": "kafka",
+                "brokers": [a.addr("broker")],
+                "topic": crate::receiver::kafka::TOPIC,
+                "compression": "zstd",
+                "request": { "timeout": "3s" },
+                "retry": { "initial_backoff": "200ms", "max_backoff": max_backoff },
+                "backpressure": "persistent_queue",
+                "queue": { "mode": "error", "max_events": 2000 },
+            } }),
+        )
+    })
+}
+
 fn receiver(name: &'static str, kind: Kind, faults: Vec<Window>) -> ReceiverSpec {
     ReceiverSpec { name, kind, faults }
 }
@@ -568,21 +588,7 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
         "kafka-broker-hang" => Chaos {
             rate: 10_000,
             receivers: vec![receiver("broker", Kind::Kafka, hang.clone())],
-            pipeline: Box::new(|a| {
-                (
-                    route_all("out"),
-                    json!({ "out": {
-                        "type": "kafka",
-                        "brokers": [a.addr("broker")],
-                        "topic": crate::receiver::kafka::TOPIC,
-                        "compression": "zstd",
-                        "request": { "timeout": "3s" },
-                        "retry": { "initial_backoff": "200ms", "max_backoff": "30s" },
-                        "backpressure": "persistent_queue",
-                        "queue": { "mode": "error", "max_events": 2000 },
-                    } }),
-                )
-            }),
+            pipeline: kafka_pipeline("30s"),
             check: check(resumes),
             ..base(
                 "kafka-broker-hang",
@@ -593,21 +599,7 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
         "kafka-broker-restart" => Chaos {
             rate: 10_000,
             receivers: vec![receiver("broker", Kind::Kafka, outage.clone())],
-            pipeline: Box::new(|a| {
-                (
-                    route_all("out"),
-                    json!({ "out": {
-                        "type": "kafka",
-                        "brokers": [a.addr("broker")],
-                        "topic": crate::receiver::kafka::TOPIC,
-                        "compression": "zstd",
-                        "request": { "timeout": "3s" },
-                        "retry": { "initial_backoff": "200ms", "max_backoff": "2s" },
-                        "backpressure": "persistent_queue",
-                        "queue": { "mode": "error", "max_events": 2000 },
-                    } }),
-                )
-            }),
+            pipeline: kafka_pipeline("2s"),
             check: check(move |r| {
                 let mut problems = need(
                     r.timeline.iter().any(|x| x.disk > 0.0),
