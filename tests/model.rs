@@ -184,7 +184,10 @@ struct Told {
     sent: u64,
 }
 
-async fn set_peer(rx: &mut Receiver, peer: Peer, up: &mut bool) {
+/// Ids a refusing peer answered 400: counted `rejected`, never delivered.
+type Refused = Arc<Mutex<BTreeSet<u64>>>;
+
+async fn set_peer(rx: &mut Receiver, peer: Peer, up: &mut bool, refused: &Refused) {
     let want_up = !matches!(peer, Peer::Down);
     if want_up && !*up {
         rx.restart().await;
@@ -195,11 +198,14 @@ async fn set_peer(rx: &mut Receiver, peer: Peer, up: &mut bool) {
     rx.set(match peer {
         Peer::Up | Peer::Down | Peer::Flapping => Behavior::Ok,
         Peer::Slow => Behavior::Delay(Duration::from_millis(40)),
-        Peer::Refusing => Behavior::Status {
-            code: 400,
-            retry_after: None,
-            body: "refused".into(),
-        },
+        Peer::Refusing => {
+            let refused = refused.clone();
+            Behavior::Custom(Arc::new(move |events| {
+                let mut r = refused.lock().unwrap_or_else(|e| e.into_inner());
+                r.extend(events.iter().map(|l| seq_of(l)));
+                Reply::code(400)
+            }))
+        }
         Peer::Flaky => {
             let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
             Behavior::Custom(Arc::new(move |_| {
@@ -226,23 +232,6 @@ fn counters(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-fn books_balance(m: &common::Metrics) -> Result<(), String> {
-    let d = "out";
-    let events = m.dest("sluice_destination_events_total", d);
-    let sent = m.dest("sluice_destination_sent_events_total", d);
-    let dropped = m.dropped_any(d);
-    let queued = m.dest("sluice_destination_queue_events", d);
-    let in_flight = m.dest("sluice_destination_in_flight_events", d);
-    let on_disk = m.dest("sluice_persistent_queue_events", d);
-    if events == sent + dropped + queued + in_flight + on_disk {
-        Ok(())
-    } else {
-        Err(format!(
-            "{events} != {sent} sent + {dropped} dropped + {queued} queued + {in_flight} in flight + {on_disk} on disk"
-        ))
-    }
-}
-
 /// Wait for `cond` up to `timeout`; `Err` names what never came.
 fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), String> {
     let deadline = std::time::Instant::now() + timeout;
@@ -259,11 +248,27 @@ fn received(rx: &Receiver) -> BTreeSet<u64> {
     rx.accepted().iter().map(|l| seq_of(l)).collect()
 }
 
+/// Acknowledged ids the peer did not get. Only a persistent queue
+/// acknowledges before delivery (on disk is its promise), so only there
+/// may the peer refuse an acknowledged event afterwards (counted
+/// `rejected`); elsewhere a refusal fails the acknowledgement.
+fn missing(s: &Scenario, acked: &BTreeSet<u64>, rx: &Receiver, refused: &Refused) -> Vec<u64> {
+    let got = received(rx);
+    let refused = refused.lock().unwrap_or_else(|e| e.into_inner());
+    let acks_before_delivery = s.persistent();
+    acked
+        .iter()
+        .filter(|i| !(got.contains(i) || acks_before_delivery && refused.contains(i)))
+        .copied()
+        .collect()
+}
+
 fn run(s: &Scenario, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let data = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut rx = rt.block_on(Receiver::start());
     let mut up = true;
-    rt.block_on(set_peer(&mut rx, s.peer, &mut up));
+    let refused = Refused::default();
+    rt.block_on(set_peer(&mut rx, s.peer, &mut up, &refused));
     let yaml = s.config(data.path(), &rx.url("/"));
     let mut sluice = Sluice::start(&yaml);
     let url = format!("http://{}/", sluice.source("web"));
@@ -303,7 +308,8 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let mut last: BTreeMap<String, f64> = BTreeMap::new();
     let mut scrape = |sluice: &Sluice| -> Result<(), String> {
         let m = sluice.metrics();
-        books_balance(&m).map_err(|e| format!("a scrape did not balance: {e}"))?;
+        m.books_balance("out")
+            .map_err(|e| format!("a scrape did not balance: {e}"))?;
         let now = counters(&m.0);
         for (k, v) in &now {
             if last.get(k).is_some_and(|before| v < before) {
@@ -317,7 +323,7 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(75));
         if s.peer == Peer::Flapping {
             let next = if i % 2 == 0 { Peer::Down } else { Peer::Up };
-            rt.block_on(set_peer(&mut rx, next, &mut up));
+            rt.block_on(set_peer(&mut rx, next, &mut up, &refused));
         }
         scrape(&sluice)?;
     }
@@ -325,7 +331,7 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let mut senders = Some(senders);
     match s.end {
         End::Drain => {
-            rt.block_on(set_peer(&mut rx, Peer::Up, &mut up));
+            rt.block_on(set_peer(&mut rx, Peer::Up, &mut up, &refused));
             if let Some(t) = senders.take() {
                 rt.block_on(t).map_err(|e| e.to_string())?;
             }
@@ -388,40 +394,29 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     // The persistent queue gives back what it kept: start again, peer up.
     // (Without acknowledgements a 200 promises nothing past the door.)
     if s.acks && s.persistent() && s.end != End::Drain {
-        rt.block_on(set_peer(&mut rx, Peer::Up, &mut up));
+        rt.block_on(set_peer(&mut rx, Peer::Up, &mut up, &refused));
         let mut again = Sluice::start(&yaml);
-        let acked = told.acked.clone();
         let drained = wait(
             "acknowledged events delivered from the persistent queue",
             Duration::from_secs(20),
-            || {
-                let got = received(&rx);
-                acked.iter().all(|i| got.contains(i))
-            },
+            || missing(s, &told.acked, &rx, &refused).is_empty(),
         );
         again.terminate();
         again.wait_exit(Duration::from_secs(30));
         if let Err(e) = drained {
-            let got = received(&rx);
-            let missing: Vec<u64> = acked
-                .iter()
-                .filter(|i| !got.contains(i))
-                .copied()
+            let missing: Vec<u64> = missing(s, &told.acked, &rx, &refused)
+                .into_iter()
                 .take(10)
                 .collect();
             return Err(format!(
                 "{e}: {} acknowledged, first missing {missing:?}",
-                acked.len()
+                told.acked.len()
             ));
         }
     }
-    if s.acks && s.peer != Peer::Refusing {
-        let got = received(&rx);
-        let missing: Vec<u64> = told
-            .acked
-            .iter()
-            .filter(|i| !got.contains(i))
-            .copied()
+    if s.acks {
+        let missing: Vec<u64> = missing(s, &told.acked, &rx, &refused)
+            .into_iter()
             .take(5)
             .collect();
         if !missing.is_empty() {

@@ -494,6 +494,7 @@ mod tests {
     fn doubles_keep_every_bit() {
         for d in [
             3.333_333_333_333_333_4e86,
+            3.333_333_333_333_333e86,
             6.137_660_877_940_419e-275,
             0.1,
             f64::MIN_POSITIVE,
