@@ -235,20 +235,21 @@ destinations:
     assert!(by_path("/b") as u64 > n / 2, "the survivor took the rest");
 }
 
-/// A `block` destination at the aggregator that stays full answers
-/// RESOURCE_EXHAUSTED: the edge is throttled, and everything arrives
-/// once the aggregator's peer is back, nothing dropped anywhere.
-#[test]
-fn a_blocked_aggregator_throttles_the_edge_and_loses_nothing() {
-    let rt = runtime();
+/// An edge (TCP in) forwarding everything to an aggregator whose one
+/// destination `out` has room for 30 events (a batch of 10 in flight, 20
+/// in the lane) and whose peer is down. `agg_source` is added to the
+/// aggregator's source, `out_extra` to `out`.
+fn edge_to_a_full_aggregator(
+    rt: &tokio::runtime::Runtime,
+    agg_source: &str,
+    out_extra: &str,
+) -> (Receiver, Aggregator, Sluice) {
     let mut rx = rt.block_on(Receiver::start());
     rt.block_on(rx.kill());
-    // Room for 30 events at the aggregator (a batch of 10 in flight, 20 in
-    // the lane); the edge sends 5 batches of 50 at once.
     let agg = Aggregator::start(
-        ", max_wait: 200ms",
+        agg_source,
         &format!(
-            "routes: [{{ name: all, destination: out }}]\ndestinations:\n  out: {{ type: http, url: \"{}\", batch: {{ max_events: 10, timeout: 20ms }}, request: {{ concurrency: 1 }}, queue: {{ max_events: 20 }}, retry: {{ initial_backoff: 100ms, max_backoff: 500ms }} }}\n",
+            "routes: [{{ name: all, destination: out }}]\ndestinations:\n  out: {{ type: http, url: \"{}\", batch: {{ max_events: 10, timeout: 20ms }}, request: {{ concurrency: 1 }}, queue: {{ max_events: 20 }}, retry: {{ initial_backoff: 100ms, max_backoff: 500ms }}{out_extra} }}\n",
             rx.url("/ingest")
         ),
         &[],
@@ -264,21 +265,44 @@ destinations:
 "#,
         agg.address()
     ));
-    let n = 2000u64;
-    send_lines(&edge, "in", (0..n).map(|i| format!(r#"{{"seq":{i}}}"#)));
-    wait_until("the aggregator sheds", WAIT, || {
-        agg.sluice().metrics().rejected("edge", "shed") > 0
-    });
-    wait_until("the edge is throttled", WAIT, || {
+    (rx, agg, edge)
+}
+
+/// Once the edge is told to send again, the aggregator's peer comes back:
+/// each of the `n` events arrives and the edge counted it sent, dropping
+/// nothing.
+fn the_edge_sends_again_until_all_arrive(
+    rt: &tokio::runtime::Runtime,
+    rx: &mut Receiver,
+    edge: &Sluice,
+    n: u64,
+) {
+    wait_until("the edge is told to send again", WAIT, || {
         edge.metrics()
             .dest("sluice_destination_retries_total", "agg")
             > 0
     });
     rt.block_on(rx.restart());
     wait_until("every event at the receiver, and answered", WAIT, || {
-        counts(&rx.accepted()).len() as u64 == n && sent(&edge, "agg") == n
+        counts(&rx.accepted()).len() as u64 == n && sent(edge, "agg") == n
     });
     assert_eq!(edge.metrics().dropped_any("agg"), 0);
+}
+
+/// A `block` destination at the aggregator that stays full answers
+/// RESOURCE_EXHAUSTED: the edge is throttled, and everything arrives
+/// once the aggregator's peer is back, nothing dropped anywhere.
+#[test]
+fn a_blocked_aggregator_throttles_the_edge_and_loses_nothing() {
+    let rt = runtime();
+    let (mut rx, agg, edge) = edge_to_a_full_aggregator(&rt, ", max_wait: 200ms", "");
+    // The edge sends 5 batches of 50 at once.
+    let n = 2000u64;
+    send_lines(&edge, "in", (0..n).map(|i| format!(r#"{{"seq":{i}}}"#)));
+    wait_until("the aggregator sheds", WAIT, || {
+        agg.sluice().metrics().rejected("edge", "shed") > 0
+    });
+    the_edge_sends_again_until_all_arrive(&rt, &mut rx, &edge, n);
     assert_eq!(agg.sluice().metrics().dropped_any("out"), 0);
     let c = counts(&rx.accepted());
     assert!(c.values().all(|&k| k == 1), "a shed batch was not routed");
@@ -292,42 +316,13 @@ destinations:
 #[test]
 fn an_aggregator_that_drops_for_lack_of_room_makes_the_edge_send_again() {
     let rt = runtime();
-    let mut rx = rt.block_on(Receiver::start());
-    rt.block_on(rx.kill());
-    let agg = Aggregator::start(
-        "",
-        &format!(
-            "routes: [{{ name: all, destination: out }}]\ndestinations:\n  out: {{ type: http, url: \"{}\", backpressure: drop, batch: {{ max_events: 10, timeout: 20ms }}, request: {{ concurrency: 1 }}, queue: {{ max_events: 20 }}, retry: {{ initial_backoff: 100ms, max_backoff: 500ms }} }}\n",
-            rx.url("/ingest")
-        ),
-        &[],
-    );
-    let edge = Sluice::start(&format!(
-        r#"
-api: {{ address: 127.0.0.1:0 }}
-sources:
-  in: {{ type: tcp, address: 127.0.0.1:0 }}
-routes: [{{ name: all, destination: agg }}]
-destinations:
-  agg: {{ type: sluice, address: "{}", batch: {{ max_events: 50, timeout: 20ms }}, retry: {{ initial_backoff: 100ms, max_backoff: 500ms }} }}
-"#,
-        agg.address()
-    ));
+    let (mut rx, agg, edge) = edge_to_a_full_aggregator(&rt, "", ", backpressure: drop");
     let n = 1000u64;
     send_lines(&edge, "in", (0..n).map(|i| format!(r#"{{"seq":{i}}}"#)));
     wait_until("the aggregator drops", WAIT, || {
         agg.sluice().metrics().dropped("out", "backpressure") > 0
     });
-    wait_until("the edge is told to send again", WAIT, || {
-        edge.metrics()
-            .dest("sluice_destination_retries_total", "agg")
-            > 0
-    });
-    rt.block_on(rx.restart());
-    wait_until("every event at the receiver, and answered", WAIT, || {
-        counts(&rx.accepted()).len() as u64 == n && sent(&edge, "agg") == n
-    });
-    assert_eq!(edge.metrics().dropped_any("agg"), 0);
+    the_edge_sends_again_until_all_arrive(&rt, &mut rx, &edge, n);
 }
 
 /// Bad settings are refused at their line.
