@@ -27,6 +27,7 @@ pub mod grpc;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod lane;
+pub mod listener;
 pub mod metrics;
 #[cfg(feature = "otlp")]
 pub mod otlp;

@@ -91,16 +91,20 @@ pub enum RejectReason {
     BadRequest,
     /// Held by a source when sluice shut down, never routed.
     Shutdown,
+    /// A connection whose TLS handshake failed (no or a refused client
+    /// certificate, a plaintext client, a timeout).
+    Tls,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::Malformed,
         RejectReason::Oversize,
         RejectReason::Shed,
         RejectReason::Unauthorized,
         RejectReason::BadRequest,
         RejectReason::Shutdown,
+        RejectReason::Tls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +115,7 @@ impl RejectReason {
             RejectReason::Unauthorized => "unauthorized",
             RejectReason::BadRequest => "bad_request",
             RejectReason::Shutdown => "shutdown",
+            RejectReason::Tls => "tls",
         }
     }
 }

@@ -26,6 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::listener::{Accepting, Incoming};
+
 pub use tap::DEFAULT_RATE as TAP_DEFAULT_RATE;
 
 pub use status::{
@@ -46,12 +48,38 @@ struct Api {
     auth: Option<crate::auth::Authenticator>,
 }
 
-pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
+/// The API's listener: its own accept loop and connection limit, so that a
+/// flooded source never makes `/health` and `/metrics` unreachable.
+pub async fn bind(
+    address: SocketAddr,
+    tls: Option<&crate::tls::ServerTlsConfig>,
+    stop: CancellationToken,
+) -> Result<(SocketAddr, Incoming), String> {
+    let tls = tls
+        .map(|t| crate::tls::Acceptor::new(t, &[b"http/1.1"]).map_err(|e| format!("api.{e}")))
+        .transpose()?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let local = listener.local_addr().unwrap_or(address);
+    let incoming = Incoming::start(
+        listener,
+        Accepting {
+            tls,
+            rejects: None,
+            max_connections: Some(MAX_CONNECTIONS),
+            stop,
+            name: "api".into(),
+        },
+    );
+    Ok((local, incoming))
 }
 
+/// Enough for scrapers, probes, a few status pages and taps.
+const MAX_CONNECTIONS: usize = 256;
+
 pub fn serve(
-    listener: TcpListener,
+    listener: Incoming,
     status: Arc<Status>,
     reload: mpsc::Sender<ReloadRequest>,
     auth: Option<&crate::auth::AuthConfig>,

@@ -83,6 +83,10 @@ pub struct ApiConfig {
     #[serde(default)]
     #[schemars(with = "Option<crate::auth::AuthConfig>")]
     pub auth: Option<Spanned<crate::auth::AuthConfig>>,
+    /// Serve HTTPS (and with `client_ca_file`, require client certificates).
+    #[serde(default)]
+    #[schemars(with = "Option<crate::tls::ServerTlsConfig>")]
+    pub tls: Option<Spanned<crate::tls::ServerTlsConfig>>,
 }
 
 impl Default for ApiConfig {
@@ -91,6 +95,7 @@ impl Default for ApiConfig {
             address: default_api_address(),
             enabled: true,
             auth: None,
+            tls: None,
         }
     }
 }
@@ -227,6 +232,11 @@ impl Config {
             && let Err(m) = a.value.validate()
         {
             errors.push(at(a.referenced.into(), format!("api.{m}")));
+        }
+        if let Some(t) = &raw.api.tls
+            && let Err(m) = t.value.validate()
+        {
+            errors.push(at(t.referenced.into(), format!("api.{m}")));
         }
         check_destinations(&destinations, &mut errors, &at);
         check_output_routers(&text, &destinations, &mut errors, &at);

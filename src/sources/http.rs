@@ -37,7 +37,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::backstop::{self, BackstopConfig, Metric, Refusal};
@@ -49,6 +48,7 @@ use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
 use crate::event::Event;
 use crate::metrics::RejectReason;
+use crate::tls::ServerTlsConfig;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +78,9 @@ pub struct HttpConfig {
     /// `/github`, `/pagerduty`, `/health` (see `backstop.rs`).
     #[serde(default)]
     pub backstop: Option<BackstopConfig>,
+    /// Serve HTTPS (and with `client_ca_file`, require client certificates).
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 fn default_path() -> String {
@@ -102,6 +105,9 @@ impl Validate for HttpConfig {
         }
         if let Some(a) = &self.auth {
             a.validate()?;
+        }
+        if let Some(t) = &self.tls {
+            t.validate()?;
         }
         if let Some(b) = &self.backstop {
             b.validate()?;
@@ -135,10 +141,10 @@ struct HttpState {
 pub async fn start(
     cfg: &HttpConfig,
     ctx: SourceContext,
-) -> std::io::Result<(Option<SocketAddr>, JoinHandle<()>)> {
-    let listener = TcpListener::bind(cfg.address).await?;
-    let local = listener.local_addr()?;
-    tracing::info!(source = %ctx.id, address = %local, path = %cfg.path, "http source listening");
+) -> Result<(Option<SocketAddr>, JoinHandle<()>), super::SourceError> {
+    let (local, listener) =
+        super::listen(&ctx, cfg.address, cfg.tls.as_ref(), &[b"http/1.1"], None).await?;
+    tracing::info!(source = %ctx.id, address = %local, path = %cfg.path, tls = cfg.tls.is_some(), "http source listening");
     let shutdown = ctx.shutdown.clone();
     let state = Arc::new(HttpState {
         backstop: cfg.backstop.as_ref().map(BackstopState::new),

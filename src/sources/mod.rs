@@ -357,6 +357,51 @@ pub enum SourceError {
     },
 }
 
+/// Bind a source's listener (TLS if configured, counting failed handshakes
+/// as this source's `tls` rejections) and start accepting. `alpn`: what
+/// the server speaks over TLS. `max_connections`: accept no more while
+/// that many are open.
+pub(crate) async fn listen(
+    ctx: &SourceContext,
+    address: SocketAddr,
+    tls: Option<&crate::tls::ServerTlsConfig>,
+    alpn: &[&'static [u8]],
+    max_connections: Option<usize>,
+) -> Result<(SocketAddr, crate::listener::Incoming), SourceError> {
+    let tls = match tls {
+        Some(t) => {
+            Some(
+                crate::tls::Acceptor::new(t, alpn).map_err(|message| SourceError::Setup {
+                    id: ctx.id.to_string(),
+                    message,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| SourceError::Bind {
+            id: ctx.id.to_string(),
+            address,
+            source,
+        })?;
+    let local = listener.local_addr().unwrap_or(address);
+    // `stop_accepting` also fires at shutdown: the address is let go
+    // either way.
+    let incoming = crate::listener::Incoming::start(
+        listener,
+        crate::listener::Accepting {
+            tls,
+            rejects: Some(ctx.metrics.clone()),
+            max_connections,
+            stop: ctx.stop_accepting.clone(),
+            name: ctx.id.clone(),
+        },
+    );
+    Ok((local, incoming))
+}
+
 /// Bind (so errors surface before sluice reports ready) and start a source.
 pub async fn start(
     config: &SourceConfig,
@@ -372,18 +417,12 @@ pub async fn start(
         }
     };
     let (kind, (local_addr, task)) = match config {
-        SourceConfig::Tcp(c) => (
-            "tcp",
-            tcp::start(c, ctx).await.map_err(bind_err(c.address))?,
-        ),
+        SourceConfig::Tcp(c) => ("tcp", tcp::start(c, ctx).await?),
         SourceConfig::Udp(c) => (
             "udp",
             udp::start(c, ctx).await.map_err(bind_err(c.address))?,
         ),
-        SourceConfig::Http(c) => (
-            "http",
-            http::start(c, ctx).await.map_err(bind_err(c.address))?,
-        ),
+        SourceConfig::Http(c) => ("http", http::start(c, ctx).await?),
         SourceConfig::Generator(c) => ("generator", (None, generator::start(c, ctx))),
         #[cfg(feature = "sluice")]
         SourceConfig::Sluice(c) => {
@@ -408,14 +447,7 @@ pub async fn start(
         }
         #[cfg(feature = "otlp")]
         SourceConfig::Otlp(c) => {
-            let (local_addr, task, detail) =
-                otlp::start(c, ctx)
-                    .await
-                    .map_err(|(address, source)| SourceError::Bind {
-                        id: id.clone(),
-                        address,
-                        source,
-                    })?;
+            let (local_addr, task, detail) = otlp::start(c, ctx).await?;
             return Ok(RunningSource {
                 id,
                 kind: "otlp",

@@ -22,6 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::listener::Incoming;
+use crate::tls::ServerTlsConfig;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -48,7 +50,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message as _;
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
 use tonic::{Code, Status};
@@ -82,6 +83,10 @@ pub struct OtlpSourceConfig {
     /// Answer only once the events are delivered.
     #[serde(default)]
     pub acknowledgements: bool,
+    /// Serve both listeners over TLS (and with `client_ca_file`, require
+    /// client certificates).
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 fn default_max_wait() -> Dur {
@@ -105,6 +110,9 @@ impl Validate for OtlpSourceConfig {
         }
         if self.max_body_bytes.0 == 0 {
             return Err("max_body_bytes must be at least 1".into());
+        }
+        if let Some(t) = &self.tls {
+            t.validate()?;
         }
         Ok(())
     }
@@ -208,18 +216,17 @@ impl TraceService for Grpc {
 pub async fn start(
     cfg: &OtlpSourceConfig,
     ctx: SourceContext,
-) -> Result<(Option<SocketAddr>, JoinHandle<()>, Detail), (SocketAddr, std::io::Error)> {
-    let bind = |a: SocketAddr| async move { TcpListener::bind(a).await.map_err(|e| (a, e)) };
+) -> Result<(Option<SocketAddr>, JoinHandle<()>, Detail), super::SourceError> {
+    let tls = cfg.tls.as_ref();
     let grpc = match cfg.grpc_address {
-        Some(a) => Some(bind(a).await?),
+        Some(a) => Some(super::listen(&ctx, a, tls, &[b"h2"], None).await?),
         None => None,
     };
     let http = match cfg.http_address {
-        Some(a) => Some(bind(a).await?),
+        Some(a) => Some(super::listen(&ctx, a, tls, &[b"http/1.1"], None).await?),
         None => None,
     };
-    let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-    let (grpc_addr, http_addr) = (addr(&grpc), addr(&http));
+    let (grpc_addr, http_addr) = (grpc.as_ref().map(|l| l.0), http.as_ref().map(|l| l.0));
     let state = Arc::new(OtlpState {
         max_wait: cfg.max_wait.get(),
         max_body: cfg.max_body_bytes.as_usize(),
@@ -227,11 +234,11 @@ pub async fn start(
         ctx,
     });
     let mut tasks = Vec::new();
-    if let Some(listener) = grpc {
-        tasks.push(serve_grpc(state.clone(), listener));
+    if let Some((address, incoming)) = grpc {
+        tasks.push(serve_grpc(state.clone(), address, incoming));
     }
-    if let Some(listener) = http {
-        tasks.push(serve_http(state.clone(), listener));
+    if let Some((address, incoming)) = http {
+        tasks.push(serve_http(state.clone(), address, incoming));
     }
     let task = state.ctx.spawner().spawn(async move {
         for t in tasks {
@@ -249,11 +256,9 @@ pub async fn start(
     Ok((grpc_addr.or(http_addr), task, detail))
 }
 
-fn serve_grpc(state: Arc<OtlpState>, listener: TcpListener) -> JoinHandle<()> {
+fn serve_grpc(state: Arc<OtlpState>, address: SocketAddr, incoming: Incoming) -> JoinHandle<()> {
     let ctx = &state.ctx;
-    if let Ok(a) = listener.local_addr() {
-        tracing::info!(source = %ctx.id, address = %a, listener = "grpc", "otlp source listening");
-    }
+    tracing::info!(source = %ctx.id, %address, listener = "grpc", "otlp source listening");
     let max = state.max_body;
     let svc = Grpc(state.clone());
     let router = tonic::transport::Server::builder()
@@ -277,10 +282,9 @@ fn serve_grpc(state: Arc<OtlpState>, listener: TcpListener) -> JoinHandle<()> {
         );
     let shutdown = ctx.shutdown.clone().cancelled_owned();
     let id = ctx.id.clone();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
     ctx.spawner().spawn(async move {
         if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, shutdown)
+            .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
             .await
         {
             tracing::error!(source = %id, error = %e, "otlp gRPC receiver stopped");
@@ -288,11 +292,9 @@ fn serve_grpc(state: Arc<OtlpState>, listener: TcpListener) -> JoinHandle<()> {
     })
 }
 
-fn serve_http(state: Arc<OtlpState>, listener: TcpListener) -> JoinHandle<()> {
+fn serve_http(state: Arc<OtlpState>, address: SocketAddr, listener: Incoming) -> JoinHandle<()> {
     let ctx = state.ctx.clone();
-    if let Ok(a) = listener.local_addr() {
-        tracing::info!(source = %ctx.id, address = %a, listener = "http", "otlp source listening");
-    }
+    tracing::info!(source = %ctx.id, %address, listener = "http", "otlp source listening");
     let app = Router::new()
         .route("/v1/logs", post(http_logs))
         .route("/v1/metrics", post(http_metrics))

@@ -23,13 +23,10 @@
 //!   `max_batch_bytes` (`oversize`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Code, Status};
 
 use super::{Refused, SourceContext, SourceError};
@@ -40,6 +37,7 @@ use crate::forward::pb::SendResponse;
 use crate::forward::pb::forward_server::{Forward, ForwardServer};
 use crate::forward::{self, Malformed, SendRequest};
 use crate::metrics::RejectReason;
+use crate::tls::ServerTlsConfig;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,9 +48,9 @@ pub struct SluiceSourceConfig {
     /// `bearer: TOKEN` the edges must send.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
-    /// Serve TLS with this certificate (chain) and key, both PEM.
+    /// Serve TLS (and with `client_ca_file`, require client certificates).
     #[serde(default)]
-    pub tls: Option<ServerTls>,
+    pub tls: Option<ServerTlsConfig>,
     /// How long a batch may wait for a full `block` destination before it
     /// is refused as RESOURCE_EXHAUSTED. Default 1 s.
     #[serde(default = "default_max_wait")]
@@ -61,13 +59,6 @@ pub struct SluiceSourceConfig {
     /// the `sluice` destination sends.
     #[serde(default = "default_max_batch")]
     pub max_batch_bytes: ByteSize,
-}
-
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServerTls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
 }
 
 fn default_max_wait() -> Dur {
@@ -85,6 +76,9 @@ impl Validate for SluiceSourceConfig {
         }
         if self.max_batch_bytes.0 == 0 {
             return Err("max_batch_bytes must be at least 1".into());
+        }
+        if let Some(t) = &self.tls {
+            t.validate()?;
         }
         Ok(())
     }
@@ -176,29 +170,9 @@ pub async fn start(
     cfg: &SluiceSourceConfig,
     ctx: SourceContext,
 ) -> Result<(SocketAddr, JoinHandle<()>), SourceError> {
-    let setup = |message: String| SourceError::Setup {
-        id: ctx.id.to_string(),
-        message,
-    };
-    let tls = match &cfg.tls {
-        Some(t) => {
-            let read = |p: &PathBuf| {
-                std::fs::read(p).map_err(|e| setup(format!("tls: {}: {e}", p.display())))
-            };
-            let identity = Identity::from_pem(read(&t.cert_file)?, read(&t.key_file)?);
-            Some(ServerTlsConfig::new().identity(identity))
-        }
-        None => None,
-    };
-    let listener = TcpListener::bind(cfg.address)
-        .await
-        .map_err(|source| SourceError::Bind {
-            id: ctx.id.to_string(),
-            address: cfg.address,
-            source,
-        })?;
-    let local = listener.local_addr().unwrap_or(cfg.address);
-    tracing::info!(source = %ctx.id, address = %local, tls = tls.is_some(), "sluice source listening");
+    let (local, incoming) =
+        super::listen(&ctx, cfg.address, cfg.tls.as_ref(), &[b"h2"], None).await?;
+    tracing::info!(source = %ctx.id, address = %local, tls = cfg.tls.is_some(), "sluice source listening");
     let max_bytes = cfg.max_batch_bytes.as_usize();
     let receiver = Receiver {
         auth: cfg.auth.as_ref().map(Authenticator::new),
@@ -206,12 +180,7 @@ pub async fn start(
         max_bytes,
         ctx: ctx.clone(),
     };
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        server = server
-            .tls_config(tls)
-            .map_err(|e| setup(format!("tls: {e}")))?;
-    }
+    let server = tonic::transport::Server::builder();
     // Room for the lengths beside the data: at most 5 bytes an event.
     let max_message = max_bytes
         .saturating_add(max_bytes / 2)
@@ -227,10 +196,9 @@ pub async fn start(
         );
     let shutdown = ctx.shutdown.clone().cancelled_owned();
     let id = ctx.id.clone();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let task = ctx.spawner().spawn(async move {
         if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, shutdown)
+            .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
             .await
         {
             tracing::error!(source = %id, error = %e, "sluice source stopped");

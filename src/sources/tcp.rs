@@ -7,21 +7,19 @@
 //! connection.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::SourceContext;
 use super::decoding::Decoding;
 use super::framing::{Framing, pump};
+use super::{SourceContext, SourceError};
 use crate::config::Validate;
 use crate::config::units::ByteSize;
+use crate::listener::{Conn, Incoming};
+use crate::tls::ServerTlsConfig;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +38,9 @@ pub struct TcpConfig {
     pub max_connections: Option<usize>,
     #[serde(default)]
     pub decoding: Decoding,
+    /// Serve TLS (and with `client_ca_file`, require client certificates).
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 pub(crate) fn default_max_line() -> ByteSize {
@@ -54,6 +55,9 @@ impl Validate for TcpConfig {
         if self.max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());
         }
+        if let Some(t) = &self.tls {
+            t.validate()?;
+        }
         Ok(())
     }
 }
@@ -61,62 +65,38 @@ impl Validate for TcpConfig {
 pub async fn start(
     cfg: &TcpConfig,
     ctx: SourceContext,
-) -> std::io::Result<(Option<SocketAddr>, JoinHandle<()>)> {
-    let listener = TcpListener::bind(cfg.address).await?;
-    let local = listener.local_addr()?;
-    tracing::info!(source = %ctx.id, address = %local, "tcp source listening");
+) -> Result<(Option<SocketAddr>, JoinHandle<()>), SourceError> {
+    let (local, incoming) = super::listen(
+        &ctx,
+        cfg.address,
+        cfg.tls.as_ref(),
+        &[],
+        cfg.max_connections,
+    )
+    .await?;
+    tracing::info!(source = %ctx.id, address = %local, tls = cfg.tls.is_some(), "tcp source listening");
     let cfg = cfg.clone();
     let spawner = ctx.spawner();
-    Ok((Some(local), spawner.spawn(accept_loop(listener, cfg, ctx))))
+    Ok((Some(local), spawner.spawn(serve(incoming, cfg, ctx))))
 }
 
-async fn accept_loop(listener: TcpListener, cfg: TcpConfig, ctx: SourceContext) {
+async fn serve(mut incoming: Incoming, cfg: TcpConfig, ctx: SourceContext) {
     let connections = TaskTracker::new();
-    let limit = cfg.max_connections.map(|n| Arc::new(Semaphore::new(n)));
-    loop {
-        let permit = match &limit {
-            Some(l) => tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                _ = ctx.stop_accepting.cancelled() => break,
-                p = l.clone().acquire_owned() => match p {
-                    Ok(p) => Some(p),
-                    Err(_) => break,
-                },
-            },
-            None => None,
-        };
-        let accepted = tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            _ = ctx.stop_accepting.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let ctx = ctx.clone();
-                let cfg = cfg.clone();
-                connections.spawn(
-                    async move {
-                        connection(stream, peer, &cfg, &ctx).await;
-                        drop(permit);
-                    }
-                    .instrument(tracing::Span::current()),
-                );
-            }
-            Err(e) => {
-                // Usually out of file descriptors: back off rather than spin.
-                tracing::warn!(source = %ctx.id, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    while let Some((conn, peer)) = incoming.next().await {
+        let ctx = ctx.clone();
+        let cfg = cfg.clone();
+        connections.spawn(
+            async move { connection(conn, peer, &cfg, &ctx).await }
+                .instrument(tracing::Span::current()),
+        );
     }
     // The address is free for a reload's new listener; the connections
     // carry on until their clients close them or sluice shuts down.
-    drop(listener);
     connections.close();
     connections.wait().await;
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &TcpConfig, ctx: &SourceContext) {
+async fn connection(stream: Conn, peer: SocketAddr, cfg: &TcpConfig, ctx: &SourceContext) {
     tracing::debug!(source = %ctx.id, %peer, "connection opened");
     let error = pump(
         stream,

@@ -346,7 +346,8 @@ pub(super) async fn start_source(
     bind_retry: bool,
 ) -> Result<(LiveSource, Option<JoinHandle<()>>), TopologyError> {
     let own = shutdown.child_token();
-    let stop_accepting = CancellationToken::new();
+    // A child: shutting the source down also stops its listeners.
+    let stop_accepting = own.child_token();
     let ctx = SourceContext {
         id: s.id.as_str().into(),
         router: router.clone(),

@@ -50,11 +50,8 @@ pub enum TopologyError {
         destination: String,
         message: String,
     },
-    #[error("API: cannot listen on {address}: {source}")]
-    Api {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("API: {0}")]
+    Api(String),
     #[error("telemetry: {0}")]
     Telemetry(String),
 }
@@ -186,21 +183,19 @@ impl Running {
         let router = RouterHandle::new(router);
 
         let api_listener = if config.api.enabled {
-            let l = api::bind(config.api.address).await.map_err(|source| {
-                stop.cancel();
-                TopologyError::Api {
-                    address: config.api.address,
-                    source,
-                }
-            })?;
-            Some(l)
+            let tls = config.api.tls.as_ref().map(|t| &t.value);
+            let (address, l) = api::bind(config.api.address, tls, api_stop.clone())
+                .await
+                .map_err(|e| {
+                    stop.cancel();
+                    TopologyError::Api(e)
+                })?;
+            tracing::info!(%address, tls = tls.is_some(), "API listening");
+            Some((address, l))
         } else {
             None
         };
-        let api_addr = api_listener.as_ref().and_then(|l| l.local_addr().ok());
-        if let Some(a) = api_addr {
-            tracing::info!(address = %a, "API listening");
-        }
+        let api_addr = api_listener.as_ref().map(|l| l.0);
 
         let mut sources = Vec::new();
         let mut finishing = Vec::new();
@@ -230,7 +225,7 @@ impl Running {
         );
         let status = Arc::new(Status::new(metrics.clone(), taps.clone(), view));
         let (reload_tx, reload_rx) = mpsc::channel(8);
-        let api_task = api_listener.map(|l| {
+        let api_task = api_listener.map(|(_, l)| {
             api::serve(
                 l,
                 status.clone(),

@@ -108,6 +108,7 @@ impl Running {
             || new.api.enabled != old.api.enabled
             || new.api.auth.as_ref().map(|a| a.value.header_value())
                 != old.api.auth.as_ref().map(|a| a.value.header_value())
+            || new.api.tls.as_ref().map(|t| &t.value) != old.api.tls.as_ref().map(|t| &t.value)
         {
             fixed.push(format!(
                 "{}: `api` settings apply at start: restart sluice to change them",

@@ -469,6 +469,11 @@ pub fn telemetry() -> (Vec<ResourceLogs>, Vec<ResourceMetrics>, Vec<ResourceSpan
 /// Run the OpenTelemetry SDK client (tests/peers/otel_sdk.py) with `args`;
 /// its one line of JSON output.
 pub async fn sdk(args: &[&str]) -> serde_json::Value {
+    sdk_with_env(args, &[]).await
+}
+
+/// `sdk` with environment variables (the SDK's `OTEL_*` settings).
+pub async fn sdk_with_env(args: &[&str], env: &[(&str, String)]) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = env!("CARGO_MANIFEST_DIR");
     let out = tokio::process::Command::new(format!("{root}/scripts/peers"))
@@ -476,6 +481,11 @@ pub async fn sdk(args: &[&str]) -> serde_json::Value {
         .arg(dir.path())
         .arg(format!("{root}/tests/peers/otel_sdk.py"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        // `requests` prefers these to the exporter's own CA file: a
+        // machine that sets them (to the system's roots) would hide ours.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
         .output()
         .await
         .expect("run scripts/peers start otel-sdk");

@@ -1,7 +1,10 @@
 """A real OTLP client for the OTLP source's tests: the OpenTelemetry SDK
 with its OTLP exporters (run by `scripts/peers start otel-sdk`).
 
-    otel_sdk.py PROTOCOL ENDPOINT N        N log records (seq 0..N-1), N spans and a
+    otel_sdk.py PROTOCOL ENDPOINT N        (an https:// ENDPOINT: TLS, with the SDK's
+                                           OTEL_EXPORTER_OTLP_CERTIFICATE and
+                                           _CLIENT_CERTIFICATE/_CLIENT_KEY variables)
+                                           N log records (seq 0..N-1), N spans and a
                                            counter, exported by the SDK's batch
                                            processors; prints one JSON line saying
                                            whether each flush succeeded
@@ -42,7 +45,9 @@ def telemetry(protocol, endpoint, n):
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        kw = {"endpoint": endpoint, "insecure": True, "timeout": 60}
+        # https:// endpoints use TLS, trusting OTEL_EXPORTER_OTLP_CERTIFICATE
+        # and presenting OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE/_KEY (mTLS).
+        kw = {"endpoint": endpoint, "insecure": endpoint.startswith("http://"), "timeout": 60}
         logs, spans, metrics = OTLPLogExporter(**kw), OTLPSpanExporter(**kw), OTLPMetricExporter(**kw)
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
