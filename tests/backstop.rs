@@ -21,6 +21,11 @@ fn now_s() -> i64 {
 /// An HTTP source with `backstop:` feeding carbon (and a file, to compare
 /// what was sent with what carbon stored).
 fn backstop_to(carbon: &Carbon, listen: u16, backstop: &str) -> Sluice {
+    backstop_with(carbon, listen, backstop, "")
+}
+
+/// `backstop_to` with more of the source's settings (`extra`, one line).
+fn backstop_with(carbon: &Carbon, listen: u16, backstop: &str, extra: &str) -> Sluice {
     Sluice::start(&format!(
         r#"api: {{address: "127.0.0.1:0"}}
 data_dir: "{{dir}}/data"
@@ -30,6 +35,7 @@ sources:
     address: "127.0.0.1:{listen}"
     path: /events
     backstop: {backstop}
+    {extra}
 routes:
   - {{name: copy, destination: sent, final: false}}
   - {{name: carbon, destination: carbon}}
@@ -146,6 +152,44 @@ fn collectd_and_publish_reach_carbon_under_backstops_names() {
     assert_eq!(delta("bad_request"), 3);
     assert_eq!(delta("malformed"), 1);
     assert!(carbon.points("other.a").is_empty());
+}
+
+/// Without `backstop.users`, the source's own `auth` guards Backstop's
+/// endpoints as it guards `path`: nothing reaches carbon without it.
+#[test]
+fn the_sources_auth_guards_the_backstop_endpoints() {
+    let carbon = Carbon::start();
+    let lease = free_ports::<1>();
+    let port = lease.ports[0];
+    let s = backstop_with(
+        &carbon,
+        port,
+        "{prefixes: [custom]}",
+        "auth: { bearer: tok-3141 }",
+    );
+    let t = now_s() - 60;
+    let body = |v: u32| format!(r#"{{"metric":"guarded","value":{v},"measure_time":{t}}}"#);
+    let good = ("Authorization", "Bearer tok-3141");
+    let wrong = ("Authorization", "Bearer tok-2718");
+    assert_eq!(post(port, "/publish/custom", &[], &body(1)).0, 401);
+    assert_eq!(post(port, "/publish/custom", &[wrong], &body(2)).0, 401);
+    assert_eq!(post(port, "/collectd", &[], "[]").0, 401);
+    assert_eq!(post(port, "/github", &[], "{}").0, 401);
+    assert_eq!(post(port, "/pagerduty", &[], "{}").0, 401);
+    assert_eq!(post(port, "/events", &[], "{}").0, 401);
+    assert_eq!(post(port, "/publish/custom", &[good], &body(3)).0, 200);
+    wait_until(
+        "the authorised point in carbon",
+        Duration::from_secs(30),
+        || !carbon.points("custom.guarded").is_empty(),
+    );
+    let values: Vec<f64> = carbon
+        .points("custom.guarded")
+        .iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(values, vec![3.0], "only the authorised point: {values:?}");
+    assert_eq!(s.metrics().rejected("backstop", "unauthorized"), 6);
 }
 
 #[test]

@@ -435,3 +435,55 @@ fn every_shipped_config_matches_the_json_schema_and_mistakes_do_not() {
         assert!(!validator.is_valid(&as_json(m)), "the schema took:\n{m}");
     }
 }
+
+/// What `validate` prints quotes no value from the environment and no
+/// URL's password, even where the value is the error.
+#[test]
+fn validate_never_prints_a_secret() {
+    let run = |name: &str, yaml: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).expect("write");
+        let out = Command::new(common::BIN)
+            .args(["validate", "--config"])
+            .arg(&path)
+            .env("PASS", "hunter2-pw")
+            .env("SIZE_SECRET", "tok-9f8e7d")
+            .output()
+            .expect("run sluice validate");
+        assert!(!out.status.success());
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for secret in ["hunter2-pw", "tok-9f8e7d", "typed-in-pw"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        printed
+    };
+    let route = "routes:\n  - { name: all, destination: out }\n";
+    let size = run(
+        "size.yaml",
+        &format!(
+            "sources:\n  web: {{ type: http, address: 127.0.0.1:0, max_body_bytes: \"${{SIZE_SECRET}}\" }}\n{route}destinations:\n  out: {{ type: console }}\n"
+        ),
+    );
+    assert!(
+        size.contains("size.yaml:2:") && size.contains("<redacted>"),
+        "{size}"
+    );
+    let urls = run(
+        "urls.yaml",
+        &format!(
+            "sources:\n  web: {{ type: http, address: 127.0.0.1:0 }}\n{route}destinations:\n  out: {{ type: http, url: \"ftp://admin:${{PASS}}@files.example/x\" }}\n  typed: {{ type: http, url: \"ftp://admin:typed-in-pw@files.example/x\" }}\n"
+        ),
+    );
+    // Still useful: each error at its line, the redacted value in place.
+    assert!(urls.contains("urls.yaml:6:"), "{urls}");
+    assert!(urls.contains("urls.yaml:7:"), "{urls}");
+    assert!(
+        urls.contains("ftp://admin:<redacted>@files.example/x"),
+        "{urls}"
+    );
+}

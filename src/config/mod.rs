@@ -6,6 +6,7 @@
 
 pub mod component;
 pub mod interpolate;
+pub mod redact;
 pub mod schema;
 pub mod units;
 pub mod watch;
@@ -209,6 +210,8 @@ impl Config {
 
     /// Parse and validate `text`; `name` is used in messages. Every
     /// problem found is reported at once, at its line and column.
+    /// Messages quote no value taken from the environment, nor any URL's
+    /// password (`redact.rs`).
     pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigError> {
         let at = |loc: Loc, message: String| Diagnostic {
             file: name.to_string(),
@@ -216,13 +219,39 @@ impl Config {
             column: loc.column.max(1),
             message,
         };
-        let text = interpolate::interpolate(text, |k| std::env::var(k).ok()).map_err(|e| {
-            ConfigError::Invalid(vec![at(offset_to_loc(text, e.offset), e.message)])
-        })?;
-        let (raw, kinds, locations) = parse(&text, &at)?;
+        let substituted = std::cell::RefCell::new(Vec::new());
+        let text = interpolate::interpolate(text, |k| {
+            let v = std::env::var(k).ok();
+            if let Some(v) = &v {
+                substituted.borrow_mut().push(v.clone());
+            }
+            v
+        })
+        .map_err(|e| ConfigError::Invalid(vec![at(offset_to_loc(text, e.offset), e.message)]))?;
+        let redactor = redact::Redactor::new(substituted.into_inner());
+        Self::check(name, &text, at).map_err(|e| match e {
+            ConfigError::Invalid(ds) => ConfigError::Invalid(
+                ds.into_iter()
+                    .map(|d| Diagnostic {
+                        message: redactor.apply(&d.message),
+                        ..d
+                    })
+                    .collect(),
+            ),
+            other => other,
+        })
+    }
+
+    /// `load_str` after interpolation.
+    fn check(
+        name: &str,
+        text: &str,
+        at: impl Fn(Loc, String) -> Diagnostic + Copy,
+    ) -> Result<Config, ConfigError> {
+        let (raw, kinds, locations) = parse(text, &at)?;
         // The same text as a plain tree, for the components' fingerprints
         // (it parsed above, so this cannot fail on well-formed YAML).
-        let tree: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_default();
+        let tree: serde_json::Value = serde_saphyr::from_str(text).unwrap_or_default();
         let sources = components(raw.sources, &kinds, &locations, &tree);
         let destinations = components(raw.destinations, &kinds, &locations, &tree);
 
@@ -239,8 +268,8 @@ impl Config {
             errors.push(at(t.referenced.into(), format!("api.{m}")));
         }
         check_destinations(&destinations, &mut errors, &at);
-        check_output_routers(&text, &destinations, &mut errors, &at);
-        let routes = check_routes(&text, raw.routes, &destinations, &mut errors, &at);
+        check_output_routers(text, &destinations, &mut errors, &at);
+        let routes = check_routes(text, raw.routes, &destinations, &mut errors, &at);
         let unmatched = check_unmatched(raw.unmatched, &destinations, &mut errors, &at);
         let telemetry = match raw.telemetry {
             Some(t) => {

@@ -360,15 +360,22 @@ async fn backstop_answer(
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     let (parts, body) = req.into_parts();
+    // `backstop.users`, Backstop's own setting, is the narrower one; without
+    // it the source's `auth` guards these endpoints as it guards `path`.
+    let given = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
     if !b.users.is_empty() {
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes);
         if !b.users.iter().any(|a| a.check(given)) {
             let r = text(401, "Not authorized\n");
             return refuse_credentials(st, r, "Basic realm=\"Restricted Area\"");
         }
+    } else if let Some((auth, challenge)) = &st.auth
+        && !auth.check(given)
+    {
+        let r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+        return refuse_credentials(st, r, challenge);
     }
     let body = match body_or_refusal(st, &parts.headers, body).await {
         Ok(b) => b,

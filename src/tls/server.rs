@@ -37,8 +37,8 @@ impl ServerTlsConfig {
     /// the setting and the file.
     pub fn load(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, String> {
         let certs = certificates("tls.cert_file", &self.cert_file)?;
-        let key = PrivateKeyDer::from_pem_slice(&read("tls.key_file", &self.key_file)?)
-            .map_err(|e| {
+        let key =
+            PrivateKeyDer::from_pem_slice(&read("tls.key_file", &self.key_file)?).map_err(|e| {
                 format!(
                     "tls.key_file {}: no usable private key: {e}",
                     self.key_file.display()
