@@ -24,6 +24,7 @@ pub mod forward;
 pub mod fuzz;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+pub mod http_server;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod lane;

@@ -13,9 +13,11 @@
 //! after: one misconfigured client must not flood the log.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,10 +38,99 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CAUSES_KEPT: usize = 64;
 
 /// An accepted connection. It holds its place under `max_connections`
-/// until it is dropped.
+/// until it is dropped, and fails with `TimedOut` once it has waited on its
+/// peer for `idle_timeout` without a byte either way.
 pub struct Conn {
     io: Io,
+    idle: Option<Idle>,
+    activity: Arc<Activity>,
     _place: Option<OwnedSemaphorePermit>,
+}
+
+/// What a connection has read, for telling a slow request from an idle
+/// keep-alive connection when a server's timeout closes it.
+#[derive(Default)]
+pub struct Activity {
+    read: AtomicU64,
+    read_at_last_write: AtomicU64,
+}
+
+impl Activity {
+    /// Whether the client is mid-request (sent bytes since sluice last
+    /// answered) or never sent anything at all: a timeout then is the
+    /// client's doing, not a keep-alive connection ending normally.
+    pub fn was_sending(&self) -> bool {
+        let read = self.read.load(Ordering::Relaxed);
+        read == 0 || read > self.read_at_last_write.load(Ordering::Relaxed)
+    }
+}
+
+impl Conn {
+    pub fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
+
+    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = r
+            && *n > 0
+        {
+            let read = self.activity.read.load(Ordering::Relaxed);
+            self.activity
+                .read_at_last_write
+                .store(read, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The idle deadline. It runs only while a read or a write waits on the
+/// peer: time sluice spends elsewhere (routing under backpressure) never
+/// counts against the client.
+struct Idle {
+    after: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+    rejects: Option<SourceMetrics>,
+}
+
+impl Idle {
+    fn new(after: Duration, rejects: Option<SourceMetrics>) -> Idle {
+        Idle {
+            after,
+            deadline: Box::pin(tokio::time::sleep(after)),
+            waiting: false,
+            rejects,
+        }
+    }
+
+    /// After an I/O call: progress clears the wait; a wait starts (or goes
+    /// on) the deadline, and past it the connection fails.
+    fn after_poll<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.waiting = false;
+            return r;
+        }
+        if !self.waiting {
+            self.waiting = true;
+            let at = tokio::time::Instant::now() + self.after;
+            self.deadline.as_mut().reset(at);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                if let Some(m) = &self.rejects {
+                    m.reject(RejectReason::Timeout, 1);
+                }
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("idle for {:?}", self.after),
+                )))
+            }
+        }
+    }
 }
 
 enum Io {
@@ -55,6 +146,8 @@ pub struct Accepting {
     pub rejects: Option<SourceMetrics>,
     /// Accept no more while this many are open.
     pub max_connections: Option<usize>,
+    /// Close a connection idle this long (`Conn`).
+    pub idle_timeout: Option<Duration>,
     /// Stop accepting and let go of the address.
     pub stop: CancellationToken,
     /// Names the server in logs.
@@ -155,6 +248,10 @@ async fn accept_loop(
         let Some(tls) = accepting.tls.as_mut() else {
             let conn = Conn {
                 io: Io::Plain(stream),
+                idle: accepting
+                    .idle_timeout
+                    .map(|d| Idle::new(d, accepting.rejects.clone())),
+                activity: Arc::default(),
                 _place: place,
             };
             if tx.send((conn, peer)).await.is_err() {
@@ -171,6 +268,9 @@ async fn accept_loop(
         };
         let tx = tx.clone();
         let stop = accepting.stop.clone();
+        let idle = accepting
+            .idle_timeout
+            .map(|d| Idle::new(d, accepting.rejects.clone()));
         tokio::spawn(
             async move {
                 let done = tokio::select! {
@@ -181,6 +281,8 @@ async fn accept_loop(
                     Ok(Ok(s)) => {
                         let conn = Conn {
                             io: Io::Tls(Box::new(s)),
+                            idle,
+                            activity: Arc::default(),
                             _place: place,
                         };
                         let _ = tx.send((conn, peer)).await;
@@ -239,9 +341,19 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        let n = buf.filled().len().saturating_sub(before) as u64;
+        if n > 0 {
+            this.activity.read.fetch_add(n, Ordering::Relaxed);
+        }
+        match &mut this.idle {
+            Some(idle) => idle.after_poll(cx, r),
+            None => r,
         }
     }
 }
@@ -252,9 +364,15 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let r = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        };
+        this.wrote(&r);
+        match &mut this.idle {
+            Some(idle) => idle.after_poll(cx, r),
+            None => r,
         }
     }
 
@@ -263,9 +381,15 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let r = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        };
+        this.wrote(&r);
+        match &mut this.idle {
+            Some(idle) => idle.after_poll(cx, r),
+            None => r,
         }
     }
 

@@ -249,6 +249,7 @@ fn main() -> ExitCode {
                 }
             };
             ignore_file_size_signal();
+            raise_open_file_limit();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("sluice")
@@ -284,6 +285,39 @@ fn ignore_file_size_signal() {
     // SAFETY: installing SIG_IGN for one signal, before any thread starts.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// Raise the open-file soft limit to the hard limit: the default 1024
+/// lets a few hundred idle connections starve every listener (the API
+/// included) of descriptors; sources bound themselves with
+/// `max_connections` instead.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid, owned struct.
+        let (got, raised) = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                (false, false)
+            } else if limit.rlim_cur < limit.rlim_max {
+                let before = limit.rlim_cur;
+                limit.rlim_cur = limit.rlim_max;
+                let ok = libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0;
+                if !ok {
+                    limit.rlim_cur = before;
+                }
+                (true, ok)
+            } else {
+                (true, false)
+            }
+        };
+        if got {
+            tracing::info!(open_files = limit.rlim_cur, raised, "open-file limit");
+        }
     }
 }
 

@@ -94,10 +94,16 @@ pub enum RejectReason {
     /// A connection whose TLS handshake failed (no or a refused client
     /// certificate, a plaintext client, a timeout).
     Tls,
+    /// A connection closed for being too slow: headers not sent within
+    /// their timeout, or idle past `idle_timeout`.
+    Timeout,
+    /// Datagrams the kernel dropped for a UDP source (its receive buffer
+    /// was full).
+    Kernel,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::Malformed,
         RejectReason::Oversize,
         RejectReason::Shed,
@@ -105,6 +111,8 @@ impl RejectReason {
         RejectReason::BadRequest,
         RejectReason::Shutdown,
         RejectReason::Tls,
+        RejectReason::Timeout,
+        RejectReason::Kernel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +124,8 @@ impl RejectReason {
             RejectReason::BadRequest => "bad_request",
             RejectReason::Shutdown => "shutdown",
             RejectReason::Tls => "tls",
+            RejectReason::Timeout => "timeout",
+            RejectReason::Kernel => "kernel",
         }
     }
 }

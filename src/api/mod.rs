@@ -68,6 +68,9 @@ pub async fn bind(
             tls,
             rejects: None,
             max_connections: Some(MAX_CONNECTIONS),
+            // hyper's header timeout closes idle keep-alive connections;
+            // a tap stream may rightly be quiet for long.
+            idle_timeout: None,
             stop,
             name: "api".into(),
         },
@@ -100,14 +103,7 @@ pub fn serve(
         .route("/api/v1/tap", get(tap::tap))
         .layer(axum::middleware::from_fn(crate::supervise::http_panics))
         .with_state(api);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "API server stopped");
-        }
-    })
+    tokio::spawn(crate::http_server::serve(listener, app, stop, None))
 }
 
 /// With `api.auth`, whether the request carries those credentials.

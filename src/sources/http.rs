@@ -81,6 +81,13 @@ pub struct HttpConfig {
     /// Serve HTTPS (and with `client_ca_file`, require client certificates).
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
+    /// Stop accepting beyond this many open connections. Default 1000.
+    #[serde(default = "super::default_max_connections")]
+    pub max_connections: usize,
+    /// How long a request's body may take to arrive once its headers
+    /// have. Default 30s.
+    #[serde(default = "super::default_body_timeout")]
+    pub body_timeout: Dur,
 }
 
 fn default_path() -> String {
@@ -109,6 +116,9 @@ impl Validate for HttpConfig {
         if let Some(t) = &self.tls {
             t.validate()?;
         }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
         if let Some(b) = &self.backstop {
             b.validate()?;
             if BACKSTOP_PATHS
@@ -133,6 +143,7 @@ struct HttpState {
     auth: Option<(Authenticator, &'static str)>,
     backstop: Option<BackstopState>,
     max_body: usize,
+    body_timeout: Duration,
     max_wait: Duration,
     acknowledgements: bool,
     invalid_utf8: InvalidUtf8,
@@ -142,8 +153,18 @@ pub async fn start(
     cfg: &HttpConfig,
     ctx: SourceContext,
 ) -> Result<(Option<SocketAddr>, JoinHandle<()>), super::SourceError> {
-    let (local, listener) =
-        super::listen(&ctx, cfg.address, cfg.tls.as_ref(), &[b"http/1.1"], None).await?;
+    let (local, listener) = super::listen(
+        &ctx,
+        cfg.address,
+        cfg.tls.as_ref(),
+        &[b"http/1.1"],
+        super::Limits {
+            max_connections: cfg.max_connections,
+            // hyper's header timeout closes idle keep-alive connections.
+            idle_timeout: std::time::Duration::ZERO,
+        },
+    )
+    .await?;
     tracing::info!(source = %ctx.id, address = %local, path = %cfg.path, tls = cfg.tls.is_some(), "http source listening");
     let shutdown = ctx.shutdown.clone();
     let state = Arc::new(HttpState {
@@ -153,6 +174,7 @@ pub async fn start(
             .as_ref()
             .map(|a| (Authenticator::new(a), a.challenge())),
         max_body: cfg.max_body_bytes.as_usize(),
+        body_timeout: cfg.body_timeout.get(),
         max_wait: cfg.max_wait.get(),
         acknowledgements: cfg.acknowledgements,
         invalid_utf8: cfg.invalid_utf8,
@@ -173,15 +195,11 @@ pub async fn start(
     let app = app
         .layer(axum::middleware::from_fn(crate::supervise::http_panics))
         .with_state(state.clone());
-    let id = state.ctx.id.clone();
-    let task = state.ctx.spawner().spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(source = %id, error = %e, "http source stopped");
-        }
-    });
+    let rejects = Some(state.ctx.metrics.clone());
+    let task = state
+        .ctx
+        .spawner()
+        .spawn(crate::http_server::serve(listener, app, shutdown, rejects));
     Ok((Some(local), task))
 }
 
@@ -442,7 +460,7 @@ async fn body_or_refusal(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Bytes, Response> {
-    read_body(headers, body, st.max_body)
+    read_body(headers, body, st.max_body, st.body_timeout)
         .await
         .map_err(|(status, reason, msg)| {
             st.ctx.metrics.reject(reason, 1);
@@ -452,33 +470,45 @@ async fn body_or_refusal(
 
 pub(crate) type BodyError = (StatusCode, RejectReason, String);
 
-/// The body, decompressed (gzip, zstd), at most `max` bytes either way.
+/// The body, decompressed (gzip, zstd), at most `max` bytes either way,
+/// received within `timeout` (a lying `Content-Length`, a chunked body that
+/// never ends: answered 408 and counted `timeout`).
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     max: usize,
+    timeout: std::time::Duration,
 ) -> Result<Bytes, BodyError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let raw = axum::body::to_bytes(body, max).await.map_err(|e| {
-        let too_big = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_big {
+    let raw = tokio::time::timeout(timeout, axum::body::to_bytes(body, max))
+        .await
+        .map_err(|_| {
             (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                RejectReason::Oversize,
-                format!("body larger than max_body_bytes ({max} bytes)"),
+                StatusCode::REQUEST_TIMEOUT,
+                RejectReason::Timeout,
+                format!("the body did not arrive within {timeout:?}"),
             )
-        } else {
-            (
-                StatusCode::BAD_REQUEST,
-                RejectReason::BadRequest,
-                format!("could not read the body: {e}"),
-            )
-        }
-    })?;
+        })?
+        .map_err(|e| {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            if too_big {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    RejectReason::Oversize,
+                    format!("body larger than max_body_bytes ({max} bytes)"),
+                )
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    RejectReason::BadRequest,
+                    format!("could not read the body: {e}"),
+                )
+            }
+        })?;
     let compression = match encoding.as_deref() {
         None | Some("identity") | Some("") => return Ok(raw),
         Some("gzip") | Some("x-gzip") => Compression::Gzip,

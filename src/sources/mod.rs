@@ -8,6 +8,7 @@ pub mod generator;
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+mod kernel_drops;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "sluice")]
@@ -357,16 +358,42 @@ pub enum SourceError {
     },
 }
 
+/// Default `max_connections` of every stream source (Cribl's default):
+/// with the open-file limit raised at start, a flood of connections meets
+/// this before it meets the process's limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+
+pub(crate) fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+/// gRPC clients keep their channel open between exports.
+pub(crate) fn default_grpc_idle_timeout() -> crate::config::units::Dur {
+    crate::config::units::Dur::secs(600)
+}
+
+/// An HTTP body's deadline once its headers are in: 10 MiB in 30 s asks
+/// for 350 KB/s, which any honest sender exceeds.
+pub(crate) fn default_body_timeout() -> crate::config::units::Dur {
+    crate::config::units::Dur::secs(30)
+}
+
+/// How a listener bounds its connections.
+pub(crate) struct Limits {
+    pub max_connections: usize,
+    /// Zero: never closed for idleness.
+    pub idle_timeout: std::time::Duration,
+}
+
 /// Bind a source's listener (TLS if configured, counting failed handshakes
 /// as this source's `tls` rejections) and start accepting. `alpn`: what
-/// the server speaks over TLS. `max_connections`: accept no more while
-/// that many are open.
+/// the server speaks over TLS.
 pub(crate) async fn listen(
     ctx: &SourceContext,
     address: SocketAddr,
     tls: Option<&crate::tls::ServerTlsConfig>,
     alpn: &[&'static [u8]],
-    max_connections: Option<usize>,
+    limits: Limits,
 ) -> Result<(SocketAddr, crate::listener::Incoming), SourceError> {
     let tls = match tls {
         Some(t) => {
@@ -394,7 +421,8 @@ pub(crate) async fn listen(
         crate::listener::Accepting {
             tls,
             rejects: Some(ctx.metrics.clone()),
-            max_connections,
+            max_connections: Some(limits.max_connections),
+            idle_timeout: (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout),
             stop: ctx.stop_accepting.clone(),
             name: ctx.id.clone(),
         },

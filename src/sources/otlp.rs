@@ -87,6 +87,19 @@ pub struct OtlpSourceConfig {
     /// client certificates).
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
+    /// Stop accepting beyond this many open connections, on each listener.
+    /// Default 1000.
+    #[serde(default = "super::default_max_connections")]
+    pub max_connections: usize,
+    /// Close a gRPC connection idle this long (`0s`: never). Default 10m
+    /// (SDKs keep their channel open between exports). HTTP connections
+    /// idle 10 s between requests are closed.
+    #[serde(default = "super::default_grpc_idle_timeout")]
+    pub idle_timeout: Dur,
+    /// How long an OTLP/HTTP body may take to arrive once its headers
+    /// have. Default 30s.
+    #[serde(default = "super::default_body_timeout")]
+    pub body_timeout: Dur,
 }
 
 fn default_max_wait() -> Dur {
@@ -114,12 +127,16 @@ impl Validate for OtlpSourceConfig {
         if let Some(t) = &self.tls {
             t.validate()?;
         }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
         Ok(())
     }
 }
 
 struct OtlpState {
     ctx: SourceContext,
+    body_timeout: Duration,
     max_wait: Duration,
     max_body: usize,
     acknowledgements: bool,
@@ -218,16 +235,23 @@ pub async fn start(
     ctx: SourceContext,
 ) -> Result<(Option<SocketAddr>, JoinHandle<()>, Detail), super::SourceError> {
     let tls = cfg.tls.as_ref();
+    let limits = |idle_timeout| super::Limits {
+        max_connections: cfg.max_connections,
+        idle_timeout,
+    };
     let grpc = match cfg.grpc_address {
-        Some(a) => Some(super::listen(&ctx, a, tls, &[b"h2"], None).await?),
+        Some(a) => {
+            Some(super::listen(&ctx, a, tls, &[b"h2"], limits(cfg.idle_timeout.get())).await?)
+        }
         None => None,
     };
     let http = match cfg.http_address {
-        Some(a) => Some(super::listen(&ctx, a, tls, &[b"http/1.1"], None).await?),
+        Some(a) => Some(super::listen(&ctx, a, tls, &[b"http/1.1"], limits(Duration::ZERO)).await?),
         None => None,
     };
     let (grpc_addr, http_addr) = (grpc.as_ref().map(|l| l.0), http.as_ref().map(|l| l.0));
     let state = Arc::new(OtlpState {
+        body_timeout: cfg.body_timeout.get(),
         max_wait: cfg.max_wait.get(),
         max_body: cfg.max_body_bytes.as_usize(),
         acknowledgements: cfg.acknowledgements,
@@ -301,16 +325,13 @@ fn serve_http(state: Arc<OtlpState>, address: SocketAddr, listener: Incoming) ->
         .route("/v1/traces", post(http_traces))
         .layer(axum::middleware::from_fn(crate::supervise::http_panics))
         .with_state(state);
-    let shutdown = ctx.shutdown.clone();
-    let id = ctx.id.clone();
-    ctx.spawner().spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(source = %id, error = %e, "otlp HTTP receiver stopped");
-        }
-    })
+    let rejects = Some(ctx.metrics.clone());
+    ctx.spawner().spawn(crate::http_server::serve(
+        listener,
+        app,
+        ctx.shutdown.clone(),
+        rejects,
+    ))
 }
 
 /// An OTLP/HTTP answer: the response message, or a `google.rpc.Status`, in
@@ -367,13 +388,14 @@ where
             "Content-Type must be application/x-protobuf or application/json",
         );
     }
-    let body = match super::http::read_body(&parts.headers, body, st.max_body).await {
-        Ok(b) => b,
-        Err((status, reason, msg)) => {
-            st.ctx.metrics.reject(reason, 1);
-            return http_error(status, json, Code::InvalidArgument, &msg);
-        }
-    };
+    let body =
+        match super::http::read_body(&parts.headers, body, st.max_body, st.body_timeout).await {
+            Ok(b) => b,
+            Err((status, reason, msg)) => {
+                st.ctx.metrics.reject(reason, 1);
+                return http_error(status, json, Code::InvalidArgument, &msg);
+            }
+        };
     let decoded: Result<R, String> = if json {
         from_json(&body)
     } else {

@@ -59,6 +59,12 @@ pub struct SluiceSourceConfig {
     /// the `sluice` destination sends.
     #[serde(default = "default_max_batch")]
     pub max_batch_bytes: ByteSize,
+    /// Stop accepting beyond this many open connections. Default 1000.
+    #[serde(default = "super::default_max_connections")]
+    pub max_connections: usize,
+    /// Close a connection idle this long (`0s`: never). Default 10m.
+    #[serde(default = "super::default_grpc_idle_timeout")]
+    pub idle_timeout: Dur,
 }
 
 fn default_max_wait() -> Dur {
@@ -79,6 +85,9 @@ impl Validate for SluiceSourceConfig {
         }
         if let Some(t) = &self.tls {
             t.validate()?;
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
         }
         Ok(())
     }
@@ -170,8 +179,17 @@ pub async fn start(
     cfg: &SluiceSourceConfig,
     ctx: SourceContext,
 ) -> Result<(SocketAddr, JoinHandle<()>), SourceError> {
-    let (local, incoming) =
-        super::listen(&ctx, cfg.address, cfg.tls.as_ref(), &[b"h2"], None).await?;
+    let (local, incoming) = super::listen(
+        &ctx,
+        cfg.address,
+        cfg.tls.as_ref(),
+        &[b"h2"],
+        super::Limits {
+            max_connections: cfg.max_connections,
+            idle_timeout: cfg.idle_timeout.get(),
+        },
+    )
+    .await?;
     tracing::info!(source = %ctx.id, address = %local, tls = cfg.tls.is_some(), "sluice source listening");
     let max_bytes = cfg.max_batch_bytes.as_usize();
     let receiver = Receiver {

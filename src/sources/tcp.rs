@@ -17,7 +17,7 @@ use super::decoding::Decoding;
 use super::framing::{Framing, pump};
 use super::{SourceContext, SourceError};
 use crate::config::Validate;
-use crate::config::units::ByteSize;
+use crate::config::units::{ByteSize, Dur};
 use crate::listener::{Conn, Incoming};
 use crate::tls::ServerTlsConfig;
 
@@ -33,14 +33,22 @@ pub struct TcpConfig {
     /// Longer events are skipped and counted (`reason="oversize"`). Default 1 MiB.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: ByteSize,
-    /// Stop accepting beyond this many open connections. Default: no limit.
-    #[serde(default)]
-    pub max_connections: Option<usize>,
+    /// Stop accepting beyond this many open connections. Default 1000.
+    #[serde(default = "super::default_max_connections")]
+    pub max_connections: usize,
+    /// Close a connection that sent nothing for this long (`0s`: never).
+    /// Default 10m.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Dur,
     #[serde(default)]
     pub decoding: Decoding,
     /// Serve TLS (and with `client_ca_file`, require client certificates).
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
+}
+
+fn default_idle_timeout() -> Dur {
+    Dur::secs(600)
 }
 
 pub(crate) fn default_max_line() -> ByteSize {
@@ -52,7 +60,7 @@ impl Validate for TcpConfig {
         if self.max_line_bytes.0 == 0 {
             return Err("max_line_bytes must be at least 1".into());
         }
-        if self.max_connections == Some(0) {
+        if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
         }
         if let Some(t) = &self.tls {
@@ -71,7 +79,10 @@ pub async fn start(
         cfg.address,
         cfg.tls.as_ref(),
         &[],
-        cfg.max_connections,
+        super::Limits {
+            max_connections: cfg.max_connections,
+            idle_timeout: cfg.idle_timeout.get(),
+        },
     )
     .await?;
     tracing::info!(source = %ctx.id, address = %local, tls = cfg.tls.is_some(), "tcp source listening");

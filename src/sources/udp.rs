@@ -2,9 +2,10 @@
 //!
 //! UDP cannot push back on a sender. While a `block` destination is full this
 //! source stops reading and the kernel drops datagrams once its receive buffer
-//! is full; those drops are counted by the kernel (`netstat -su`,
-//! `/proc/net/udp` "drops"), not by sluice. Raise `receive_buffer_bytes` or
-//! give UDP-fed destinations `backpressure: drop` (counted) or a queue.
+//! is full; sluice reads the kernel's count (`kernel_drops.rs`) into
+//! `sluice_source_rejected_total{reason="kernel"}`. Raise
+//! `receive_buffer_bytes` or give UDP-fed destinations `backpressure: drop`
+//! (counted per event) or a queue.
 
 use std::net::SocketAddr;
 
@@ -62,11 +63,17 @@ pub async fn start(
     }
     socket.set_nonblocking(true)?;
     socket.bind(&cfg.address.into())?;
+    // The kernel doubles what was asked (its bookkeeping), capped by
+    // net.core.rmem_max: log what the socket really has.
+    let receive_buffer = socket.recv_buffer_size().unwrap_or(0);
     let socket = UdpSocket::from_std(socket.into())?;
     let local = socket.local_addr()?;
-    tracing::info!(source = %ctx.id, address = %local, "udp source listening");
+    tracing::info!(source = %ctx.id, address = %local, receive_buffer_bytes = receive_buffer, "udp source listening");
     let cfg = cfg.clone();
     let spawner = ctx.spawner();
+    if let Some(inode) = super::kernel_drops::inode(&socket) {
+        spawner.spawn(super::kernel_drops::watch(inode, ctx.clone()));
+    }
     Ok((Some(local), spawner.spawn(run(socket, cfg, ctx))))
 }
 
