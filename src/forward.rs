@@ -85,13 +85,24 @@ pub enum Malformed {
     Compression(String),
     #[error("text index {0} is not an event of the batch")]
     Text(u32),
+    #[error("the batch has {0} events, more than max_batch_events ({1})")]
+    TooMany(usize, usize),
 }
 
 /// The events of a request, each a slice of its (decompressed) data; at
-/// most `max_bytes` of them once decompressed.
-pub fn events(req: SendRequest, max_bytes: usize) -> Result<Vec<Event>, Malformed> {
+/// most `max_bytes` of them once decompressed, and at most `max_events`
+/// events (checked first: a few kilobytes of zero lengths must not become
+/// millions of events).
+pub fn events(
+    req: SendRequest,
+    max_bytes: usize,
+    max_events: usize,
+) -> Result<Vec<Event>, Malformed> {
     if !(MIN_VERSION..=VERSION).contains(&req.version) {
         return Err(Malformed::Version(req.version));
+    }
+    if req.lengths.len() > max_events {
+        return Err(Malformed::TooMany(req.lengths.len(), max_events));
     }
     let data = match pb::Compression::try_from(req.compression) {
         Ok(pb::Compression::None) => {
@@ -158,7 +169,7 @@ mod tests {
             let req = request(&batch(), c, "edge");
             assert_eq!(req.version, VERSION);
             assert_eq!(req.origin, "edge");
-            let back = events(req, 1 << 20).unwrap();
+            let back = events(req, 1 << 20, 1 << 20).unwrap();
             assert_eq!(back.len(), 4);
             for (a, b) in back.iter().zip(batch()) {
                 assert_eq!(a.raw, b.raw);
@@ -174,24 +185,39 @@ mod tests {
         let mut r = request(&batch(), Compression::None, "edge");
         r.version = VERSION + 1;
         assert_eq!(
-            events(r, 1 << 20).err(),
+            events(r, 1 << 20, 1 << 20).err(),
             Some(Malformed::Version(VERSION + 1))
         );
         let mut r = request(&batch(), Compression::None, "edge");
         r.lengths[0] += 1;
-        assert!(matches!(events(r, 1 << 20), Err(Malformed::Lengths { .. })));
+        assert!(matches!(
+            events(r, 1 << 20, 1 << 20),
+            Err(Malformed::Lengths { .. })
+        ));
         let mut r = request(&batch(), Compression::None, "edge");
         r.text = vec![9];
-        assert_eq!(events(r, 1 << 20).err(), Some(Malformed::Text(9)));
+        assert_eq!(events(r, 1 << 20, 1 << 20).err(), Some(Malformed::Text(9)));
         let r = request(&batch(), Compression::Zstd, "edge");
-        assert_eq!(events(r, 100).err(), Some(Malformed::TooLarge(100)));
+        assert_eq!(
+            events(r, 100, 1 << 20).err(),
+            Some(Malformed::TooLarge(100))
+        );
         let r = request(&batch(), Compression::None, "edge");
-        assert_eq!(events(r, 100).err(), Some(Malformed::TooLarge(100)));
+        assert_eq!(
+            events(r, 100, 1 << 20).err(),
+            Some(Malformed::TooLarge(100))
+        );
         let mut r = request(&batch(), Compression::Gzip, "edge");
         r.data = Bytes::from_static(b"not gzip");
-        assert!(matches!(events(r, 1 << 20), Err(Malformed::Compression(_))));
+        assert!(matches!(
+            events(r, 1 << 20, 1 << 20),
+            Err(Malformed::Compression(_))
+        ));
         let mut r = request(&batch(), Compression::None, "edge");
         r.compression = 42;
-        assert!(matches!(events(r, 1 << 20), Err(Malformed::Compression(_))));
+        assert!(matches!(
+            events(r, 1 << 20, 1 << 20),
+            Err(Malformed::Compression(_))
+        ));
     }
 }

@@ -86,7 +86,7 @@ pub fn json_body(data: &[u8]) {
     let body = Bytes::copy_from_slice(data);
     for utf8 in [InvalidUtf8::Reject, InvalidUtf8::Replace] {
         let mut out = Vec::new();
-        if parse_body(&body, utf8, &mut out).is_err() {
+        if parse_body(&body, utf8, 1 << 20, &mut out).is_err() {
             continue;
         }
         for e in &out {
@@ -297,11 +297,12 @@ pub fn forward(data: &[u8]) {
     let Ok(req) = crate::forward::SendRequest::decode(data) else {
         return;
     };
-    let Ok(events) = crate::forward::events(req, 1 << 20) else {
+    let Ok(events) = crate::forward::events(req, 1 << 20, 1 << 20) else {
         return;
     };
     let again = crate::forward::request(&events, Compression::None, "fuzz");
-    let back = crate::forward::events(again, 1 << 20).expect("what sluice wrote reads back");
+    let back =
+        crate::forward::events(again, 1 << 20, 1 << 20).expect("what sluice wrote reads back");
     assert_eq!(
         back.iter().map(|e| (&e.raw, e.format)).collect::<Vec<_>>(),
         events

@@ -84,6 +84,10 @@ pub struct HttpConfig {
     /// Stop accepting beyond this many open connections. Default 1000.
     #[serde(default = "super::default_max_connections")]
     pub max_connections: usize,
+    /// Most events one request may carry; more is refused whole (413,
+    /// counted `oversize`). Default 100,000.
+    #[serde(default = "super::default_max_request_events")]
+    pub max_events: usize,
     /// How long a request's body may take to arrive once its headers
     /// have. Default 30s.
     #[serde(default = "super::default_body_timeout")]
@@ -119,6 +123,9 @@ impl Validate for HttpConfig {
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
         }
+        if self.max_events == 0 {
+            return Err("max_events must be at least 1".into());
+        }
         if let Some(b) = &self.backstop {
             b.validate()?;
             if BACKSTOP_PATHS
@@ -143,6 +150,7 @@ struct HttpState {
     auth: Option<(Authenticator, &'static str)>,
     backstop: Option<BackstopState>,
     max_body: usize,
+    max_events: usize,
     body_timeout: Duration,
     max_wait: Duration,
     acknowledgements: bool,
@@ -174,6 +182,7 @@ pub async fn start(
             .as_ref()
             .map(|a| (Authenticator::new(a), a.challenge())),
         max_body: cfg.max_body_bytes.as_usize(),
+        max_events: cfg.max_events,
         body_timeout: cfg.body_timeout.get(),
         max_wait: cfg.max_wait.get(),
         acknowledgements: cfg.acknowledgements,
@@ -242,11 +251,20 @@ async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
         Err(r) => return r,
     };
     let mut events = Vec::new();
-    let malformed = match parse_body(&body, st.invalid_utf8, &mut events) {
+    let malformed = match parse_body(&body, st.invalid_utf8, st.max_events, &mut events) {
         Ok(n) => n,
-        Err(msg) => {
+        Err(Unparsed::Malformed(msg)) => {
             m.reject(RejectReason::Malformed, 1);
             return error(StatusCode::BAD_REQUEST, &msg);
+        }
+        Err(Unparsed::TooMany(max)) => {
+            m.reject(RejectReason::Oversize, 1);
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "more than max_events ({max}) events in one request; send smaller requests"
+                ),
+            );
         }
     };
     m.reject(RejectReason::Malformed, malformed);
@@ -539,7 +557,12 @@ pub(crate) async fn read_body(
 
 /// Parse a JSON array or NDJSON body into events; returns how many lines
 /// were malformed. `Err` when a JSON array body is itself invalid.
-pub fn parse_body(body: &Bytes, utf8: InvalidUtf8, out: &mut Vec<Event>) -> Result<u64, String> {
+pub fn parse_body(
+    body: &Bytes,
+    utf8: InvalidUtf8,
+    max_events: usize,
+    out: &mut Vec<Event>,
+) -> Result<u64, Unparsed> {
     let valid = std::str::from_utf8(body).is_ok();
     let replaced;
     let body = match (valid, utf8) {
@@ -553,42 +576,101 @@ pub fn parse_body(body: &Bytes, utf8: InvalidUtf8, out: &mut Vec<Event>) -> Resu
     let Some(first) = first else { return Ok(0) };
     if body[first] == b'[' {
         if !valid && utf8 == InvalidUtf8::Reject {
-            return Err("invalid JSON array: not valid UTF-8".into());
+            return Err(Unparsed::Malformed(
+                "invalid JSON array: not valid UTF-8".into(),
+            ));
         }
-        let items: Vec<&serde_json::value::RawValue> =
-            serde_json::from_slice(body).map_err(|e| format!("invalid JSON array: {e}"))?;
-        out.reserve(items.len());
-        for item in items {
-            out.push(event_from_slice(body, item.get().as_bytes()));
-        }
-        return Ok(0);
+        return array(body, max_events, out).map(|()| 0);
     }
     let mut malformed = 0u64;
     let mut lines = 0u64;
     let mut start = 0;
-    let mut push = |line: &[u8], out: &mut Vec<Event>| {
-        let line = line.trim_ascii();
+    let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+    for end in ends {
+        let line = body[start..end].trim_ascii();
+        start = end + 1;
         if line.is_empty() {
-            return;
+            continue;
         }
         lines += 1;
         if is_json(line) {
+            // Only events count: the lines of one pretty-printed document
+            // are each malformed, and cost nothing.
+            if out.len() >= max_events {
+                out.clear();
+                return Err(Unparsed::TooMany(max_events));
+            }
             out.push(event_from_slice(body, line));
         } else {
             malformed += 1;
         }
-    };
-    for nl in memchr::memchr_iter(b'\n', body) {
-        push(&body[start..nl], out);
-        start = nl + 1;
     }
-    push(&body[start..], out);
     if out.is_empty() && lines > 1 && is_json(body) {
         // One pretty-printed document rather than NDJSON.
         out.push(Event::json(compact_json(body).into()));
         return Ok(0);
     }
     Ok(malformed)
+}
+
+/// Why a body gave no events at all.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unparsed {
+    /// Not JSON where JSON was required: 400, counted `malformed`.
+    Malformed(String),
+    /// More than `max_events` events: 413, counted `oversize`. Found while
+    /// splitting, before they are all built.
+    TooMany(usize),
+}
+
+/// A JSON array's items as events, refused as soon as it holds more than
+/// `max_events` (a visitor, so the items are never all collected first).
+fn array(body: &Bytes, max_events: usize, out: &mut Vec<Event>) -> Result<(), Unparsed> {
+    use serde::de::{Deserializer as _, Error as _, SeqAccess, Visitor};
+    struct Items<'a> {
+        body: &'a Bytes,
+        max: usize,
+        out: &'a mut Vec<Event>,
+        too_many: &'a mut bool,
+    }
+    impl<'de> Visitor<'de> for Items<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(item) = seq.next_element::<&'de serde_json::value::RawValue>()? {
+                if self.out.len() >= self.max {
+                    *self.too_many = true;
+                    return Err(A::Error::custom("too many events"));
+                }
+                self.out
+                    .push(event_from_slice(self.body, item.get().as_bytes()));
+            }
+            Ok(())
+        }
+    }
+    let mut too_many = false;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = de
+        .deserialize_seq(Items {
+            body,
+            max: max_events,
+            out,
+            too_many: &mut too_many,
+        })
+        .and_then(|()| de.end());
+    match parsed {
+        Ok(()) => Ok(()),
+        Err(_) if too_many => {
+            out.clear();
+            Err(Unparsed::TooMany(max_events))
+        }
+        Err(e) => {
+            out.clear();
+            Err(Unparsed::Malformed(format!("invalid JSON array: {e}")))
+        }
+    }
 }
 
 /// An event sharing `body`'s memory; values that span lines are compacted so
@@ -631,16 +713,37 @@ fn compact_json(json: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> (Vec<String>, Result<u64, String>) {
+    fn parse(s: &str) -> (Vec<String>, Result<u64, Unparsed>) {
         let body = Bytes::copy_from_slice(s.as_bytes());
         let mut out = Vec::new();
-        let r = parse_body(&body, InvalidUtf8::Reject, &mut out);
+        let r = parse_body(&body, InvalidUtf8::Reject, 1000, &mut out);
         (
             out.iter()
                 .map(|e| String::from_utf8(e.raw.to_vec()).unwrap())
                 .collect(),
             r,
         )
+    }
+
+    #[test]
+    fn more_events_than_allowed_are_refused_before_they_are_all_built() {
+        let limit = |body: &str, max| {
+            let mut out = Vec::new();
+            let r = parse_body(
+                &Bytes::copy_from_slice(body.as_bytes()),
+                InvalidUtf8::Reject,
+                max,
+                &mut out,
+            );
+            (r, out.len())
+        };
+        assert_eq!(limit("{}\n{}\n{}\n", 3), (Ok(0), 3));
+        assert_eq!(limit("{}\n{}\n{}\n{}", 3), (Err(Unparsed::TooMany(3)), 0));
+        assert_eq!(limit("[{},{},{}]", 3), (Ok(0), 3));
+        assert_eq!(limit("[{},{},{},{}]", 3), (Err(Unparsed::TooMany(3)), 0));
+        // A pretty-printed document's lines are not events.
+        assert_eq!(limit("{\n\"a\": 1,\n\"b\": 2,\n\"c\": 3\n}", 1), (Ok(0), 1));
+        assert!(matches!(limit("[{},", 3).0, Err(Unparsed::Malformed(_))));
     }
 
     #[test]
@@ -669,15 +772,24 @@ mod tests {
     fn json_must_be_utf8() {
         let body = Bytes::from_static(b"{\"a\":1}\n{\"c\":\"\xff\xfe\"}\n");
         let mut out = Vec::new();
-        assert_eq!(parse_body(&body, InvalidUtf8::Reject, &mut out), Ok(1));
+        assert_eq!(
+            parse_body(&body, InvalidUtf8::Reject, 1000, &mut out),
+            Ok(1)
+        );
         assert_eq!(out.len(), 1);
         out.clear();
-        assert_eq!(parse_body(&body, InvalidUtf8::Replace, &mut out), Ok(0));
+        assert_eq!(
+            parse_body(&body, InvalidUtf8::Replace, 1000, &mut out),
+            Ok(0)
+        );
         assert_eq!(&out[1].raw[..], "{\"c\":\"\u{fffd}\u{fffd}\"}".as_bytes());
         let array = Bytes::from_static(b"[{\"c\":\"\xff\"}]");
-        assert!(parse_body(&array, InvalidUtf8::Reject, &mut out).is_err());
+        assert!(parse_body(&array, InvalidUtf8::Reject, 1000, &mut out).is_err());
         out.clear();
-        assert_eq!(parse_body(&array, InvalidUtf8::Replace, &mut out), Ok(0));
+        assert_eq!(
+            parse_body(&array, InvalidUtf8::Replace, 1000, &mut out),
+            Ok(0)
+        );
         assert_eq!(out.len(), 1);
     }
 }

@@ -378,6 +378,13 @@ pub(crate) fn default_body_timeout() -> crate::config::units::Dur {
     crate::config::units::Dur::secs(30)
 }
 
+/// Most events one request may carry (an HTTP body, a forwarded batch):
+/// 10 MiB of 100-byte events is 100,000. A few kilobytes of gzip can
+/// decompress to millions of `{}` lines; each would cost an event's memory.
+pub(crate) fn default_max_request_events() -> usize {
+    100_000
+}
+
 /// How a listener bounds its connections.
 pub(crate) struct Limits {
     pub max_connections: usize,

@@ -59,6 +59,10 @@ pub struct SluiceSourceConfig {
     /// the `sluice` destination sends.
     #[serde(default = "default_max_batch")]
     pub max_batch_bytes: ByteSize,
+    /// Most events taken in one batch. Default 100,000 (the `sluice`
+    /// destination sends 1,000 unless told otherwise).
+    #[serde(default = "super::default_max_request_events")]
+    pub max_batch_events: usize,
     /// Stop accepting beyond this many open connections. Default 1000.
     #[serde(default = "super::default_max_connections")]
     pub max_connections: usize,
@@ -83,6 +87,9 @@ impl Validate for SluiceSourceConfig {
         if self.max_batch_bytes.0 == 0 {
             return Err("max_batch_bytes must be at least 1".into());
         }
+        if self.max_batch_events == 0 {
+            return Err("max_batch_events must be at least 1".into());
+        }
         if let Some(t) = &self.tls {
             t.validate()?;
         }
@@ -98,6 +105,7 @@ struct Receiver {
     auth: Option<Authenticator>,
     max_wait: Duration,
     max_bytes: usize,
+    max_events: usize,
 }
 
 impl Receiver {
@@ -125,10 +133,12 @@ impl Forward for Receiver {
         }
         let mut request = req.into_inner();
         let origin = std::mem::take(&mut request.origin);
-        let events = forward::events(request, self.max_bytes).map_err(|e| {
+        let events = forward::events(request, self.max_bytes, self.max_events).map_err(|e| {
             let (reason, code) = match e {
                 Malformed::Version(_) => (RejectReason::BadRequest, Code::FailedPrecondition),
-                Malformed::TooLarge(_) => (RejectReason::Oversize, Code::InvalidArgument),
+                Malformed::TooLarge(_) | Malformed::TooMany(..) => {
+                    (RejectReason::Oversize, Code::InvalidArgument)
+                }
                 _ => (RejectReason::Malformed, Code::InvalidArgument),
             };
             tracing::warn!(source = %self.ctx.id, %origin, error = %e, "refused a batch");
@@ -196,12 +206,13 @@ pub async fn start(
         auth: cfg.auth.as_ref().map(Authenticator::new),
         max_wait: cfg.max_wait.get(),
         max_bytes,
+        max_events: cfg.max_batch_events,
         ctx: ctx.clone(),
     };
     let server = tonic::transport::Server::builder();
     // Room for the lengths beside the data: at most 5 bytes an event.
     let max_message = max_bytes
-        .saturating_add(max_bytes / 2)
+        .saturating_add(cfg.max_batch_events.saturating_mul(5))
         .saturating_add(64 << 10);
     let router = server
         .layer(tower::util::MapResponseLayer::new(
