@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tonic::Code;
 use tonic::Status;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::tls::TlsConfig;
 
@@ -29,6 +29,9 @@ pub fn channel(url: &str, tls: Option<&TlsConfig>) -> Result<Channel, String> {
                 }
             }
             None => config = config.with_native_roots(),
+        }
+        if let Some((cert, key)) = tls.map(TlsConfig::identity_pem).transpose()?.flatten() {
+            config = config.identity(Identity::from_pem(cert, key));
         }
         endpoint = endpoint
             .tls_config(config)

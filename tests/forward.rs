@@ -114,6 +114,58 @@ destinations:
     assert_eq!(rx.accepted().len() as u64, n + 1, "nothing more arrived");
 }
 
+/// Under mTLS the aggregator takes only edges presenting a certificate its
+/// CA signed: the edge's `tls.cert_file`/`key_file` get its batches in; a
+/// destination without them is refused at the handshake (counted `tls`
+/// there), retried, and delivers nothing.
+#[test]
+fn an_aggregator_under_mtls_takes_only_edges_with_a_certificate() {
+    let rt = runtime();
+    let rx = rt.block_on(Receiver::start());
+    let pki = Pki::new();
+    let agg = Aggregator::start(
+        &format!(
+            r#", tls: {{ cert_file: "{}", key_file: "{}", client_ca_file: "{}" }}"#,
+            pki.path("server.pem"),
+            pki.path("server.key"),
+            pki.path("ca.pem")
+        ),
+        &to_http(&rx.url("/ingest"), ""),
+        &[],
+    );
+    let edge = Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+  in: {{ type: tcp, address: 127.0.0.1:0 }}
+routes:
+  - {{ name: good, filter: 'true', destination: agg, final: false }}
+  - {{ name: nocert, filter: 'true', destination: nocert }}
+destinations:
+  agg: {{ type: sluice, address: "{a}", tls: {{ ca_file: "{ca}", cert_file: "{cert}", key_file: "{key}" }}, batch: {{ timeout: 20ms }} }}
+  nocert: {{ type: sluice, address: "{a}", tls: {{ ca_file: "{ca}" }}, batch: {{ timeout: 20ms }} }}
+"#,
+        a = agg.address(),
+        ca = pki.path("ca.pem"),
+        cert = pki.path("client.pem"),
+        key = pki.path("client.key"),
+    ));
+    let n = 200u64;
+    send_lines(&edge, "in", (0..n).map(|i| format!(r#"{{"seq":{i}}}"#)));
+    wait_until("every event at the receiver", WAIT, || {
+        rx.accepted().len() as u64 == n
+    });
+    wait_until("the certificate-less destination retried", WAIT, || {
+        edge.metrics()
+            .dest("sluice_destination_retries_total", "nocert")
+            > 0
+    });
+    assert!(agg.sluice().metrics().rejected("edge", "tls") > 0);
+    assert_eq!(sent(&edge, "nocert"), 0);
+    assert_eq!(edge.metrics().dropped_any("nocert"), 0);
+    assert_eq!(rx.accepted().len() as u64, n, "nothing more arrived");
+}
+
 /// The issue's crash test: the aggregator is killed with SIGKILL mid-stream
 /// and started again. Its destination is on a persistent queue with
 /// `fsync: always`, and so is the edge's: every event arrives at least

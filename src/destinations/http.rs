@@ -342,6 +342,11 @@ pub fn client(
         if !tls.verify() {
             client = client.tls_danger_accept_invalid_certs(true);
         }
+        if let Some((cert, key)) = tls.identity_pem()? {
+            let identity = reqwest::Identity::from_pem(&[cert, key].concat())
+                .map_err(|e| format!("tls: cert_file and key_file: {e}"))?;
+            client = client.identity(identity);
+        }
     }
     client
         .build()

@@ -11,8 +11,11 @@ use tokio_rustls::rustls::client::danger::{
 };
 use tokio_rustls::rustls::crypto::{CryptoProvider, aws_lc_rs};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// A client certificate chain and its key, both PEM.
+pub type IdentityPem = (Vec<u8>, Vec<u8>);
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +27,13 @@ pub struct TlsConfig {
     /// `false` accepts any certificate. For testing only.
     #[serde(default)]
     pub verify_certificate: Option<bool>,
+    /// A client certificate (chain, PEM) to present, for servers that
+    /// require one (mTLS). With `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 impl TlsConfig {
@@ -49,17 +59,47 @@ impl TlsConfig {
         Ok(Some(certs))
     }
 
+    /// The client certificate and key, PEM, if set (both or neither).
+    pub fn identity_pem(&self) -> Result<Option<IdentityPem>, String> {
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => Ok(None),
+            (Some(c), Some(k)) => {
+                let read = |setting: &str, p: &PathBuf| {
+                    std::fs::read(p).map_err(|e| format!("{setting} {}: {e}", p.display()))
+                };
+                Ok(Some((read("tls.cert_file", c)?, read("tls.key_file", k)?)))
+            }
+            _ => Err("tls: set both cert_file and key_file, or neither".into()),
+        }
+    }
+
+    /// The client certificate chain and key, parsed.
+    fn identity(
+        &self,
+    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
+        let Some((cert, key)) = self.identity_pem()? else {
+            return Ok(None);
+        };
+        let certs = CertificateDer::pem_slice_iter(&cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("tls.cert_file: {e}"))?;
+        if certs.is_empty() {
+            return Err("tls.cert_file: no certificates found".into());
+        }
+        let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| format!("tls.key_file: {e}"))?;
+        Ok(Some((certs, key)))
+    }
+
     /// A rustls client configuration for stream destinations.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
         let provider = Arc::new(aws_lc_rs::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("tls: {e}"))?;
-        let config = if !self.verify() {
+        let builder = if !self.verify() {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-                .with_no_client_auth()
         } else if let Some(certs) = self.ca_certificates()? {
             let mut roots = RootCertStore::empty();
             for c in certs {
@@ -67,13 +107,18 @@ impl TlsConfig {
                     .add(c)
                     .map_err(|e| format!("tls.ca_file: a certificate is not usable: {e}"))?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         } else {
             use rustls_platform_verifier::BuilderVerifierExt;
             builder
                 .with_platform_verifier()
                 .map_err(|e| format!("tls: the system's certificate store: {e}"))?
-                .with_no_client_auth()
+        };
+        let config = match self.identity()? {
+            Some((certs, key)) => builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("tls: cert_file and key_file: {e}"))?,
+            None => builder.with_no_client_auth(),
         };
         Ok(Arc::new(config))
     }
