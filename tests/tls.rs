@@ -40,6 +40,37 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// sluice with `sources` (YAML lines under `sources:`), everything routed
+/// to `{dir}/out.ndjson`.
+fn to_file(sources: &str) -> Sluice {
+    Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+{sources}
+routes:
+  - {{ name: all, destination: out }}
+destinations:
+  out: {{ type: file, path: "{{dir}}/out.ndjson" }}
+"#
+    ))
+}
+
+/// A source's `tls:` block from `pki`'s server pair, requiring client
+/// certificates from its CA if `mtls`.
+fn server_tls(pki: &Pki, mtls: bool) -> String {
+    let ca = if mtls {
+        format!(r#", client_ca_file: "{}""#, pki.path("ca.pem"))
+    } else {
+        String::new()
+    };
+    format!(
+        r#"tls: {{ cert_file: "{}", key_file: "{}"{ca} }}"#,
+        pki.path("server.pem"),
+        pki.path("server.key")
+    )
+}
+
 fn lines_in(s: &Sluice) -> Vec<String> {
     let path = s.dir.join("out.ndjson");
     if path.exists() {
@@ -55,22 +86,9 @@ fn lines_in(s: &Sluice) -> Vec<String> {
 #[test]
 fn an_https_source_under_mtls_takes_only_clients_with_a_certificate() {
     let pki = Pki::new();
-    let s = Sluice::start(&format!(
-        r#"
-api: {{ address: 127.0.0.1:0 }}
-sources:
-  web:
-    type: http
-    address: 127.0.0.1:0
-    tls: {{ cert_file: "{}", key_file: "{}", client_ca_file: "{}" }}
-routes:
-  - {{ name: all, destination: out }}
-destinations:
-  out: {{ type: file, path: "{{dir}}/out.ndjson" }}
-"#,
-        pki.path("server.pem"),
-        pki.path("server.key"),
-        pki.path("ca.pem"),
+    let s = to_file(&format!(
+        "  web: {{ type: http, address: 127.0.0.1:0, {} }}",
+        server_tls(&pki, true)
     ));
     let url = format!("https://{}/", s.source("web"));
 
@@ -123,18 +141,9 @@ destinations:
 #[test]
 fn a_tcp_source_over_tls_takes_lines_from_openssl() {
     let pki = Pki::new();
-    let s = Sluice::start(&format!(
-        r#"
-api: {{ address: 127.0.0.1:0 }}
-sources:
-  tcp: {{ type: tcp, address: 127.0.0.1:0, tls: {{ cert_file: "{}", key_file: "{}" }} }}
-routes:
-  - {{ name: all, destination: out }}
-destinations:
-  out: {{ type: file, path: "{{dir}}/out.ndjson" }}
-"#,
-        pki.path("server.pem"),
-        pki.path("server.key"),
+    let s = to_file(&format!(
+        "  tcp: {{ type: tcp, address: 127.0.0.1:0, {} }}",
+        server_tls(&pki, false)
     ));
     let addr = s.source("tcp").to_string();
     for version in ["-tls1_2", "-tls1_3"] {
@@ -185,16 +194,8 @@ fn a_renewed_certificate_is_served_without_a_restart() {
     let (cert, key) = (dir.path().join("s.pem"), dir.path().join("s.key"));
     std::fs::copy(old.path("server.pem"), &cert).expect("copy");
     std::fs::copy(old.path("server.key"), &key).expect("copy");
-    let s = Sluice::start(&format!(
-        r#"
-api: {{ address: 127.0.0.1:0 }}
-sources:
-  web: {{ type: http, address: 127.0.0.1:0, tls: {{ cert_file: "{}", key_file: "{}" }} }}
-routes:
-  - {{ name: all, destination: out }}
-destinations:
-  out: {{ type: file, path: "{{dir}}/out.ndjson" }}
-"#,
+    let s = to_file(&format!(
+        r#"  web: {{ type: http, address: 127.0.0.1:0, tls: {{ cert_file: "{}", key_file: "{}" }} }}"#,
         cert.display(),
         key.display(),
     ));
@@ -236,9 +237,7 @@ fn the_api_serves_https_and_requires_client_certificates() {
         .port();
     let mut s = Sluice::start(&format!(
         r#"
-api:
-  address: 127.0.0.1:{port}
-  tls: {{ cert_file: "{}", key_file: "{}", client_ca_file: "{}" }}
+api: {{ address: 127.0.0.1:{port}, {} }}
 sources:
   gen: {{ type: generator, rate: 10 }}
 routes:
@@ -246,9 +245,7 @@ routes:
 destinations:
   out: {{ type: file, path: "{{dir}}/out.ndjson" }}
 "#,
-        pki.path("server.pem"),
-        pki.path("server.key"),
-        pki.path("ca.pem"),
+        server_tls(&pki, true)
     ));
     let url = format!("https://127.0.0.1:{port}/health");
     let cert = with_client_cert(&pki);
@@ -273,29 +270,18 @@ destinations:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_otel_sdk_exports_to_an_otlp_source_over_mtls() {
     let pki = Pki::new();
+    let tls = server_tls(&pki, true);
     let s = Sluice::start(&format!(
         r#"
 api: {{ address: 127.0.0.1:0 }}
 sources:
-  otel:
-    type: otlp
-    grpc_address: 127.0.0.1:0
-    tls: {{ cert_file: "{}", key_file: "{}", client_ca_file: "{}" }}
-  otelhttp:
-    type: otlp
-    http_address: 127.0.0.1:0
-    tls: {{ cert_file: "{}", key_file: "{}", client_ca_file: "{}" }}
+  otel: {{ type: otlp, grpc_address: 127.0.0.1:0, {tls} }}
+  otelhttp: {{ type: otlp, http_address: 127.0.0.1:0, {tls} }}
 routes:
   - {{ name: logs, filter: '_otlp == "log"', destination: out }}
 destinations:
   out: {{ type: file, path: "{{dir}}/out.ndjson" }}
-"#,
-        pki.path("server.pem"),
-        pki.path("server.key"),
-        pki.path("ca.pem"),
-        pki.path("server.pem"),
-        pki.path("server.key"),
-        pki.path("ca.pem"),
+"#
     ));
     let env = [
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("ca.pem")),
