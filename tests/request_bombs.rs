@@ -162,3 +162,84 @@ destinations:
         grown >> 20
     );
 }
+
+/// An OTLP export of a million and a half empty log records (3 MB of
+/// protobuf, under `max_body_bytes`) is refused before any record becomes
+/// an event, over gRPC and over HTTP, and honest exports go on.
+#[test]
+fn an_otlp_export_of_millions_of_empty_records_is_refused() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use prost::Message as _;
+    let s = Sluice::start(
+        r#"
+api: { address: 127.0.0.1:0 }
+sources:
+  grpc: { type: otlp, grpc_address: 127.0.0.1:0 }
+  web: { type: otlp, http_address: 127.0.0.1:0 }
+routes:
+  - { name: all, destination: out }
+destinations:
+  out: { type: file, path: "{dir}/out.ndjson" }
+"#,
+    );
+    let export = |n: usize| ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); n],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let rt = runtime();
+    let url = format!("http://{}", s.source("grpc"));
+    let send = |req: ExportLogsServiceRequest| {
+        rt.block_on(async {
+            LogsServiceClient::connect(url.clone())
+                .await
+                .expect("connect")
+                .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .max_encoding_message_size(8 << 20)
+                .export(req)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code())
+        })
+    };
+    let grown = peak_growth(&s, || {
+        assert_eq!(send(export(1_500_000)), Err(tonic::Code::InvalidArgument));
+    });
+    // What remains is prost's decoding of the export, before sluice sees
+    // it; the records never become events.
+    eprintln!(
+        "a 1.5M-record OTLP export: peak RSS growth {} MiB",
+        grown >> 20
+    );
+    assert_eq!(s.metrics().rejected("grpc", "oversize"), 1);
+    assert_eq!(send(export(3)), Ok(()));
+
+    let body = export(1_500_000).encode_to_vec();
+    let mut c = TcpStream::connect(s.source("web")).expect("connect");
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).expect("write");
+    c.write_all(&body).expect("write");
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert_eq!(s.metrics().rejected("web", "oversize"), 1);
+    wait_until(
+        "only the honest records routed",
+        Duration::from_secs(10),
+        || s.metrics().source_events("grpc") == 3,
+    );
+    assert_eq!(s.metrics().source_events("web"), 0);
+}

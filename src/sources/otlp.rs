@@ -96,6 +96,11 @@ pub struct OtlpSourceConfig {
     /// idle 10 s between requests are closed.
     #[serde(default = "super::default_grpc_idle_timeout")]
     pub idle_timeout: Dur,
+    /// Most events one export may become (log records; a metrics or traces
+    /// export is one event per resource); more is refused whole
+    /// (INVALID_ARGUMENT / 413, counted `oversize`). Default 100,000.
+    #[serde(default = "super::default_max_request_events")]
+    pub max_events: usize,
     /// How long an OTLP/HTTP body may take to arrive once its headers
     /// have. Default 30s.
     #[serde(default = "super::default_body_timeout")]
@@ -130,12 +135,16 @@ impl Validate for OtlpSourceConfig {
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
         }
+        if self.max_events == 0 {
+            return Err("max_events must be at least 1".into());
+        }
         Ok(())
     }
 }
 
 struct OtlpState {
     ctx: SourceContext,
+    max_events: usize,
     body_timeout: Duration,
     max_wait: Duration,
     max_body: usize,
@@ -197,8 +206,14 @@ impl LogsService for Grpc {
         &self,
         req: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, Status> {
+        let export = req.into_inner();
+        let n = log_records(&export);
+        if n > self.0.max_events {
+            self.0.ctx.metrics.reject(RejectReason::Oversize, 1);
+            return Err(Status::invalid_argument(too_many(n, self.0.max_events)));
+        }
         let mut events = Vec::new();
-        log_events(&req.into_inner().resource_logs, &mut events);
+        log_events(&export.resource_logs, &mut events);
         self.0.ingest(events).await.map_err(|r| self.0.status(r))?;
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
@@ -251,6 +266,7 @@ pub async fn start(
     };
     let (grpc_addr, http_addr) = (grpc.as_ref().map(|l| l.0), http.as_ref().map(|l| l.0));
     let state = Arc::new(OtlpState {
+        max_events: cfg.max_events,
         body_timeout: cfg.body_timeout.get(),
         max_wait: cfg.max_wait.get(),
         max_body: cfg.max_body_bytes.as_usize(),
@@ -361,11 +377,28 @@ fn http_error(status: StatusCode, json: bool, code: Code, message: &str) -> Resp
     http_reply(status, json, body)
 }
 
-/// Read, decode and route one OTLP/HTTP export of type `R`.
+/// The events a logs export becomes: one per record. (A metrics or traces
+/// export becomes one per resource.)
+fn log_records(export: &ExportLogsServiceRequest) -> usize {
+    export
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len())
+        .sum()
+}
+
+fn too_many(n: usize, max: usize) -> String {
+    format!("{n} events in one export, more than max_events ({max}); export smaller batches")
+}
+
+/// Read, decode and route one OTLP/HTTP export of type `R`; `count`: the
+/// events it would become, checked against `max_events` first.
 async fn http_export<R, P>(
     st: &OtlpState,
     req: Request,
     from_json: fn(&[u8]) -> Result<R, String>,
+    count: fn(&R) -> usize,
     events_of: fn(R, &mut Vec<Event>),
 ) -> Response
 where
@@ -413,6 +446,16 @@ where
             );
         }
     };
+    let n = count(&request);
+    if n > st.max_events {
+        st.ctx.metrics.reject(RejectReason::Oversize, 1);
+        return http_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json,
+            Code::InvalidArgument,
+            &too_many(n, st.max_events),
+        );
+    }
     let mut events = Vec::new();
     events_of(request, &mut events);
     match st.ingest(events).await {
@@ -473,6 +516,7 @@ async fn http_logs(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
         &st,
         req,
         crate::otlp::json::decode_logs,
+        log_records,
         |r, out| log_events(&r.resource_logs, out),
     )
     .await
@@ -483,6 +527,7 @@ async fn http_metrics(State(st): State<Arc<OtlpState>>, req: Request) -> Respons
         &st,
         req,
         serde_json_of,
+        |r| r.resource_metrics.len(),
         |r, out| metrics_events(r.resource_metrics, out),
     )
     .await
@@ -493,6 +538,7 @@ async fn http_traces(State(st): State<Arc<OtlpState>>, req: Request) -> Response
         &st,
         req,
         serde_json_of,
+        |r| r.resource_spans.len(),
         |r, out| traces_events(r.resource_spans, out),
     )
     .await
