@@ -332,3 +332,90 @@ fn validate_checks_the_certificate_files() {
         "{mismatched}"
     );
 }
+
+/// rsyslog (Debian's, with rsyslog-gnutls) forwards over TLS with its own
+/// client certificate to a TCP source under mTLS, octet-counted as RFC 5425
+/// has it: what `logger` wrote arrives.
+#[test]
+fn rsyslog_forwards_over_mtls_to_a_tcp_source() {
+    let pki = Pki::new();
+    let s = to_file(&format!(
+        "  sys: {{ type: tcp, address: 127.0.0.1:0, framing: octet_counting, {} }}",
+        server_tls(&pki, true)
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("log.sock");
+    let config = dir.path().join("rsyslog.conf");
+    std::fs::create_dir_all(dir.path().join("work")).expect("mkdir");
+    std::fs::write(
+        &config,
+        format!(
+            r#"global(
+  DefaultNetstreamDriver="gtls"
+  DefaultNetstreamDriverCAFile="{ca}"
+  DefaultNetstreamDriverCertFile="{cert}"
+  DefaultNetstreamDriverKeyFile="{key}"
+  workDirectory="{work}"
+)
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{socket}")
+action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp"
+       StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/certvalid"
+       TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+"#,
+            ca = pki.path("ca.pem"),
+            cert = pki.path("client.pem"),
+            key = pki.path("client.key"),
+            work = dir.path().join("work").display(),
+            socket = socket.display(),
+            port = s.source("sys").port(),
+        ),
+    )
+    .expect("write rsyslog.conf");
+    let rsyslogd = Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&config)
+        .arg("-i")
+        .arg(dir.path().join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rsyslogd (Debian packages rsyslog and rsyslog-gnutls: scripts/peers install)");
+    let _stop = KillOnDrop(rsyslogd);
+    wait_until("rsyslogd's socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    for i in 0..20 {
+        let sent = Command::new("logger")
+            .arg("-u")
+            .arg(&socket)
+            .arg(format!("over mtls {i}"))
+            .status()
+            .expect("run logger (bsdutils)");
+        assert!(sent.success());
+    }
+    wait_until("20 messages from rsyslog", Duration::from_secs(30), || {
+        lines_in(&s).len() == 20
+    });
+    let lines = lines_in(&s);
+    for i in 0..20 {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("over mtls {i}\\n"))),
+            "message {i} missing: {lines:?}"
+        );
+    }
+    assert_eq!(s.metrics().rejected("sys", "tls"), 0);
+}
+
+/// Kills a peer process when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
