@@ -419,3 +419,76 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A TLS sender that never reads (as syslog daemons do) and closes while
+/// sluice still holds its data unread (a full `block` destination): every
+/// line it wrote arrives. TLS 1.3 session tickets would sit unread in the
+/// sender's socket, its close would send a reset, and the kernel here would
+/// discard what sluice had not read: sluice sends none on raw TCP.
+#[test]
+fn a_sender_that_never_reads_loses_nothing_when_it_closes() {
+    use std::io::BufRead;
+    use tokio::io::AsyncWriteExt;
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types};
+    let pki = Pki::new();
+    let mut s = Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+  tcp: {{ type: tcp, address: 127.0.0.1:0, {} }}
+routes:
+  - {{ name: all, destination: out }}
+destinations:
+  out: {{ type: console, queue: {{ max_events: 100 }} }}
+"#,
+        server_tls(&pki, false)
+    ));
+    let n = 100_000u64;
+    let addr = s.source("tcp");
+    common::runtime().block_on(async {
+        let ca = pki_types::CertificateDer::from_pem_file(pki.path("ca.pem")).expect("ca");
+        let mut roots = RootCertStore::empty();
+        roots.add(ca).expect("root");
+        let config = ClientConfig::builder_with_provider(std::sync::Arc::new(
+            tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(pki_types::ServerName::IpAddress(addr.ip().into()), tcp)
+            .await
+            .expect("handshake");
+        let mut block = String::new();
+        for i in 0..n {
+            block.push_str(&format!("{{\"seq\":{i}}}\n"));
+        }
+        // sluice stops reading once its lane is full: the rest waits in the
+        // sockets' buffers when the sender closes.
+        tokio::time::timeout(Duration::from_secs(5), tls.write_all(block.as_bytes()))
+            .await
+            .expect("the kernel's buffers take it all")
+            .expect("write");
+        tls.flush().await.expect("flush");
+        tls.shutdown().await.expect("close");
+    });
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    let out = s.stdout.take().expect("stdout");
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = read.clone();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines() {
+            if l.is_err() {
+                break;
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    wait_until(
+        "every line the sender wrote",
+        Duration::from_secs(30),
+        || read.load(std::sync::atomic::Ordering::Relaxed) == n,
+    );
+}

@@ -40,6 +40,36 @@ pub struct Load {
     pub batch: usize,
     /// Record every id (chaos runs) or only count (throughput runs).
     pub track_ids: bool,
+    /// TCP over TLS, trusting this CA (DER).
+    #[serde(skip)]
+    pub tls_ca: Option<Arc<Vec<u8>>>,
+}
+
+/// A TCP connection, over TLS when the load asks for it.
+type Stream = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+async fn connect(load: &Load) -> std::io::Result<Stream> {
+    let tcp = TcpStream::connect(load.target).await?;
+    let _ = tcp.set_nodelay(true);
+    let Some(ca) = &load.tls_ca else {
+        return Ok(Box::new(tcp));
+    };
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types};
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(pki_types::CertificateDer::from(ca.as_slice().to_vec()))
+        .map_err(std::io::Error::other)?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = pki_types::ServerName::IpAddress(load.target.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    Ok(Box::new(tls))
 }
 
 /// What a running generator has done so far.
@@ -196,12 +226,11 @@ async fn tcp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progr
     if !load.track_ids {
         batch(&mut buf, 0, load.batch, load.event_bytes);
     }
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<Stream> = None;
     while running(deadline) {
         let Some(stream) = conn.as_mut() else {
-            match TcpStream::connect(load.target).await {
+            match connect(load).await {
                 Ok(s) => {
-                    let _ = s.set_nodelay(true);
                     conn = Some(s);
                 }
                 Err(_) => {

@@ -155,6 +155,7 @@ fn main() -> anyhow::Result<()> {
                         duration: Duration::from_secs_f64(duration),
                         batch,
                         track_ids: true,
+                        tls_ca: None,
                     },
                     tracker,
                 );

@@ -75,6 +75,15 @@ impl ServerTlsConfig {
             )
         })?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        if alpn.is_empty() {
+            // A raw TCP sender (a syslog daemon, a log shipper) never reads
+            // from its connection. TLS 1.3 session tickets sent after the
+            // handshake would sit unread in its receive buffer, and closing
+            // a socket with unread data sends a reset, which makes this
+            // side's kernel discard what sluice had not read yet: events
+            // the sender counted as sent. No tickets, no reset.
+            config.send_tls13_tickets = 0;
+        }
         Ok(Arc::new(config))
     }
 

@@ -312,6 +312,7 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
             duration: Duration::from_secs_f64(spec.seconds),
             batch: spec.batch,
             track_ids: true,
+            tls_ca: None,
         },
         tracker.clone(),
     );

@@ -98,6 +98,9 @@ enum Target {
     /// tcp → filter → an edge's `sluice` destination → an aggregator's
     /// `sluice` source → tcp: two processes, their CPU and memory added.
     SluiceForward,
+    /// tcp → filter → tcp with the source serving TLS (a certificate made
+    /// for the run): what TLS costs beside the plaintext row.
+    SluiceTcpTls,
 }
 
 impl Target {
@@ -105,6 +108,7 @@ impl Target {
         match self {
             Target::Relay => ("relay", "tcp → tcp, tokio copy loop"),
             Target::SluiceTcp => ("sluice", "tcp → filter → tcp"),
+            Target::SluiceTcpTls => ("sluice", "tcp+tls → filter → tcp"),
             Target::SluiceHttp => ("sluice", "http → filter → http"),
             Target::SluiceRouter => ("sluice", "tcp → output router → tcp"),
             Target::VectorTcp => ("vector", "tcp → filter → tcp"),
@@ -153,12 +157,35 @@ impl Target {
     }
 }
 
+const TLS_CERT: &str = "tls.pem";
+const TLS_KEY: &str = "tls.key";
+
+/// A CA and a certificate for 127.0.0.1 signed by it, written to `dir` for
+/// the TLS row's source; the CA (DER) for the generator to trust.
+fn tls_files(dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "loadtest CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = leaf.signed_by(&key, &ca)?;
+    std::fs::write(dir.join(TLS_CERT), cert.pem())?;
+    std::fs::write(dir.join(TLS_KEY), key.serialize_pem())?;
+    Ok(ca.der().to_vec())
+}
+
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let dir = ctx.dir(NAME)?;
     let seconds = ctx.secs(15.0, 2.0);
     let mut targets = vec![
         Target::Relay,
         Target::SluiceTcp,
+        Target::SluiceTcpTls,
         Target::SluiceHttp,
         Target::SluiceRouter,
         Target::SluiceOtlp,
@@ -313,6 +340,10 @@ async fn one(
         )
     };
     let input = free_port()?;
+    let tls_ca = match target {
+        Target::SluiceTcpTls => Some(Arc::new(tls_files(dir)?)),
+        _ => None,
+    };
     let mut process = start(ctx, target, dir, input, rx_addr, peers).await?;
     let (name, path) = target.label();
     let before = process.usage();
@@ -325,6 +356,7 @@ async fn one(
         duration: Duration::from_secs_f64(seconds),
         batch: if http { 1000 } else { 512 },
         track_ids: false,
+        tls_ca,
     };
     let pb = bar(&format!("{name} {path}"), seconds);
     let started = Instant::now();
@@ -413,6 +445,7 @@ async fn start(
             )?
         }
         Target::SluiceTcp
+        | Target::SluiceTcpTls
         | Target::SluiceHttp
         | Target::SluiceKafkaOut
         | Target::SluiceSqsOut
@@ -449,10 +482,18 @@ async fn start(
                 out["queue"] = json!({ "max_events": 1000 });
             }
             let api = free_port()?;
+            let mut source =
+                json!({ "type": if http { "http" } else { "tcp" }, "address": input.to_string() });
+            if matches!(target, Target::SluiceTcpTls) {
+                source["tls"] = json!({
+                    "cert_file": dir.join(TLS_CERT).display().to_string(),
+                    "key_file": dir.join(TLS_KEY).display().to_string(),
+                });
+            }
             let config = sluice::config(
                 api,
                 dir,
-                json!({ "in": { "type": if http { "http" } else { "tcp" }, "address": input.to_string() } }),
+                json!({ "in": source }),
                 json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
                 json!({ "out": out }),
             );
