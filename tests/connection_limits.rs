@@ -164,7 +164,6 @@ fn an_idle_flood_leaves_the_api_and_honest_clients_served() {
 /// or counted `kernel`.
 #[test]
 fn datagrams_the_kernel_dropped_are_counted() {
-    use std::io::BufRead;
     let mut s = Sluice::start(
         r#"
 api: { address: 127.0.0.1:0 }
@@ -192,17 +191,7 @@ destinations:
         s.metrics().rejected("udp", "kernel") > 0
     });
     // Let the console go: what the buffer held is delivered.
-    let out = s.stdout.take().expect("stdout");
-    let delivered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let count = delivered.clone();
-    std::thread::spawn(move || {
-        for l in std::io::BufReader::new(out).lines() {
-            if l.is_err() {
-                break;
-            }
-            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
+    let delivered = common::count_stdout_lines(&mut s);
     wait_until(
         "every datagram delivered or counted",
         Duration::from_secs(30),

@@ -427,7 +427,6 @@ impl Drop for KillOnDrop {
 /// discard what sluice had not read: sluice sends none on raw TCP.
 #[test]
 fn a_sender_that_never_reads_loses_nothing_when_it_closes() {
-    use std::io::BufRead;
     use tokio::io::AsyncWriteExt;
     use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types};
     let pki = Pki::new();
@@ -475,17 +474,7 @@ destinations:
         tls.shutdown().await.expect("close");
     });
     use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-    let out = s.stdout.take().expect("stdout");
-    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let count = read.clone();
-    std::thread::spawn(move || {
-        for l in std::io::BufReader::new(out).lines() {
-            if l.is_err() {
-                break;
-            }
-            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
+    let read = common::count_stdout_lines(&mut s);
     wait_until(
         "every line the sender wrote",
         Duration::from_secs(30),

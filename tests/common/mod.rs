@@ -365,6 +365,23 @@ impl Metrics {
     }
 }
 
+/// Read sluice's stdout on a thread (a stalled console destination lets
+/// go), counting its lines.
+pub fn count_stdout_lines(s: &mut Sluice) -> Arc<std::sync::atomic::AtomicU64> {
+    let out = s.stdout.take().expect("stdout not taken yet");
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = read.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            if l.is_err() {
+                break;
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    read
+}
+
 /// Write `lines` (each with its newline) to the TCP source `source`.
 pub fn send_lines(s: &Sluice, source: &str, lines: impl Iterator<Item = String>) {
     use std::io::Write;
