@@ -164,13 +164,16 @@ destinations:
 }
 
 /// An OTLP export of a million and a half empty log records (3 MB of
-/// protobuf, under `max_body_bytes`) is refused before any record becomes
-/// an event, over gRPC and over HTTP, and honest exports go on.
+/// protobuf, under `max_body_bytes`) is refused before it is decoded, with
+/// memory flat, over gRPC and over HTTP, and honest exports go on.
 #[test]
 fn an_otlp_export_of_millions_of_empty_records_is_refused() {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message as _;
     let s = Sluice::start(
         r#"
@@ -211,30 +214,61 @@ destinations:
     let grown = peak_growth(&s, || {
         assert_eq!(send(export(1_500_000)), Err(tonic::Code::InvalidArgument));
     });
-    // What remains is prost's decoding of the export, before sluice sees
-    // it; the records never become events.
+    // Decoded, these records would take ~300 MB; counted on the wire, the
+    // export costs its own bytes (3 MB, a copy or two in tonic's buffers).
     eprintln!(
-        "a 1.5M-record OTLP export: peak RSS growth {} MiB",
+        "a 1.5M-record OTLP/gRPC export: peak RSS growth {} MiB",
         grown >> 20
     );
+    assert!(grown < 48 << 20, "grew {} MiB", grown >> 20);
     assert_eq!(s.metrics().rejected("grpc", "oversize"), 1);
     assert_eq!(send(export(3)), Ok(()));
 
+    // Spans, over gRPC, are counted the same way.
+    let spans = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span::default(); 200_000],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let refused = rt.block_on(async {
+        TraceServiceClient::connect(url.clone())
+            .await
+            .expect("connect")
+            .max_encoding_message_size(8 << 20)
+            .export(spans)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.code())
+    });
+    assert_eq!(refused, Err(tonic::Code::InvalidArgument));
+    assert_eq!(s.metrics().rejected("grpc", "oversize"), 2);
+
     let body = export(1_500_000).encode_to_vec();
-    let mut c = TcpStream::connect(s.source("web")).expect("connect");
-    let head = format!(
-        "POST /v1/logs HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    let grown = peak_growth(&s, || {
+        let mut c = TcpStream::connect(s.source("web")).expect("connect");
+        let head = format!(
+            "POST /v1/logs HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).expect("write");
+        c.write_all(&body).expect("write");
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "{}",
+            &answer[..answer.len().min(200)]
+        );
+    });
+    eprintln!(
+        "a 1.5M-record OTLP/HTTP export: peak RSS growth {} MiB",
+        grown >> 20
     );
-    c.write_all(head.as_bytes()).expect("write");
-    c.write_all(&body).expect("write");
-    let mut answer = String::new();
-    let _ = c.read_to_string(&mut answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 413"),
-        "{}",
-        &answer[..answer.len().min(200)]
-    );
+    assert!(grown < 48 << 20, "grew {} MiB", grown >> 20);
     assert_eq!(s.metrics().rejected("web", "oversize"), 1);
     wait_until(
         "only the honest records routed",

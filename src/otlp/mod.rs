@@ -1,9 +1,11 @@
 //! OpenTelemetry's protocol, shared by the OTLP destination and source:
 //! how OTLP data becomes events and back (`event`), plain JSON for its
 //! values (`value`), OTLP/JSON for logs as the specification writes it
-//! (`json`), and how any other event becomes a log record (`mapping`).
+//! (`json`), how any other event becomes a log record (`mapping`), and
+//! counting an export's records before decoding it (`wire`).
 
 pub mod event;
 pub mod json;
 pub mod mapping;
 pub mod value;
+pub mod wire;

@@ -30,20 +30,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -51,8 +42,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message as _;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
-use tonic::codec::CompressionEncoding;
-use tonic::{Code, Status};
+use tonic::Code;
 
 use super::{Detail, Refused, SourceContext};
 use crate::config::Validate;
@@ -60,6 +50,9 @@ use crate::config::units::{ByteSize, Dur};
 use crate::event::Event;
 use crate::metrics::RejectReason;
 use crate::otlp::event::{log_events, metrics_events, traces_events};
+use crate::otlp::wire::{self, RecordPath};
+
+mod grpc;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,9 +89,9 @@ pub struct OtlpSourceConfig {
     /// idle 10 s between requests are closed.
     #[serde(default = "super::default_grpc_idle_timeout")]
     pub idle_timeout: Dur,
-    /// Most events one export may become (log records; a metrics or traces
-    /// export is one event per resource); more is refused whole
-    /// (INVALID_ARGUMENT / 413, counted `oversize`). Default 100,000.
+    /// Most records one export may carry (log records, spans or metric
+    /// data points, counted on the wire before decoding); more is refused
+    /// whole (INVALID_ARGUMENT / 413, counted `oversize`). Default 100,000.
     #[serde(default = "super::default_max_request_events")]
     pub max_events: usize,
     /// How long an OTLP/HTTP body may take to arrive once its headers
@@ -169,79 +162,93 @@ impl OtlpState {
     fn retry_secs(&self) -> u64 {
         super::retry_after_secs(self.max_wait)
     }
+}
 
-    fn status(&self, r: Refused) -> Status {
-        match r {
-            Refused::Shed => {
-                use tonic_types::{ErrorDetails, StatusExt as _};
-                Status::with_error_details(
-                    Code::ResourceExhausted,
-                    "a destination is applying backpressure; retry later",
-                    ErrorDetails::with_retry_info(Some(Duration::from_secs(self.retry_secs()))),
-                )
-            }
-            Refused::Shutdown => Status::unavailable("shutting down"),
-            Refused::Failed => {
-                Status::unavailable("accepted, but a destination failed to deliver it; send again")
-            }
-            Refused::Dropped => {
-                use tonic_types::{ErrorDetails, StatusExt as _};
-                Status::with_error_details(
-                    Code::Unavailable,
-                    "accepted, but a destination had no room to keep it; send again",
-                    ErrorDetails::with_retry_info(Some(Duration::from_secs(self.retry_secs()))),
-                )
-            }
-        }
+/// What differs between the three OTLP signals, for both listeners.
+pub(crate) trait Signal: Send + Sync + 'static {
+    /// The gRPC service's full name.
+    const SERVICE: &'static str;
+    /// Where `max_events` counts on the wire: log records, spans or metric
+    /// data points.
+    const RECORDS: RecordPath;
+    type Request: prost::Message + Default + for<'de> Deserialize<'de> + Send + 'static;
+    type Response: prost::Message + Default + serde::Serialize + Send + 'static;
+    /// The same count, of a decoded export (OTLP/JSON).
+    fn records(request: &Self::Request) -> usize;
+    fn from_json(body: &[u8]) -> Result<Self::Request, String>;
+    fn events(request: Self::Request, out: &mut Vec<Event>);
+}
+
+pub(crate) struct Logs;
+pub(crate) struct Metrics;
+pub(crate) struct Traces;
+
+impl Signal for Logs {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const RECORDS: RecordPath = wire::LOG_RECORDS;
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+    fn records(r: &Self::Request) -> usize {
+        r.resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum()
+    }
+    fn from_json(body: &[u8]) -> Result<Self::Request, String> {
+        crate::otlp::json::decode_logs(body)
+    }
+    fn events(r: Self::Request, out: &mut Vec<Event>) {
+        log_events(&r.resource_logs, out)
     }
 }
 
-/// The gRPC services, one per signal.
-#[derive(Clone)]
-struct Grpc(Arc<OtlpState>);
-
-#[tonic::async_trait]
-impl LogsService for Grpc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, Status> {
-        let export = req.into_inner();
-        let n = log_records(&export);
-        if n > self.0.max_events {
-            self.0.ctx.metrics.reject(RejectReason::Oversize, 1);
-            return Err(Status::invalid_argument(too_many(n, self.0.max_events)));
-        }
-        let mut events = Vec::new();
-        log_events(&export.resource_logs, &mut events);
-        self.0.ingest(events).await.map_err(|r| self.0.status(r))?;
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+impl Signal for Metrics {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const RECORDS: RecordPath = wire::DATA_POINTS;
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+    fn records(r: &Self::Request) -> usize {
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        r.resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .map(|m| match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.len(),
+                Some(Data::Sum(s)) => s.data_points.len(),
+                Some(Data::Histogram(h)) => h.data_points.len(),
+                Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                Some(Data::Summary(s)) => s.data_points.len(),
+                None => 0,
+            })
+            .sum()
+    }
+    fn from_json(body: &[u8]) -> Result<Self::Request, String> {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    }
+    fn events(r: Self::Request, out: &mut Vec<Event>) {
+        metrics_events(r.resource_metrics, out)
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for Grpc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, Status> {
-        let mut events = Vec::new();
-        metrics_events(req.into_inner().resource_metrics, &mut events);
-        self.0.ingest(events).await.map_err(|r| self.0.status(r))?;
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+impl Signal for Traces {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const RECORDS: RecordPath = wire::SPANS;
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+    fn records(r: &Self::Request) -> usize {
+        r.resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum()
     }
-}
-
-#[tonic::async_trait]
-impl TraceService for Grpc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
-        let mut events = Vec::new();
-        traces_events(req.into_inner().resource_spans, &mut events);
-        self.0.ingest(events).await.map_err(|r| self.0.status(r))?;
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    fn from_json(body: &[u8]) -> Result<Self::Request, String> {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    }
+    fn events(r: Self::Request, out: &mut Vec<Event>) {
+        traces_events(r.resource_spans, out)
     }
 }
 
@@ -275,7 +282,7 @@ pub async fn start(
     });
     let mut tasks = Vec::new();
     if let Some((address, incoming)) = grpc {
-        tasks.push(serve_grpc(state.clone(), address, incoming));
+        tasks.push(grpc::serve(state.clone(), address, incoming));
     }
     if let Some((address, incoming)) = http {
         tasks.push(serve_http(state.clone(), address, incoming));
@@ -294,42 +301,6 @@ pub async fn start(
         ]
     });
     Ok((grpc_addr.or(http_addr), task, detail))
-}
-
-fn serve_grpc(state: Arc<OtlpState>, address: SocketAddr, incoming: Incoming) -> JoinHandle<()> {
-    let ctx = &state.ctx;
-    tracing::info!(source = %ctx.id, %address, listener = "grpc", "otlp source listening");
-    let max = state.max_body;
-    let svc = Grpc(state.clone());
-    let router = tonic::transport::Server::builder()
-        .layer(tower::util::MapResponseLayer::new(
-            crate::grpc::refusals_are_invalid_argument(ctx),
-        ))
-        .add_service(
-            LogsServiceServer::new(svc.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            MetricsServiceServer::new(svc.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            TraceServiceServer::new(svc)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(max),
-        );
-    let shutdown = ctx.shutdown.clone().cancelled_owned();
-    let id = ctx.id.clone();
-    ctx.spawner().spawn(async move {
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
-            .await
-        {
-            tracing::error!(source = %id, error = %e, "otlp gRPC receiver stopped");
-        }
-    })
 }
 
 fn serve_http(state: Arc<OtlpState>, address: SocketAddr, listener: Incoming) -> JoinHandle<()> {
@@ -377,34 +348,13 @@ fn http_error(status: StatusCode, json: bool, code: Code, message: &str) -> Resp
     http_reply(status, json, body)
 }
 
-/// The events a logs export becomes: one per record. (A metrics or traces
-/// export becomes one per resource.)
-fn log_records(export: &ExportLogsServiceRequest) -> usize {
-    export
-        .resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .map(|s| s.log_records.len())
-        .sum()
-}
-
 fn too_many(n: usize, max: usize) -> String {
     format!("{n} events in one export, more than max_events ({max}); export smaller batches")
 }
 
 /// Read, decode and route one OTLP/HTTP export of type `R`; `count`: the
 /// events it would become, checked against `max_events` first.
-async fn http_export<R, P>(
-    st: &OtlpState,
-    req: Request,
-    from_json: fn(&[u8]) -> Result<R, String>,
-    count: fn(&R) -> usize,
-    events_of: fn(R, &mut Vec<Event>),
-) -> Response
-where
-    R: prost::Message + Default + for<'de> Deserialize<'de>,
-    P: prost::Message + Default + serde::Serialize,
-{
+async fn http_export<S: Signal>(st: &OtlpState, req: Request) -> Response {
     let (parts, body): (_, Body) = req.into_parts();
     let content_type = parts
         .headers
@@ -429,38 +379,49 @@ where
                 return http_error(status, json, Code::InvalidArgument, &msg);
             }
         };
-    let decoded: Result<R, String> = if json {
-        from_json(&body)
-    } else {
-        R::decode(body.as_ref()).map_err(|e| e.to_string())
+    let malformed = |e: String| {
+        st.ctx.metrics.reject(RejectReason::Malformed, 1);
+        http_error(
+            StatusCode::BAD_REQUEST,
+            json,
+            Code::InvalidArgument,
+            &format!("not an OTLP export: {e}"),
+        )
     };
-    let request = match decoded {
-        Ok(r) => r,
-        Err(e) => {
-            st.ctx.metrics.reject(RejectReason::Malformed, 1);
-            return http_error(
-                StatusCode::BAD_REQUEST,
-                json,
-                Code::InvalidArgument,
-                &format!("not an OTLP export: {e}"),
-            );
-        }
-    };
-    let n = count(&request);
-    if n > st.max_events {
+    let too_large = |n| {
         st.ctx.metrics.reject(RejectReason::Oversize, 1);
-        return http_error(
+        http_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             json,
             Code::InvalidArgument,
             &too_many(n, st.max_events),
-        );
-    }
+        )
+    };
+    // Protobuf is counted on the wire before it is decoded (see
+    // `crate::otlp::wire`); JSON, whose records cost more bytes than their
+    // decoded form, once decoded.
+    let request = if json {
+        match S::from_json(&body) {
+            Ok(r) if S::records(&r) > st.max_events => return too_large(S::records(&r)),
+            Ok(r) => r,
+            Err(e) => return malformed(e),
+        }
+    } else {
+        match wire::count(&body, S::RECORDS, st.max_events) {
+            Ok(n) if n > st.max_events => return too_large(n),
+            Ok(_) => {}
+            Err(e) => return malformed(e.to_string()),
+        }
+        match S::Request::decode(body.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return malformed(e.to_string()),
+        }
+    };
     let mut events = Vec::new();
-    events_of(request, &mut events);
+    S::events(request, &mut events);
     match st.ingest(events).await {
         Ok(()) => {
-            let answer = P::default();
+            let answer = S::Response::default();
             let body = if json {
                 serde_json::to_vec(&answer).unwrap_or_default()
             } else {
@@ -505,41 +466,14 @@ where
     }
 }
 
-/// OTLP/JSON by the generated types' serde (metrics, traces; logs have
-/// their own reader, `crate::otlp::json`).
-fn serde_json_of<R: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<R, String> {
-    serde_json::from_slice(body).map_err(|e| e.to_string())
-}
-
 async fn http_logs(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
-    http_export::<ExportLogsServiceRequest, ExportLogsServiceResponse>(
-        &st,
-        req,
-        crate::otlp::json::decode_logs,
-        log_records,
-        |r, out| log_events(&r.resource_logs, out),
-    )
-    .await
+    http_export::<Logs>(&st, req).await
 }
 
 async fn http_metrics(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
-    http_export::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
-        &st,
-        req,
-        serde_json_of,
-        |r| r.resource_metrics.len(),
-        |r, out| metrics_events(r.resource_metrics, out),
-    )
-    .await
+    http_export::<Metrics>(&st, req).await
 }
 
 async fn http_traces(State(st): State<Arc<OtlpState>>, req: Request) -> Response {
-    http_export::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
-        &st,
-        req,
-        serde_json_of,
-        |r| r.resource_spans.len(),
-        |r, out| traces_events(r.resource_spans, out),
-    )
-    .await
+    http_export::<Traces>(&st, req).await
 }
