@@ -167,7 +167,11 @@ fn main() -> ExitCode {
     let logs = tracing_subscriber::registry().with(filter);
     #[cfg(feature = "otlp")]
     let logs = logs.with(sluice::telemetry::logs::layer());
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Each line redacted (`config/redact.rs`): an error's text may quote a
+    // URL with its password, or a value interpolated from the environment.
+    let stderr =
+        tracing_subscriber::fmt::layer().with_writer(sluice::config::redact::RedactedStderr);
+    sluice::config::redact::install_panic_hook();
     match cli.log_format {
         LogFormat::Text => logs
             .with(stderr.with_ansi(std::io::stderr().is_terminal()))

@@ -487,3 +487,45 @@ fn validate_never_prints_a_secret() {
         "{urls}"
     );
 }
+
+/// A running sluice never logs, nor shows on its status API, a value
+/// interpolated from the environment or a URL's password, even where a
+/// log line quotes the URL (here the endpoint of a failed delivery).
+#[test]
+fn a_running_sluice_never_logs_a_secret() {
+    use std::time::Duration;
+    let s = common::Sluice::start_with(
+        r#"
+api: { address: 127.0.0.1:0 }
+sources:
+  web: { type: http, address: 127.0.0.1:0 }
+routes:
+  - { name: all, destination: out }
+destinations:
+  out:
+    type: http
+    url: "http://admin:${PASS}@127.0.0.1:1/${TOKEN}/in"
+    retry: { initial_backoff: 50ms }
+"#,
+        |cmd| {
+            cmd.env("PASS", "hunter2-pw").env("TOKEN", "tok-9f8e7d");
+        },
+    );
+    let (status, _) = common::http_request(s.source("web"), "POST", "/", &[], "{\"a\":1}\n");
+    assert_eq!(status, 200);
+    common::wait_until(
+        "the connection error logged, redacted",
+        Duration::from_secs(30),
+        || {
+            s.logs()
+                .iter()
+                .any(|l| l["endpoint"] == "http://127.0.0.1:1/<redacted>/in")
+        },
+    );
+    let status = common::http_get(s.api, "/api/v1/status");
+    let logs = format!("{:?}", s.logs());
+    for secret in ["hunter2-pw", "tok-9f8e7d"] {
+        assert!(!logs.contains(secret), "{secret} logged: {logs}");
+        assert!(!status.contains(secret), "{secret} in the status: {status}");
+    }
+}

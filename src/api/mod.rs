@@ -209,10 +209,11 @@ async fn ready(State(api): State<Api>) -> Response {
 }
 
 async fn status_json(State(api): State<Api>) -> Response {
-    let s = &api.status;
+    let mut json = api.status.to_json();
+    crate::config::redact::in_force().redact_json(&mut json);
     (
         [(header::CONTENT_TYPE, "application/json")],
-        s.to_json().to_string(),
+        json.to_string(),
     )
         .into_response()
 }

@@ -228,7 +228,9 @@ impl Config {
             v
         })
         .map_err(|e| ConfigError::Invalid(vec![at(offset_to_loc(text, e.offset), e.message)]))?;
-        let redactor = redact::Redactor::new(substituted.into_inner());
+        let substituted = substituted.into_inner();
+        redact::remember(&substituted);
+        let redactor = redact::Redactor::new(substituted);
         Self::check(name, &text, at).map_err(|e| match e {
             ConfigError::Invalid(ds) => ConfigError::Invalid(
                 ds.into_iter()

@@ -121,6 +121,7 @@ fn record(event: &Event<'_>) -> LogRecord {
     let meta = event.metadata();
     let mut fields = Fields::default();
     event.record(&mut fields);
+    fields.redact();
     fields
         .attributes
         .push(super::metrics::text("target", meta.target()));
@@ -154,6 +155,24 @@ struct Fields {
 }
 
 impl Fields {
+    /// The message and text attributes, with secrets redacted (an error's
+    /// text may quote a URL with its password).
+    fn redact(&mut self) {
+        let r = crate::config::redact::in_force();
+        if let std::borrow::Cow::Owned(m) = r.redact(&self.message) {
+            self.message = m;
+        }
+        for kv in &mut self.attributes {
+            if let Some(AnyValue {
+                value: Some(Value::StringValue(s)),
+            }) = &mut kv.value
+                && let std::borrow::Cow::Owned(t) = r.redact(s)
+            {
+                *s = t;
+            }
+        }
+    }
+
     fn add(&mut self, field: &Field, value: Value) {
         self.attributes.push(KeyValue {
             key: field.name().into(),
