@@ -214,11 +214,20 @@ pub fn queue_segment(data: &[u8]) {
 #[cfg(feature = "otlp")]
 pub fn otlp_protobuf(data: &[u8]) {
     use crate::otlp::event::{LogEvent, log_events, metrics_events, traces_events};
+    use crate::otlp::wire::{DATA_POINTS, LOG_RECORDS, SPANS, count};
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
+    // What decodes was counted right on the wire (`max_events` relies on it).
     if let Ok(req) = ExportLogsServiceRequest::decode(data) {
+        let records = req.resource_logs.iter().flat_map(|r| &r.scope_logs);
+        let n: usize = records.map(|s| s.log_records.len()).sum();
+        assert_eq!(
+            count(data, LOG_RECORDS, usize::MAX),
+            Ok(n),
+            "log records miscounted"
+        );
         let mut events = Vec::new();
         log_events(&req.resource_logs, &mut events);
         let originals = req
@@ -237,9 +246,31 @@ pub fn otlp_protobuf(data: &[u8]) {
         }
     }
     if let Ok(req) = ExportMetricsServiceRequest::decode(data) {
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        let points = |d: &Data| match d {
+            Data::Gauge(g) => g.data_points.len(),
+            Data::Sum(s) => s.data_points.len(),
+            Data::Histogram(h) => h.data_points.len(),
+            Data::ExponentialHistogram(h) => h.data_points.len(),
+            Data::Summary(s) => s.data_points.len(),
+        };
+        let metrics = req.resource_metrics.iter().flat_map(|r| &r.scope_metrics);
+        let n: usize = metrics
+            .flat_map(|s| &s.metrics)
+            .filter_map(|m| m.data.as_ref())
+            .map(points)
+            .sum();
+        assert_eq!(
+            count(data, DATA_POINTS, usize::MAX),
+            Ok(n),
+            "data points miscounted"
+        );
         metrics_events(req.resource_metrics, &mut Vec::new());
     }
     if let Ok(req) = ExportTraceServiceRequest::decode(data) {
+        let scopes = req.resource_spans.iter().flat_map(|r| &r.scope_spans);
+        let n: usize = scopes.map(|s| s.spans.len()).sum();
+        assert_eq!(count(data, SPANS, usize::MAX), Ok(n), "spans miscounted");
         traces_events(req.resource_spans, &mut Vec::new());
     }
 }
@@ -279,7 +310,12 @@ fn normalize(bytes: Vec<u8>) -> opentelemetry_proto::tonic::logs::v1::LogRecord 
 #[cfg(feature = "otlp")]
 pub fn otlp_json(data: &[u8]) {
     use crate::otlp::json::{decode_logs, encode_logs, partial_success};
+    let counted =
+        crate::otlp::wire::count_json(data, crate::otlp::wire::JSON_LOG_RECORDS, usize::MAX);
     if let Ok(req) = decode_logs(data) {
+        let records = req.resource_logs.iter().flat_map(|r| &r.scope_logs);
+        let n: usize = records.map(|s| s.log_records.len()).sum();
+        assert_eq!(counted, Ok(n), "OTLP/JSON log records miscounted");
         let once = encode_logs(&req);
         let again = decode_logs(&once).expect("what was written reads back");
         assert_eq!(encode_logs(&again), once, "OTLP/JSON did not round-trip");

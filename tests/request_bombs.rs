@@ -269,7 +269,27 @@ destinations:
         grown >> 20
     );
     assert!(grown < 48 << 20, "grew {} MiB", grown >> 20);
-    assert_eq!(s.metrics().rejected("web", "oversize"), 1);
+
+    // OTLP/JSON: 1.2 M `{}` records in 3.6 MB.
+    let mut json = String::from(r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":["#);
+    json.push_str(&vec!["{}"; 1_200_000].join(","));
+    json.push_str("]}]}]}");
+    let grown = peak_growth(&s, || {
+        let (status, _) = http_request(
+            s.source("web"),
+            "POST",
+            "/v1/logs",
+            &[("Content-Type", "application/json")],
+            &json,
+        );
+        assert_eq!(status, 413);
+    });
+    eprintln!(
+        "a 1.2M-record OTLP/JSON export: peak RSS growth {} MiB",
+        grown >> 20
+    );
+    assert!(grown < 48 << 20, "grew {} MiB", grown >> 20);
+    assert_eq!(s.metrics().rejected("web", "oversize"), 2);
     wait_until(
         "only the honest records routed",
         Duration::from_secs(10),

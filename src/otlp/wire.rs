@@ -1,8 +1,9 @@
-//! Counting an export's records on the protobuf wire, before prost builds
-//! it. An empty log record is two bytes on the wire and a few hundred in
-//! memory, so a 4 MiB export of empty records would cost ~400 MB decoded;
-//! counted first, it is refused (`max_events`) having cost nothing. The
-//! walk follows only the fields on a record's path and allocates nothing.
+//! Counting an export's records on the wire, before it is decoded. An
+//! empty log record is two bytes of protobuf (three of JSON, `{},`) and a
+//! few hundred in memory, so a 4 MiB export of empty records would cost
+//! ~400 MB decoded; counted first, it is refused (`max_events`) having cost
+//! nothing. The walks follow only the fields on a record's path and
+//! allocate nothing.
 
 use prost::encoding::{WireType, decode_varint};
 
@@ -55,10 +56,12 @@ fn walk(mut buf: &[u8], path: RecordPath, limit: usize, n: &mut usize) -> Result
                 let len = decode_varint(&mut buf).map_err(|_| WireError::Malformed("length"))?;
                 usize::try_from(len).map_err(|_| WireError::Malformed("length"))?
             }
-            // Groups are not in any OTLP message.
-            WireType::StartGroup | WireType::EndGroup => {
-                return Err(WireError::Malformed("group"));
+            // No OTLP field is a group, but prost skips unknown ones.
+            WireType::StartGroup => {
+                buf = skip_group(buf, field, 0)?;
+                continue;
             }
+            WireType::EndGroup => return Err(WireError::Malformed("end of a group not begun")),
         };
         if len > buf.len() {
             return Err(WireError::Malformed("field past the end"));
@@ -80,6 +83,221 @@ fn walk(mut buf: &[u8], path: RecordPath, limit: usize, n: &mut usize) -> Result
         }
     }
     Ok(())
+}
+
+/// `buf` after the group `field` began: past its end tag. Nested groups
+/// count against prost's recursion limit, as in prost.
+fn skip_group(mut buf: &[u8], field: u32, depth: u32) -> Result<&[u8], WireError> {
+    if depth >= 100 {
+        return Err(WireError::Malformed("groups nested too deep"));
+    }
+    loop {
+        let key = decode_varint(&mut buf).map_err(|_| WireError::Malformed("field key"))?;
+        let inner = u32::try_from(key >> 3).map_err(|_| WireError::Malformed("field number"))?;
+        let len = match WireType::try_from(key & 7)
+            .map_err(|_| WireError::Malformed("wire type"))?
+        {
+            WireType::EndGroup if inner == field => return Ok(buf),
+            WireType::EndGroup => return Err(WireError::Malformed("mismatched end of a group")),
+            WireType::StartGroup => {
+                buf = skip_group(buf, inner, depth + 1)?;
+                continue;
+            }
+            WireType::Varint => {
+                decode_varint(&mut buf).map_err(|_| WireError::Malformed("varint"))?;
+                continue;
+            }
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut buf).map_err(|_| WireError::Malformed("length"))?;
+                usize::try_from(len).map_err(|_| WireError::Malformed("length"))?
+            }
+        };
+        if len > buf.len() {
+            return Err(WireError::Malformed("field past the end"));
+        }
+        buf = &buf[len..];
+    }
+}
+
+/// The same paths in OTLP/JSON: at each level, the keys to descend into
+/// (lowerCamelCase and the .proto's names); an object or an array of them.
+pub type JsonPath = &'static [&'static [&'static str]];
+
+pub const JSON_LOG_RECORDS: JsonPath = &[
+    &["resourceLogs", "resource_logs"],
+    &["scopeLogs", "scope_logs"],
+    &["logRecords", "log_records"],
+];
+pub const JSON_SPANS: JsonPath = &[
+    &["resourceSpans", "resource_spans"],
+    &["scopeSpans", "scope_spans"],
+    &["spans"],
+];
+pub const JSON_DATA_POINTS: JsonPath = &[
+    &["resourceMetrics", "resource_metrics"],
+    &["scopeMetrics", "scope_metrics"],
+    &["metrics"],
+    &[
+        "gauge",
+        "sum",
+        "histogram",
+        "exponentialHistogram",
+        "exponential_histogram",
+        "summary",
+    ],
+    &["dataPoints", "data_points"],
+];
+
+/// The records at `path` in a JSON body (serde walks it, keeping nothing);
+/// past `limit`, `limit + 1`. Not JSON: an error.
+pub fn count_json(body: &[u8], path: JsonPath, limit: usize) -> Result<usize, String> {
+    use serde::de::DeserializeSeed as _;
+    let mut n = 0;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Level {
+        path,
+        limit,
+        n: &mut n,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| e.to_string())?;
+    Ok(n.min(limit.saturating_add(1)))
+}
+
+/// One value on the path: an object holding the next keys, or an array of
+/// such objects; with no keys left, the value is a record.
+struct Level<'a> {
+    path: JsonPath,
+    limit: usize,
+    n: &'a mut usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Level<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.path.is_empty() {
+            *self.n += 1;
+            return <serde::de::IgnoredAny as serde::Deserialize>::deserialize(d).map(|_| ());
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Level<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an OTLP/JSON object or array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (keys, rest): (&[&str], JsonPath) =
+            self.path.split_first().map_or((&[], &[]), |(k, r)| (*k, r));
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if keys.contains(&key.as_ref()) && *self.n <= self.limit {
+                map.next_value_seed(Items {
+                    path: rest,
+                    limit: self.limit,
+                    n: &mut *self.n,
+                })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(Level {
+                path: self.path,
+                limit: self.limit,
+                n: &mut *self.n,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    // Anything else where an object belongs is the decoder's to refuse.
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// The value under a key on the path: one item (an object, as a metric's
+/// `gauge`) or an array of items, each a [`Level`] below.
+struct Items<'a> {
+    path: JsonPath,
+    limit: usize,
+    n: &'a mut usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Items<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.path.is_empty() {
+            // The records' own array (or a lone record).
+            return d.deserialize_any(Records { n: self.n });
+        }
+        Level {
+            path: self.path,
+            limit: self.limit,
+            n: self.n,
+        }
+        .deserialize(d)
+    }
+}
+
+/// The array of records: each element counted, none kept.
+struct Records<'a> {
+    n: &'a mut usize,
+}
+
+impl<'de> serde::de::Visitor<'de> for Records<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            *self.n += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +346,15 @@ mod tests {
             let bytes = export.encode_to_vec();
             prop_assert_eq!(count(&bytes, LOG_RECORDS, usize::MAX), Ok(want));
             prop_assert_eq!(count(&bytes, LOG_RECORDS, 3), Ok(want.min(4)));
+        }
+
+        /// The same in OTLP/JSON, camelCase as sluice writes it.
+        #[test]
+        fn json_log_records_match_decoded(shape in prop::collection::vec(prop::collection::vec(0usize..20, 0..4), 0..4)) {
+            let body = crate::otlp::json::encode_logs(&logs(&shape));
+            let want: usize = shape.iter().flatten().sum();
+            prop_assert_eq!(count_json(&body, JSON_LOG_RECORDS, usize::MAX), Ok(want));
+            prop_assert_eq!(count_json(&body, JSON_LOG_RECORDS, 3), Ok(want.min(4)));
         }
 
         /// Any bytes: an answer or an error, never a panic; and whatever
@@ -193,8 +420,27 @@ mod tests {
     }
 
     #[test]
+    fn json_data_points_and_spans_in_either_spelling() {
+        let metrics = br#"{"resource_metrics":[{"scopeMetrics":[{"metrics":[
+            {"name":"a","gauge":{"dataPoints":[{},{"asInt":"1"}]}},
+            {"name":"b","sum":{"data_points":[{}],"isMonotonic":true}},
+            {"name":"c","summary":{"dataPoints":[]}}]}]}]}"#;
+        assert_eq!(count_json(metrics, JSON_DATA_POINTS, 100), Ok(3));
+        let spans =
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{},{},{}]}]},{"scopeSpans":[]}]}"#;
+        assert_eq!(count_json(spans, JSON_SPANS, 100), Ok(3));
+        assert_eq!(count_json(b"{}", JSON_SPANS, 100), Ok(0));
+        assert!(count_json(b"{\"resourceSpans\":[", JSON_SPANS, 100).is_err());
+        // The wrong shape is left for the decoder to refuse.
+        assert_eq!(count_json(b"{\"resourceSpans\":7}", JSON_SPANS, 100), Ok(0));
+    }
+
+    #[test]
     fn truncated_is_an_error() {
         assert!(count(&[0x0a, 0x05, 0x12], LOG_RECORDS, 10).is_err());
+        assert!(count(&[0x0c], LOG_RECORDS, 10).is_err());
+        // An unknown group is skipped, as prost skips it.
+        assert_eq!(count(&[0x33, 0x34], LOG_RECORDS, 10), Ok(0));
         assert!(count(&[0x0b], LOG_RECORDS, 10).is_err());
     }
 }

@@ -50,7 +50,7 @@ use crate::config::units::{ByteSize, Dur};
 use crate::event::Event;
 use crate::metrics::RejectReason;
 use crate::otlp::event::{log_events, metrics_events, traces_events};
-use crate::otlp::wire::{self, RecordPath};
+use crate::otlp::wire::{self, JsonPath, RecordPath};
 
 mod grpc;
 
@@ -169,12 +169,11 @@ pub(crate) trait Signal: Send + Sync + 'static {
     /// The gRPC service's full name.
     const SERVICE: &'static str;
     /// Where `max_events` counts on the wire: log records, spans or metric
-    /// data points.
+    /// data points, in protobuf and in OTLP/JSON.
     const RECORDS: RecordPath;
+    const JSON_RECORDS: JsonPath;
     type Request: prost::Message + Default + for<'de> Deserialize<'de> + Send + 'static;
     type Response: prost::Message + Default + serde::Serialize + Send + 'static;
-    /// The same count, of a decoded export (OTLP/JSON).
-    fn records(request: &Self::Request) -> usize;
     fn from_json(body: &[u8]) -> Result<Self::Request, String>;
     fn events(request: Self::Request, out: &mut Vec<Event>);
 }
@@ -186,15 +185,9 @@ pub(crate) struct Traces;
 impl Signal for Logs {
     const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const RECORDS: RecordPath = wire::LOG_RECORDS;
+    const JSON_RECORDS: JsonPath = wire::JSON_LOG_RECORDS;
     type Request = ExportLogsServiceRequest;
     type Response = ExportLogsServiceResponse;
-    fn records(r: &Self::Request) -> usize {
-        r.resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum()
-    }
     fn from_json(body: &[u8]) -> Result<Self::Request, String> {
         crate::otlp::json::decode_logs(body)
     }
@@ -206,24 +199,9 @@ impl Signal for Logs {
 impl Signal for Metrics {
     const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     const RECORDS: RecordPath = wire::DATA_POINTS;
+    const JSON_RECORDS: JsonPath = wire::JSON_DATA_POINTS;
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;
-    fn records(r: &Self::Request) -> usize {
-        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-        r.resource_metrics
-            .iter()
-            .flat_map(|r| &r.scope_metrics)
-            .flat_map(|s| &s.metrics)
-            .map(|m| match &m.data {
-                Some(Data::Gauge(g)) => g.data_points.len(),
-                Some(Data::Sum(s)) => s.data_points.len(),
-                Some(Data::Histogram(h)) => h.data_points.len(),
-                Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                Some(Data::Summary(s)) => s.data_points.len(),
-                None => 0,
-            })
-            .sum()
-    }
     fn from_json(body: &[u8]) -> Result<Self::Request, String> {
         serde_json::from_slice(body).map_err(|e| e.to_string())
     }
@@ -235,15 +213,9 @@ impl Signal for Metrics {
 impl Signal for Traces {
     const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     const RECORDS: RecordPath = wire::SPANS;
+    const JSON_RECORDS: JsonPath = wire::JSON_SPANS;
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
-    fn records(r: &Self::Request) -> usize {
-        r.resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum()
-    }
     fn from_json(body: &[u8]) -> Result<Self::Request, String> {
         serde_json::from_slice(body).map_err(|e| e.to_string())
     }
@@ -397,25 +369,25 @@ async fn http_export<S: Signal>(st: &OtlpState, req: Request) -> Response {
             &too_many(n, st.max_events),
         )
     };
-    // Protobuf is counted on the wire before it is decoded (see
-    // `crate::otlp::wire`); JSON, whose records cost more bytes than their
-    // decoded form, once decoded.
-    let request = if json {
-        match S::from_json(&body) {
-            Ok(r) if S::records(&r) > st.max_events => return too_large(S::records(&r)),
-            Ok(r) => r,
-            Err(e) => return malformed(e),
-        }
+    // Counted on the wire before it is decoded (see `crate::otlp::wire`).
+    let counted = if json {
+        wire::count_json(&body, S::JSON_RECORDS, st.max_events)
     } else {
-        match wire::count(&body, S::RECORDS, st.max_events) {
-            Ok(n) if n > st.max_events => return too_large(n),
-            Ok(_) => {}
-            Err(e) => return malformed(e.to_string()),
-        }
-        match S::Request::decode(body.as_ref()) {
-            Ok(r) => r,
-            Err(e) => return malformed(e.to_string()),
-        }
+        wire::count(&body, S::RECORDS, st.max_events).map_err(|e| e.to_string())
+    };
+    match counted {
+        Ok(n) if n > st.max_events => return too_large(n),
+        Ok(_) => {}
+        Err(e) => return malformed(e),
+    }
+    let decoded = if json {
+        S::from_json(&body)
+    } else {
+        S::Request::decode(body.as_ref()).map_err(|e| e.to_string())
+    };
+    let request = match decoded {
+        Ok(r) => r,
+        Err(e) => return malformed(e),
     };
     let mut events = Vec::new();
     S::events(request, &mut events);
