@@ -6,6 +6,7 @@
 
 mod fault;
 mod generator;
+mod hostile;
 mod metrics;
 mod plot;
 mod process;

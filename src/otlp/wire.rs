@@ -32,15 +32,19 @@ pub enum WireError {
 /// The records at `path` in `buf`, counting stops past `limit` (the answer
 /// is then `limit + 1`), so a refused export costs no more than needed.
 pub fn count(buf: &[u8], path: RecordPath, limit: usize) -> Result<usize, WireError> {
-    let mut n = 0;
-    walk(buf, path, limit, &mut n)?;
-    Ok(n)
+    walk(buf, path, limit).map(|n| n.min(limit.saturating_add(1)))
 }
 
-fn walk(mut buf: &[u8], path: RecordPath, limit: usize, n: &mut usize) -> Result<(), WireError> {
+/// The records at `path` in `buf`; it may stop early once past `budget`.
+fn walk(mut buf: &[u8], path: RecordPath, budget: usize) -> Result<usize, WireError> {
     let Some((fields, rest)) = path.split_first() else {
-        return Ok(());
+        return Ok(0);
     };
+    // Several fields at one level are a oneof (a metric's data): prost
+    // keeps the last variant seen, merging repeats of the same one.
+    let oneof = fields.len() > 1;
+    let mut variant = None;
+    let mut n = 0usize;
     while !buf.is_empty() {
         let key = decode_varint(&mut buf).map_err(|_| WireError::Malformed("field key"))?;
         let field = u32::try_from(key >> 3).map_err(|_| WireError::Malformed("field number"))?;
@@ -68,21 +72,24 @@ fn walk(mut buf: &[u8], path: RecordPath, limit: usize, n: &mut usize) -> Result
         }
         let (value, after) = buf.split_at(len);
         buf = after;
-        if wire == WireType::LengthDelimited && fields.contains(&field) {
-            if rest.is_empty() {
-                *n += 1;
-                if *n > limit {
-                    return Ok(());
-                }
-            } else {
-                walk(value, rest, limit, n)?;
-                if *n > limit {
-                    return Ok(());
-                }
-            }
+        if wire != WireType::LengthDelimited || !fields.contains(&field) {
+            continue;
+        }
+        if oneof && variant != Some(field) {
+            variant = Some(field);
+            n = 0;
+        }
+        n = n.saturating_add(if rest.is_empty() {
+            1
+        } else {
+            walk(value, rest, budget.saturating_sub(n))?
+        });
+        // A oneof's count may yet be replaced by a later variant's.
+        if n > budget && !oneof {
+            return Ok(n);
         }
     }
-    Ok(())
+    Ok(n)
 }
 
 /// `buf` after the group `field` began: past its end tag. Nested groups
@@ -433,6 +440,33 @@ mod tests {
         assert!(count_json(b"{\"resourceSpans\":[", JSON_SPANS, 100).is_err());
         // The wrong shape is left for the decoder to refuse.
         assert_eq!(count_json(b"{\"resourceSpans\":7}", JSON_SPANS, 100), Ok(0));
+    }
+
+    /// A metric with two kinds of data keeps the last (prost's oneof), and
+    /// two of the same kind merge.
+    #[test]
+    fn a_metric_counts_its_last_kind_of_data() {
+        // Metric { gauge { 2 points }, sum { 1 point } }: the sum's 1.
+        let gauge = [0x2a, 0x04, 0x0a, 0x00, 0x0a, 0x00];
+        let sum = [0x3a, 0x02, 0x0a, 0x00];
+        let metric = |data: &[u8]| {
+            let mut m = vec![0x12, data.len() as u8];
+            m.extend_from_slice(data);
+            let mut scope = vec![0x12, m.len() as u8];
+            scope.extend_from_slice(&m);
+            let mut resource = vec![0x0a, scope.len() as u8];
+            resource.extend_from_slice(&scope);
+            resource
+        };
+        let both = metric(&[&gauge[..], &sum[..]].concat());
+        let decoded = ExportMetricsServiceRequest::decode(both.as_slice()).expect("decodes");
+        assert!(matches!(
+            decoded.resource_metrics[0].scope_metrics[0].metrics[0].data,
+            Some(Data::Sum(_))
+        ));
+        assert_eq!(count(&both, DATA_POINTS, usize::MAX), Ok(1));
+        let twice = metric(&[&gauge[..], &gauge[..]].concat());
+        assert_eq!(count(&twice, DATA_POINTS, usize::MAX), Ok(4));
     }
 
     #[test]

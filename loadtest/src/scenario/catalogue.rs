@@ -27,6 +27,7 @@ pub const NAMES: &[&str] = &[
     "otlp-grpc-hang",
     "kafka-broker-hang",
     "reload-under-load",
+    "hostile-clients",
 ];
 
 fn route_all(dest: &str) -> Value {
@@ -163,6 +164,8 @@ fn base(name: &'static str, description: &'static str, seconds: f64) -> Chaos {
         rss_after: 5.0,
         check: None,
         reload: None,
+        source_settings: Value::Null,
+        hostile: None,
     }
 }
 
@@ -614,8 +617,97 @@ pub fn build(name: &str, ctx: &Ctx) -> Option<Chaos> {
                 outage_total,
             )
         },
+        "hostile-clients" => {
+            let attackers = crate::hostile::Attackers {
+                bomb_every: std::time::Duration::from_millis(500),
+                slowloris: 200,
+                lying: 20,
+                idle: 300,
+            };
+            Chaos {
+                source: Protocol::Http,
+                acknowledgements: true,
+                batch: 100,
+                connections: 4,
+                source_settings: json!({ "body_timeout": "5s" }),
+                hostile: Some(attackers),
+                check: check(hostile_checks),
+                ..collector(
+                    base(
+                        "hostile-clients",
+                        "An HTTP source with acknowledgements under honest load while hostile clients attack it: a 10 KB gzip bomb (3.5 M events) twice a second, 200 slowloris senders, 20 bodies that never finish (a lying Content-Length) and 300 connections that send nothing. Every bomb is refused (413) at once with memory flat, every hostile connection is closed within seconds, and the honest senders are never refused and lose nothing.",
+                        s(40.0, 16.0),
+                    ),
+                    Vec::new(),
+                    json!({}),
+                )
+            }
+        }
         _ => return None,
     })
+}
+
+/// What `hostile-clients` must show beyond losing nothing.
+fn hostile_checks(r: &Report) -> Vec<String> {
+    let Some(h) = &r.hostile else {
+        return vec!["the hostile clients reported nothing".into()];
+    };
+    let g = &r.generator;
+    let rejected = |reason: &str| r.sluice.source_rejected.get(reason).copied().unwrap_or(0.0);
+    let mut problems = Vec::new();
+    problems.extend(need(
+        g.http_429 == 0 && g.http_other == 0 && g.connect_failures == 0,
+        format!(
+            "honest requests were refused: {} × 429, {} other, {} connections refused",
+            g.http_429, g.http_other, g.connect_failures
+        ),
+    ));
+    problems.extend(need(
+        h.bombs_sent > 0 && h.bombs_refused == h.bombs_sent && h.bomb_slowest_s < 5.0,
+        format!(
+            "bombs: {} sent, {} refused with 413, slowest answer {:.1} s",
+            h.bombs_sent, h.bombs_refused, h.bomb_slowest_s
+        ),
+    ));
+    problems.extend(need(
+        rejected("oversize") >= h.bombs_refused as f64,
+        format!(
+            "{} bombs refused but {} counted oversize",
+            h.bombs_refused,
+            rejected("oversize")
+        ),
+    ));
+    // The header timeout is 10 s; the body timeout was set to 5 s.
+    problems.extend(need(
+        h.slowloris_closed > 0 && h.slowloris_longest_s < 15.0,
+        format!(
+            "slowloris: {} closed of {}, the longest open {:.1} s",
+            h.slowloris_closed, h.slowloris_opened, h.slowloris_longest_s
+        ),
+    ));
+    problems.extend(need(
+        h.idle_closed > 0 && h.idle_longest_s < 15.0,
+        format!(
+            "idle: {} closed of {}, the longest open {:.1} s",
+            h.idle_closed, h.idle_opened, h.idle_longest_s
+        ),
+    ));
+    problems.extend(need(
+        h.lying_timed_out > 0 && h.lying_longest_s < 10.0,
+        format!(
+            "lying Content-Length: {} answered 408 of {}, the longest {:.1} s",
+            h.lying_timed_out, h.lying_sent, h.lying_longest_s
+        ),
+    ));
+    problems.extend(need(
+        rejected("timeout") > 0.0,
+        "no connection was counted `timeout`".into(),
+    ));
+    problems.extend(need(
+        r.rss_max_mb < 250.0,
+        format!("RSS peaked at {:.0} MB (limit 250)", r.rss_max_mb),
+    ));
+    problems
 }
 
 #[cfg(test)]

@@ -123,6 +123,10 @@ pub struct Chaos {
     /// Reload the configuration every `every` seconds while the load runs,
     /// alternating the scenario's pipeline with this one.
     pub reload: Option<Reload>,
+    /// Settings merged into the source's configuration.
+    pub source_settings: Value,
+    /// Hostile clients attacking the source beside the generator.
+    pub hostile: Option<crate::hostile::Attackers>,
 }
 
 /// Reloads during a run (see `Chaos::reload`).
@@ -203,6 +207,8 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Reloads done during the run, by result.
     pub reloads: BTreeMap<String, u64>,
+    /// What the hostile clients saw, if the scenario had them.
+    pub hostile: Option<crate::hostile::Summary>,
 }
 
 const SAMPLE: Duration = Duration::from_millis(500);
@@ -263,7 +269,7 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
     let addrs = Addrs(addrs);
     let (routes, destinations) = (spec.pipeline)(&addrs);
     let source_addr = free_port()?;
-    let source = match spec.source {
+    let mut source = match spec.source {
         Protocol::Tcp => serde_json::json!({ "type": "tcp", "address": source_addr.to_string() }),
         Protocol::Udp => serde_json::json!({ "type": "udp", "address": source_addr.to_string() }),
         Protocol::Http => serde_json::json!({
@@ -277,6 +283,9 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
             "acknowledgements": spec.acknowledgements,
         }),
     };
+    if let (Some(into), Some(extra)) = (source.as_object_mut(), spec.source_settings.as_object()) {
+        into.extend(extra.clone());
+    }
     let api = free_port()?;
     let config = sluice::config(
         api,
@@ -316,6 +325,10 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
         },
         tracker.clone(),
     );
+
+    let attack = spec
+        .hostile
+        .map(|a| crate::hostile::start(source_addr, Duration::from_secs_f64(spec.seconds), a));
 
     let pb = bar(spec.name, spec.seconds);
     let mut timeline: Vec<Sample> = Vec::new();
@@ -397,6 +410,10 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
     }
     pb.finish_and_clear();
     let summary = generator.wait().await;
+    let hostile = match attack {
+        Some(a) => Some(a.await.context("the hostile clients")?),
+        None => None,
+    };
     // Receivers may still be reading what was just delivered.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let final_scrape = sluice.scrape(&client).await.unwrap_or(last_scrape);
@@ -431,6 +448,7 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
             .map(|(name, h)| receiver_report(name, h))
             .collect(),
         faults: markers,
+        hostile,
         ..Report::default()
     };
     rss_stats(
@@ -451,6 +469,23 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
         report.notes.push(format!("{total} reloads, {ok} applied"));
     }
     report.reloads = reloads;
+    if let Some(h) = &report.hostile {
+        report.notes.push(format!(
+            "hostile clients: {} gzip bombs ({} refused with 413, slowest answer {:.2} s); {} slowloris connections ({} closed, longest open {:.1} s); {} lying bodies ({} answered 408, longest {:.1} s); {} idle connections ({} closed, longest open {:.1} s)",
+            h.bombs_sent,
+            h.bombs_refused,
+            h.bomb_slowest_s,
+            h.slowloris_opened,
+            h.slowloris_closed,
+            h.slowloris_longest_s,
+            h.lying_sent,
+            h.lying_timed_out,
+            h.lying_longest_s,
+            h.idle_opened,
+            h.idle_closed,
+            h.idle_longest_s
+        ));
+    }
     judge(&mut report, spec.expect, exit_ok);
     if let Some(check) = &spec.check {
         report.failures.extend(check(&report));
