@@ -32,6 +32,7 @@ pub mod listener;
 pub mod metrics;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+pub mod pipeline;
 pub mod queue;
 pub mod router;
 pub mod sources;

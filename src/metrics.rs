@@ -30,6 +30,24 @@ struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineLabel {
+    pipeline: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineFunctionLabel {
+    pipeline: String,
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineDropLabel {
+    pipeline: String,
+    function: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -228,6 +246,11 @@ struct Families {
     staged_finished: Family<DestLabel, Counter>,
     staging_errors: Family<DestStageLabel, Counter>,
     staging_renamed: Family<DestReasonLabel, Counter>,
+    pipeline_received: Family<PipelineLabel, Counter>,
+    pipeline_sent: Family<PipelineLabel, Counter>,
+    pipeline_dropped: Family<PipelineDropLabel, Counter>,
+    pipeline_emitted: Family<PipelineFunctionLabel, Counter>,
+    pipeline_errors: Family<PipelineFunctionLabel, Counter>,
 }
 
 /// The process-wide registry and the families in it.
@@ -291,6 +314,11 @@ impl Metrics {
             staged_finished: Family::default(),
             staging_errors: Family::default(),
             staging_renamed: Family::default(),
+            pipeline_received: Family::default(),
+            pipeline_sent: Family::default(),
+            pipeline_dropped: Family::default(),
+            pipeline_emitted: Family::default(),
+            pipeline_errors: Family::default(),
         };
         // Present (at 0) before the first reload, so a rate has a start.
         for result in ["success", "rejected", "failed"] {
@@ -318,6 +346,31 @@ impl Metrics {
             "sluice_source_waiting_events",
             "Events a source has decoded and is waiting to route (a request held for room in a block destination)",
             f.source_waiting.clone(),
+        );
+        r.register(
+            "sluice_pipeline_received_events",
+            "Events that entered a pipeline",
+            f.pipeline_received.clone(),
+        );
+        r.register(
+            "sluice_pipeline_sent_events",
+            "Events a pipeline passed on; received + emitted = sent + dropped",
+            f.pipeline_sent.clone(),
+        );
+        r.register(
+            "sluice_pipeline_dropped_events",
+            "Events a pipeline's function removed, by reason: filter (on purpose: drop, a remap abort) or error",
+            f.pipeline_dropped.clone(),
+        );
+        r.register(
+            "sluice_pipeline_emitted_events",
+            "Events a pipeline's function created (unroll, a remap that returns an array)",
+            f.pipeline_emitted.clone(),
+        );
+        r.register(
+            "sluice_pipeline_errors",
+            "Events a pipeline's function could not process and passed on unchanged (a remap runtime error, a field that did not parse)",
+            f.pipeline_errors.clone(),
         );
         r.register(
             "sluice_route_events",
@@ -501,6 +554,45 @@ impl Metrics {
         self.families.route_events.get_or_create_owned(&RouteLabel {
             route: name.to_string(),
         })
+    }
+
+    /// A pipeline's `received` and `sent` counters.
+    pub fn pipeline(&self, name: &str) -> (Counter, Counter) {
+        let l = PipelineLabel {
+            pipeline: name.to_string(),
+        };
+        (
+            self.families.pipeline_received.get_or_create_owned(&l),
+            self.families.pipeline_sent.get_or_create_owned(&l),
+        )
+    }
+
+    pub fn pipeline_dropped(&self, pipeline: &str, function: &str, reason: &str) -> Counter {
+        self.families
+            .pipeline_dropped
+            .get_or_create_owned(&PipelineDropLabel {
+                pipeline: pipeline.to_string(),
+                function: function.to_string(),
+                reason: reason.to_string(),
+            })
+    }
+
+    pub fn pipeline_emitted(&self, pipeline: &str, function: &str) -> Counter {
+        self.families
+            .pipeline_emitted
+            .get_or_create_owned(&PipelineFunctionLabel {
+                pipeline: pipeline.to_string(),
+                function: function.to_string(),
+            })
+    }
+
+    pub fn pipeline_errors(&self, pipeline: &str, function: &str) -> Counter {
+        self.families
+            .pipeline_errors
+            .get_or_create_owned(&PipelineFunctionLabel {
+                pipeline: pipeline.to_string(),
+                function: function.to_string(),
+            })
     }
 
     /// `sluice_output_router_rule_events_total` for one rule of a router.

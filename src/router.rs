@@ -17,6 +17,12 @@
 //! its own lane and policy, and the group itself counts what it received,
 //! what it handed on and what its `default: drop` dropped.
 //!
+//! Pipelines run where they are attached, a batch at a time: a source's on
+//! the batch before any route sees it (`route_from`), a route's on the
+//! events it matched (each copy processed on its own), a destination's on
+//! what is bound for its lane. Events a pipeline removes are handled, not
+//! lost: they are counted by the pipeline and resolve acknowledgements.
+//!
 //! Delivery into lanes is all-or-nothing per source batch: room is first
 //! reserved in every `block` lane the batch touches (in a fixed order, so two
 //! sources cannot deadlock), then everything is committed at once. If the
@@ -33,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{Batch, Event};
 use crate::expr::{Env, FieldSet, Program, Scratch, prepare};
 use crate::lane::{Books, Producer, Reservation};
+use crate::pipeline::Pipeline;
 use crate::tap::TapPoint;
 
 /// Where a route sends events.
@@ -52,6 +59,8 @@ pub struct Route {
     pub events: Counter,
     /// `sluice tap --route`: the events this route matches.
     pub tap: Arc<TapPoint>,
+    /// What its events go through before `destination`.
+    pub pipeline: Option<Arc<Pipeline>>,
 }
 
 /// An output router: rules evaluated in order, then `default`.
@@ -91,6 +100,10 @@ pub struct Router {
     lane_taps: Vec<Arc<TapPoint>>,
     unmatched: Option<Target>,
     unmatched_events: Counter,
+    /// Each source's pre-processing pipeline, by source id.
+    source_pipelines: std::collections::HashMap<String, Arc<Pipeline>>,
+    /// Each lane's post-processing pipeline.
+    lane_pipelines: Vec<Option<Arc<Pipeline>>>,
 }
 
 impl Router {
@@ -106,6 +119,7 @@ impl Router {
         unmatched: Option<Target>,
         unmatched_events: Counter,
     ) -> Self {
+        let lane_pipelines = lanes.iter().map(|_| None).collect();
         Router {
             routes,
             groups,
@@ -114,7 +128,36 @@ impl Router {
             lane_taps,
             unmatched,
             unmatched_events,
+            source_pipelines: std::collections::HashMap::new(),
+            lane_pipelines,
         }
+    }
+
+    /// Attach the sources' and the lanes' pipelines (`lanes`: one per lane).
+    pub fn with_pipelines(
+        mut self,
+        sources: std::collections::HashMap<String, Arc<Pipeline>>,
+        lanes: Vec<Option<Arc<Pipeline>>>,
+    ) -> Self {
+        self.source_pipelines = sources;
+        if lanes.len() == self.lanes.len() {
+            self.lane_pipelines = lanes;
+        }
+        self
+    }
+
+    /// Route one batch from source `source`, through its pipeline first.
+    pub async fn route_from(
+        &self,
+        source: &str,
+        mut batch: Batch,
+        deadline: Option<Instant>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RouteError> {
+        if let Some(p) = self.source_pipelines.get(source) {
+            batch.events = p.process(std::mem::take(&mut batch.events));
+        }
+        self.route(batch, deadline, shutdown).await
     }
 
     /// `sluice_unmatched_events_total`.
@@ -141,7 +184,15 @@ impl Router {
         if batch.events.is_empty() {
             return Ok(());
         }
-        let (out, route_hits, unmatched, tallies) = self.split(batch);
+        let (mut out, route_hits, unmatched, tallies) = self.split(batch);
+        for (b, p) in out.iter_mut().zip(&self.lane_pipelines) {
+            if let (Some(batch), Some(p)) = (b.as_mut(), p) {
+                batch.events = p.process(std::mem::take(&mut batch.events));
+                if batch.events.is_empty() {
+                    *b = None;
+                }
+            }
+        }
         for (b, tap) in out.iter().zip(&self.lane_taps) {
             if let Some(b) = b
                 && tap.is_active()
@@ -234,6 +285,8 @@ impl Router {
                 .events
                 .push(e);
         };
+        // What each route with a pipeline matched, processed after the loop.
+        let mut piped: Vec<Vec<Event>> = self.routes.iter().map(|_| Vec::new()).collect();
         for event in batch.events {
             prepare(&self.fields, &event, &mut scratch);
             let env = Env {
@@ -242,6 +295,7 @@ impl Router {
                 scratch: &scratch,
             };
             let mut taken_by = None;
+            let mut taken_into_pipeline = false;
             for (i, route) in self.routes.iter().enumerate() {
                 if route.program.eval(&env) {
                     hits[i] += 1;
@@ -250,12 +304,24 @@ impl Router {
                     {
                         b[i] = route.tap.offer_one(&event);
                     }
+                    if route.pipeline.is_some() {
+                        if route.is_final {
+                            taken_into_pipeline = true;
+                            piped[i].push(event.clone());
+                            break;
+                        }
+                        piped[i].push(event.clone());
+                        continue;
+                    }
                     if route.is_final {
                         taken_by = Some(route.destination);
                         break;
                     }
                     self.send(route.destination, &event, &env, &mut tallies, &mut push);
                 }
+            }
+            if taken_into_pipeline {
+                continue;
             }
             let target = match taken_by {
                 Some(t) => Some(t),
@@ -268,6 +334,25 @@ impl Router {
                 Some(Target::Lane(dest)) => push(dest, event),
                 Some(group) => self.send(group, &event, &env, &mut tallies, &mut push),
                 None => {}
+            }
+        }
+        for (route, events) in self.routes.iter().zip(piped) {
+            let Some(p) = route.pipeline.as_ref().filter(|_| !events.is_empty()) else {
+                continue;
+            };
+            for e in p.process(events) {
+                match route.destination {
+                    Target::Lane(dest) => push(dest, e),
+                    group => {
+                        prepare(&self.fields, &e, &mut scratch);
+                        let env = Env {
+                            raw: &e.raw,
+                            fields: &self.fields,
+                            scratch: &scratch,
+                        };
+                        self.send(group, &e, &env, &mut tallies, &mut push);
+                    }
+                }
             }
         }
         (out, hits, unmatched, tallies)

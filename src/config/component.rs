@@ -126,6 +126,96 @@ impl<'de, T: ComponentKind> Deserialize<'de> for ComponentMap<T> {
     }
 }
 
+/// Pass two's view of a section of named lists (`pipelines`): each item's
+/// type comes from pass one under the id `name[index]`.
+#[derive(Debug)]
+pub(crate) struct ListMap<T>(pub Vec<(String, Vec<T>)>);
+
+impl<T> Default for ListMap<T> {
+    fn default() -> Self {
+        ListMap(Vec::new())
+    }
+}
+
+/// The id pass one gives item `index` of list `name`.
+pub(crate) fn item_id(name: &str, index: usize) -> String {
+    format!("{name}[{index}]")
+}
+
+impl<'de, T: ComponentKind> Deserialize<'de> for ListMap<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapVisitor<T>(PhantomData<T>);
+        impl<'de, T: ComponentKind> Visitor<'de> for MapVisitor<T> {
+            type Value = ListMap<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a map of names to lists of {}s", T::NOUN)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ListMap(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let items = map.next_value_seed(ListSeed::<T> {
+                        name: name.clone(),
+                        _t: PhantomData,
+                    })?;
+                    out.push((name, items));
+                }
+                Ok(ListMap(out))
+            }
+        }
+        d.deserialize_map(MapVisitor::<T>(PhantomData))
+    }
+}
+
+struct ListSeed<T> {
+    name: String,
+    _t: PhantomData<T>,
+}
+
+impl<'de, T: ComponentKind> DeserializeSeed<'de> for ListSeed<T> {
+    type Value = Vec<T>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: ComponentKind> Visitor<'de> for ListSeed<T> {
+    type Value = Vec<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a list of {}s", T::NOUN)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            let id = item_id(&self.name, out.len());
+            // Pass one recorded every item's type: none means the end.
+            let Some(kind) = kind_of(T::SECTION, &id) else {
+                return match seq.next_element::<de::IgnoredAny>()? {
+                    None => Ok(out),
+                    Some(_) => Err(de::Error::custom(format!(
+                        "{} {} of `{}` has no `type`",
+                        T::NOUN,
+                        out.len() + 1,
+                        self.name
+                    ))),
+                };
+            };
+            match seq.next_element_seed(KindSeed::<T> {
+                kind,
+                _t: PhantomData,
+            })? {
+                Some(item) => out.push(item),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
 struct KindSeed<T> {
     kind: String,
     _t: PhantomData<T>,
@@ -145,6 +235,10 @@ pub(crate) struct KindIndex {
     pub sources: Option<std::collections::BTreeMap<String, serde_saphyr::Spanned<KindOnly>>>,
     #[serde(default)]
     pub destinations: Option<std::collections::BTreeMap<String, serde_saphyr::Spanned<KindOnly>>>,
+    #[serde(default)]
+    #[allow(clippy::type_complexity)]
+    pub pipelines:
+        Option<std::collections::BTreeMap<String, Option<Vec<serde_saphyr::Spanned<KindOnly>>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,10 +21,11 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 pub use component::{Component, ComponentKind, Loc};
-use component::{ComponentMap, KindIndex};
+use component::{ComponentMap, KindIndex, ListMap};
 
 use crate::destinations::DestinationConfig;
 use crate::expr::{FieldSet, Program};
+use crate::pipeline::{FunctionConfig, PipelineConfig};
 use crate::sources::SourceConfig;
 use crate::telemetry::TelemetryConfig;
 use units::Dur;
@@ -123,6 +124,10 @@ struct RawRoute {
     is_final: bool,
     #[serde(default)]
     description: Option<String>,
+    /// The pipeline this route's events go through before its destination.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pipeline: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -143,6 +148,10 @@ struct RawConfig {
     unmatched: Option<Spanned<String>>,
     #[serde(default)]
     destinations: ComponentMap<DestinationConfig>,
+    /// Named, ordered lists of functions that change events; attached by
+    /// name to sources, routes and destinations (`pipeline:`).
+    #[serde(default)]
+    pipelines: ListMap<FunctionConfig>,
     #[serde(default)]
     #[schemars(with = "Option<TelemetryConfig>")]
     telemetry: Option<Spanned<TelemetryConfig>>,
@@ -156,6 +165,15 @@ pub struct RouteConfig {
     pub destination: String,
     pub is_final: bool,
     pub description: Option<String>,
+    pub pipeline: Option<String>,
+}
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineDef {
+    pub name: String,
+    pub location: Loc,
+    pub functions: PipelineConfig,
 }
 
 /// A validated configuration.
@@ -171,6 +189,7 @@ pub struct Config {
     /// `None`: unmatched events are dropped (and counted).
     pub unmatched: Option<String>,
     pub destinations: Vec<Component<DestinationConfig>>,
+    pub pipelines: Vec<PipelineDef>,
     /// sluice's own metrics and logs over OTLP; off unless set.
     pub telemetry: TelemetryConfig,
 }
@@ -271,7 +290,16 @@ impl Config {
         }
         check_destinations(&destinations, &mut errors, &at);
         check_output_routers(text, &destinations, &mut errors, &at);
-        let routes = check_routes(text, raw.routes, &destinations, &mut errors, &at);
+        let pipelines = check_pipelines(text, raw.pipelines, &locations, &mut errors, &at);
+        let routes = check_routes(
+            text,
+            raw.routes,
+            &destinations,
+            &pipelines,
+            &mut errors,
+            &at,
+        );
+        check_pipeline_uses(&sources, &destinations, &pipelines, &mut errors, &at);
         let unmatched = check_unmatched(raw.unmatched, &destinations, &mut errors, &at);
         let telemetry = match raw.telemetry {
             Some(t) => {
@@ -298,6 +326,7 @@ impl Config {
             routes,
             unmatched,
             destinations,
+            pipelines,
             telemetry,
         })
     }
@@ -336,6 +365,15 @@ fn parse(text: &str, at: &impl Fn(Loc, String) -> Diagnostic) -> Result<Parsed, 
         &mut errors,
         &at,
     );
+    for (name, items) in index.pipelines.unwrap_or_default() {
+        let found = items
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (component::item_id(&name, i), f))
+            .collect();
+        collect_kinds::<FunctionConfig>(found, &mut kinds, &mut locations, &mut errors, &at);
+    }
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
     }
@@ -480,6 +518,7 @@ fn check_routes(
     text: &str,
     raw: Vec<RawRoute>,
     destinations: &[Component<DestinationConfig>],
+    pipelines: &[PipelineDef],
     errors: &mut Vec<Diagnostic>,
     at: &impl Fn(Loc, String) -> Diagnostic,
 ) -> Vec<RouteConfig> {
@@ -510,6 +549,14 @@ fn check_routes(
                 ),
             ));
         }
+        if let Some(p) = &r.pipeline
+            && !pipelines.iter().any(|d| d.name == p.value)
+        {
+            errors.push(at(
+                p.referenced.into(),
+                format!("route `{name}`: {}", unknown_pipeline(&p.value, pipelines)),
+            ));
+        }
         let filter = match &r.filter {
             Some(f) => {
                 check_filter(text, f, &format!("route `{name}`"), errors, at);
@@ -523,9 +570,155 @@ fn check_routes(
             destination: r.destination.value,
             is_final: r.is_final,
             description: r.description,
+            pipeline: r.pipeline.map(|p| p.value),
         });
     }
     routes
+}
+
+fn unknown_pipeline(name: &str, pipelines: &[PipelineDef]) -> String {
+    let defined: Vec<&str> = pipelines.iter().map(|p| p.name.as_str()).collect();
+    if defined.is_empty() {
+        format!("unknown pipeline `{name}` (no `pipelines:` are defined)")
+    } else {
+        format!(
+            "unknown pipeline `{name}` (defined: {})",
+            defined.join(", ")
+        )
+    }
+}
+
+/// Each pipeline's name and functions; a function's error at its own line
+/// and column (a remap program's, at the line of the program it is on).
+fn check_pipelines(
+    text: &str,
+    raw: ListMap<FunctionConfig>,
+    locations: &LocMap,
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) -> Vec<PipelineDef> {
+    let mut out = Vec::new();
+    for (name, functions) in raw.0 {
+        let first = locations
+            .get(&("pipelines", component::item_id(&name, 0)))
+            .copied()
+            .unwrap_or_default();
+        check_id_as("pipeline", &name, first, errors, at);
+        for (i, f) in functions.iter().enumerate() {
+            let Err(e) = f.validate() else { continue };
+            let here = locations
+                .get(&("pipelines", component::item_id(&name, i)))
+                .copied()
+                .unwrap_or(first);
+            let loc = match (e.at, e.program_offset, &e.program) {
+                (Some(start), Some(offset), Some(program)) => {
+                    program_location(text, start, program, offset)
+                }
+                (Some(start), _, _) => start,
+                _ => here,
+            };
+            errors.push(at(
+                loc,
+                format!(
+                    "pipeline `{name}`, function {} ({}): {}",
+                    i + 1,
+                    f.kind(),
+                    e.message
+                ),
+            ));
+        }
+        out.push(PipelineDef {
+            name,
+            location: first,
+            functions,
+        });
+    }
+    out
+}
+
+/// The pipelines sources and destinations name exist.
+fn check_pipeline_uses(
+    sources: &[Component<SourceConfig>],
+    destinations: &[Component<DestinationConfig>],
+    pipelines: &[PipelineDef],
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) {
+    let uses = sources
+        .iter()
+        .map(|s| ("source", &s.id, s.location, s.config.pipeline()))
+        .chain(
+            destinations
+                .iter()
+                .map(|d| ("destination", &d.id, d.location, d.config.pipeline())),
+        );
+    for (what, id, loc, pipeline) in uses {
+        if let Some(p) = pipeline
+            && !pipelines.iter().any(|d| d.name == p)
+        {
+            errors.push(at(
+                loc,
+                format!("{what} `{id}`: {}", unknown_pipeline(p, pipelines)),
+            ));
+        }
+    }
+}
+
+/// Where offset `offset` of a program written at `start` is in the file. A
+/// block scalar (`|`) starts on the line after its indicator, each line at
+/// the same indentation; a one-line scalar past its quote, if quoted.
+/// Otherwise (a quoted scalar over several lines) the scalar's start.
+fn program_location(text: &str, start: Loc, program: &str, offset: usize) -> Loc {
+    let before = &program[..offset.min(program.len())];
+    let line_in = before.matches('\n').count() as u64;
+    let col_in = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64;
+    let lines: Vec<&str> = text.lines().collect();
+    let line_at = |n: u64| {
+        lines
+            .get(n.saturating_sub(1) as usize)
+            .copied()
+            .unwrap_or("")
+    };
+    let first = line_at(start.line);
+    let at_start: String = first
+        .chars()
+        .skip(start.column.saturating_sub(1) as usize)
+        .collect();
+    let is_indicator = |s: &str| {
+        let t = s.trim_end();
+        t.ends_with('|')
+            || t.ends_with('>')
+            || t.ends_with("|-")
+            || t.ends_with("|+")
+            || t.ends_with(">-")
+            || t.ends_with(">+")
+    };
+    // The scalar's position may be its indicator or its first content line.
+    let content = if at_start.starts_with('|') || at_start.starts_with('>') {
+        let next = line_at(start.line + 1);
+        Some(Loc {
+            line: start.line + 1,
+            column: (next.len() - next.trim_start().len()) as u64 + 1,
+        })
+    } else if start.line > 1 && is_indicator(line_at(start.line - 1)) {
+        Some(start)
+    } else {
+        None
+    };
+    if let Some(c) = content {
+        return Loc {
+            line: c.line + line_in,
+            column: c.column + col_in,
+        };
+    }
+    let quoted = u64::from(at_start.starts_with('"') || at_start.starts_with('\''));
+    if line_in == 0 {
+        return Loc {
+            line: start.line,
+            column: start.column + quoted + col_in,
+        };
+    }
+    start
 }
 
 /// `unmatched`: `drop` or a destination.
@@ -757,6 +950,16 @@ fn check_id<T: ComponentKind>(
     errors: &mut Vec<Diagnostic>,
     at: &impl Fn(Loc, String) -> Diagnostic,
 ) {
+    check_id_as(T::NOUN, id, loc, errors, at);
+}
+
+fn check_id_as(
+    noun: &str,
+    id: &str,
+    loc: Loc,
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) {
     let ok = !id.is_empty()
         && id
             .chars()
@@ -765,8 +968,7 @@ fn check_id<T: ComponentKind>(
         errors.push(at(
             loc,
             format!(
-                "{} id `{id}` may contain only letters, digits, `_` and `-` (it names metrics and directories)",
-                T::NOUN
+                "{noun} id `{id}` may contain only letters, digits, `_` and `-` (it names metrics and directories)"
             ),
         ));
     }

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
-use super::component::{ComponentKind, ComponentMap};
+use super::component::{ComponentKind, ComponentMap, ListMap};
 use super::units::{ByteSize, Dur};
 
 /// The whole configuration file's schema.
@@ -40,6 +40,21 @@ impl<T: ComponentKind> JsonSchema for ComponentMap<T> {
             "description": format!("{} by id: each `type` has its own settings", T::SECTION),
             "type": ["object", "null"],
             "additionalProperties": { "oneOf": kinds }
+        })
+    }
+}
+
+impl<T: ComponentKind> JsonSchema for ListMap<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("{}ListMap", T::NOUN).into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let kinds: Vec<Schema> = T::kind_schemas(g).into_iter().map(|(_, s)| s).collect();
+        json_schema!({
+            "description": format!("{} by name: each a list of {}s, each `type` with its own settings", T::SECTION, T::NOUN),
+            "type": ["object", "null"],
+            "additionalProperties": { "type": ["array", "null"], "items": { "oneOf": kinds } }
         })
     }
 }

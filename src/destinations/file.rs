@@ -236,6 +236,7 @@ mod tests {
     fn cfg(path: PathBuf, rotate: Option<u64>, max_files: Option<usize>) -> FileConfig {
         FileConfig {
             kind: "file".into(),
+            pipeline: None,
             encoding: None,
             compression: None,
             batch: Default::default(),

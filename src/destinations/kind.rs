@@ -266,6 +266,7 @@ mod tests {
             queue: &queue,
             dead_letter: None,
             metric: None,
+            pipeline: None,
         };
         check_capabilities("sqs", caps, &common)
     }

@@ -89,6 +89,9 @@ macro_rules! destination_config {
             /// Which event fields the metric encodings read.
             #[serde(default)]
             pub metric: Option<$crate::driver::MetricConfig>,
+            /// The pipeline events go through before this destination's lane.
+            #[serde(default)]
+            pub pipeline: Option<String>,
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
 
@@ -104,6 +107,7 @@ macro_rules! destination_config {
                     queue: &self.queue,
                     dead_letter: self.dead_letter.as_deref(),
                     metric: self.metric.as_ref(),
+                    pipeline: self.pipeline.as_deref(),
                 }
             }
         }
@@ -130,6 +134,7 @@ pub struct Common<'a> {
     pub queue: &'a QueueConfig,
     pub dead_letter: Option<&'a str>,
     pub metric: Option<&'a MetricConfig>,
+    pub pipeline: Option<&'a str>,
 }
 
 pub trait HasCommon {
@@ -335,6 +340,12 @@ impl DestinationConfig {
     }
 
     /// Where this destination's dead letters go.
+    /// The destination's post-processing pipeline (an output router has
+    /// none: its destinations have their own).
+    pub fn pipeline(&self) -> Option<&str> {
+        self.common().and_then(|c| c.pipeline)
+    }
+
     pub fn dead_letter(&self) -> Option<&str> {
         self.common().and_then(|c| c.dead_letter)
     }

@@ -28,6 +28,9 @@ use crate::event::{Batch, Event};
 pub struct GeneratorConfig {
     #[serde(rename = "type")]
     pub kind: String,
+    /// The pipeline every event of this source goes through before routing.
+    #[serde(default)]
+    pub pipeline: Option<String>,
     /// Events per second; 0 means as fast as possible.
     #[serde(default = "default_rate")]
     pub rate: u64,
@@ -161,6 +164,7 @@ mod tests {
     #[test]
     fn events_are_json_of_the_requested_size() {
         let cfg = GeneratorConfig {
+            pipeline: None,
             kind: "generator".into(),
             rate: 0,
             count: 0,

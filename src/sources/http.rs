@@ -55,6 +55,9 @@ use crate::tls::ServerTlsConfig;
 pub struct HttpConfig {
     #[serde(rename = "type")]
     pub kind: String,
+    /// The pipeline every event of this source goes through before routing.
+    #[serde(default)]
+    pub pipeline: Option<String>,
     pub address: SocketAddr,
     /// The path events are POSTed to. Default `/`.
     #[serde(default = "default_path")]

@@ -48,6 +48,9 @@ use offsets::{Offsets, Pending};
 pub struct KafkaConfig {
     #[serde(rename = "type")]
     pub kind: String,
+    /// The pipeline every event of this source goes through before routing.
+    #[serde(default)]
+    pub pipeline: Option<String>,
     pub brokers: Vec<String>,
     pub topics: Vec<String>,
     pub group_id: String,

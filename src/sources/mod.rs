@@ -127,6 +127,23 @@ impl Validate for SourceConfig {
 }
 
 impl SourceConfig {
+    /// The source's pre-processing pipeline.
+    pub fn pipeline(&self) -> Option<&str> {
+        match self {
+            SourceConfig::Tcp(c) => c.pipeline.as_deref(),
+            SourceConfig::Udp(c) => c.pipeline.as_deref(),
+            SourceConfig::Http(c) => c.pipeline.as_deref(),
+            SourceConfig::Generator(c) => c.pipeline.as_deref(),
+            SourceConfig::Stdin(c) => c.pipeline.as_deref(),
+            #[cfg(feature = "kafka")]
+            SourceConfig::Kafka(c) => c.pipeline.as_deref(),
+            #[cfg(feature = "otlp")]
+            SourceConfig::Otlp(c) => c.pipeline.as_deref(),
+            #[cfg(feature = "sluice")]
+            SourceConfig::Sluice(c) => c.pipeline.as_deref(),
+        }
+    }
+
     pub fn listen(&self) -> Option<Listen> {
         match self {
             SourceConfig::Tcp(c) => Some(Listen::Tcp(c.address)),
@@ -241,7 +258,10 @@ impl SourceContext {
         let router = self.router.current();
         // Decoded and held while it waits for room: visible, not lost.
         let _waiting = Waiting::new(&self.metrics.waiting, n as i64);
-        match router.route(batch, deadline, &self.shutdown).await {
+        match router
+            .route_from(&self.id, batch, deadline, &self.shutdown)
+            .await
+        {
             Ok(()) => {
                 self.metrics.events.inc_by(n);
                 Ok(())
@@ -368,6 +388,7 @@ pub(crate) fn default_max_connections() -> usize {
 }
 
 /// gRPC clients keep their channel open between exports.
+#[cfg(any(feature = "otlp", feature = "sluice"))]
 pub(crate) fn default_grpc_idle_timeout() -> crate::config::units::Dur {
     crate::config::units::Dur::secs(600)
 }

@@ -59,6 +59,9 @@ mod grpc;
 pub struct OtlpSourceConfig {
     #[serde(rename = "type")]
     pub kind: String,
+    /// The pipeline every event of this source goes through before routing.
+    #[serde(default)]
+    pub pipeline: Option<String>,
     /// OTLP/gRPC (OTel's port 4317).
     #[serde(default)]
     pub grpc_address: Option<SocketAddr>,

@@ -44,6 +44,9 @@ use crate::tls::ServerTlsConfig;
 pub struct SluiceSourceConfig {
     #[serde(rename = "type")]
     pub kind: String,
+    /// The pipeline every event of this source goes through before routing.
+    #[serde(default)]
+    pub pipeline: Option<String>,
     pub address: SocketAddr,
     /// `bearer: TOKEN` the edges must send.
     #[serde(default)]

@@ -16,6 +16,9 @@ use crate::config::units::ByteSize;
 pub struct StdinConfig {
     #[serde(rename = "type")]
     pub kind: String,
+    /// The pipeline every event of this source goes through before routing.
+    #[serde(default)]
+    pub pipeline: Option<String>,
     #[serde(default = "super::tcp::default_max_line")]
     pub max_line_bytes: ByteSize,
     #[serde(default)]

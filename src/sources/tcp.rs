@@ -26,6 +26,9 @@ use crate::tls::ServerTlsConfig;
 pub struct TcpConfig {
     #[serde(rename = "type")]
     pub kind: String,
+    /// The pipeline every event of this source goes through before routing.
+    #[serde(default)]
+    pub pipeline: Option<String>,
     pub address: SocketAddr,
     /// `newline` (default) or `octet_counting` (RFC 6587).
     #[serde(default)]

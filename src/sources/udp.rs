@@ -25,6 +25,9 @@ use crate::config::units::ByteSize;
 pub struct UdpConfig {
     #[serde(rename = "type")]
     pub kind: String,
+    /// The pipeline every event of this source goes through before routing.
+    #[serde(default)]
+    pub pipeline: Option<String>,
     pub address: SocketAddr,
     /// Longer lines are skipped and counted (`reason="oversize"`). Default 64 KiB.
     #[serde(default = "default_max_line")]

@@ -18,6 +18,7 @@ use crate::driver::DeadLetter;
 use crate::expr::{FieldSet, Program};
 use crate::lane::{Books, Lane, LanePolicy, Spill};
 use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
 use crate::queue::QueueSettings;
 use crate::router::{Group, Route, Router, RouterHandle, Target};
 use crate::sources::{self, SourceConfig, SourceContext};
@@ -228,6 +229,15 @@ pub(super) fn build_router(
     taps: &Taps,
 ) -> Result<Built, TopologyError> {
     let mut fields = FieldSet::new();
+    // Each pipeline built once, shared wherever it is attached.
+    let mut pipelines: HashMap<String, Arc<Pipeline>> = HashMap::new();
+    for p in &config.pipelines {
+        pipelines.insert(
+            p.name.clone(),
+            Pipeline::build(&p.name, &p.functions, metrics)?,
+        );
+    }
+    let pipeline = |name: Option<&str>| name.and_then(|n| pipelines.get(n).cloned());
     let target = |route: &str, id: &str| {
         g.targets
             .get(id)
@@ -260,6 +270,7 @@ pub(super) fn build_router(
             is_final: r.is_final,
             events,
             tap: taps.point(PointKind::Route, &r.name),
+            pipeline: pipeline(r.pipeline.as_deref()),
         });
     }
     let mut groups = Vec::new();
@@ -293,6 +304,7 @@ pub(super) fn build_router(
                 name,
                 program,
                 is_final: rule.is_final,
+                pipeline: None,
             });
         }
         let default = match rc.default_target() {
@@ -330,6 +342,20 @@ pub(super) fn build_router(
             .collect(),
         unmatched,
         metrics.unmatched(),
+    )
+    .with_pipelines(
+        config
+            .sources
+            .iter()
+            .filter_map(|s| Some((s.id.clone(), pipeline(s.config.pipeline())?)))
+            .collect(),
+        g.ids
+            .iter()
+            .map(|id| {
+                let d = config.destinations.iter().find(|d| &d.id == id);
+                pipeline(d.and_then(|d| d.config.pipeline()))
+            })
+            .collect(),
     );
     Ok((router, route_status, group_metrics))
 }

@@ -45,6 +45,8 @@ pub enum TopologyError {
     Destination(#[from] destinations::DestinationError),
     #[error("route `{route}`: {message}")]
     Route { route: String, message: String },
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::BuildError),
     #[error("destination `{destination}`: persistent queue: {message}")]
     Queue {
         destination: String,

@@ -1,0 +1,195 @@
+//! Pipelines: named, ordered lists of functions that change events between
+//! source and destination, attached where Cribl attaches them: a source's
+//! `pipeline` (before routing), a route's (route → pipeline → destination)
+//! and a destination's (before its lane).
+//!
+//! An event enters as its bytes and stays so while functions only read it
+//! (a `drop` filter reads lazily, as routes do); the first function that
+//! needs its fields parses it once into VRL's value (what a `remap` program
+//! sees as `.`), and it is serialised once, when it leaves. A pipeline runs
+//! a batch at a time, so each function sets up once per batch and the books
+//! are counted once per batch: per pipeline, `received + emitted = sent +
+//! dropped`, each drop by function and reason.
+
+pub mod config;
+mod drop;
+mod mask;
+mod parse;
+mod path;
+#[cfg(feature = "remap")]
+mod remap;
+mod rename;
+mod unroll;
+mod work;
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+
+use crate::event::Event;
+use crate::metrics::Metrics;
+pub use config::{FunctionConfig, PipelineConfig};
+pub use work::Work;
+
+/// Why a function removed an event (`sluice_pipeline_dropped_events_total`'s
+/// `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// On purpose: a `drop` filter, a remap `abort`.
+    Filter,
+    /// It could not be processed (a remap error with `drop_on_error`, an
+    /// event whose value cannot be written back).
+    Error,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 2] = [DropReason::Filter, DropReason::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Filter => "filter",
+            DropReason::Error => "error",
+        }
+    }
+}
+
+/// What one function did to one batch, counted once per batch.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub dropped: [u64; DropReason::ALL.len()],
+    pub emitted: u64,
+    /// Events it could not change as asked and passed on as they were
+    /// (a remap error without `drop_on_error`, a parse that did not match).
+    pub errors: u64,
+}
+
+impl Tally {
+    pub fn drop(&mut self, reason: DropReason) {
+        self.dropped[reason as usize] += 1;
+    }
+}
+
+/// One step of a pipeline. `run` takes the batch and puts what goes on into
+/// `out`, in order; a removed event is counted in `tally`, an event made from
+/// another (unroll) counted as emitted.
+pub trait Function: Send + Sync {
+    fn run(&self, batch: Vec<Work>, out: &mut Vec<Work>, tally: &mut Tally);
+}
+
+/// A function's counters, created once at build.
+struct FunctionBooks {
+    dropped: [Counter; DropReason::ALL.len()],
+    emitted: Counter,
+    errors: Counter,
+}
+
+/// A built pipeline, shared by every place it is attached (its books are
+/// the pipeline's, wherever the events came from).
+pub struct Pipeline {
+    pub name: String,
+    steps: Vec<(Box<dyn Function>, FunctionBooks)>,
+    received: Counter,
+    sent: Counter,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pipeline({}, {} functions)", self.name, self.steps.len())
+    }
+}
+
+/// Why a pipeline could not be built (its config was validated: a file
+/// that went away since, say).
+#[derive(Debug, thiserror::Error)]
+#[error("pipeline `{pipeline}`, function {index} ({kind}): {message}")]
+pub struct BuildError {
+    pub pipeline: String,
+    pub index: usize,
+    pub kind: String,
+    pub message: String,
+}
+
+impl Pipeline {
+    pub fn build(
+        name: &str,
+        config: &PipelineConfig,
+        metrics: &Metrics,
+    ) -> Result<Arc<Pipeline>, BuildError> {
+        let labels = config::labels(config);
+        let mut steps = Vec::with_capacity(config.len());
+        for (i, (f, label)) in config.iter().zip(labels).enumerate() {
+            let function = f.build().map_err(|message| BuildError {
+                pipeline: name.to_string(),
+                index: i + 1,
+                kind: f.kind().to_string(),
+                message,
+            })?;
+            let books = FunctionBooks {
+                dropped: DropReason::ALL
+                    .map(|r| metrics.pipeline_dropped(name, &label, r.as_str())),
+                emitted: metrics.pipeline_emitted(name, &label),
+                errors: metrics.pipeline_errors(name, &label),
+            };
+            steps.push((function, books));
+        }
+        let (received, sent) = metrics.pipeline(name);
+        Ok(Arc::new(Pipeline {
+            name: name.to_string(),
+            steps,
+            received,
+            sent,
+        }))
+    }
+
+    /// Run `events` through every function; what comes out, in order.
+    pub fn process(&self, events: Vec<Event>) -> Vec<Event> {
+        let received = events.len() as u64;
+        let mut work: Vec<Work> = events.into_iter().map(Work::Raw).collect();
+        let mut next = Vec::with_capacity(work.len());
+        for (function, books) in &self.steps {
+            if work.is_empty() {
+                break;
+            }
+            let mut tally = Tally::default();
+            function.run(std::mem::take(&mut work), &mut next, &mut tally);
+            std::mem::swap(&mut work, &mut next);
+            next.clear();
+            books.count(&tally);
+        }
+        let mut out = Vec::with_capacity(work.len());
+        let mut unwritable = 0u64;
+        for w in work {
+            match w.into_event() {
+                Some(e) => out.push(e),
+                None => unwritable += 1,
+            }
+        }
+        if unwritable > 0
+            && let Some((_, last)) = self.steps.last()
+        {
+            last.dropped[DropReason::Error as usize].inc_by(unwritable);
+        }
+        self.received.inc_by(received);
+        self.sent.inc_by(out.len() as u64);
+        out
+    }
+}
+
+impl FunctionBooks {
+    fn count(&self, t: &Tally) {
+        for (c, n) in self.dropped.iter().zip(t.dropped) {
+            if n > 0 {
+                c.inc_by(n);
+            }
+        }
+        if t.emitted > 0 {
+            self.emitted.inc_by(t.emitted);
+        }
+        if t.errors > 0 {
+            self.errors.inc_by(t.errors);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

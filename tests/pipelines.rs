@@ -1,0 +1,253 @@
+//! Pipelines through the binary: a syslog line parsed into fields,
+//! reshaped by VRL, redacted and dropped by filter on its way from a TCP
+//! source to a file, with a pipeline at each place one can be attached;
+//! an nginx access log parsed and its health checks dropped; the books;
+//! and config errors at their line and column.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Sluice, read_lines, send_lines, validate_refuses, wait_until};
+use serde_json::{Value, json};
+
+fn events(path: &std::path::Path) -> Vec<Value> {
+    read_lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// What every pipeline's books must say: received + emitted = sent + dropped.
+fn books(m: &common::Metrics, pipeline: &str) -> (u64, u64, u64, u64) {
+    let sum = |name: &str| -> u64 {
+        let prefix = format!("{name}{{pipeline=\"{pipeline}\"");
+        m.0.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    (
+        sum("sluice_pipeline_received_events_total"),
+        sum("sluice_pipeline_emitted_events_total"),
+        sum("sluice_pipeline_sent_events_total"),
+        sum("sluice_pipeline_dropped_events_total"),
+    )
+}
+
+#[test]
+fn syslog_lines_become_redacted_splunk_style_events() {
+    let s = Sluice::start(
+        r#"
+api: { address: 127.0.0.1:0 }
+sources:
+  syslog: { type: tcp, address: 127.0.0.1:0, pipeline: parse_syslog }
+pipelines:
+  parse_syslog:
+    - { type: parse, format: syslog }
+  clean:
+    - { type: drop, filter: 'severity == "debug"' }
+    - { type: mask, field: message, pattern: '\b\d{13,16}\b', replace: '<card>' }
+    - type: remap
+      source: |
+        .time = to_unix_timestamp(parse_timestamp!(.timestamp, "%+"))
+        .host = del(.hostname)
+        .sourcetype = "syslog"
+        .event = { "message": del(.message), "app": del(.appname), "severity": del(.severity) }
+        del(.timestamp)
+        del(.facility)
+        del(.procid)
+  stamp:
+    - { type: remap, source: '.index = "main"' }
+routes:
+  - { name: all, destination: out, pipeline: clean }
+destinations:
+  out: { type: file, path: "{dir}/out.ndjson", pipeline: stamp }
+"#,
+    );
+    send_lines(
+        &s,
+        "syslog",
+        [
+            "<134>1 2026-12-06T10:00:00Z web-1 checkout 4242 - - paid with 4111111111111111 ok",
+            "<135>Dec  6 10:00:01 web-2 cron[77]: debug noise",
+            "<134>1 2026-12-06T10:00:02Z web-1 checkout - - - visa 5500000000000004 declined",
+            "<134>Dec  6 10:00:03 web-3 sshd[1]: Accepted publickey for deploy",
+        ]
+        .into_iter()
+        .map(String::from),
+    );
+    let out = s.dir.join("out.ndjson");
+    wait_until("three events written", Duration::from_secs(20), || {
+        read_lines(&out).len() == 3
+    });
+    let got = events(&out);
+    assert_eq!(
+        got[0],
+        json!({
+            "time": 1_796_551_200,
+            "host": "web-1",
+            "sourcetype": "syslog",
+            "index": "main",
+            "version": 1,
+            "event": { "message": "paid with <card> ok", "app": "checkout", "severity": "info" },
+        })
+    );
+    assert_eq!(got[1]["event"]["message"], "visa <card> declined");
+    assert_eq!(got[2]["host"], "web-3");
+    assert_eq!(got[2]["event"]["app"], "sshd");
+
+    let m = s.metrics();
+    for p in ["parse_syslog", "clean", "stamp"] {
+        let (received, emitted, sent, dropped) = books(&m, p);
+        assert_eq!(received + emitted, sent + dropped, "{p}'s books");
+    }
+    assert_eq!(books(&m, "parse_syslog"), (4, 0, 4, 0));
+    assert_eq!(books(&m, "clean"), (4, 0, 3, 1));
+    assert_eq!(
+        m.get(r#"sluice_pipeline_dropped_events_total{pipeline="clean",function="drop",reason="filter"}"#),
+        1.0
+    );
+    assert_eq!(books(&m, "stamp"), (3, 0, 3, 0));
+}
+
+#[test]
+fn nginx_access_logs_parsed_and_health_checks_dropped() {
+    let s = Sluice::start(
+        r#"
+api: { address: 127.0.0.1:0 }
+sources:
+  nginx: { type: tcp, address: 127.0.0.1:0 }
+pipelines:
+  access:
+    - { type: parse, format: clf, remove_field: true }
+    - { type: drop, filter: 'path == "/health" || agent.startsWith("kube-probe")' }
+    - { type: rename, fields: { host: client } }
+    - { type: parse, field: path, format: regex, pattern: '^/api/(?P<api>\w+)', target: route }
+routes:
+  - { name: all, destination: out, pipeline: access }
+destinations:
+  out: { type: file, path: "{dir}/out.ndjson" }
+"#,
+    );
+    send_lines(
+        &s,
+        "nginx",
+        [
+            r#"10.0.0.7 - - [06/Dec/2026:10:00:00 +0000] "GET /api/orders?id=3 HTTP/1.1" 200 512 "-" "curl/8.5.0""#,
+            r#"10.0.0.9 - - [06/Dec/2026:10:00:01 +0000] "GET /health HTTP/1.1" 200 2 "-" "kube-probe/1.29""#,
+            r#"10.0.0.8 - alice [06/Dec/2026:10:00:02 +0100] "POST /login HTTP/1.1" 302 0 "https://example.com/" "Mozilla/5.0""#,
+            "not an access log line",
+        ]
+        .into_iter()
+        .map(String::from),
+    );
+    let out = s.dir.join("out.ndjson");
+    wait_until("three events written", Duration::from_secs(20), || {
+        read_lines(&out).len() == 3
+    });
+    let got = events(&out);
+    assert_eq!(got[0]["client"], "10.0.0.7");
+    assert_eq!(got[0]["status"], 200);
+    assert_eq!(got[0]["route"], json!({ "api": "orders" }));
+    assert_eq!(got[0]["timestamp"], "2026-12-06T10:00:00Z");
+    assert_eq!(got[1]["user"], "alice");
+    assert_eq!(got[1]["timestamp"], "2026-12-06T09:00:02Z");
+    assert_eq!(got[1]["referrer"], "https://example.com/");
+    assert!(got[1].get("route").is_none());
+    // The line that is not an access log goes on as it came, counted.
+    assert_eq!(got[2], json!({ "message": "not an access log line" }));
+    let m = s.metrics();
+    assert_eq!(
+        m.get(r#"sluice_pipeline_errors_total{pipeline="access",function="parse"}"#),
+        1.0
+    );
+    // The second parse found no /api/ path in two of them.
+    assert_eq!(
+        m.get(r#"sluice_pipeline_errors_total{pipeline="access",function="parse_2"}"#),
+        2.0
+    );
+    assert_eq!(books(&m, "access"), (4, 0, 3, 1));
+}
+
+#[test]
+fn unroll_and_a_remap_that_returns_events_are_counted_as_emitted() {
+    let s = Sluice::start(
+        r#"
+api: { address: 127.0.0.1:0 }
+sources:
+  web: { type: http, address: 127.0.0.1:0 }
+pipelines:
+  split:
+    - { type: unroll, field: items, target: item }
+    - type: remap
+      source: |
+        if .item == "skip" { abort }
+        . = [., {"copy_of": .item}]
+routes:
+  - { name: all, destination: out, pipeline: split }
+destinations:
+  out: { type: file, path: "{dir}/out.ndjson" }
+"#,
+    );
+    let (status, _) = common::http_request(
+        s.source("web"),
+        "POST",
+        "/",
+        &[],
+        "{\"id\":1,\"items\":[\"a\",\"skip\",\"b\"]}\n{\"id\":2,\"items\":[]}\n",
+    );
+    assert_eq!(status, 200);
+    let out = s.dir.join("out.ndjson");
+    wait_until("four events written", Duration::from_secs(20), || {
+        read_lines(&out).len() == 4
+    });
+    let got = events(&out);
+    assert_eq!(got[0], json!({ "id": 1, "item": "a" }));
+    assert_eq!(got[1], json!({ "copy_of": "a" }));
+    assert_eq!(got[3], json!({ "copy_of": "b" }));
+    let m = s.metrics();
+    // In 2; unroll: +2 emitted, 1 dropped (the empty list); remap: 1
+    // aborted, +2 emitted; out 4.
+    assert_eq!(books(&m, "split"), (2, 4, 4, 2));
+}
+
+#[test]
+fn pipeline_errors_are_reported_at_their_line_and_column() {
+    let err = validate_refuses(
+        "vrl.yaml",
+        r#"sources:
+  in: { type: tcp, address: 127.0.0.1:0, pipeline: missing }
+pipelines:
+  p:
+    - type: remap
+      source: |
+        .a = 1
+        .b = upcase(.c)
+    - { type: parse, format: regex, pattern: '(' }
+routes:
+  - { name: all, destination: out, pipeline: nope }
+destinations:
+  out: { type: console }
+"#,
+    );
+    // `upcase(.c)` on line 8, column 14, can fail unhandled: VRL says so.
+    assert!(err.contains("vrl.yaml:8:14:"), "{err}");
+    assert!(err.contains("pipeline `p`, function 1 (remap)"), "{err}");
+    assert!(err.contains("error[E"), "{err}");
+    assert!(err.contains("vrl.yaml:9:"), "{err}");
+    assert!(err.contains("pattern:"), "{err}");
+    assert!(err.contains("vrl.yaml:2:"), "{err}");
+    assert!(
+        err.contains("unknown pipeline `missing` (defined: p)"),
+        "{err}"
+    );
+    assert!(err.contains("vrl.yaml:11:"), "{err}");
+    assert!(err.contains("unknown pipeline `nope`"), "{err}");
+    let unknown = validate_refuses(
+        "kind.yaml",
+        "sources:\n  in: { type: tcp, address: 127.0.0.1:0 }\npipelines:\n  p:\n    - { type: nope }\nroutes:\n  - { name: all, destination: out }\ndestinations:\n  out: { type: console }\n",
+    );
+    assert!(unknown.contains("kind.yaml:5:"), "{unknown}");
+    assert!(unknown.contains("unknown type `nope`"), "{unknown}");
+}
