@@ -53,6 +53,13 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Run the configuration's `tests:` (events through a pipeline or a
+    /// route, compared with the events expected out) and exit: 0 if every
+    /// test passed, otherwise 1, with a diff for each failure.
+    Test {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// List the destination types this binary was built with: encodings,
     /// compressions, protocol limits and delivery defaults.
     Destinations {
@@ -221,6 +228,23 @@ fn main() -> ExitCode {
             print!("{}", destinations_listing(json));
             ExitCode::SUCCESS
         }
+        Command::Test { config } => match Config::load_file(&config) {
+            Ok(c) if c.tests.is_empty() => {
+                eprintln!("{}: no `tests:` to run", config.display());
+                ExitCode::FAILURE
+            }
+            Ok(c) => {
+                if cli::test::run(&c) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Validate { config } => match Config::load_file(&config) {
             Ok(c) => {
                 println!(

@@ -251,3 +251,129 @@ destinations:
     assert!(unknown.contains("kind.yaml:5:"), "{unknown}");
     assert!(unknown.contains("unknown type `nope`"), "{unknown}");
 }
+
+/// `sluice test` runs VRL programs from Vector's documentation with their
+/// documented results, and a Cribl-style pipeline on real log lines; it
+/// exits 0 when all pass, and 1 with a diff when one fails.
+#[test]
+fn sluice_test_runs_the_configs_tests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = r#"
+sources:
+  in: { type: tcp, address: 127.0.0.1:0 }
+pipelines:
+  kv:
+    - { type: remap, source: '. = parse_key_value!(.message)' }
+  syslog:
+    - { type: remap, source: '. = parse_syslog!(.message)' }
+  redact:
+    - { type: remap, source: '.text = redact(string!(.text), filters: [r''\d+''])' }
+  access:
+    - { type: parse, format: clf }
+    - { type: drop, filter: 'path == "/health"' }
+    - { type: remap, source: 'del(.message); del(.timestamp)' }
+routes:
+  - { name: errors, filter: 'level == "error"', destination: out }
+destinations:
+  out: { type: console }
+tests:
+  - name: parse_key_value (Vector docs)
+    pipeline: kv
+    input: { message: '@timestamp="Sun Jan 10 16:47:39 EST 2021" level=info msg="Stopping all fetchers" tag#production=stopping_fetchers id=ConsumerFetcherManager-1382721708341 module=kafka.consumer.ConsumerFetcherManager' }
+    output:
+      - { "@timestamp": "Sun Jan 10 16:47:39 EST 2021", level: info, msg: Stopping all fetchers, "tag#production": stopping_fetchers, id: ConsumerFetcherManager-1382721708341, module: kafka.consumer.ConsumerFetcherManager }
+  - name: parse_syslog (Vector docs)
+    pipeline: syslog
+    input: '<13>1 2020-03-13T20:45:38.119Z dynamicwireless.name non 2426 ID931 [exampleSDID@32473 iut="3" eventSource= "Application" eventID="1011"] Try to override the THX port, maybe it will reboot the neural interface!'
+    output:
+      - appname: non
+        exampleSDID@32473: { eventID: "1011", eventSource: Application, iut: "3" }
+        facility: user
+        hostname: dynamicwireless.name
+        message: Try to override the THX port, maybe it will reboot the neural interface!
+        msgid: ID931
+        procid: 2426
+        severity: notice
+        timestamp: "2020-03-13T20:45:38.119Z"
+        version: 1
+  - name: redact (Vector docs)
+    pipeline: redact
+    input: '{"text":"my id is 123456"}'
+    output: ['{"text":"my id is [REDACTED]"}']
+  - name: health checks dropped
+    pipeline: access
+    inputs:
+      - '10.0.0.9 - - [06/Dec/2026:10:00:01 +0000] "GET /health HTTP/1.1" 200 2 "-" "kube-probe/1.29"'
+      - '10.0.0.7 - - [06/Dec/2026:10:00:00 +0000] "GET /api HTTP/1.1" 200 512'
+    output:
+      - { host: 10.0.0.7, method: GET, path: /api, protocol: HTTP/1.1, status: 200, size: 512 }
+  - name: route filter
+    route: errors
+    inputs: ['{"level":"info"}', '{"level":"error"}']
+    output: [{ level: error }]
+"#;
+    let path = dir.path().join("tests.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    let run = |p: &std::path::Path| {
+        std::process::Command::new(common::BIN)
+            .args(["test", "--config"])
+            .arg(p)
+            .output()
+            .expect("run sluice test")
+    };
+    let out = run(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("5 passed, 0 failed, of 5 tests"),
+        "{stdout}"
+    );
+
+    let broken = yaml.replace("severity: notice", "severity: info");
+    std::fs::write(&path, broken).expect("write");
+    let out = run(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("test parse_syslog (Vector docs) ... failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"-   "severity": "info","#), "{stdout}");
+    assert!(stdout.contains(r#"+   "severity": "notice","#), "{stdout}");
+    assert!(
+        stdout.contains("4 passed, 1 failed, of 5 tests"),
+        "{stdout}"
+    );
+}
+
+/// Every shipped example with `tests:` passes them.
+#[test]
+fn the_examples_tests_pass() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
+    let mut ran = 0;
+    for e in std::fs::read_dir(&root).expect("config/examples") {
+        let path = e.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        if !text.contains("\ntests:") {
+            continue;
+        }
+        let out = std::process::Command::new(common::BIN)
+            .args(["test", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run sluice test");
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 2, "only {ran} examples have tests");
+}

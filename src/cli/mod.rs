@@ -1,6 +1,8 @@
-//! The commands that talk to a running sluice over its API: `tap`, `top`.
+//! The commands that talk to a running sluice over its API (`tap`, `top`),
+//! and `test`, which runs a config's tests without one.
 
 pub mod tap;
+pub mod test;
 pub mod top;
 
 /// The API client both use: `--api` (host:port or a URL) and `--token`.

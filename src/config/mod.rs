@@ -130,6 +130,30 @@ struct RawRoute {
     pipeline: Option<Spanned<String>>,
 }
 
+/// A `sluice test` case (see `crate::cli::test`).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    #[schemars(with = "String")]
+    name: Spanned<String>,
+    /// The pipeline under test.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pipeline: Option<Spanned<String>>,
+    /// Or a route: its filter, then its pipeline.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    route: Option<Spanned<String>>,
+    /// One event: text (JSON text is a JSON event) or a mapping.
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+    /// Several events, in order.
+    #[serde(default)]
+    inputs: Option<Vec<serde_json::Value>>,
+    /// The events expected out, in order (`[]`: every one removed).
+    output: Vec<serde_json::Value>,
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -152,6 +176,9 @@ struct RawConfig {
     /// name to sources, routes and destinations (`pipeline:`).
     #[serde(default)]
     pipelines: ListMap<FunctionConfig>,
+    /// `sluice test` cases: events in, events expected out.
+    #[serde(default)]
+    tests: Vec<RawTest>,
     #[serde(default)]
     #[schemars(with = "Option<TelemetryConfig>")]
     telemetry: Option<Spanned<TelemetryConfig>>,
@@ -166,6 +193,23 @@ pub struct RouteConfig {
     pub is_final: bool,
     pub description: Option<String>,
     pub pipeline: Option<String>,
+}
+
+/// What a test runs its events through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestTarget {
+    Pipeline(String),
+    Route(String),
+}
+
+/// A validated `sluice test` case.
+#[derive(Debug, Clone)]
+pub struct TestDef {
+    pub name: String,
+    pub location: Loc,
+    pub target: TestTarget,
+    pub inputs: Vec<serde_json::Value>,
+    pub output: Vec<serde_json::Value>,
 }
 
 /// A validated pipeline.
@@ -190,6 +234,7 @@ pub struct Config {
     pub unmatched: Option<String>,
     pub destinations: Vec<Component<DestinationConfig>>,
     pub pipelines: Vec<PipelineDef>,
+    pub tests: Vec<TestDef>,
     /// sluice's own metrics and logs over OTLP; off unless set.
     pub telemetry: TelemetryConfig,
 }
@@ -300,6 +345,7 @@ impl Config {
             &at,
         );
         check_pipeline_uses(&sources, &destinations, &pipelines, &mut errors, &at);
+        let tests = check_tests(raw.tests, &routes, &pipelines, &mut errors, &at);
         let unmatched = check_unmatched(raw.unmatched, &destinations, &mut errors, &at);
         let telemetry = match raw.telemetry {
             Some(t) => {
@@ -327,6 +373,7 @@ impl Config {
             unmatched,
             destinations,
             pipelines,
+            tests,
             telemetry,
         })
     }
@@ -631,6 +678,65 @@ fn check_pipelines(
             name,
             location: first,
             functions,
+        });
+    }
+    out
+}
+
+/// Each test names one pipeline or route that exists, and its events.
+fn check_tests(
+    raw: Vec<RawTest>,
+    routes: &[RouteConfig],
+    pipelines: &[PipelineDef],
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) -> Vec<TestDef> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for t in raw {
+        let loc: Loc = t.name.referenced.into();
+        let name = t.name.value;
+        let mut fail = |m: String| errors.push(at(loc, format!("test `{name}`: {m}")));
+        if !names.insert(name.clone()) {
+            fail("defined twice; test names must be unique".into());
+        }
+        let target = match (t.pipeline, t.route) {
+            (Some(p), None) => {
+                if !pipelines.iter().any(|d| d.name == p.value) {
+                    fail(unknown_pipeline(&p.value, pipelines));
+                }
+                TestTarget::Pipeline(p.value)
+            }
+            (None, Some(r)) => {
+                if !routes.iter().any(|d| d.name == r.value) {
+                    let known: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+                    fail(format!(
+                        "unknown route `{}` (defined: {})",
+                        r.value,
+                        known.join(", ")
+                    ));
+                }
+                TestTarget::Route(r.value)
+            }
+            _ => {
+                fail("name one `pipeline` or one `route` to run the events through".into());
+                continue;
+            }
+        };
+        let inputs = match (t.input, t.inputs) {
+            (Some(i), None) => vec![i],
+            (None, Some(is)) => is,
+            _ => {
+                fail("give one `input` or a list of `inputs`".into());
+                continue;
+            }
+        };
+        out.push(TestDef {
+            name,
+            location: loc,
+            target,
+            inputs,
+            output: t.output,
         });
     }
     out
