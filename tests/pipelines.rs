@@ -109,6 +109,19 @@ destinations:
         1.0
     );
     assert_eq!(books(&m, "stamp"), (3, 0, 3, 0));
+    // The status API shows the same books, by function.
+    let status = s.status();
+    let clean = status["pipelines"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "clean"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no `clean` in {status}"));
+    assert_eq!(
+        (&clean["received"], &clean["sent"], &clean["dropped"]),
+        (&json!(4), &json!(3), &json!(1))
+    );
+    assert_eq!(clean["functions"][0]["name"], "drop");
+    assert_eq!(clean["functions"][0]["dropped"]["filter"], 1);
 }
 
 #[test]

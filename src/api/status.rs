@@ -99,6 +99,7 @@ pub struct View {
     pub destinations: Vec<DestinationStatus>,
     /// Output routers: no lane, only their own accounting.
     pub output_routers: Vec<OutputRouterStatus>,
+    pub pipelines: Vec<crate::pipeline::PipelineStatus>,
 }
 
 /// How the last reload went, for the status page and `sluice top`.
@@ -282,6 +283,7 @@ impl Status {
                 "events": view.unmatched_events.get(),
             },
             "destinations": destinations,
+            "pipelines": view.pipelines.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
             "output_routers": view.output_routers.iter().zip(group_books).map(|(g, (c, dropped))| {
                 json!({
                     "id": g.id,

@@ -77,10 +77,85 @@ pub trait Function: Send + Sync {
 }
 
 /// A function's counters, created once at build.
+#[derive(Clone)]
 struct FunctionBooks {
     dropped: [Counter; DropReason::ALL.len()],
     emitted: Counter,
     errors: Counter,
+}
+
+impl FunctionBooks {
+    fn new(metrics: &Metrics, pipeline: &str, label: &str) -> Self {
+        FunctionBooks {
+            dropped: DropReason::ALL.map(|r| metrics.pipeline_dropped(pipeline, label, r.as_str())),
+            emitted: metrics.pipeline_emitted(pipeline, label),
+            errors: metrics.pipeline_errors(pipeline, label),
+        }
+    }
+}
+
+/// A pipeline's books for the status API: the series `/metrics` shows.
+#[derive(Clone)]
+pub struct PipelineStatus {
+    name: String,
+    received: Counter,
+    sent: Counter,
+    functions: Vec<(String, &'static str, FunctionBooks)>,
+}
+
+impl PipelineStatus {
+    pub fn new(name: &str, config: &PipelineConfig, metrics: &Metrics) -> Self {
+        let (received, sent) = metrics.pipeline(name);
+        let functions = config
+            .iter()
+            .zip(config::labels(config))
+            .map(|(f, label)| {
+                let books = FunctionBooks::new(metrics, name, &label);
+                (label, f.kind(), books)
+            })
+            .collect();
+        PipelineStatus {
+            name: name.to_string(),
+            received,
+            sent,
+            functions,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let functions: Vec<serde_json::Value> = self
+            .functions
+            .iter()
+            .map(|(label, kind, b)| {
+                let dropped: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+                    .iter()
+                    .zip(&b.dropped)
+                    .map(|(r, c)| (r.as_str().to_string(), c.get().into()))
+                    .collect();
+                serde_json::json!({
+                    "name": label,
+                    "type": kind,
+                    "dropped": dropped,
+                    "emitted": b.emitted.get(),
+                    "errors": b.errors.get(),
+                })
+            })
+            .collect();
+        let dropped: u64 = self
+            .functions
+            .iter()
+            .flat_map(|(_, _, b)| b.dropped.iter().map(Counter::get))
+            .sum();
+        let emitted: u64 = self.functions.iter().map(|(_, _, b)| b.emitted.get()).sum();
+        serde_json::json!({
+            "name": self.name,
+            "received": self.received.get(),
+            "emitted": emitted,
+            "sent": self.sent.get(),
+            "dropped": dropped,
+            "functions": functions,
+        })
+    }
 }
 
 /// A built pipeline, shared by every place it is attached (its books are
@@ -146,15 +221,16 @@ impl Pipeline {
         let received = events.len() as u64;
         let mut work: Vec<Work> = events.into_iter().map(Work::Raw).collect();
         let mut next = Vec::with_capacity(work.len());
-        for (function, books) in &self.steps {
+        // Counted together once the batch is through, so the books are
+        // (nearly) never seen half-way: received + emitted = sent + dropped.
+        let mut tallies = vec![Tally::default(); self.steps.len()];
+        for ((function, _), tally) in self.steps.iter().zip(tallies.iter_mut()) {
             if work.is_empty() {
                 break;
             }
-            let mut tally = Tally::default();
-            function.run(std::mem::take(&mut work), &mut next, &mut tally);
+            function.run(std::mem::take(&mut work), &mut next, tally);
             std::mem::swap(&mut work, &mut next);
             next.clear();
-            books.count(&tally);
         }
         let mut out = Vec::with_capacity(work.len());
         let mut unwritable = 0u64;
@@ -164,10 +240,11 @@ impl Pipeline {
                 None => unwritable += 1,
             }
         }
-        if unwritable > 0
-            && let Some((_, last)) = self.steps.last()
-        {
-            last.dropped[DropReason::Error as usize].inc_by(unwritable);
+        if let Some(last) = tallies.last_mut() {
+            last.dropped[DropReason::Error as usize] += unwritable;
+        }
+        for ((_, books), tally) in self.steps.iter().zip(&tallies) {
+            books.count(tally);
         }
         self.received.inc_by(received);
         self.sent.inc_by(out.len() as u64);

@@ -450,5 +450,10 @@ pub(super) fn view(
             })
             .collect(),
         output_routers: groups,
+        pipelines: config
+            .pipelines
+            .iter()
+            .map(|p| crate::pipeline::PipelineStatus::new(&p.name, &p.functions, metrics))
+            .collect(),
     }
 }
