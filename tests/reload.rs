@@ -154,7 +154,10 @@ fn reload_under_load_delivers_every_event_once_and_refuses_an_invalid_config() {
     );
     assert_eq!(reloads(&s, "rejected"), 1);
     assert_eq!(config_version(&s), 21);
-    assert!(s.has_log("reload refused: the configuration is invalid; the running one stays"));
+    // Logged before the API answered; read from sluice's stderr a moment later.
+    common::wait_until("the refusal logged", Duration::from_secs(10), || {
+        s.has_log("reload refused: the configuration is invalid; the running one stays")
+    });
     let before = main.accepted().len();
     wait_until(
         "the old config still delivers",
