@@ -46,33 +46,12 @@ fn walk(mut buf: &[u8], path: RecordPath, budget: usize) -> Result<usize, WireEr
     let mut variant = None;
     let mut n = 0usize;
     while !buf.is_empty() {
-        let key = decode_varint(&mut buf).map_err(|_| WireError::Malformed("field key"))?;
-        let field = u32::try_from(key >> 3).map_err(|_| WireError::Malformed("field number"))?;
-        let wire = WireType::try_from(key & 7).map_err(|_| WireError::Malformed("wire type"))?;
-        let len = match wire {
-            WireType::Varint => {
-                decode_varint(&mut buf).map_err(|_| WireError::Malformed("varint"))?;
-                continue;
-            }
-            WireType::SixtyFourBit => 8,
-            WireType::ThirtyTwoBit => 4,
-            WireType::LengthDelimited => {
-                let len = decode_varint(&mut buf).map_err(|_| WireError::Malformed("length"))?;
-                usize::try_from(len).map_err(|_| WireError::Malformed("length"))?
-            }
-            // No OTLP field is a group, but prost skips unknown ones.
-            WireType::StartGroup => {
-                buf = skip_group(buf, field, 0)?;
-                continue;
-            }
-            WireType::EndGroup => return Err(WireError::Malformed("end of a group not begun")),
+        let (field, value) = match next_field(&mut buf, 0)? {
+            Field::Delimited(field, value) => (field, value),
+            Field::Skipped => continue,
+            Field::EndGroup(_) => return Err(WireError::Malformed("end of a group not begun")),
         };
-        if len > buf.len() {
-            return Err(WireError::Malformed("field past the end"));
-        }
-        let (value, after) = buf.split_at(len);
-        buf = after;
-        if wire != WireType::LengthDelimited || !fields.contains(&field) {
+        if !fields.contains(&field) {
             continue;
         }
         if oneof && variant != Some(field) {
@@ -92,39 +71,63 @@ fn walk(mut buf: &[u8], path: RecordPath, budget: usize) -> Result<usize, WireEr
     Ok(n)
 }
 
-/// `buf` after the group `field` began: past its end tag. Nested groups
-/// count against prost's recursion limit, as in prost.
-fn skip_group(mut buf: &[u8], field: u32, depth: u32) -> Result<&[u8], WireError> {
+/// One field, read off the front of a message.
+enum Field<'a> {
+    /// Length-delimited (an embedded message, bytes, a string): its bytes.
+    Delimited(u32, &'a [u8]),
+    /// A scalar, or a whole group: passed over.
+    Skipped,
+    /// The end tag of group `.0`.
+    EndGroup(u32),
+}
+
+/// The field at the front of `buf`, which moves past it; `depth`: how many
+/// groups enclose it.
+fn next_field<'a>(buf: &mut &'a [u8], depth: u32) -> Result<Field<'a>, WireError> {
+    let key = decode_varint(buf).map_err(|_| WireError::Malformed("field key"))?;
+    let field = u32::try_from(key >> 3).map_err(|_| WireError::Malformed("field number"))?;
+    let wire = WireType::try_from(key & 7).map_err(|_| WireError::Malformed("wire type"))?;
+    let len = match wire {
+        WireType::Varint => {
+            decode_varint(buf).map_err(|_| WireError::Malformed("varint"))?;
+            return Ok(Field::Skipped);
+        }
+        WireType::SixtyFourBit => 8,
+        WireType::ThirtyTwoBit => 4,
+        WireType::LengthDelimited => {
+            let len = decode_varint(buf).map_err(|_| WireError::Malformed("length"))?;
+            usize::try_from(len).map_err(|_| WireError::Malformed("length"))?
+        }
+        // No OTLP field is a group, but prost skips unknown ones.
+        WireType::StartGroup => {
+            skip_group(buf, field, depth)?;
+            return Ok(Field::Skipped);
+        }
+        WireType::EndGroup => return Ok(Field::EndGroup(field)),
+    };
+    if len > buf.len() {
+        return Err(WireError::Malformed("field past the end"));
+    }
+    let (value, after) = buf.split_at(len);
+    *buf = after;
+    Ok(match wire {
+        WireType::LengthDelimited => Field::Delimited(field, value),
+        _ => Field::Skipped,
+    })
+}
+
+/// Move `buf` past the end tag of group `field`, which began just before.
+/// Nested groups count against prost's recursion limit, as in prost.
+fn skip_group(buf: &mut &[u8], field: u32, depth: u32) -> Result<(), WireError> {
     if depth >= 100 {
         return Err(WireError::Malformed("groups nested too deep"));
     }
     loop {
-        let key = decode_varint(&mut buf).map_err(|_| WireError::Malformed("field key"))?;
-        let inner = u32::try_from(key >> 3).map_err(|_| WireError::Malformed("field number"))?;
-        let len = match WireType::try_from(key & 7)
-            .map_err(|_| WireError::Malformed("wire type"))?
-        {
-            WireType::EndGroup if inner == field => return Ok(buf),
-            WireType::EndGroup => return Err(WireError::Malformed("mismatched end of a group")),
-            WireType::StartGroup => {
-                buf = skip_group(buf, inner, depth + 1)?;
-                continue;
-            }
-            WireType::Varint => {
-                decode_varint(&mut buf).map_err(|_| WireError::Malformed("varint"))?;
-                continue;
-            }
-            WireType::SixtyFourBit => 8,
-            WireType::ThirtyTwoBit => 4,
-            WireType::LengthDelimited => {
-                let len = decode_varint(&mut buf).map_err(|_| WireError::Malformed("length"))?;
-                usize::try_from(len).map_err(|_| WireError::Malformed("length"))?
-            }
-        };
-        if len > buf.len() {
-            return Err(WireError::Malformed("field past the end"));
+        match next_field(buf, depth + 1)? {
+            Field::EndGroup(f) if f == field => return Ok(()),
+            Field::EndGroup(_) => return Err(WireError::Malformed("mismatched end of a group")),
+            Field::Delimited(..) | Field::Skipped => {}
         }
-        buf = &buf[len..];
     }
 }
 

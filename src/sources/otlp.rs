@@ -177,7 +177,10 @@ pub(crate) trait Signal: Send + Sync + 'static {
     const JSON_RECORDS: JsonPath;
     type Request: prost::Message + Default + for<'de> Deserialize<'de> + Send + 'static;
     type Response: prost::Message + Default + serde::Serialize + Send + 'static;
-    fn from_json(body: &[u8]) -> Result<Self::Request, String>;
+    /// OTLP/JSON, by the generated types' serde (logs have their own reader).
+    fn from_json(body: &[u8]) -> Result<Self::Request, String> {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    }
     fn events(request: Self::Request, out: &mut Vec<Event>);
 }
 
@@ -205,9 +208,6 @@ impl Signal for Metrics {
     const JSON_RECORDS: JsonPath = wire::JSON_DATA_POINTS;
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;
-    fn from_json(body: &[u8]) -> Result<Self::Request, String> {
-        serde_json::from_slice(body).map_err(|e| e.to_string())
-    }
     fn events(r: Self::Request, out: &mut Vec<Event>) {
         metrics_events(r.resource_metrics, out)
     }
@@ -219,9 +219,6 @@ impl Signal for Traces {
     const JSON_RECORDS: JsonPath = wire::JSON_SPANS;
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
-    fn from_json(body: &[u8]) -> Result<Self::Request, String> {
-        serde_json::from_slice(body).map_err(|e| e.to_string())
-    }
     fn events(r: Self::Request, out: &mut Vec<Event>) {
         traces_events(r.resource_spans, out)
     }
