@@ -67,8 +67,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a live sample of the events passing a source, route or
-    /// destination of a running sluice, as NDJSON. Sampling never slows the
+    /// Print a live sample of the events passing a source, route, pipeline
+    /// (what it sends on) or destination of a running sluice, as NDJSON. Sampling never slows the
     /// pipeline: a slow reader misses samples (counted on stderr), not events.
     #[command(group = clap::ArgGroup::new("point").required(true).multiple(false))]
     Tap {
@@ -80,6 +80,8 @@ enum Command {
         destination: Option<String>,
         #[arg(long, group = "point")]
         source: Option<String>,
+        #[arg(long, group = "point")]
+        pipeline: Option<String>,
         /// Only events matching this filter (the route filter language).
         #[arg(long)]
         filter: Option<String>,
@@ -203,15 +205,19 @@ fn main() -> ExitCode {
             route,
             destination,
             source,
+            pipeline,
             filter,
             limit,
             rate,
         } => {
-            let point = match (route, destination, source) {
-                (Some(r), _, _) => ("route", r),
-                (_, Some(d), _) => ("destination", d),
-                (_, _, Some(s)) => ("source", s),
-                _ => unreachable!("clap requires one of --route, --destination, --source"),
+            let point = match (route, destination, source, pipeline) {
+                (Some(r), _, _, _) => ("route", r),
+                (_, Some(d), _, _) => ("destination", d),
+                (_, _, Some(s), _) => ("source", s),
+                (_, _, _, Some(p)) => ("pipeline", p),
+                _ => unreachable!(
+                    "clap requires one of --route, --destination, --source, --pipeline"
+                ),
             };
             let args = cli::tap::TapArgs {
                 point,

@@ -1,6 +1,7 @@
 //! Live samples of the events passing a point of the pipeline (`sluice tap`).
 //!
-//! Every source, route and destination has a tap point. With nobody
+//! Every source, route, pipeline (what it sends on) and destination has a
+//! tap point. With nobody
 //! watching, a point costs one relaxed atomic load per batch. A watcher
 //! (`Subscriber`) takes at most `rate` events a second (a token bucket,
 //! refilled once per batch, not per event), optionally only those matching
@@ -31,6 +32,7 @@ pub const CHANNEL: usize = 1024;
 pub enum PointKind {
     Source,
     Route,
+    Pipeline,
     Destination,
 }
 
@@ -39,6 +41,7 @@ impl PointKind {
         match self {
             PointKind::Source => "source",
             PointKind::Route => "route",
+            PointKind::Pipeline => "pipeline",
             PointKind::Destination => "destination",
         }
     }

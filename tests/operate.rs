@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use common::receiver::Receiver;
 use common::{BIN, Sluice, runtime, wait_until};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn pipeline(out: &str) -> String {
     format!(
         r#"api: {{address: "127.0.0.1:0"}}
 sources:
   gen: {{type: generator, rate: 2000}}
+pipelines:
+  tag:
+    - {{type: eval, add: [{{name: team, value: "'core'"}}]}}
 routes:
-  - {{name: errors, filter: 'level == "error"', destination: out, final: false}}
+  - {{name: errors, filter: 'level == "error"', destination: out, final: false, pipeline: tag}}
   - {{name: rest, destination: sink}}
 destinations:
   out: {{type: http, url: "{out}", batch: {{timeout: 20ms}}}}
@@ -82,6 +85,18 @@ fn tap_samples_a_route_a_destination_and_a_source_with_a_filter() {
     let (lines, _, ok) = tap(&s, &["--source", "gen", "--limit", "3"]);
     assert!(ok);
     assert_eq!(lines.len(), 3);
+    // A pipeline's tap shows what it sends on: the events as it changed them.
+    let (lines, stderr, ok) = tap(&s, &["--pipeline", "tag", "--limit", "5"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(lines.len(), 5);
+    for l in &lines {
+        let e: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(
+            (&e["level"], &e["team"]),
+            (&json!("error"), &json!("core")),
+            "{e}"
+        );
+    }
 
     // What does not exist, or does not parse, is a clear error.
     let (_, stderr, ok) = tap(&s, &["--route", "nope", "--limit", "1"]);
@@ -245,6 +260,11 @@ fn top_shows_rates_and_a_failing_destination_and_quits_on_q() {
                 .and_then(|r| r.parse::<f64>().ok());
             screen.contains("DESTINATION")
                 && row(&screen, "errors").is_some()
+                // The pipeline's row: its received count (third column) grows.
+                && row(&screen, "tag")
+                    .and_then(|r| r.trim_start_matches(['│', ' ']).split_whitespace().nth(2))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
                 && row(&screen, "out").is_some_and(|r| r.contains(" ok "))
                 && gen_rate.is_some_and(|r| r > 1000.0)
         },
@@ -303,6 +323,7 @@ fn the_status_page_shows_a_stalled_destination_and_its_recovery_on_a_laptop_and_
     );
     assert_eq!(states["out"], "flowing", "{states}");
     assert_eq!(states["sink"], "flowing", "{states}");
+    assert_eq!(states["pipeline:tag"], "flowing", "{states}");
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000));
 
     rt.block_on(out.kill());

@@ -125,9 +125,16 @@ destinations:
 }
 
 #[test]
-fn nginx_access_logs_parsed_and_health_checks_dropped() {
+fn nginx_access_logs_parsed_health_checks_dropped_and_enriched_from_csv() {
+    let tables = tempfile::tempdir().expect("tempdir");
+    let csv = tables.path().join("apis.csv");
+    std::fs::write(
+        &csv,
+        "api,team,tier\norders,checkout,\"gold, 24x7\"\nusers,identity,silver\n",
+    )
+    .expect("write csv");
     let s = Sluice::start(
-        r#"
+        &r#"
 api: { address: 127.0.0.1:0 }
 sources:
   nginx: { type: tcp, address: 127.0.0.1:0 }
@@ -137,17 +144,26 @@ pipelines:
     - { type: drop, filter: 'path == "/health" || agent.startsWith("kube-probe")' }
     - { type: rename, fields: { host: client } }
     - { type: parse, field: path, format: regex, pattern: '^/api/(?P<api>\w+)', target: route }
+    - { type: lookup, file: "CSV", field: route.api, column: api, target: owner }
+    - type: eval
+      filter: exists(status)
+      add:
+        - { name: status_class, value: "Math.floor(status / 100) + 'xx'" }
+        - { name: kb, value: "Math.round(size / 1024 * 10) / 10" }
+        - { name: team, value: "owner.team || 'unowned'" }
+      remove: [protocol, "ref*"]
 routes:
   - { name: all, destination: out, pipeline: access }
 destinations:
   out: { type: file, path: "{dir}/out.ndjson" }
-"#,
+"#
+        .replace("CSV", &csv.display().to_string()),
     );
     send_lines(
         &s,
         "nginx",
         [
-            r#"10.0.0.7 - - [06/Dec/2026:10:00:00 +0000] "GET /api/orders?id=3 HTTP/1.1" 200 512 "-" "curl/8.5.0""#,
+            r#"10.0.0.7 - - [06/Dec/2026:10:00:00 +0000] "GET /api/orders?id=3 HTTP/1.1" 200 5120 "-" "curl/8.5.0""#,
             r#"10.0.0.9 - - [06/Dec/2026:10:00:01 +0000] "GET /health HTTP/1.1" 200 2 "-" "kube-probe/1.29""#,
             r#"10.0.0.8 - alice [06/Dec/2026:10:00:02 +0100] "POST /login HTTP/1.1" 302 0 "https://example.com/" "Mozilla/5.0""#,
             "not an access log line",
@@ -164,9 +180,20 @@ destinations:
     assert_eq!(got[0]["status"], 200);
     assert_eq!(got[0]["route"], json!({ "api": "orders" }));
     assert_eq!(got[0]["timestamp"], "2026-12-06T10:00:00Z");
+    // Enriched from the CSV, then computed from it.
+    assert_eq!(
+        got[0]["owner"],
+        json!({ "team": "checkout", "tier": "gold, 24x7" })
+    );
+    assert_eq!(got[0]["team"], "checkout");
+    assert_eq!(got[0]["status_class"], "2xx");
+    assert_eq!(got[0]["kb"], json!(5));
+    assert!(got[0].get("protocol").is_none());
     assert_eq!(got[1]["user"], "alice");
     assert_eq!(got[1]["timestamp"], "2026-12-06T09:00:02Z");
-    assert_eq!(got[1]["referrer"], "https://example.com/");
+    assert_eq!(got[1]["status_class"], "3xx");
+    assert_eq!(got[1]["team"], "unowned");
+    assert!(got[1].get("referrer").is_none());
     assert!(got[1].get("route").is_none());
     // The line that is not an access log goes on as it came, counted.
     assert_eq!(got[2], json!({ "message": "not an access log line" }));
@@ -263,6 +290,26 @@ destinations:
     );
     assert!(unknown.contains("kind.yaml:5:"), "{unknown}");
     assert!(unknown.contains("unknown type `nope`"), "{unknown}");
+    let cribl = validate_refuses(
+        "cribl.yaml",
+        r#"sources:
+  in: { type: tcp, address: 127.0.0.1:0 }
+pipelines:
+  p:
+    - type: eval
+      add:
+        - { name: kb, value: "bytes / " }
+    - { type: lookup, file: /nonexistent/teams.csv, field: service }
+routes:
+  - { name: all, destination: out, pipeline: p }
+destinations:
+  out: { type: console }
+"#,
+    );
+    assert!(cribl.contains("cribl.yaml:5:"), "{cribl}");
+    assert!(cribl.contains("add[0].value"), "{cribl}");
+    assert!(cribl.contains("cribl.yaml:8:"), "{cribl}");
+    assert!(cribl.contains("/nonexistent/teams.csv"), "{cribl}");
 }
 
 /// `sluice test` runs VRL programs from Vector's documentation with their

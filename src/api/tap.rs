@@ -1,7 +1,7 @@
-//! `GET /api/v1/tap`: a live sample of the events passing one source, route
-//! or destination, streamed as NDJSON (see `crate::tap`).
+//! `GET /api/v1/tap`: a live sample of the events passing one source, route,
+//! pipeline (its output) or destination, streamed as NDJSON (see `crate::tap`).
 //!
-//! Query: exactly one of `source`, `route`, `destination`; `filter` (the
+//! Query: exactly one of `source`, `route`, `pipeline`, `destination`; `filter` (the
 //! route filter language), `rate` (samples per second, default 100), `limit`
 //! (end after that many). Each line is `{"event": EVENT}` (a JSON event as
 //! itself, a text event as a string) or, when samples were skipped because
@@ -27,6 +27,7 @@ pub const DEFAULT_RATE: u64 = 100;
 pub struct TapQuery {
     source: Option<String>,
     route: Option<String>,
+    pipeline: Option<String>,
     destination: Option<String>,
     filter: Option<String>,
     rate: Option<u64>,
@@ -46,11 +47,16 @@ pub(super) async fn tap(
     }
     let bad =
         |m: String| json_response(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": m }));
-    let point = match (&q.source, &q.route, &q.destination) {
-        (Some(s), None, None) => (PointKind::Source, s),
-        (None, Some(r), None) => (PointKind::Route, r),
-        (None, None, Some(d)) => (PointKind::Destination, d),
-        _ => return bad("name exactly one of `source`, `route` or `destination`".into()),
+    let point = match (&q.source, &q.route, &q.pipeline, &q.destination) {
+        (Some(s), None, None, None) => (PointKind::Source, s),
+        (None, Some(r), None, None) => (PointKind::Route, r),
+        (None, None, Some(p), None) => (PointKind::Pipeline, p),
+        (None, None, None, Some(d)) => (PointKind::Destination, d),
+        _ => {
+            return bad(
+                "name exactly one of `source`, `route`, `pipeline` or `destination`".into(),
+            );
+        }
     };
     let filter = match q.filter.as_deref().map(Filter::new).transpose() {
         Ok(f) => f,

@@ -1,4 +1,4 @@
-//! `sluice tap`: print a live sample of the events passing a source, route
+//! `sluice tap`: print a live sample of the events passing a source, route, pipeline
 //! or destination, one JSON event per line on stdout. When this client
 //! reads too slowly the server skips samples (never events) and says how
 //! many; that goes to stderr, so stdout stays pure NDJSON.

@@ -129,6 +129,12 @@ impl Rates {
                 &x["events"],
             );
         }
+        for x in list(s, "pipelines") {
+            see(
+                format!("p/{}", x["name"].as_str().unwrap_or("")),
+                &x["received"],
+            );
+        }
         for x in list(s, "destinations")
             .iter()
             .chain(list(s, "output_routers"))
@@ -171,10 +177,18 @@ fn draw(f: &mut ratatui::Frame, s: &Value, rates: &Rates, error: Option<&str>) {
     let routes = list(s, "routes");
     let dests = list(s, "destinations");
     let routers = list(s, "output_routers");
-    let [head, src, rts, dst, foot] = Layout::vertical([
+    let pipelines = list(s, "pipelines");
+    // No panel at all for a config without pipelines.
+    let pipes_height = if pipelines.is_empty() {
+        0
+    } else {
+        pipelines.len() as u16 + 3
+    };
+    let [head, src, rts, pipes, dst, foot] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(sources.len() as u16 + 3),
         Constraint::Length(routes.len() as u16 + 3),
+        Constraint::Length(pipes_height),
         Constraint::Min(dests.len().max(1) as u16 + routers.len() as u16 + 3),
         Constraint::Length(1),
     ])
@@ -258,6 +272,36 @@ fn draw(f: &mut ratatui::Frame, s: &Value, rates: &Rates, error: Option<&str>) {
         .block(Block::bordered().title(" routes ")),
         rts,
     );
+
+    if !pipelines.is_empty() {
+        let rows = pipelines.iter().map(|x| {
+            let name = x["name"].as_str().unwrap_or("");
+            let errors: u64 = list(x, "functions")
+                .iter()
+                .filter_map(|f| f["errors"].as_u64())
+                .sum();
+            Row::new(vec![
+                name.to_string(),
+                rates.get(&format!("p/{name}")),
+                x["received"].to_string(),
+                x["sent"].to_string(),
+                x["dropped"].to_string(),
+                x["emitted"].to_string(),
+                errors.to_string(),
+            ])
+        });
+        f.render_widget(
+            Table::new(rows, [16, 10, 14, 14, 12, 12, 10].map(Constraint::Length))
+                .header(
+                    Row::new([
+                        "PIPELINE", "EVENTS/S", "RECEIVED", "SENT", "DROPPED", "EMITTED", "ERRORS",
+                    ])
+                    .style(bold),
+                )
+                .block(Block::bordered().title(" pipelines ")),
+            pipes,
+        );
+    }
 
     let mut rows: Vec<Row> = dests
         .iter()

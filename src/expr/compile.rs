@@ -113,31 +113,7 @@ pub(crate) fn compile(ast: Ast, fields: &mut FieldSet) -> Result<Node, FilterErr
             negate,
             offset,
         } => {
-            let mut b = RegexBuilder::new(&pattern);
-            for f in flags.chars() {
-                match f {
-                    'i' => {
-                        b.case_insensitive(true);
-                    }
-                    'm' => {
-                        b.multi_line(true);
-                    }
-                    's' => {
-                        b.dot_matches_new_line(true);
-                    }
-                    // Global, sticky and unicode change nothing for a yes/no match.
-                    'g' | 'y' | 'u' => {}
-                    other => {
-                        return Err(FilterError::new(
-                            offset,
-                            format!("unknown regex flag `{other}` (use i, m or s)"),
-                        ));
-                    }
-                }
-            }
-            let re = b.build().map_err(|e| {
-                FilterError::new(offset, format!("invalid regex: {}", first_line(&e)))
-            })?;
+            let (re, _) = regex(&pattern, &flags, offset)?;
             Node::Regex {
                 target: Box::new(compile(*target, fields)?),
                 re: Box::new(re),
@@ -169,7 +145,59 @@ pub(crate) fn compile(ast: Ast, fields: &mut FieldSet) -> Result<Node, FilterErr
             }
         }
         Ast::Exists(p) => Node::Exists(slot(fields, &p)?),
+        Ast::Arith { offset, .. }
+        | Ast::Neg(_, offset)
+        | Ast::Cond { offset, .. }
+        | Ast::Nullish(_, _, offset)
+        | Ast::Call { offset, .. }
+        | Ast::Pattern { offset, .. } => {
+            // A filter is read lazily from the event's bytes and only
+            // compares; computing belongs to a pipeline's `eval`.
+            return Err(FilterError::new(
+                offset,
+                "this computes a value, and a filter only compares fields with values: set a field with a pipeline's `eval` and filter on it",
+            ));
+        }
     })
+}
+
+/// A regex literal's regex, and whether it has the global flag `g`.
+pub(crate) fn regex(
+    pattern: &str,
+    flags: &str,
+    offset: usize,
+) -> Result<(Regex, bool), FilterError> {
+    let mut b = RegexBuilder::new(pattern);
+    // A literal's regex is bounded by the filter's length; its compiled
+    // form by the regex crate's default size limit.
+    let mut global = false;
+    for f in flags.chars() {
+        match f {
+            'i' => {
+                b.case_insensitive(true);
+            }
+            'm' => {
+                b.multi_line(true);
+            }
+            's' => {
+                b.dot_matches_new_line(true);
+            }
+            // Replace every match rather than the first (eval's `replace`).
+            'g' => global = true,
+            // Sticky and unicode change nothing for a yes/no match.
+            'y' | 'u' => {}
+            other => {
+                return Err(FilterError::new(
+                    offset,
+                    format!("unknown regex flag `{other}` (use i, m, s or g)"),
+                ));
+            }
+        }
+    }
+    let re = b
+        .build()
+        .map_err(|e| FilterError::new(offset, format!("invalid regex: {}", first_line(&e))))?;
+    Ok((re, global))
 }
 
 fn slot(fields: &mut FieldSet, path: &[super::parser::Segment]) -> Result<u32, FilterError> {
@@ -204,7 +232,7 @@ fn first_line(e: &regex::Error) -> String {
 }
 
 /// JavaScript `String(lit)`.
-fn lit_as_text(lit: &Lit) -> String {
+pub(crate) fn lit_as_text(lit: &Lit) -> String {
     match lit {
         Lit::Null => "null".into(),
         Lit::Bool(b) => b.to_string(),

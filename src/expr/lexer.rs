@@ -27,6 +27,14 @@ pub enum Tok {
     And,
     Or,
     Not,
+    Plus,
+    Minus,
+    Star,
+    Slash,
+    Percent,
+    Question,
+    Colon,
+    Nullish,
     Eof,
 }
 
@@ -56,6 +64,14 @@ impl Tok {
             Tok::And => "`&&`".into(),
             Tok::Or => "`||`".into(),
             Tok::Not => "`!`".into(),
+            Tok::Plus => "`+`".into(),
+            Tok::Minus => "`-`".into(),
+            Tok::Star => "`*`".into(),
+            Tok::Slash => "`/`".into(),
+            Tok::Percent => "`%`".into(),
+            Tok::Question => "`?`".into(),
+            Tok::Colon => "`:`".into(),
+            Tok::Nullish => "`??`".into(),
             Tok::Eof => "the end of the filter".into(),
         }
     }
@@ -80,6 +96,14 @@ pub fn lex(src: &str) -> Result<Vec<Token>, FilterError> {
         };
         let next = b.get(i + 1).copied();
         let next2 = b.get(i + 2).copied();
+        // As in JavaScript, `/` after a value divides and anywhere else
+        // opens a regex; `-` after a value subtracts.
+        let after_value = out.last().is_some_and(|t: &Token| {
+            matches!(
+                t.tok,
+                Tok::Ident(_) | Tok::Str(_) | Tok::Num(_) | Tok::RParen | Tok::RBracket
+            )
+        });
         let token = match c {
             b' ' | b'\t' | b'\r' | b'\n' => {
                 i += 1;
@@ -110,6 +134,14 @@ pub fn lex(src: &str) -> Result<Vec<Token>, FilterError> {
             b'>' => simple(Tok::Gt, 1, &mut i),
             b'&' if next == Some(b'&') => simple(Tok::And, 2, &mut i),
             b'|' if next == Some(b'|') => simple(Tok::Or, 2, &mut i),
+            b'?' if next == Some(b'?') => simple(Tok::Nullish, 2, &mut i),
+            b'?' => simple(Tok::Question, 1, &mut i),
+            b':' => simple(Tok::Colon, 1, &mut i),
+            b'+' => simple(Tok::Plus, 1, &mut i),
+            b'*' => simple(Tok::Star, 1, &mut i),
+            b'%' => simple(Tok::Percent, 1, &mut i),
+            b'/' if after_value => simple(Tok::Slash, 1, &mut i),
+            b'-' if after_value => simple(Tok::Minus, 1, &mut i),
             b'"' | b'\'' => {
                 let (s, end) = lex_string(src, i)?;
                 i = end;
@@ -142,6 +174,7 @@ pub fn lex(src: &str) -> Result<Vec<Token>, FilterError> {
                     offset: start,
                 }
             }
+            b'-' => simple(Tok::Minus, 1, &mut i),
             c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' => {
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$')
                 {
@@ -341,5 +374,35 @@ mod tests {
         assert_eq!(e.offset, 2);
         let e = lex("a == 1 # b").unwrap_err();
         assert_eq!(e.offset, 7);
+    }
+
+    #[test]
+    fn slash_and_minus_read_by_what_precedes_them() {
+        assert_eq!(
+            toks("a/2-1 =~ /x/"),
+            vec![
+                Tok::Ident("a".into()),
+                Tok::Slash,
+                Tok::Num(2.0),
+                Tok::Minus,
+                Tok::Num(1.0),
+                Tok::Match,
+                Tok::Regex {
+                    pattern: "x".into(),
+                    flags: "".into()
+                },
+                Tok::Eof
+            ]
+        );
+        assert_eq!(
+            toks("-a ?? -1"),
+            vec![
+                Tok::Minus,
+                Tok::Ident("a".into()),
+                Tok::Nullish,
+                Tok::Num(-1.0),
+                Tok::Eof
+            ]
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! compares false; nothing fails at run time.
 
 mod compile;
+pub mod compute;
 mod lexer;
 pub mod parser;
 pub mod scan;

@@ -1,5 +1,7 @@
 //! Recursive-descent parser from tokens to an AST, JavaScript precedence:
-//! `!` binds tightest, then comparisons, then `&&`, then `||`.
+//! unary `!` and `-` bind tightest, then `* / %`, `+ -`, comparisons, `&&`,
+//! `||`, `??` and the conditional `? :`. Filters (routes, `drop`) compare;
+//! the arithmetic, `? :` and value methods are for `eval`, which computes.
 //!
 //! Nesting (`(`, `!`) is limited to `MAX_NESTING` levels: a filter comes
 //! from the API too (`GET /api/v1/tap?filter=`), and an unbounded chain of
@@ -43,6 +45,104 @@ pub enum Method {
     Includes,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+/// A function that computes a value: a method of its receiver
+/// (`message.toUpperCase()`) or a global (`Math.round(x)`, `Date.now()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    ToUpperCase,
+    ToLowerCase,
+    Trim,
+    Substring,
+    Slice,
+    Replace,
+    Split,
+    IndexOf,
+    ToString,
+    MathRound,
+    MathFloor,
+    MathCeil,
+    MathAbs,
+    MathMin,
+    MathMax,
+    DateNow,
+    ParseInt,
+    ParseFloat,
+    String,
+    Number,
+}
+
+impl Func {
+    fn method(name: &str) -> Option<Func> {
+        Some(match name {
+            "toUpperCase" => Func::ToUpperCase,
+            "toLowerCase" => Func::ToLowerCase,
+            "trim" => Func::Trim,
+            "substring" => Func::Substring,
+            "slice" => Func::Slice,
+            "replace" => Func::Replace,
+            "split" => Func::Split,
+            "indexOf" => Func::IndexOf,
+            "toString" => Func::ToString,
+            _ => return None,
+        })
+    }
+
+    fn global(object: &str, name: &str) -> Option<Func> {
+        Some(match (object, name) {
+            ("Math", "round") => Func::MathRound,
+            ("Math", "floor") => Func::MathFloor,
+            ("Math", "ceil") => Func::MathCeil,
+            ("Math", "abs") => Func::MathAbs,
+            ("Math", "min") => Func::MathMin,
+            ("Math", "max") => Func::MathMax,
+            ("Date", "now") => Func::DateNow,
+            ("", "parseInt") => Func::ParseInt,
+            ("", "parseFloat") => Func::ParseFloat,
+            ("", "String") => Func::String,
+            ("", "Number") => Func::Number,
+            _ => return None,
+        })
+    }
+
+    /// How many arguments it takes, at least and at most.
+    pub fn arity(self) -> (usize, usize) {
+        match self {
+            Func::ToUpperCase | Func::ToLowerCase | Func::Trim | Func::ToString => (0, 0),
+            Func::DateNow => (0, 0),
+            Func::Substring | Func::Slice => (1, 2),
+            Func::Replace => (2, 2),
+            Func::Split | Func::IndexOf => (1, 1),
+            Func::MathRound | Func::MathFloor | Func::MathCeil | Func::MathAbs => (1, 1),
+            Func::MathMin | Func::MathMax => (1, 16),
+            Func::ParseInt | Func::ParseFloat | Func::String | Func::Number => (1, 1),
+        }
+    }
+
+    pub fn is_method(self) -> bool {
+        matches!(
+            self,
+            Func::ToUpperCase
+                | Func::ToLowerCase
+                | Func::Trim
+                | Func::Substring
+                | Func::Slice
+                | Func::Replace
+                | Func::Split
+                | Func::IndexOf
+                | Func::ToString
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ast {
     Lit(Lit),
@@ -62,12 +162,44 @@ pub enum Ast {
     In(Box<Ast>, Vec<Lit>),
     Method(Box<Ast>, Method, Lit),
     Exists(Vec<Segment>),
+    /// From here on, what computes a value rather than compares; each
+    /// carries its offset so a filter can refuse it where it is written.
+    Arith {
+        op: ArithOp,
+        lhs: Box<Ast>,
+        rhs: Box<Ast>,
+        offset: usize,
+    },
+    Neg(Box<Ast>, usize),
+    Cond {
+        test: Box<Ast>,
+        then: Box<Ast>,
+        other: Box<Ast>,
+        offset: usize,
+    },
+    /// `a ?? b`: `a` unless it is missing or null.
+    Nullish(Box<Ast>, Box<Ast>, usize),
+    Call {
+        func: Func,
+        target: Option<Box<Ast>>,
+        args: Vec<Ast>,
+        offset: usize,
+    },
+    /// A regex literal given to a method (`replace(/\d/g, "#")`).
+    Pattern {
+        pattern: String,
+        flags: String,
+        offset: usize,
+    },
 }
 
 /// How deeply `(` and `!` may nest. Real filters use a handful.
 pub const MAX_NESTING: usize = 64;
 /// The longest filter: far beyond any written by hand.
 pub const MAX_BYTES: usize = 64 * 1024;
+/// How many binary operators and conditionals one expression may hold:
+/// `1+1+1+…` nests to the left, and evaluation recurses as deep as it does.
+pub const MAX_OPERATORS: usize = 1024;
 
 pub fn parse(src: &str) -> Result<Ast, FilterError> {
     if src.len() > MAX_BYTES {
@@ -81,6 +213,7 @@ pub fn parse(src: &str) -> Result<Ast, FilterError> {
         tokens,
         pos: 0,
         depth: 0,
+        operators: 0,
     };
     if p.peek() == &Tok::Eof {
         return Err(FilterError::new(
@@ -88,9 +221,9 @@ pub fn parse(src: &str) -> Result<Ast, FilterError> {
             "empty filter: write `true` to match every event",
         ));
     }
-    let ast = p.or()?;
+    let ast = p.conditional()?;
     if p.peek() != &Tok::Eof {
-        return Err(p.unexpected("`&&`, `||` or the end of the filter"));
+        return Err(p.unexpected("an operator or the end of the expression"));
     }
     Ok(ast)
 }
@@ -98,8 +231,10 @@ pub fn parse(src: &str) -> Result<Ast, FilterError> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
-    /// `(` and `!` open around the current position.
+    /// `(`, `!`, `-` and calls open around the current position.
     depth: usize,
+    /// Binary operators and conditionals so far (`MAX_OPERATORS`).
+    operators: usize,
 }
 
 impl Parser {
@@ -135,6 +270,50 @@ impl Parser {
         }
     }
 
+    fn count_operator(&mut self) -> Result<(), FilterError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(FilterError::new(
+                self.offset(),
+                format!("more than {MAX_OPERATORS} operators in one expression"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn conditional(&mut self) -> Result<Ast, FilterError> {
+        let test = self.nullish()?;
+        if self.peek() != &Tok::Question {
+            return Ok(test);
+        }
+        let offset = self.offset();
+        self.count_operator()?;
+        self.nest()?;
+        self.bump();
+        let then = self.conditional()?;
+        self.expect(Tok::Colon, "`:` of the conditional")?;
+        let other = self.conditional()?;
+        self.depth -= 1;
+        Ok(Ast::Cond {
+            test: Box::new(test),
+            then: Box::new(then),
+            other: Box::new(other),
+            offset,
+        })
+    }
+
+    fn nullish(&mut self) -> Result<Ast, FilterError> {
+        let mut node = self.or()?;
+        while self.peek() == &Tok::Nullish {
+            let offset = self.offset();
+            self.count_operator()?;
+            self.bump();
+            let rhs = self.or()?;
+            node = Ast::Nullish(Box::new(node), Box::new(rhs), offset);
+        }
+        Ok(node)
+    }
+
     fn or(&mut self) -> Result<Ast, FilterError> {
         let mut items = vec![self.and()?];
         while self.peek() == &Tok::Or {
@@ -162,7 +341,7 @@ impl Parser {
     }
 
     fn comparison(&mut self) -> Result<Ast, FilterError> {
-        let lhs = self.unary()?;
+        let lhs = self.additive()?;
         let op = match self.peek() {
             Tok::Eq => CmpOp::Eq,
             Tok::Ne => CmpOp::Ne,
@@ -200,7 +379,7 @@ impl Parser {
             _ => return Ok(lhs),
         };
         self.bump();
-        let rhs = self.unary()?;
+        let rhs = self.additive()?;
         if matches!(
             self.peek(),
             Tok::Eq
@@ -232,15 +411,107 @@ impl Parser {
         Ok(())
     }
 
-    fn unary(&mut self) -> Result<Ast, FilterError> {
-        if self.peek() == &Tok::Not {
-            self.nest()?;
-            self.bump();
-            let inner = self.unary()?;
-            self.depth -= 1;
-            return Ok(Ast::Not(Box::new(inner)));
+    fn additive(&mut self) -> Result<Ast, FilterError> {
+        let mut node = self.multiplicative()?;
+        loop {
+            let op = match self.peek() {
+                Tok::Plus => ArithOp::Add,
+                Tok::Minus => ArithOp::Sub,
+                _ => return Ok(node),
+            };
+            node = self.binary(op, node, Self::multiplicative)?;
         }
-        self.postfix()
+    }
+
+    fn multiplicative(&mut self) -> Result<Ast, FilterError> {
+        let mut node = self.unary()?;
+        loop {
+            let op = match self.peek() {
+                Tok::Star => ArithOp::Mul,
+                Tok::Slash => ArithOp::Div,
+                Tok::Percent => ArithOp::Rem,
+                _ => return Ok(node),
+            };
+            node = self.binary(op, node, Self::unary)?;
+        }
+    }
+
+    fn binary(
+        &mut self,
+        op: ArithOp,
+        lhs: Ast,
+        operand: fn(&mut Self) -> Result<Ast, FilterError>,
+    ) -> Result<Ast, FilterError> {
+        let offset = self.offset();
+        self.count_operator()?;
+        self.bump();
+        let rhs = operand(self)?;
+        Ok(Ast::Arith {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+            offset,
+        })
+    }
+
+    fn unary(&mut self) -> Result<Ast, FilterError> {
+        let offset = self.offset();
+        let negate = match self.peek() {
+            Tok::Not => false,
+            Tok::Minus => true,
+            _ => return self.postfix(),
+        };
+        self.nest()?;
+        self.bump();
+        let inner = self.unary()?;
+        self.depth -= 1;
+        Ok(if negate {
+            Ast::Neg(Box::new(inner), offset)
+        } else {
+            Ast::Not(Box::new(inner))
+        })
+    }
+
+    /// `( args )` of a call, the `(` next.
+    fn arguments(&mut self, func: Func, offset: usize) -> Result<Vec<Ast>, FilterError> {
+        self.nest()?;
+        self.expect(Tok::LParen, "`(`")?;
+        let mut args = Vec::new();
+        while self.peek() != &Tok::RParen {
+            let arg = match self.peek().clone() {
+                Tok::Regex { pattern, flags } if func == Func::Replace && args.is_empty() => {
+                    let offset = self.offset();
+                    self.bump();
+                    Ast::Pattern {
+                        pattern,
+                        flags,
+                        offset,
+                    }
+                }
+                _ => self.conditional()?,
+            };
+            args.push(arg);
+            if self.peek() == &Tok::Comma {
+                self.bump();
+            } else if self.peek() != &Tok::RParen {
+                return Err(self.unexpected("`,` or `)`"));
+            }
+        }
+        self.bump();
+        self.depth -= 1;
+        let (min, max) = func.arity();
+        if args.len() < min || args.len() > max {
+            let wanted = if min == max {
+                format!("{min}")
+            } else {
+                format!("{min} to {max}")
+            };
+            return Err(FilterError::new(
+                offset,
+                format!("takes {wanted} arguments, given {}", args.len()),
+            ));
+        }
+        Ok(args)
     }
 
     fn postfix(&mut self) -> Result<Ast, FilterError> {
@@ -258,6 +529,33 @@ impl Parser {
                         ));
                     };
                     if self.peek() == &Tok::LParen {
+                        let global = match &node {
+                            Ast::Path(p) => match p.as_slice() {
+                                [Segment::Key(object)] => Func::global(object, &name),
+                                _ => None,
+                            },
+                            _ => None,
+                        };
+                        if let Some(func) = global {
+                            let args = self.arguments(func, name_offset)?;
+                            node = Ast::Call {
+                                func,
+                                target: None,
+                                args,
+                                offset: name_offset,
+                            };
+                            continue;
+                        }
+                        if let Some(func) = Func::method(&name) {
+                            let args = self.arguments(func, name_offset)?;
+                            node = Ast::Call {
+                                func,
+                                target: Some(Box::new(node)),
+                                args,
+                                offset: name_offset,
+                            };
+                            continue;
+                        }
                         let method = match name.as_str() {
                             "startsWith" => Method::StartsWith,
                             "endsWith" => Method::EndsWith,
@@ -266,7 +564,7 @@ impl Parser {
                                 return Err(FilterError::new(
                                     name_offset,
                                     format!(
-                                        "unknown method `{name}`: use startsWith, endsWith or includes"
+                                        "unknown method `{name}`: filters have startsWith, endsWith and includes; eval also toUpperCase, toLowerCase, trim, substring, slice, replace, split, indexOf and toString"
                                     ),
                                 ));
                             }
@@ -329,7 +627,7 @@ impl Parser {
             Tok::LParen => {
                 self.nest()?;
                 self.bump();
-                let inner = self.or()?;
+                let inner = self.conditional()?;
                 self.expect(Tok::RParen, "`)`")?;
                 self.depth -= 1;
                 Ok(inner)
@@ -358,7 +656,18 @@ impl Parser {
                         Ok(Ast::Exists(path))
                     }
                     "in" => Err(FilterError::new(offset, "`in` needs a value on its left")),
-                    _ => Ok(Ast::Path(vec![Segment::Key(name)])),
+                    _ => match Func::global("", &name) {
+                        Some(func) if self.peek() == &Tok::LParen => {
+                            let args = self.arguments(func, offset)?;
+                            Ok(Ast::Call {
+                                func,
+                                target: None,
+                                args,
+                                offset,
+                            })
+                        }
+                        _ => Ok(Ast::Path(vec![Segment::Key(name)])),
+                    },
                 }
             }
             Tok::Regex { .. } => Err(FilterError::new(
@@ -494,6 +803,9 @@ mod tests {
             ("(a == 1", 7),
             ("a.b(1)", 2),
             ("a == 1 b", 7),
+            ("a ? 1", 5),
+            ("Math.round(1, 2)", 5),
+            ("a.trim(1)", 2),
             ("a < b < c", 6),
             ("_raw.x", 0),
             ("x =~ 'a'", 5),

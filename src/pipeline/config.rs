@@ -93,11 +93,14 @@ macro_rules! functions {
 functions! {
     #[cfg(feature = "remap")]
     "remap" => Remap(super::remap::RemapConfig),
+    "eval" => Eval(super::eval::EvalConfig),
     "drop" => Drop(super::drop::DropConfig),
     "rename" => Rename(super::rename::RenameConfig),
     "mask" => Mask(super::mask::MaskConfig),
     "parse" => Parse(super::parse::ParseConfig),
     "unroll" => Unroll(super::unroll::UnrollConfig),
+    "flatten" => Flatten(super::flatten::FlattenConfig),
+    "lookup" => Lookup(super::lookup::LookupConfig),
 }
 
 /// Each function's `function` label in the pipeline's metrics: its `name`,

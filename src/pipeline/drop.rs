@@ -1,11 +1,10 @@
 //! `drop`: remove the events a filter matches (Cribl's Drop; the filter
-//! language of routes). An event no function has changed yet is read lazily
-//! from its bytes, as routes read it; a changed one is read as written.
+//! language of routes), read as `Condition` reads them.
 
 use serde::Deserialize;
 
+use super::condition::{Condition, now_ms};
 use super::{DropReason, Function, Tally, Work};
-use crate::expr::Filter;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -21,32 +20,27 @@ pub struct DropConfig {
 
 impl DropConfig {
     pub fn validate(&self) -> Result<(), String> {
-        Filter::new(&self.filter)
+        Condition::new(&self.filter)
             .map(|_| ())
             .map_err(|e| format!("filter: {e}"))
     }
 
     pub fn build(&self) -> Result<Box<dyn Function>, String> {
-        let filter = Filter::new(&self.filter).map_err(|e| format!("filter: {e}"))?;
+        let filter = Condition::new(&self.filter).map_err(|e| format!("filter: {e}"))?;
         Ok(Box::new(Drop { filter }))
     }
 }
 
 struct Drop {
-    filter: Filter,
+    filter: Condition,
 }
 
 impl Function for Drop {
     fn run(&self, batch: Vec<Work>, out: &mut Vec<Work>, tally: &mut Tally) {
         let mut scratch = self.filter.scratch();
+        let now = now_ms();
         for w in batch {
-            let matched = match &w {
-                Work::Raw(e) => self.filter.matches(e, &mut scratch),
-                Work::Value(_) => w
-                    .event()
-                    .is_some_and(|e| self.filter.matches(&e, &mut scratch)),
-            };
-            if matched {
+            if self.filter.matches(&w, &mut scratch, now) {
                 tally.drop(DropReason::Filter);
             } else {
                 out.push(w);

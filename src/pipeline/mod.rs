@@ -11,8 +11,12 @@
 //! are counted once per batch: per pipeline, `received + emitted = sent +
 //! dropped`, each drop by function and reason.
 
+mod condition;
 pub mod config;
 mod drop;
+mod eval;
+mod flatten;
+mod lookup;
 mod mask;
 mod parse;
 mod path;
@@ -28,6 +32,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::event::Event;
 use crate::metrics::Metrics;
+use crate::tap::TapPoint;
 pub use config::{FunctionConfig, PipelineConfig};
 pub use work::Work;
 
@@ -165,6 +170,8 @@ pub struct Pipeline {
     steps: Vec<(Box<dyn Function>, FunctionBooks)>,
     received: Counter,
     sent: Counter,
+    /// `sluice tap --pipeline`: what it sends on.
+    tap: Arc<TapPoint>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -189,6 +196,7 @@ impl Pipeline {
         name: &str,
         config: &PipelineConfig,
         metrics: &Metrics,
+        tap: Arc<TapPoint>,
     ) -> Result<Arc<Pipeline>, BuildError> {
         let labels = config::labels(config);
         let mut steps = Vec::with_capacity(config.len());
@@ -213,6 +221,7 @@ impl Pipeline {
             steps,
             received,
             sent,
+            tap,
         }))
     }
 
@@ -248,6 +257,9 @@ impl Pipeline {
         }
         self.received.inc_by(received);
         self.sent.inc_by(out.len() as u64);
+        if self.tap.is_active() {
+            self.tap.offer(out.iter());
+        }
         out
     }
 }

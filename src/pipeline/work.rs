@@ -39,14 +39,6 @@ impl Work {
             Work::Value(v) => written(&v),
         }
     }
-
-    /// The event as it would leave now, without consuming it.
-    pub fn event(&self) -> Option<Event> {
-        match self {
-            Work::Raw(e) => Some(e.clone()),
-            Work::Value(v) => written(v),
-        }
-    }
 }
 
 fn written(v: &Value) -> Option<Event> {

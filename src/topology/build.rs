@@ -234,7 +234,12 @@ pub(super) fn build_router(
     for p in &config.pipelines {
         pipelines.insert(
             p.name.clone(),
-            Pipeline::build(&p.name, &p.functions, metrics)?,
+            Pipeline::build(
+                &p.name,
+                &p.functions,
+                metrics,
+                taps.point(PointKind::Pipeline, &p.name),
+            )?,
         );
     }
     let pipeline = |name: Option<&str>| name.and_then(|n| pipelines.get(n).cloned());

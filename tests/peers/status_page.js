@@ -4,7 +4,8 @@
 //
 //   node status_page.js URL SELECTOR TIMEOUT_MS [--viewport WxH] [--screenshot FILE]
 //
-// Prints the destination cards' states as JSON and exits 0 once the selector
+// Prints the destination and pipeline cards' states as JSON (a pipeline's
+// keyed `pipeline:NAME`) and exits 0 once the selector
 // matches; exits 1 with what the page showed if it never does, or if the
 // page scrolls sideways (it must fit a phone), or logged an error.
 const { chromium } = require("playwright-core");
@@ -23,8 +24,9 @@ async function main() {
     page.on("pageerror", (e) => errors.push(String(e)));
     page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
     await page.goto(url);
-    const states = () => page.$$eval("[data-destination]", (cards) =>
-      Object.fromEntries(cards.map((c) => [c.dataset.destination, c.dataset.state])));
+    const states = () => page.$$eval("[data-destination], [data-pipeline]", (cards) =>
+      Object.fromEntries(cards.map((c) => [
+        c.dataset.destination || `pipeline:${c.dataset.pipeline}`, c.dataset.state])));
     try {
       await page.waitForSelector(selector, { timeout: Number(timeout) });
     } catch (e) {
