@@ -44,13 +44,15 @@ fn counts(lines: &[String]) -> HashMap<u64, u32> {
 /// replaced on the same lane), the TCP source's line limit (a changed source
 /// on the same address: its connection stays) and the `extra` destination
 /// (added, then removed), and the `side` destination's policy (its lane is
-/// replaced: the new one takes the old one's events).
+/// replaced: the new one takes the old one's events), and the `stamp`
+/// pipeline on the `all` route (each version marks events with its own
+/// `stage`: every event at `main` passed through exactly one of them).
 fn load_config(variant: usize, main: &str, side: &str, extra: &str, api_port: u16) -> String {
     let odd = variant % 2 == 1;
-    let (filter, max_events, max_line, policy) = if odd {
-        ("level == \"warn\"", 37, "128KiB", "drop")
+    let (filter, max_events, max_line, policy, stage) = if odd {
+        ("level == \"warn\"", 37, "128KiB", "drop", "odd")
     } else {
-        ("level == \"error\"", 100, "64KiB", "block")
+        ("level == \"error\"", 100, "64KiB", "block", "even")
     };
     let extra_route = if odd {
         "  - {name: extra, destination: extra, final: false}\n"
@@ -68,8 +70,12 @@ data_dir: "{{dir}}/data"
 sources:
   gen: {{type: generator, rate: 2000, count: 30000}}
   lines: {{type: tcp, address: "127.0.0.1:0", max_line_bytes: {max_line}}}
+pipelines:
+  stamp:
+    - {{type: eval, add: [{{name: stage, value: "'{stage}'"}}]}}
+    - {{type: drop, filter: 'seq < 0'}}
 routes:
-  - {{name: all, destination: main, final: false}}
+  - {{name: all, destination: main, final: false, pipeline: stamp}}
   - {{name: side, filter: '{filter}', destination: side, final: false}}
 {extra_route}  - {{name: rest, destination: sink}}
 destinations:
@@ -149,7 +155,7 @@ fn reload_under_load_delivers_every_event_once_and_refuses_an_invalid_config() {
     assert_eq!(v["result"], "rejected");
     let error = v["errors"][0].as_str().unwrap_or_default();
     assert!(
-        error.contains("sluice.yaml:11:") && error.contains("max_eventz"),
+        error.contains("sluice.yaml:15:") && error.contains("max_eventz"),
         "the error names the file, line and column: {error}"
     );
     assert_eq!(reloads(&s, "rejected"), 1);
@@ -185,6 +191,18 @@ fn reload_under_load_delivers_every_event_once_and_refuses_an_invalid_config() {
         .collect();
     assert!(missing.is_empty(), "lost at main: {missing:?}");
     assert_eq!(got.len() as u64, expected);
+    // Each went through one version of the route's pipeline or the other,
+    // and both versions changed events.
+    let mut stages: HashMap<String, u64> = HashMap::new();
+    for l in main.accepted() {
+        let v: Value = serde_json::from_str(&l).expect("json");
+        *stages
+            .entry(v["stage"].as_str().unwrap_or("none").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(stages.get("none"), None, "{stages:?}");
+    assert!(stages.get("odd").is_some_and(|n| *n > 0), "{stages:?}");
+    assert!(stages.get("even").is_some_and(|n| *n > 0), "{stages:?}");
 
     // Counters continued across the reloads (never reset).
     let m = s.metrics();
@@ -192,6 +210,15 @@ fn reload_under_load_delivers_every_event_once_and_refuses_an_invalid_config() {
     assert_eq!(m.source_events("gen"), 30_000);
     assert_eq!(m.source_events("lines"), tcp_lines);
     assert_eq!(m.dropped_any("main"), 0);
+    // The pipeline's books continued across every version of it.
+    assert_eq!(
+        m.get(r#"sluice_pipeline_received_events_total{pipeline="stamp"}"#) as u64,
+        expected
+    );
+    assert_eq!(
+        m.get(r#"sluice_pipeline_sent_events_total{pipeline="stamp"}"#) as u64,
+        expected
+    );
     // `extra` was added and removed ten times; what it took it delivered.
     let extra_sent = m.dest("sluice_destination_sent_events_total", "extra");
     assert!(extra_sent > 0);
