@@ -115,6 +115,88 @@ pub fn filter(data: &[u8]) {
     let _ = f.matches(&text_event, &mut scratch);
 }
 
+/// `eval`'s expressions: an expression (before the first NUL) compiled and
+/// evaluated on the rest as an event's value; when it is also a filter, the
+/// filter reads the event's bytes to the same answer as the expression
+/// reads its value (what `drop` relies on before and after a function).
+pub fn expression(data: &[u8]) {
+    use crate::expr::compute::{Ctx, Expr};
+    let (text, payload) = two_parts(data);
+    let text = String::from_utf8_lossy(text);
+    let Ok(expr) = Expr::compile(&text) else {
+        return;
+    };
+    let value = crate::pipeline::Work::Raw(event_of(payload)).into_value();
+    let ctx = Ctx::new(&value, 0.0);
+    let _ = expr.eval(&ctx).into_value();
+    if let Ok(filter) = crate::expr::Filter::new(&text)
+        && let Ok(written) = serde_json::to_vec(&value)
+    {
+        let mut scratch = filter.scratch();
+        let on_bytes = filter.matches(&Event::json(Bytes::from(written)), &mut scratch);
+        assert_eq!(
+            on_bytes,
+            expr.truth(&ctx),
+            "bytes and value disagree on {text}"
+        );
+    }
+}
+
+/// The `parse` function's formats, one chosen by the first byte, on the
+/// rest as a line: one event out (parsed or passed on, counted), always
+/// writable JSON, never a panic.
+pub fn parse(data: &[u8]) {
+    use std::sync::{Arc, OnceLock};
+    static PIPELINES: OnceLock<Vec<Arc<crate::pipeline::Pipeline>>> = OnceLock::new();
+    let pipelines = PIPELINES.get_or_init(|| {
+        let formats = [
+            "{ type: parse, format: json }",
+            "{ type: parse, format: kv }",
+            "{ type: parse, format: syslog }",
+            "{ type: parse, format: clf }",
+            "{ type: parse, format: csv, columns: [a, b, c] }",
+            r"{ type: parse, format: regex, pattern: '^(?P<word>\w+) (?P<rest>.*)$' }",
+            "{ type: flatten }",
+        ];
+        let yaml: String = formats
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("  p{i}: [{f}]\n"))
+            .collect();
+        let config = crate::config::Config::load_str(
+            "fuzz.yaml",
+            &format!(
+                "sources:\n  in: {{ type: tcp, address: 127.0.0.1:0 }}\npipelines:\n{yaml}routes:\n  - {{ name: all, destination: out }}\ndestinations:\n  out: {{ type: blackhole }}\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("the fuzz config loads: {e}"));
+        let metrics = crate::metrics::Metrics::new();
+        config
+            .pipelines
+            .iter()
+            .map(|d| {
+                crate::pipeline::Pipeline::build(&d.name, &d.functions, &metrics, Arc::default())
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect()
+    });
+    let Some((&which, line)) = data.split_first() else {
+        return;
+    };
+    let p = &pipelines[usize::from(which) % pipelines.len()];
+    for event in [Event::text(Bytes::copy_from_slice(line)), event_of(line)] {
+        let out = p.process(vec![event]);
+        assert_eq!(out.len(), 1, "{}: one event in, one out", p.name);
+        if out[0].format == Format::Json {
+            assert!(
+                serde_json::from_slice::<serde::de::IgnoredAny>(&out[0].raw).is_ok(),
+                "{}: not JSON",
+                p.name
+            );
+        }
+    }
+}
+
 /// Name templates, URL templates and partition paths, rendered for the
 /// rest of the input as an event: a partition path stays relative, inside
 /// its directory, and within the length limits.
@@ -373,6 +455,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("framing", framing),
     ("json_body", json_body),
     ("filter", filter),
+    ("expression", expression),
+    ("parse", parse),
     ("template", template),
     ("config", config),
     ("queue_segment", queue_segment),

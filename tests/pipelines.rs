@@ -437,3 +437,113 @@ fn the_examples_tests_pass() {
     }
     assert!(ran >= 2, "only {ran} examples have tests");
 }
+
+/// Real syslog lines: rsyslog (Debian's) forwards what `logger` wrote over
+/// TCP in both its RFC 5424 and its traditional (RFC 3164) formats, and a
+/// source pipeline parses each into the same fields.
+#[test]
+fn rsyslog_lines_in_both_formats_are_parsed_into_fields() {
+    let s = Sluice::start(
+        r#"
+api: { address: 127.0.0.1:0 }
+sources:
+  sys: { type: tcp, address: 127.0.0.1:0, pipeline: syslog }
+pipelines:
+  syslog:
+    - { type: parse, format: syslog }
+    - type: eval
+      add:
+        - { name: format, value: "exists(version) ? 'rfc5424' : 'rfc3164'" }
+routes:
+  - { name: all, destination: out }
+destinations:
+  out: { type: file, path: "{dir}/out.ndjson" }
+"#,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("log.sock");
+    let config = dir.path().join("rsyslog.conf");
+    std::fs::create_dir_all(dir.path().join("work")).expect("mkdir");
+    let port = s.source("sys").port();
+    std::fs::write(
+        &config,
+        format!(
+            r#"global(workDirectory="{work}")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{socket}")
+action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" template="RSYSLOG_SyslogProtocol23Format")
+action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" template="RSYSLOG_ForwardFormat")
+"#,
+            work = dir.path().join("work").display(),
+            socket = socket.display(),
+        ),
+    )
+    .expect("write rsyslog.conf");
+    let rsyslogd = std::process::Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&config)
+        .arg("-i")
+        .arg(dir.path().join("rsyslogd.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run rsyslogd (Debian package rsyslog: scripts/peers install)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Kill(rsyslogd);
+    wait_until("rsyslogd's socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    for (i, priority) in ["user.err", "local3.info", "auth.warning"]
+        .iter()
+        .enumerate()
+    {
+        let sent = std::process::Command::new("logger")
+            .arg("-u")
+            .arg(&socket)
+            .args(["-t", "checkout", "-p", priority])
+            .arg(format!("payment {i} declined for order {}", 1000 + i))
+            .status()
+            .expect("run logger (bsdutils)");
+        assert!(sent.success());
+    }
+    let out = s.dir.join("out.ndjson");
+    wait_until(
+        "six events, each message in both formats",
+        Duration::from_secs(30),
+        || read_lines(&out).len() == 6,
+    );
+    let got = events(&out);
+    for format in ["rfc5424", "rfc3164"] {
+        let mine: Vec<&Value> = got.iter().filter(|e| e["format"] == format).collect();
+        assert_eq!(mine.len(), 3, "{format}: {got:#?}");
+        for (i, (facility, severity)) in [("user", "err"), ("local3", "info"), ("auth", "warning")]
+            .iter()
+            .enumerate()
+        {
+            let e = mine
+                .iter()
+                .find(|e| e["message"] == format!("payment {i} declined for order {}", 1000 + i))
+                .unwrap_or_else(|| panic!("{format} message {i}: {mine:#?}"));
+            assert_eq!(e["appname"], "checkout", "{e}");
+            assert_eq!(e["facility"], *facility, "{e}");
+            assert_eq!(e["severity"], *severity, "{e}");
+            assert!(e["hostname"].as_str().is_some_and(|h| !h.is_empty()), "{e}");
+            assert!(
+                e["timestamp"].as_str().is_some_and(|t| t.contains('T')),
+                "{e}"
+            );
+        }
+    }
+    let m = s.metrics();
+    assert_eq!(
+        m.get(r#"sluice_pipeline_errors_total{pipeline="syslog",function="parse"}"#),
+        0.0
+    );
+}

@@ -218,6 +218,14 @@ fn with_val<R>(out: &Out<'_>, f: impl FnOnce(&Val<'_>) -> R) -> R {
         Out::Bool(b) => Val::Bool(*b),
         Out::Num(n) => Val::Num(*n),
         Out::Str(s) => Val::Bytes(s),
+        // An integer as exact as a float holds is the same number either
+        // way, its text too: no need to write it out.
+        Out::Value(v) if matches!(v.as_ref(), Value::Integer(i) if i.unsigned_abs() < 1 << 53) => {
+            match v.as_ref() {
+                Value::Integer(i) => Val::Num(*i as f64),
+                _ => Val::Missing,
+            }
+        }
         Out::Value(v) => {
             buf = serde_json::to_vec(v.as_ref()).unwrap_or_default();
             Val::from_json(&buf)

@@ -89,6 +89,11 @@ impl<'a> Val<'a> {
             Val::NumText(t) => Some(Cow::Borrowed(t)),
             Val::Bool(true) => Some(Cow::Borrowed(b"true")),
             Val::Bool(false) => Some(Cow::Borrowed(b"false")),
+            // Whole numbers (the usual case: a status, a count) as integers,
+            // without the float formatter.
+            Val::Num(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Some(Cow::Owned(
+                itoa::Buffer::new().format(n as i64).as_bytes().to_vec(),
+            )),
             Val::Num(n) => Some(Cow::Owned(n.to_string().into_bytes())),
             _ => self.text(),
         }

@@ -31,6 +31,15 @@ impl Work {
         }
     }
 
+    /// The event's value, parsed if it was not.
+    pub fn into_value(mut self) -> Value {
+        self.value_mut();
+        match self {
+            Work::Value(v) => v,
+            Work::Raw(e) => value_of(&e),
+        }
+    }
+
     /// The event as it leaves; `None` when its value cannot be written as
     /// JSON (never for what JSON and VRL can hold).
     pub fn into_event(self) -> Option<Event> {

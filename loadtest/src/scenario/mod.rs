@@ -2,6 +2,7 @@
 //! sampling while it runs, and the accounting check at the end.
 
 pub mod catalogue;
+mod representative;
 pub mod throughput;
 
 use std::collections::BTreeMap;

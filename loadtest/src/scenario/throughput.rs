@@ -4,8 +4,10 @@
 //! Tansu broker (the Kafka source reads what tcp→kafka wrote), tcp→sqs and
 //! tcp→kinesis into moto (bound by moto, a Python server: labelled so),
 //! OTLP/gRPC in and out (log records, the filter on an attribute),
-//! sluice → sluice (an edge forwarding to an aggregator, two processes), and
-//! the same workloads through Vector when its binary is given. Each target runs with
+//! sluice → sluice (an edge forwarding to an aggregator, two processes),
+//! the representative pipeline (`representative.rs`) through sluice's
+//! Cribl-style functions, through VRL, through rsyslog and through
+//! syslog-ng, and the same workloads through Vector when its binary is given. Each target runs with
 //! the same generator and receiver, one after another; the relay runs first
 //! and last, and the ratio is to the mean of both runs.
 
@@ -19,6 +21,7 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
+use super::representative;
 use super::{Ctx, Report, bar};
 use crate::generator::{Generator, Load, Protocol};
 use crate::process::{Process, Usage, wait_listening};
@@ -52,29 +55,33 @@ pub struct Row {
     pub lost: u64,
 }
 
+/// A pipeline row's rate counts every event it processed: those that
+/// arrived and those its pipeline dropped on purpose.
+
 impl Row {
     /// A row from what the receiver counted over `secs` of `cpu` seconds,
-    /// out of `sent`.
+    /// out of `sent`, of which `expected` should arrive.
     fn measured(
         (target, path): (&str, &str),
         tracker: &Tracker,
         secs: f64,
         cpu: f64,
         peak_rss: u64,
-        sent: u64,
+        (sent, expected): (u64, u64),
     ) -> Row {
         let events = tracker.received_events();
+        let processed = events + (sent - expected);
         Row {
             target: target.into(),
             path: path.into(),
             events,
             seconds: secs,
-            events_per_s: events as f64 / secs,
+            events_per_s: processed as f64 / secs,
             mb_per_s: tracker.received_bytes() as f64 / secs / 1e6,
             cpu_cores: cpu / secs,
             peak_rss_mb: peak_rss as f64 / 1e6,
             ratio_to_relay: 0.0,
-            lost: sent.saturating_sub(events),
+            lost: expected.saturating_sub(events),
         }
     }
 }
@@ -101,6 +108,13 @@ enum Target {
     /// tcp → filter → tcp with the source serving TLS (a certificate made
     /// for the run): what TLS costs beside the plaintext row.
     SluiceTcpTls,
+    /// tcp → filter → the representative pipeline → tcp, as Cribl-style
+    /// functions and as VRL; and the same pipeline through rsyslog and
+    /// syslog-ng (`representative.rs`).
+    SluicePipeline,
+    SluiceRemap,
+    Rsyslog,
+    SyslogNg,
 }
 
 impl Target {
@@ -124,6 +138,30 @@ impl Target {
             ),
             Target::SluiceOtlp => ("sluice", "otlp grpc → filter → otlp grpc"),
             Target::SluiceForward => ("sluice", "tcp → filter → sluice → sluice → tcp"),
+            Target::SluicePipeline => (
+                "sluice",
+                "tcp → filter → pipeline (eval, mask, drop 10 %) → tcp",
+            ),
+            Target::SluiceRemap => ("sluice", "tcp → filter → pipeline (remap, VRL) → tcp"),
+            Target::Rsyslog => (
+                "rsyslog",
+                "tcp → mmjsonparse, set/unset, drop 10 % → JSON template → tcp",
+            ),
+            Target::SyslogNg => (
+                "syslog-ng",
+                "tcp → json-parser, rewrite, drop 10 % → format-json → tcp",
+            ),
+        }
+    }
+
+    /// How many of `sent` (in blocks of `batch`) should arrive: a pipeline
+    /// drops 10 %.
+    fn expected(self, sent: u64, batch: u64) -> u64 {
+        match self {
+            Target::SluicePipeline | Target::SluiceRemap | Target::Rsyslog | Target::SyslogNg => {
+                representative::kept(sent, batch)
+            }
+            _ => sent,
         }
     }
 
@@ -190,6 +228,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Target::SluiceRouter,
         Target::SluiceOtlp,
         Target::SluiceForward,
+        Target::SluicePipeline,
+        Target::SluiceRemap,
+        Target::Rsyslog,
+        Target::SyslogNg,
     ];
     if ctx.vector.is_some() {
         targets.extend([Target::VectorTcp, Target::VectorHttp]);
@@ -347,6 +389,7 @@ async fn one(
     let mut process = start(ctx, target, dir, input, rx_addr, peers).await?;
     let (name, path) = target.label();
     let before = process.usage();
+    let batch = if http { 1000 } else { 512 };
     let load = Load {
         protocol: target.protocol(),
         target: input,
@@ -354,7 +397,7 @@ async fn one(
         event_bytes: 200,
         connections: if http { 4 } else { 2 },
         duration: Duration::from_secs_f64(seconds),
-        batch: if http { 1000 } else { 512 },
+        batch,
         track_ids: false,
         tls_ca,
     };
@@ -370,9 +413,10 @@ async fn one(
         pb.set_message(format!("{} events", tracker.received_events()));
     }
     let summary = generator.wait().await;
-    // Drain: everything sent must arrive.
+    // Drain: everything sent must arrive (what a pipeline keeps of it).
+    let expected = target.expected(summary.sent, batch as u64);
     let deadline = Instant::now() + target.drain();
-    while tracker.received_events() < summary.sent && Instant::now() < deadline {
+    while tracker.received_events() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         peak_rss = peak_rss.max(process.usage().rss_bytes);
     }
@@ -390,7 +434,7 @@ async fn one(
         secs,
         after.cpu_seconds - before.cpu_seconds,
         peak_rss,
-        summary.sent,
+        (summary.sent, expected),
     ))
 }
 
@@ -499,6 +543,38 @@ async fn start(
             );
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
             s.process
+        }
+        Target::SluicePipeline | Target::SluiceRemap => {
+            let api = free_port()?;
+            let mut config = sluice::config(
+                api,
+                dir,
+                json!({ "in": { "type": "tcp", "address": input.to_string() } }),
+                json!([{ "name": "filtered", "filter": FILTER, "destination": "out", "pipeline": "representative" }]),
+                json!({ "out": { "type": "tcp", "address": output.to_string() } }),
+            );
+            config["pipelines"] = json!({
+                "representative": if matches!(target, Target::SluiceRemap) {
+                    representative::remap()
+                } else {
+                    representative::cribl()
+                },
+            });
+            let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
+            s.process
+        }
+        Target::Rsyslog | Target::SyslogNg => {
+            let (name, text) = if matches!(target, Target::Rsyslog) {
+                (
+                    "rsyslog",
+                    representative::rsyslog_config(dir, input, output),
+                )
+            } else {
+                ("syslog-ng", representative::syslog_ng_config(input, output))
+            };
+            let path = dir.join(format!("{name}.conf"));
+            std::fs::write(&path, text)?;
+            crate::receiver::peer(name, dir, input.port(), &[path.display().to_string()]).await?
         }
         Target::SluiceOtlp => {
             let api = free_port()?;
@@ -637,7 +713,7 @@ async fn kafka_in(ctx: &Ctx, dir: &Path, brokers: &str, expected: u64) -> anyhow
         secs,
         after.cpu_seconds - before.cpu_seconds,
         peak_rss,
-        expected,
+        (expected, expected),
     ))
 }
 
