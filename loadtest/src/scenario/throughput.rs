@@ -55,12 +55,11 @@ pub struct Row {
     pub lost: u64,
 }
 
-/// A pipeline row's rate counts every event it processed: those that
-/// arrived and those its pipeline dropped on purpose.
-
 impl Row {
     /// A row from what the receiver counted over `secs` of `cpu` seconds,
-    /// out of `sent`, of which `expected` should arrive.
+    /// out of `sent`, of which `expected` should arrive. A pipeline row's
+    /// rate counts every event it processed: those that arrived and those
+    /// its pipeline dropped on purpose.
     fn measured(
         (target, path): (&str, &str),
         tracker: &Tracker,
