@@ -29,9 +29,9 @@ const PIPELINES: &str = r#"
 pipelines:
   cribl:
     - type: eval
-      add:
-        - { name: env, value: "'prod'" }
-        - { name: status_class, value: "Math.floor(status / 100) + 'xx'" }
+      set:
+        env: "'prod'"
+        status_class: "Math.floor(status / 100) + 'xx'"
       remove: [host]
     - { type: mask, field: msg, pattern: '^x{8}', replace: '********' }
     - { type: drop, filter: 'seq =~ /0$/' }

@@ -18,7 +18,7 @@ sources:
   gen: {{type: generator, rate: 2000}}
 pipelines:
   tag:
-    - {{type: eval, add: [{{name: team, value: "'core'"}}]}}
+    - {{type: eval, set: {{team: "'core'"}}}}
 routes:
   - {{name: errors, filter: 'level == "error"', destination: out, final: false, pipeline: tag}}
   - {{name: rest, destination: sink}}

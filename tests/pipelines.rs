@@ -147,10 +147,10 @@ pipelines:
     - { type: lookup, file: "CSV", field: route.api, column: api, target: owner }
     - type: eval
       filter: exists(status)
-      add:
-        - { name: status_class, value: "Math.floor(status / 100) + 'xx'" }
-        - { name: kb, value: "Math.round(size / 1024 * 10) / 10" }
-        - { name: team, value: "owner.team || 'unowned'" }
+      set:
+        status_class: "Math.floor(status / 100) + 'xx'"
+        kb: "Math.round(size / 1024 * 10) / 10"
+        team: "owner.team || 'unowned'"
       remove: [protocol, "ref*"]
 routes:
   - { name: all, destination: out, pipeline: access }
@@ -297,8 +297,7 @@ destinations:
 pipelines:
   p:
     - type: eval
-      add:
-        - { name: kb, value: "bytes / " }
+      set: { kb: "bytes / " }
     - { type: lookup, file: /nonexistent/teams.csv, field: service }
 routes:
   - { name: all, destination: out, pipeline: p }
@@ -307,8 +306,8 @@ destinations:
 "#,
     );
     assert!(cribl.contains("cribl.yaml:5:"), "{cribl}");
-    assert!(cribl.contains("add[0].value"), "{cribl}");
-    assert!(cribl.contains("cribl.yaml:8:"), "{cribl}");
+    assert!(cribl.contains("set.kb"), "{cribl}");
+    assert!(cribl.contains("cribl.yaml:7:"), "{cribl}");
     assert!(cribl.contains("/nonexistent/teams.csv"), "{cribl}");
 }
 
@@ -452,8 +451,7 @@ pipelines:
   syslog:
     - { type: parse, format: syslog }
     - type: eval
-      add:
-        - { name: format, value: "exists(version) ? 'rfc5424' : 'rfc3164'" }
+      set: { format: "exists(version) ? 'rfc5424' : 'rfc3164'" }
 routes:
   - { name: all, destination: out }
 destinations:

@@ -72,7 +72,7 @@ sources:
   lines: {{type: tcp, address: "127.0.0.1:0", max_line_bytes: {max_line}}}
 pipelines:
   stamp:
-    - {{type: eval, add: [{{name: stage, value: "'{stage}'"}}]}}
+    - {{type: eval, set: {{stage: "'{stage}'"}}}}
     - {{type: drop, filter: 'seq < 0'}}
 routes:
   - {{name: all, destination: main, final: false, pipeline: stamp}}

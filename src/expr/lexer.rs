@@ -72,7 +72,7 @@ impl Tok {
             Tok::Question => "`?`".into(),
             Tok::Colon => "`:`".into(),
             Tok::Nullish => "`??`".into(),
-            Tok::Eof => "the end of the filter".into(),
+            Tok::Eof => "the end of the expression".into(),
         }
     }
 }

@@ -23,6 +23,48 @@ pub struct Assign {
     pub value: String,
 }
 
+/// `set: {field: expression}`, kept in the order written (a later
+/// expression may read what an earlier one set).
+#[derive(Debug, Clone, Default)]
+pub struct Sets(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Sets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Sets;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of field names to expressions")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Sets, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    out.push((k, v));
+                }
+                Ok(Sets(out))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Sets, E> {
+                Ok(Sets::default())
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+impl schemars::JsonSchema for Sets {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EvalSets".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "field: expression, evaluated in the order written",
+            "type": ["object", "null"],
+            "additionalProperties": { "type": "string" }
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
@@ -34,7 +76,10 @@ pub struct EvalConfig {
     /// Only events this filter matches are changed (default: all).
     #[serde(default)]
     pub filter: Option<String>,
-    /// Fields to set, in order.
+    /// Fields to set, in the order written: `{field: expression}`.
+    #[serde(default)]
+    pub set: Sets,
+    /// The same as Cribl writes it: a list of `{name, value}`, after `set`.
     #[serde(default)]
     pub add: Vec<Assign>,
     /// Fields to remove: paths (`a.b`), or top-level names with `*`
@@ -49,8 +94,8 @@ pub struct EvalConfig {
 
 impl EvalConfig {
     fn compile(&self) -> Result<Eval, String> {
-        if self.add.is_empty() && self.remove.is_empty() {
-            return Err("set fields with `add` or remove them with `remove`".into());
+        if self.set.0.is_empty() && self.add.is_empty() && self.remove.is_empty() {
+            return Err("set fields with `set` (or `add`) or remove them with `remove`".into());
         }
         let filter = self
             .filter
@@ -58,17 +103,17 @@ impl EvalConfig {
             .map(Condition::new)
             .transpose()
             .map_err(|e| format!("filter: {e}"))?;
-        let add = self
-            .add
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let path =
-                    super::path::parse(&a.name).map_err(|e| format!("add[{i}].name: {e}"))?;
-                let expr = Expr::compile(&a.value).map_err(|e| format!("add[{i}].value: {e}"))?;
-                Ok((path, expr))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let set = self.set.0.iter().map(|(name, value)| {
+            let path = super::path::parse(name).map_err(|e| format!("set: {e}"))?;
+            let expr = Expr::compile(value).map_err(|e| format!("set.{name}: {e}"))?;
+            Ok((path, expr))
+        });
+        let add = self.add.iter().enumerate().map(|(i, a)| {
+            let path = super::path::parse(&a.name).map_err(|e| format!("add[{i}].name: {e}"))?;
+            let expr = Expr::compile(&a.value).map_err(|e| format!("add[{i}].value: {e}"))?;
+            Ok((path, expr))
+        });
+        let add = set.chain(add).collect::<Result<Vec<_>, String>>()?;
         let mut remove_paths = Vec::new();
         let mut remove_globs = Vec::new();
         for (i, r) in self.remove.iter().enumerate() {
@@ -84,13 +129,13 @@ impl EvalConfig {
             .enumerate()
             .map(|(i, k)| glob(k).map_err(|e| format!("keep[{i}]: {e}")))
             .collect::<Result<Vec<_>, String>>()?;
-        let set = |g: Vec<String>| RegexSet::new(g).map_err(|e| e.to_string());
+        let regexes = |g: Vec<String>| RegexSet::new(g).map_err(|e| e.to_string());
         Ok(Eval {
             filter,
             add,
             remove_paths,
-            remove_globs: set(remove_globs)?,
-            keep: set(keep)?,
+            remove_globs: regexes(remove_globs)?,
+            keep: regexes(keep)?,
         })
     }
 
@@ -244,6 +289,15 @@ keep: ["tmp_keep"]
     }
 
     #[test]
+    fn set_keeps_the_order_written() {
+        let (out, _) = run(
+            "{type: eval, set: {z: '1', a: 'z + 1', m: 'a * 10'}}",
+            &[r#"{"x":0}"#],
+        );
+        assert_eq!(out[0], serde_json::json!({"x":0,"z":1,"a":2,"m":20}));
+    }
+
+    #[test]
     fn remove_everything_but() {
         let (out, _) = run(
             "{type: eval, remove: ['*'], keep: [host, 'msg*']}",
@@ -255,7 +309,8 @@ keep: ["tmp_keep"]
     #[test]
     fn refusals_name_the_setting() {
         for (yaml, want) in [
-            ("{type: eval}", "add"),
+            ("{type: eval}", "`set`"),
+            ("{type: eval, set: {a: '1 +'}}", "set.a"),
             (
                 "{type: eval, add: [{name: a, value: '1 +'}]}",
                 "add[0].value",

@@ -26,10 +26,10 @@ pub fn cribl() -> Value {
     json!([
         {
             "type": "eval",
-            "add": [
-                { "name": "env", "value": "'prod'" },
-                { "name": "status_class", "value": "Math.floor(status / 100) + 'xx'" },
-            ],
+            "set": {
+                "env": "'prod'",
+                "status_class": "Math.floor(status / 100) + 'xx'",
+            },
             "remove": ["host"],
         },
         { "type": "mask", "field": "msg", "pattern": "^x{8}", "replace": "********" },
