@@ -69,8 +69,14 @@ fn cases() -> Vec<(String, Case)> {
     let metrics = Metrics::new();
     let mut out: Vec<(String, Case)> = Vec::new();
     for def in &config.pipelines {
-        let p = Pipeline::build(&def.name, &def.functions, &metrics, Arc::default())
-            .expect("the benchmark pipeline builds");
+        let p = Pipeline::build(
+            &def.name,
+            &def.functions,
+            &metrics,
+            Arc::default(),
+            &Default::default(),
+        )
+        .expect("the benchmark pipeline builds");
         let sample = p.process(batch());
         assert_eq!(
             sample.len(),

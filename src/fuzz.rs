@@ -175,7 +175,13 @@ pub fn parse(data: &[u8]) {
             .pipelines
             .iter()
             .map(|d| {
-                crate::pipeline::Pipeline::build(&d.name, &d.functions, &metrics, Arc::default())
+                crate::pipeline::Pipeline::build(
+                    &d.name,
+                    &d.functions,
+                    &metrics,
+                    Arc::default(),
+                    &Default::default(),
+                )
                     .unwrap_or_else(|e| panic!("{e}"))
             })
             .collect()

@@ -24,8 +24,14 @@ pub fn run_one(config: &Config, t: &TestDef) -> Result<(), String> {
             .iter()
             .find(|p| p.name == name)
             .ok_or_else(|| format!("no pipeline `{name}`"))?;
-        Pipeline::build(&def.name, &def.functions, &metrics, Default::default())
-            .map_err(|e| e.to_string())
+        Pipeline::build(
+            &def.name,
+            &def.functions,
+            &metrics,
+            Default::default(),
+            &Default::default(),
+        )
+        .map_err(|e| e.to_string())
     };
     let events: Vec<Event> = t.inputs.iter().map(event_of).collect();
     let out = match &t.target {

@@ -64,9 +64,9 @@ macro_rules! functions {
                 }
             }
 
-            pub fn build(&self) -> Result<Box<dyn Function>, String> {
+            pub fn build(&self, slot: &super::state::Slot) -> Result<Box<dyn Function>, String> {
                 match self {
-                    $( $(#[$meta])* FunctionConfig::$variant(c) => c.build(), )*
+                    $( $(#[$meta])* FunctionConfig::$variant(c) => c.build(slot), )*
                 }
             }
         }
@@ -101,6 +101,8 @@ functions! {
     "unroll" => Unroll(super::unroll::UnrollConfig),
     "flatten" => Flatten(super::flatten::FlattenConfig),
     "lookup" => Lookup(super::lookup::LookupConfig),
+    "sample" => Sample(super::sample::SampleConfig),
+    "throttle" => Throttle(super::throttle::ThrottleConfig),
 }
 
 /// Each function's `function` label in the pipeline's metrics: its `name`,

@@ -25,7 +25,7 @@ impl DropConfig {
             .map_err(|e| format!("filter: {e}"))
     }
 
-    pub fn build(&self) -> Result<Box<dyn Function>, String> {
+    pub fn build(&self, _: &crate::pipeline::state::Slot) -> Result<Box<dyn Function>, String> {
         let filter = Condition::new(&self.filter).map_err(|e| format!("filter: {e}"))?;
         Ok(Box::new(Drop { filter }))
     }

@@ -143,7 +143,7 @@ impl EvalConfig {
         self.compile().map(|_| ())
     }
 
-    pub fn build(&self) -> Result<Box<dyn Function>, String> {
+    pub fn build(&self, _: &crate::pipeline::state::Slot) -> Result<Box<dyn Function>, String> {
         Ok(Box::new(self.compile()?))
     }
 }
@@ -242,7 +242,9 @@ mod tests {
 
     fn run(yaml: &str, events: &[&str]) -> (Vec<serde_json::Value>, Tally) {
         let config: EvalConfig = serde_saphyr::from_str(yaml).expect("config");
-        let f = config.build().expect("builds");
+        let f = config
+            .build(&crate::pipeline::state::Slot::detached())
+            .expect("builds");
         let batch = events
             .iter()
             .map(|e| Work::Raw(Event::json(Bytes::copy_from_slice(e.as_bytes()))))

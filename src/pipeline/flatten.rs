@@ -56,7 +56,7 @@ impl FlattenConfig {
         Ok(())
     }
 
-    pub fn build(&self) -> Result<Box<dyn Function>, String> {
+    pub fn build(&self, _: &crate::pipeline::state::Slot) -> Result<Box<dyn Function>, String> {
         self.validate()?;
         Ok(Box::new(Flatten {
             fields: self.fields.clone(),

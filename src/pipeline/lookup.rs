@@ -190,7 +190,7 @@ impl LookupConfig {
         shape.load().map(|_| ())
     }
 
-    pub fn build(&self) -> Result<Box<dyn Function>, String> {
+    pub fn build(&self, _: &crate::pipeline::state::Slot) -> Result<Box<dyn Function>, String> {
         let (shape, field) = self.shape()?;
         let seen = stamp(&shape.file);
         let table = shape.load()?;
@@ -341,7 +341,9 @@ mod tests {
             "{type: lookup, file: FILE, field: svc.name, column: service, ignore_case: true}",
             &file,
         );
-        let f = c.build().expect("builds");
+        let f = c
+            .build(&crate::pipeline::state::Slot::detached())
+            .expect("builds");
         let (out, _) = run(
             f.as_ref(),
             &[
@@ -363,7 +365,9 @@ mod tests {
             "{type: lookup, file: FILE, field: service, outputs: [team], target: enrich}",
             &file,
         );
-        let f = c.build().expect("builds");
+        let f = c
+            .build(&crate::pipeline::state::Slot::detached())
+            .expect("builds");
         std::fs::write(&file, "service,team,owner\ncheckout,billing,x\n").expect("rewrite");
         // Changed on disk: the table follows within a few seconds.
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -63,7 +63,7 @@ impl MaskConfig {
         self.compile().map(|_| ())
     }
 
-    pub fn build(&self) -> Result<Box<dyn Function>, String> {
+    pub fn build(&self, _: &crate::pipeline::state::Slot) -> Result<Box<dyn Function>, String> {
         Ok(Box::new(self.compile()?))
     }
 }

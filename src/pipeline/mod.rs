@@ -16,6 +16,7 @@ pub mod config;
 mod drop;
 mod eval;
 mod flatten;
+mod keyed;
 mod lookup;
 mod mask;
 mod parse;
@@ -23,6 +24,9 @@ mod path;
 #[cfg(feature = "remap")]
 mod remap;
 mod rename;
+mod sample;
+pub mod state;
+mod throttle;
 mod unroll;
 mod work;
 
@@ -45,15 +49,26 @@ pub enum DropReason {
     /// It could not be processed (a remap error with `drop_on_error`, an
     /// event whose value cannot be written back).
     Error,
+    /// Not among the 1 in `rate` a `sample` keeps.
+    Sample,
+    /// Over a `throttle`'s limit.
+    Throttle,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 2] = [DropReason::Filter, DropReason::Error];
+    pub const ALL: [DropReason; 4] = [
+        DropReason::Filter,
+        DropReason::Error,
+        DropReason::Sample,
+        DropReason::Throttle,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::Filter => "filter",
             DropReason::Error => "error",
+            DropReason::Sample => "sample",
+            DropReason::Throttle => "throttle",
         }
     }
 }
@@ -197,11 +212,16 @@ impl Pipeline {
         config: &PipelineConfig,
         metrics: &Metrics,
         tap: Arc<TapPoint>,
+        states: &state::States,
     ) -> Result<Arc<Pipeline>, BuildError> {
         let labels = config::labels(config);
         let mut steps = Vec::with_capacity(config.len());
         for (i, (f, label)) in config.iter().zip(labels).enumerate() {
-            let function = f.build().map_err(|message| BuildError {
+            let slot = state::Slot {
+                states: states.clone(),
+                key: format!("{name}/{label}/{f:?}"),
+            };
+            let function = f.build(&slot).map_err(|message| BuildError {
                 pipeline: name.to_string(),
                 index: i + 1,
                 kind: f.kind().to_string(),

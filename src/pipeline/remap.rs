@@ -88,7 +88,7 @@ impl RemapConfig {
         self.compile().map(|_| ())
     }
 
-    pub fn build(&self) -> Result<Box<dyn Function>, String> {
+    pub fn build(&self, _: &crate::pipeline::state::Slot) -> Result<Box<dyn Function>, String> {
         let program = self.compile().map_err(|e| e.message)?;
         Ok(Box::new(Remap {
             program,
@@ -185,7 +185,9 @@ mod tests {
     }
 
     fn run(c: &RemapConfig, input: &str) -> (Vec<serde_json::Value>, Tally) {
-        let f = c.build().expect("compiles");
+        let f = c
+            .build(&crate::pipeline::state::Slot::detached())
+            .expect("compiles");
         let mut out = Vec::new();
         let mut tally = Tally::default();
         let e = crate::event::Event::json(Bytes::copy_from_slice(input.as_bytes()));

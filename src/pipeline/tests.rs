@@ -25,7 +25,7 @@ fn pipeline(metrics: &Metrics) -> Arc<Pipeline> {
             fields: [("item".to_string(), "element".to_string())].into(),
         }),
     ];
-    Pipeline::build("p", &config, metrics, Arc::default()).expect("builds")
+    Pipeline::build("p", &config, metrics, Arc::default(), &Default::default()).expect("builds")
 }
 
 fn counter(text: &str, name: &str) -> u64 {
@@ -118,7 +118,14 @@ fn json_strings_are_masked_and_parsed() {
             drop_on_error: false,
         }),
     ];
-    let p = Pipeline::build("p", &config, &Metrics::new(), Arc::default()).expect("builds");
+    let p = Pipeline::build(
+        "p",
+        &config,
+        &Metrics::new(),
+        Arc::default(),
+        &Default::default(),
+    )
+    .expect("builds");
     let out = p.process(vec![Event::json(Bytes::from_static(
         br#"{"message":"paid with 4111111111111111 ok","kv":"a=1 b=two"}"#,
     ))]);

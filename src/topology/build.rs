@@ -19,6 +19,7 @@ use crate::expr::{FieldSet, Program};
 use crate::lane::{Books, Lane, LanePolicy, Spill};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::pipeline::state::States;
 use crate::queue::QueueSettings;
 use crate::router::{Group, Route, Router, RouterHandle, Target};
 use crate::sources::{self, SourceConfig, SourceContext};
@@ -227,10 +228,13 @@ pub(super) fn build_router(
     g: &Graph,
     metrics: &Metrics,
     taps: &Taps,
+    states: &States,
 ) -> Result<Built, TopologyError> {
     let mut fields = FieldSet::new();
-    // Each pipeline built once, shared wherever it is attached.
+    // Each pipeline built once, shared wherever it is attached; a function
+    // this build keeps unchanged keeps its state, the others' is let go.
     let mut pipelines: HashMap<String, Arc<Pipeline>> = HashMap::new();
+    states.begin();
     for p in &config.pipelines {
         pipelines.insert(
             p.name.clone(),
@@ -239,9 +243,11 @@ pub(super) fn build_router(
                 &p.functions,
                 metrics,
                 taps.point(PointKind::Pipeline, &p.name),
+                states,
             )?,
         );
     }
+    states.finish();
     let pipeline = |name: Option<&str>| name.and_then(|n| pipelines.get(n).cloned());
     let target = |route: &str, id: &str| {
         g.targets

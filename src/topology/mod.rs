@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::destinations;
 use crate::lane::{Books, Lane, Spill};
 use crate::metrics::{DropReason, Metrics};
+use crate::pipeline::state::States;
 use crate::router::RouterHandle;
 use crate::sources;
 use crate::tap::Taps;
@@ -109,6 +110,8 @@ pub struct Running {
     status: Arc<Status>,
     metrics: Metrics,
     taps: Taps,
+    /// Stateful pipeline functions' state, kept across reloads.
+    states: States,
     api_addr: Option<SocketAddr>,
     router: RouterHandle,
     config: Config,
@@ -139,6 +142,7 @@ impl Running {
     pub async fn start(config: Config) -> Result<Running, TopologyError> {
         let metrics = Metrics::new();
         let taps = Taps::default();
+        let states = States::default();
         let shutdown = CancellationToken::new();
         let stop = CancellationToken::new();
         let api_stop = CancellationToken::new();
@@ -181,7 +185,7 @@ impl Running {
         }
         let graph = build::Graph::new(&config, &lanes);
         let (router, route_status, groups) =
-            build::build_router(&config, &graph, &metrics, &taps).map_err(cancel)?;
+            build::build_router(&config, &graph, &metrics, &taps, &states).map_err(cancel)?;
         let router = RouterHandle::new(router);
 
         let api_listener = if config.api.enabled {
@@ -259,6 +263,7 @@ impl Running {
             status,
             metrics,
             taps,
+            states,
             api_addr,
             router,
             config,

@@ -148,7 +148,7 @@ impl Running {
             .collect();
         let graph = build::Graph::new(&new, &lanes);
         let (router, route_status, groups) =
-            build::build_router(&new, &graph, &self.metrics, &self.taps)?;
+            build::build_router(&new, &graph, &self.metrics, &self.taps, &self.states)?;
         let telemetry_changed =
             format!("{:?}", new.telemetry) != format!("{:?}", self.config.telemetry);
         let telemetry = if telemetry_changed {
@@ -160,6 +160,15 @@ impl Running {
         // Swap. Nothing below can fail but a source's start.
         let changed_routes = format!("{:?}{:?}", new.routes, new.unmatched)
             != format!("{:?}{:?}", self.config.routes, self.config.unmatched);
+        // The router is always rebuilt; a pipeline-only change is still a
+        // change of the configuration, and its version says so.
+        let pipelines = |c: &Config| {
+            c.pipelines
+                .iter()
+                .map(|p| format!("{}{:?}", p.name, p.functions))
+                .collect::<Vec<_>>()
+        };
+        let changed_pipelines = pipelines(&new) != pipelines(&self.config);
         let released = self.swap_router(router);
         let mut summary = Summary::default();
         let dests = self.move_destinations(&new, staged, &released, &mut summary);
@@ -173,6 +182,9 @@ impl Running {
         }
         if changed_routes {
             summary.other.push("routes".into());
+        }
+        if changed_pipelines {
+            summary.other.push("pipelines".into());
         }
         let failures = self.move_sources(&new, &mut summary).await;
 
