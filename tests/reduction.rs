@@ -1,4 +1,4 @@
-//! Volume reduction through the binary: `sample` and `throttle` in a
+//! Volume reduction through the binary: `sample`, `throttle` and `dedupe` in a
 //! pipeline, their books by reason, and their state across reloads — kept
 //! when the function is unchanged, started afresh when its settings change.
 
@@ -119,5 +119,53 @@ fn throttle_and_sample_count_exactly_and_keep_their_state_across_a_reload() {
     assert_eq!(
         m.get(r#"sluice_pipeline_sent_events_total{pipeline="reduce"}"#) as u64,
         23
+    );
+}
+
+#[test]
+fn dedupe_removes_repeats_and_counts_them() {
+    let s = Sluice::start(
+        r#"
+api: { address: 127.0.0.1:0 }
+sources:
+  in: { type: tcp, address: 127.0.0.1:0, pipeline: once }
+pipelines:
+  once:
+    - { type: dedupe, fields: [id], max_events: 1000 }
+routes:
+  - { name: all, destination: out }
+destinations:
+  out: { type: file, path: "{dir}/out.ndjson" }
+"#,
+    );
+    // 2,000 lines over 300 ids: each id once, in the order first seen.
+    let ids: Vec<u64> = (0..2000u64).map(|i| (i * 37 + i / 7) % 300).collect();
+    send_lines(
+        &s,
+        "in",
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| format!(r#"{{"id":{id},"i":{i}}}"#)),
+    );
+    let out = s.dir.join("out.ndjson");
+    let mut first: Vec<u64> = Vec::new();
+    for id in &ids {
+        if !first.contains(id) {
+            first.push(*id);
+        }
+    }
+    wait_until("every id once", Duration::from_secs(20), || {
+        read_lines(&out).len() == first.len()
+    });
+    let got: Vec<u64> = read_lines(&out)
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["id"].as_u64())
+        .collect();
+    assert_eq!(got, first);
+    let m = s.metrics();
+    assert_eq!(
+        m.get(r#"sluice_pipeline_dropped_events_total{pipeline="once",function="dedupe",reason="dedupe"}"#)
+            as u64,
+        2000 - first.len() as u64
     );
 }

@@ -103,6 +103,7 @@ functions! {
     "lookup" => Lookup(super::lookup::LookupConfig),
     "sample" => Sample(super::sample::SampleConfig),
     "throttle" => Throttle(super::throttle::ThrottleConfig),
+    "dedupe" => Dedupe(super::dedupe::DedupeConfig),
 }
 
 /// Each function's `function` label in the pipeline's metrics: its `name`,

@@ -13,6 +13,7 @@
 
 mod condition;
 pub mod config;
+mod dedupe;
 mod drop;
 mod eval;
 mod flatten;
@@ -53,14 +54,17 @@ pub enum DropReason {
     Sample,
     /// Over a `throttle`'s limit.
     Throttle,
+    /// Seen before by a `dedupe`.
+    Dedupe,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::Filter,
         DropReason::Error,
         DropReason::Sample,
         DropReason::Throttle,
+        DropReason::Dedupe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +73,7 @@ impl DropReason {
             DropReason::Error => "error",
             DropReason::Sample => "sample",
             DropReason::Throttle => "throttle",
+            DropReason::Dedupe => "dedupe",
         }
     }
 }
