@@ -150,10 +150,7 @@ impl Function for Dedupe {
 mod tests {
     use std::collections::HashSet;
 
-    use bytes::Bytes;
-
     use super::*;
-    use crate::event::Event;
     use crate::pipeline::state::Slot;
 
     fn build(yaml: &str) -> Box<dyn Function> {
@@ -162,18 +159,8 @@ mod tests {
     }
 
     fn run(f: &dyn Function, events: Vec<String>) -> (Vec<serde_json::Value>, u64) {
-        let batch = events
-            .into_iter()
-            .map(|e| Work::Raw(Event::json(Bytes::from(e))))
-            .collect();
-        let mut out = Vec::new();
-        let mut tally = Tally::default();
-        f.run(batch, &mut out, &mut tally);
-        let values = out
-            .into_iter()
-            .map(|w| serde_json::from_slice(&w.into_event().expect("event").raw).expect("json"))
-            .collect();
-        (values, tally.dropped[DropReason::Dedupe as usize])
+        let (out, tally) = crate::pipeline::tests::run_json(f, &events);
+        (out, tally.dropped[DropReason::Dedupe as usize])
     }
 
     #[tokio::test(start_paused = true)]

@@ -235,31 +235,14 @@ impl Function for Eval {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::event::Event;
 
     fn run(yaml: &str, events: &[&str]) -> (Vec<serde_json::Value>, Tally) {
         let config: EvalConfig = serde_saphyr::from_str(yaml).expect("config");
         let f = config
             .build(&crate::pipeline::state::Slot::detached())
             .expect("builds");
-        let batch = events
-            .iter()
-            .map(|e| Work::Raw(Event::json(Bytes::copy_from_slice(e.as_bytes()))))
-            .collect();
-        let mut out = Vec::new();
-        let mut tally = Tally::default();
-        f.run(batch, &mut out, &mut tally);
-        let values = out
-            .into_iter()
-            .map(|w| {
-                let e = w.into_event().expect("writable");
-                serde_json::from_slice(&e.raw).expect("json")
-            })
-            .collect();
-        (values, tally)
+        crate::pipeline::tests::run_json(f.as_ref(), events)
     }
 
     #[test]

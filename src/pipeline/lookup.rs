@@ -303,24 +303,10 @@ impl Function for Lookup {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::event::Event;
 
     fn run(f: &dyn Function, events: &[&str]) -> (Vec<serde_json::Value>, Tally) {
-        let batch = events
-            .iter()
-            .map(|e| Work::Raw(Event::json(Bytes::copy_from_slice(e.as_bytes()))))
-            .collect();
-        let mut out = Vec::new();
-        let mut tally = Tally::default();
-        f.run(batch, &mut out, &mut tally);
-        let values = out
-            .into_iter()
-            .map(|w| serde_json::from_slice(&w.into_event().expect("event").raw).expect("json"))
-            .collect();
-        (values, tally)
+        crate::pipeline::tests::run_json(f, events)
     }
 
     fn config(yaml: &str, file: &Path) -> LookupConfig {

@@ -217,10 +217,7 @@ impl Function for Sample {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::event::Event;
     use crate::pipeline::state::Slot;
 
     fn build(yaml: &str) -> Box<dyn Function> {
@@ -229,18 +226,7 @@ mod tests {
     }
 
     fn run(f: &dyn Function, events: Vec<String>) -> (Vec<serde_json::Value>, Tally) {
-        let batch = events
-            .into_iter()
-            .map(|e| Work::Raw(Event::json(Bytes::from(e))))
-            .collect();
-        let mut out = Vec::new();
-        let mut tally = Tally::default();
-        f.run(batch, &mut out, &mut tally);
-        let values = out
-            .into_iter()
-            .map(|w| serde_json::from_slice(&w.into_event().expect("event").raw).expect("json"))
-            .collect();
-        (values, tally)
+        crate::pipeline::tests::run_json(f, &events)
     }
 
     #[test]

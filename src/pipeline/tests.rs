@@ -1,10 +1,33 @@
-//! The books of a whole pipeline, against a model.
+//! The books of a whole pipeline, against a model; and how the functions'
+//! own tests run one function on JSON events.
 
 use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
 use crate::event::Event;
+
+/// Run `f` on JSON `events`: what came out, as JSON, and its tally.
+pub(super) fn run_json<S: AsRef<str>>(
+    f: &dyn Function,
+    events: &[S],
+) -> (Vec<serde_json::Value>, Tally) {
+    let batch = events
+        .iter()
+        .map(|e| Work::Raw(Event::json(Bytes::copy_from_slice(e.as_ref().as_bytes()))))
+        .collect();
+    let mut out = Vec::new();
+    let mut tally = Tally::default();
+    f.run(batch, &mut out, &mut tally);
+    let values = out
+        .into_iter()
+        .map(|w| {
+            let e = w.into_event().expect("writable");
+            serde_json::from_slice(&e.raw).expect("json")
+        })
+        .collect();
+    (values, tally)
+}
 
 fn pipeline(metrics: &Metrics) -> Arc<Pipeline> {
     let config: PipelineConfig = vec![

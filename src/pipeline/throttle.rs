@@ -152,25 +152,12 @@ impl Function for Throttle {
 mod tests {
     use std::time::Duration;
 
-    use bytes::Bytes;
-
     use super::*;
-    use crate::event::Event;
     use crate::pipeline::state::Slot;
 
     fn run(f: &dyn Function, events: &[String]) -> (Vec<serde_json::Value>, u64) {
-        let batch = events
-            .iter()
-            .map(|e| Work::Raw(Event::json(Bytes::from(e.clone()))))
-            .collect();
-        let mut out = Vec::new();
-        let mut tally = Tally::default();
-        f.run(batch, &mut out, &mut tally);
-        let values = out
-            .into_iter()
-            .map(|w| serde_json::from_slice(&w.into_event().expect("event").raw).expect("json"))
-            .collect();
-        (values, tally.dropped[DropReason::Throttle as usize])
+        let (out, tally) = crate::pipeline::tests::run_json(f, events);
+        (out, tally.dropped[DropReason::Throttle as usize])
     }
 
     fn events(keys: &[&str], each: usize) -> Vec<String> {
