@@ -66,6 +66,15 @@ impl<S> Keyed<S> {
         self.overflow.get_or_insert_with(make)
     }
 
+    /// The state of `key`, if it has one (without making it).
+    pub fn peek(&self, key: &[u8]) -> Option<&S> {
+        match self.map.get(key) {
+            Some(s) => Some(s),
+            None if self.map.len() >= self.max => self.overflow.as_ref(),
+            None => None,
+        }
+    }
+
     /// Forget every key (a sampling period ended).
     pub fn clear(&mut self) {
         self.map.clear();

@@ -167,12 +167,7 @@ impl LookupConfig {
                 _ => return Err("column: name the file's key column".into()),
             },
         };
-        let target = self
-            .target
-            .as_deref()
-            .map(super::path::parse)
-            .transpose()
-            .map_err(|e| format!("target: {e}"))?;
+        let target = super::path::parse_opt(self.target.as_deref(), "target")?;
         Ok((
             Shape {
                 file: self.file.clone(),

@@ -43,12 +43,7 @@ impl MaskConfig {
             return Err("set `replace` or `hash`, not both".into());
         }
         let re = Regex::new(&self.pattern).map_err(|e| format!("pattern: {e}"))?;
-        let field = self
-            .field
-            .as_deref()
-            .map(super::path::parse)
-            .transpose()
-            .map_err(|e| format!("field: {e}"))?;
+        let field = super::path::parse_opt(self.field.as_deref(), "field")?;
         Ok(Mask {
             re,
             field,

@@ -232,13 +232,7 @@ impl Pipeline {
                 kind: f.kind().to_string(),
                 message,
             })?;
-            let books = FunctionBooks {
-                dropped: DropReason::ALL
-                    .map(|r| metrics.pipeline_dropped(name, &label, r.as_str())),
-                emitted: metrics.pipeline_emitted(name, &label),
-                errors: metrics.pipeline_errors(name, &label),
-            };
-            steps.push((function, books));
+            steps.push((function, FunctionBooks::new(metrics, name, &label)));
         }
         let (received, sent) = metrics.pipeline(name);
         Ok(Arc::new(Pipeline {

@@ -16,6 +16,13 @@ pub fn parse(text: &str) -> Result<OwnedValuePath, String> {
     vrl::path::parse_value_path(&dotted).map_err(|_| format!("`{text}` is not a field path"))
 }
 
+/// An optional path setting; an error names the setting.
+pub fn parse_opt(text: Option<&str>, setting: &str) -> Result<Option<OwnedValuePath>, String> {
+    text.map(parse)
+        .transpose()
+        .map_err(|e| format!("{setting}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

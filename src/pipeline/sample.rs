@@ -114,12 +114,7 @@ impl SampleConfig {
         if self.dynamic.is_some() && (self.max_rate == 0 || self.period.get().is_zero()) {
             return Err("max_rate and period: more than zero".into());
         }
-        let key = self
-            .key
-            .as_deref()
-            .map(super::path::parse)
-            .transpose()
-            .map_err(|e| format!("key: {e}"))?;
+        let key = super::path::parse_opt(self.key.as_deref(), "key")?;
         let field = super::path::parse(&self.rate_field).map_err(|e| format!("rate_field: {e}"))?;
         Ok((key, field))
     }
@@ -189,21 +184,23 @@ impl Function for Sample {
         for mut w in batch {
             let v = w.value_mut();
             let key = key_of(v, self.key.as_ref());
-            let rate = match (self.rate, self.dynamic) {
-                (Some(r), _) => r,
-                (None, Some(mode)) => {
-                    let before = p.previous.get(&key, Count::default).seen;
-                    let rate = self.dynamic_rate(mode, before);
-                    let c = p.current.get(&key, Count::default);
-                    if c.seen == 0 {
-                        c.rate = rate;
+            let Periods {
+                current, previous, ..
+            } = &mut *p;
+            let c = current.get(&key, Count::default);
+            // A key's rate is set when it is first seen in a period.
+            if c.seen == 0 {
+                c.rate = match (self.rate, self.dynamic) {
+                    (Some(r), _) => r,
+                    (None, Some(mode)) => {
+                        self.dynamic_rate(mode, previous.peek(&key).map_or(0, |b| b.seen))
                     }
-                    c.rate
+                    (None, None) => 1,
                 }
-                (None, None) => 1,
-            };
-            let c = p.current.get(&key, Count::default);
-            let keep = c.seen.is_multiple_of(rate.max(1));
+                .max(1);
+            }
+            let rate = c.rate;
+            let keep = c.seen.is_multiple_of(rate);
             c.seen += 1;
             if keep {
                 v.insert(&self.rate_field, Value::Integer(rate as i64));

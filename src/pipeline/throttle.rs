@@ -76,12 +76,7 @@ impl ThrottleConfig {
         if self.window.get().is_zero() {
             return Err("window: more than zero".into());
         }
-        let key = self
-            .key
-            .as_deref()
-            .map(super::path::parse)
-            .transpose()
-            .map_err(|e| format!("key: {e}"))?;
+        let key = super::path::parse_opt(self.key.as_deref(), "key")?;
         let tag = super::path::parse(&self.tag_field).map_err(|e| format!("tag_field: {e}"))?;
         Ok((key, tag))
     }
