@@ -29,6 +29,7 @@ pub mod http_server;
 pub mod kafka;
 pub mod lane;
 pub mod listener;
+pub mod metric_event;
 pub mod metrics;
 #[cfg(feature = "otlp")]
 pub mod otlp;

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{Batch, Event};
 use crate::expr::{Env, FieldSet, Program, Scratch, prepare};
 use crate::lane::{Books, Producer, Reservation};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Flush, Pipeline};
 use crate::tap::TapPoint;
 
 /// Where a route sends events.
@@ -184,13 +184,65 @@ impl Router {
         if batch.events.is_empty() {
             return Ok(());
         }
-        let (mut out, route_hits, unmatched, tallies) = self.split(batch);
+        self.route_flushing(batch, None, deadline, shutdown).await
+    }
+
+    /// Whether a pipeline attached here holds events back (`aggregate`):
+    /// then its clock (`flush`) must run.
+    pub fn holds(&self) -> bool {
+        let routes = self
+            .routes
+            .iter()
+            .chain(self.groups.iter().flat_map(|g| &g.rules));
+        routes
+            .filter_map(|r| r.pipeline.as_ref())
+            .chain(self.source_pipelines.values())
+            .chain(self.lane_pipelines.iter().flatten())
+            .any(|p| p.holds())
+    }
+
+    /// Release what pipelines hold (`mode`: what is due, or everything),
+    /// each through the rest of its pipeline and on to where its events go
+    /// (a source's pipeline's through the routes), as a batch is routed.
+    pub async fn flush(
+        &self,
+        mode: Flush,
+        deadline: Option<Instant>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RouteError> {
+        let mut events = Vec::new();
+        for p in self.source_pipelines.values() {
+            events.extend(p.flush(mode));
+        }
+        self.route_flushing(Batch::new(events), Some(mode), deadline, shutdown)
+            .await
+    }
+
+    /// `route`, also releasing what every pipeline on the way holds when
+    /// `flush` says so.
+    async fn route_flushing(
+        &self,
+        batch: Batch,
+        flush: Option<Flush>,
+        deadline: Option<Instant>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RouteError> {
+        let (mut out, route_hits, unmatched, tallies) = self.split(batch, flush);
         for (b, p) in out.iter_mut().zip(&self.lane_pipelines) {
-            if let (Some(batch), Some(p)) = (b.as_mut(), p) {
+            let Some(p) = p else { continue };
+            if let Some(batch) = b.as_mut() {
                 batch.events = p.process(std::mem::take(&mut batch.events));
-                if batch.events.is_empty() {
-                    *b = None;
+            }
+            if let Some(mode) = flush {
+                let held = p.flush(mode);
+                if !held.is_empty() {
+                    b.get_or_insert_with(|| Batch::new(Vec::new()))
+                        .events
+                        .extend(held);
                 }
+            }
+            if b.as_ref().is_some_and(|b| b.events.is_empty()) {
+                *b = None;
             }
         }
         for (b, tap) in out.iter().zip(&self.lane_taps) {
@@ -256,7 +308,11 @@ impl Router {
     /// Evaluate the routes: one batch per destination, hits per route,
     /// unmatched count, and each output router's tallies.
     #[allow(clippy::type_complexity)]
-    fn split(&self, batch: Batch) -> (Vec<Option<Batch>>, Vec<u64>, u64, Vec<GroupTally>) {
+    fn split(
+        &self,
+        batch: Batch,
+        flush: Option<Flush>,
+    ) -> (Vec<Option<Batch>>, Vec<u64>, u64, Vec<GroupTally>) {
         let mut out: Vec<Option<Batch>> = (0..self.lanes.len()).map(|_| None).collect();
         let mut hits = vec![0u64; self.routes.len()];
         let mut unmatched = 0u64;
@@ -337,10 +393,18 @@ impl Router {
             }
         }
         for (route, events) in self.routes.iter().zip(piped) {
-            let Some(p) = route.pipeline.as_ref().filter(|_| !events.is_empty()) else {
+            let Some(p) = route.pipeline.as_ref() else {
                 continue;
             };
-            for e in p.process(events) {
+            let mut processed = if events.is_empty() {
+                Vec::new()
+            } else {
+                p.process(events)
+            };
+            if let Some(mode) = flush {
+                processed.extend(p.flush(mode));
+            }
+            for e in processed {
                 match route.destination {
                     Target::Lane(dest) => push(dest, e),
                     group => {
@@ -395,6 +459,9 @@ impl Router {
     }
 }
 
+/// How often held events are looked at (a window closes at most this late).
+pub const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The router sources route through, replaced whole by a config reload.
 ///
 /// Each batch takes the current router for the length of its routing
@@ -413,6 +480,29 @@ impl RouterHandle {
 
     pub fn current(&self) -> Arc<Router> {
         self.0.load_full()
+    }
+
+    /// The pipelines' clock: every `CLOCK_TICK`, what they hold that is due
+    /// (closed aggregate windows) goes on, even when no event arrives. Runs
+    /// until `shutdown`; the last release (`Flush::All`) is the shutdown's.
+    pub fn run_clock(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let handle = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CLOCK_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let router = handle.current();
+                if router.holds() {
+                    // Shutdown while waiting for room: the shutdown's
+                    // release takes what is left.
+                    let _ = router.flush(Flush::Due, None, &shutdown).await;
+                }
+            }
+        })
     }
 
     /// Install `router`; returns the one it replaces.

@@ -267,12 +267,6 @@ fn errors_name_file_line_column_and_key() {
             "dead_letter cannot be an output router",
         ),
         (
-            "a metric encoding without metric fields",
-            "sources:\n  in: {type: tcp, address: 127.0.0.1:0}\nroutes:\n  - name: all\n    destination: out\ndestinations:\n  out: {type: udp, address: \"a:1\", encoding: statsd}\n".into(),
-            ":7:8: ",
-            "encoding `statsd` needs `metric: {name, value}`",
-        ),
-        (
             "metric fields without a metric encoding",
             format!("{BASE}    metric: {{ name: n, value: v }}\n"),
             ":10:5: ",

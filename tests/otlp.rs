@@ -582,3 +582,121 @@ async fn a_partial_success_written_as_a_string_is_counted() {
     assert_eq!(metrics(&r).dropped("out", "rejected"), 5);
     r.shutdown().await;
 }
+
+/// Metric events need no mapping: `log_to_metric`'s gauges and an
+/// `aggregate`'s counter arrive as OTLP metrics (a Gauge per reading; a
+/// delta, monotonic Sum over the window), the aggregate's open window
+/// released at shutdown rather than lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_events_arrive_as_otlp_metrics_and_open_windows_at_shutdown() {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        AggregationTemporality, metric, number_data_point,
+    };
+    let c = Collector::start().await;
+    let r = common::topology(&format!(
+        r#"
+api: {{ enabled: false }}
+sources:
+  in: {{ type: tcp, address: 127.0.0.1:0 }}
+pipelines:
+  gauges:
+    - {{ type: log_to_metric, metrics: [{{ type: gauge, field: ms, name: latency, tags: {{ host: "{{{{ host }}}}" }} }}] }}
+  counts:
+    - {{ type: aggregate, window: 1h, group_by: [host], metrics: [{{ name: requests, type: count }}] }}
+routes:
+  - {{ name: gauges, destination: out, pipeline: gauges, final: false }}
+  - {{ name: counts, destination: out, pipeline: counts }}
+destinations:
+  out: {{ type: otlp, endpoint: "{}", batch: {{ timeout: 50ms }} }}
+"#,
+        c.grpc_url()
+    ))
+    .await;
+    send(
+        &r,
+        (0..30).map(|i| {
+            format!(
+                r#"{{"host":"web-{}","ms":{i},"timestamp":"2026-12-06T08:00:00Z"}}"#,
+                i % 3
+            )
+        }),
+    )
+    .await;
+    let points = |c: &Collector, name: &str| -> Vec<(metric::Data, Vec<KeyValue>)> {
+        c.metrics()
+            .into_iter()
+            .flat_map(|rm| rm.scope_metrics)
+            .flat_map(|sm| sm.metrics)
+            .filter(|m| m.name == name)
+            .filter_map(|m| {
+                let data = m.data?;
+                let attrs = match &data {
+                    metric::Data::Gauge(g) => g.data_points[0].attributes.clone(),
+                    metric::Data::Sum(s) => s.data_points[0].attributes.clone(),
+                    _ => Vec::new(),
+                };
+                Some((data, attrs))
+            })
+            .collect()
+    };
+    wait_until_async("30 gauges", WAIT, || {
+        points(&c.collector, "latency").len() == 30
+    })
+    .await;
+    for (data, attrs) in points(&c.collector, "latency") {
+        let metric::Data::Gauge(g) = data else {
+            panic!("a gauge: {data:?}")
+        };
+        let p = &g.data_points[0];
+        assert_eq!(
+            p.time_unix_nano, 1_796_544_000_000_000_000,
+            "the event's time"
+        );
+        let Some(number_data_point::Value::AsInt(ms)) = p.value else {
+            panic!("an integer reading: {p:?}")
+        };
+        let host = attrs
+            .iter()
+            .find(|a| a.key == "host")
+            .and_then(|a| text(&a.value));
+        assert_eq!(host, Some(format!("web-{}", ms % 3).as_str()));
+    }
+    assert!(
+        points(&c.collector, "requests").is_empty(),
+        "the hour is not over"
+    );
+    r.shutdown().await;
+    let mut counts: Vec<(String, i64)> = points(&c.collector, "requests")
+        .into_iter()
+        .map(|(data, attrs)| {
+            let metric::Data::Sum(s) = data else {
+                panic!("a sum: {data:?}")
+            };
+            assert_eq!(
+                s.aggregation_temporality,
+                AggregationTemporality::Delta as i32
+            );
+            assert!(s.is_monotonic);
+            let p = &s.data_points[0];
+            assert_eq!(p.time_unix_nano - p.start_time_unix_nano, 3_600_000_000_000);
+            let Some(number_data_point::Value::AsInt(n)) = p.value else {
+                panic!("a count: {p:?}")
+            };
+            let host = attrs
+                .iter()
+                .find(|a| a.key == "host")
+                .and_then(|a| text(&a.value));
+            (host.unwrap_or_default().to_string(), n)
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            ("web-0".to_string(), 10),
+            ("web-1".to_string(), 10),
+            ("web-2".to_string(), 10)
+        ],
+        "the open window went out at shutdown"
+    );
+}

@@ -49,6 +49,13 @@ pub fn read(raw: Option<&[u8]>) -> EventTime {
     at.map_or(EventTime::Unreadable, EventTime::At)
 }
 
+/// A time written as text (what a string field holds, unquoted): an epoch
+/// number or RFC 3339, as `read` reads them; nanoseconds.
+pub fn read_text(t: &str) -> Option<i64> {
+    let t = t.trim();
+    epoch_text(t.as_bytes()).or_else(|| datetime(t))
+}
+
 /// An epoch number written in decimal (`1700000000`, `1700000000.123`,
 /// `1.7e9`), scaled to nanoseconds by its magnitude.
 fn epoch_text(t: &[u8]) -> Option<i64> {

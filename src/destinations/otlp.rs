@@ -3,8 +3,10 @@
 //! (`protocol: http`, 4318, protobuf or `http_encoding: json`).
 //!
 //! Events the OTLP source made go back out as exactly what arrived,
-//! grouped again by resource and scope (`crate::otlp::event`); any other
-//! event becomes a log record by `mapping` (`crate::otlp::mapping`). A
+//! grouped again by resource and scope (`crate::otlp::event`); metric
+//! events (`aggregate`, `log_to_metric`) become metrics
+//! (`crate::otlp::metric`); any other event becomes a log record by
+//! `mapping` (`crate::otlp::mapping`). A
 //! request carries each signal present in the batch as its own export
 //! call.
 //!
@@ -57,6 +59,7 @@ use crate::driver::{
 };
 use crate::event::Event;
 use crate::grpc::{code_name, retry_delay};
+use crate::metric_event::MetricEvent;
 use crate::metrics::DropReason;
 use crate::otlp::event::{LogEvent, MetricsEvent, Origin, Signal, TracesEvent, signal_of};
 use crate::otlp::mapping::{self, MappingConfig};
@@ -617,6 +620,9 @@ impl Destination for OtlpDestination {
         let mut metrics: Vec<ResourceMetrics> = Vec::new();
         let mut traces: Vec<ResourceSpans> = Vec::new();
         let mut signals = Vec::with_capacity(events.len());
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let mut skipped = Vec::new();
         for (i, e) in events.iter().enumerate() {
             let signal = signal_of(&e.raw);
@@ -635,16 +641,26 @@ impl Destination for OtlpDestination {
                 Some(Signal::Traces) => serde_json::from_slice::<TracesEvent>(&e.raw)
                     .map(|t| merge_resource!(traces, t.into_resource_spans(), scope_spans, spans))
                     .is_ok(),
-                None => match self.mapping.record(e) {
-                    Some((resource, record)) => {
-                        let origin = Origin {
-                            resource: mapping::resource(resource),
-                            ..Origin::default()
-                        };
-                        push_log(&mut logs, origin, record);
-                        true
-                    }
-                    None => false,
+                None => match MetricEvent::parse(&e.raw) {
+                    Some(m) => match crate::otlp::metric::resource_metrics(m, now_ns) {
+                        Some(rm) => {
+                            merge_resource!(metrics, rm, scope_metrics, metrics);
+                            signals.push(Signal::Metrics);
+                            continue;
+                        }
+                        None => false,
+                    },
+                    None => match self.mapping.record(e) {
+                        Some((resource, record)) => {
+                            let origin = Origin {
+                                resource: mapping::resource(resource),
+                                ..Origin::default()
+                            };
+                            push_log(&mut logs, origin, record);
+                            true
+                        }
+                        None => false,
+                    },
                 },
             };
             if ok {

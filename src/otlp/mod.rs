@@ -1,11 +1,13 @@
 //! OpenTelemetry's protocol, shared by the OTLP destination and source:
 //! how OTLP data becomes events and back (`event`), plain JSON for its
 //! values (`value`), OTLP/JSON for logs as the specification writes it
-//! (`json`), how any other event becomes a log record (`mapping`), and
+//! (`json`), metric events as OTLP metrics (`metric`), how any other event
+//! becomes a log record (`mapping`), and
 //! counting an export's records before decoding it (`wire`).
 
 pub mod event;
 pub mod json;
 pub mod mapping;
+pub mod metric;
 pub mod value;
 pub mod wire;

@@ -104,6 +104,8 @@ functions! {
     "sample" => Sample(super::sample::SampleConfig),
     "throttle" => Throttle(super::throttle::ThrottleConfig),
     "dedupe" => Dedupe(super::dedupe::DedupeConfig),
+    "aggregate" => Aggregate(super::aggregate::AggregateConfig),
+    "log_to_metric" => LogToMetric(super::log_to_metric::LogToMetricConfig),
 }
 
 /// Each function's `function` label in the pipeline's metrics: its `name`,

@@ -47,6 +47,12 @@ impl<S> Keyed<S> {
 
     /// The state of `key`, made by `make` on first sight.
     pub fn get(&mut self, key: &[u8], make: impl FnOnce() -> S) -> &mut S {
+        self.get_marked(key, |_| make())
+    }
+
+    /// As `get`, telling `make` whether it makes the shared overflow state
+    /// (an aggregate labels that group as the rest, not as its first key).
+    pub fn get_marked(&mut self, key: &[u8], make: impl FnOnce(bool) -> S) -> &mut S {
         if self.map.contains_key(key) {
             return self
                 .map
@@ -54,7 +60,7 @@ impl<S> Keyed<S> {
                 .unwrap_or_else(|| unreachable!("just found"));
         }
         if self.map.len() < self.max {
-            return self.map.entry(key.to_vec()).or_insert_with(make);
+            return self.map.entry(key.to_vec()).or_insert_with(|| make(false));
         }
         if self.overflow.is_none() {
             tracing::warn!(
@@ -63,7 +69,22 @@ impl<S> Keyed<S> {
                 "more distinct keys than max_keys: the rest share one state"
             );
         }
-        self.overflow.get_or_insert_with(make)
+        self.overflow.get_or_insert_with(|| make(true))
+    }
+
+    /// Every state with its key (`None`: the overflow state), taken out.
+    pub fn drain(&mut self) -> impl Iterator<Item = (Option<Vec<u8>>, S)> + '_ {
+        let overflow = self.overflow.take().map(|s| (None, s));
+        self.map.drain().map(|(k, s)| (Some(k), s)).chain(overflow)
+    }
+
+    /// Every state with its key (`None`: the overflow state).
+    pub fn iter(&self) -> impl Iterator<Item = (Option<&[u8]>, &S)> + '_ {
+        let overflow = self.overflow.as_ref().map(|s| (None, s));
+        self.map
+            .iter()
+            .map(|(k, s)| (Some(k.as_slice()), s))
+            .chain(overflow)
     }
 
     /// The state of `key`, if it has one (without making it).

@@ -11,6 +11,7 @@
 //! are counted once per batch: per pipeline, `received + emitted = sent +
 //! dropped`, each drop by function and reason.
 
+mod aggregate;
 mod condition;
 pub mod config;
 mod dedupe;
@@ -18,6 +19,7 @@ mod drop;
 mod eval;
 mod flatten;
 mod keyed;
+mod log_to_metric;
 mod lookup;
 mod mask;
 mod parse;
@@ -56,15 +58,21 @@ pub enum DropReason {
     Throttle,
     /// Seen before by a `dedupe`.
     Dedupe,
+    /// Folded into a metric by `aggregate` or `log_to_metric`.
+    Aggregated,
+    /// Too late for every window of an `aggregate` it belongs to.
+    Late,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::Filter,
         DropReason::Error,
         DropReason::Sample,
         DropReason::Throttle,
         DropReason::Dedupe,
+        DropReason::Aggregated,
+        DropReason::Late,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +82,8 @@ impl DropReason {
             DropReason::Sample => "sample",
             DropReason::Throttle => "throttle",
             DropReason::Dedupe => "dedupe",
+            DropReason::Aggregated => "aggregated",
+            DropReason::Late => "late",
         }
     }
 }
@@ -99,6 +109,27 @@ impl Tally {
 /// another (unroll) counted as emitted.
 pub trait Function: Send + Sync {
     fn run(&self, batch: Vec<Work>, out: &mut Vec<Work>, tally: &mut Tally);
+
+    /// Whether it holds events back to release them later (`flush`).
+    fn holds(&self) -> bool {
+        false
+    }
+
+    /// Release what it holds whose time has come (or all of it), counted
+    /// as emitted. Called after each batch and by the router's clock.
+    fn flush(&self, _mode: Flush, _out: &mut Vec<Work>, _tally: &mut Tally) {}
+}
+
+/// What a function holding events (`aggregate`) releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// What is due: windows that have closed.
+    Due,
+    /// Everything: sluice is shutting down.
+    All,
+    /// Everything, if a reload let this function's state go (it was
+    /// changed or removed): the configuration it leaves says it last.
+    Orphaned,
 }
 
 /// A function's counters, created once at build.
@@ -190,6 +221,8 @@ pub struct Pipeline {
     steps: Vec<(Box<dyn Function>, FunctionBooks)>,
     received: Counter,
     sent: Counter,
+    /// Some function holds events back (`Function::holds`).
+    holds: bool,
     /// `sluice tap --pipeline`: what it sends on.
     tap: Arc<TapPoint>,
 }
@@ -237,6 +270,7 @@ impl Pipeline {
         let (received, sent) = metrics.pipeline(name);
         Ok(Arc::new(Pipeline {
             name: name.to_string(),
+            holds: steps.iter().any(|(f, _)| f.holds()),
             steps,
             received,
             sent,
@@ -246,6 +280,25 @@ impl Pipeline {
 
     /// Run `events` through every function; what comes out, in order.
     pub fn process(&self, events: Vec<Event>) -> Vec<Event> {
+        self.pass(events, Flush::Due)
+    }
+
+    /// Release what its functions hold (`mode`), through the functions
+    /// after them; what comes out, in order.
+    pub fn flush(&self, mode: Flush) -> Vec<Event> {
+        if !self.holds {
+            return Vec::new();
+        }
+        self.pass(Vec::new(), mode)
+    }
+
+    /// Whether a function of it holds events back (the router then runs
+    /// its clock).
+    pub fn holds(&self) -> bool {
+        self.holds
+    }
+
+    fn pass(&self, events: Vec<Event>, mode: Flush) -> Vec<Event> {
         let received = events.len() as u64;
         let mut work: Vec<Work> = events.into_iter().map(Work::Raw).collect();
         let mut next = Vec::with_capacity(work.len());
@@ -253,12 +306,17 @@ impl Pipeline {
         // (nearly) never seen half-way: received + emitted = sent + dropped.
         let mut tallies = vec![Tally::default(); self.steps.len()];
         for ((function, _), tally) in self.steps.iter().zip(tallies.iter_mut()) {
-            if work.is_empty() {
-                break;
+            if !work.is_empty() {
+                function.run(std::mem::take(&mut work), &mut next, tally);
             }
-            function.run(std::mem::take(&mut work), &mut next, tally);
+            if function.holds() {
+                function.flush(mode, &mut next, tally);
+            }
             std::mem::swap(&mut work, &mut next);
             next.clear();
+        }
+        if work.is_empty() && received == 0 {
+            return Vec::new();
         }
         let mut out = Vec::with_capacity(work.len());
         let mut unwritable = 0u64;

@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::destinations;
 use crate::lane::{Books, Lane, Spill};
 use crate::metrics::{DropReason, Metrics};
+use crate::pipeline::Flush;
 use crate::pipeline::state::States;
 use crate::router::RouterHandle;
 use crate::sources;
@@ -114,6 +115,8 @@ pub struct Running {
     states: States,
     api_addr: Option<SocketAddr>,
     router: RouterHandle,
+    /// The pipelines' clock (`RouterHandle::run_clock`).
+    clock: JoinHandle<()>,
     config: Config,
     sources: Vec<LiveSource>,
     /// Sources a reload replaced that still serve connections they had
@@ -187,6 +190,7 @@ impl Running {
         let (router, route_status, groups) =
             build::build_router(&config, &graph, &metrics, &taps, &states).map_err(cancel)?;
         let router = RouterHandle::new(router);
+        let clock = router.run_clock(shutdown.clone());
 
         let api_listener = if config.api.enabled {
             let tls = config.api.tls.as_ref().map(|t| &t.value);
@@ -266,6 +270,7 @@ impl Running {
             states,
             api_addr,
             router,
+            clock,
             config,
             sources,
             draining_sources: Vec::new(),
@@ -339,6 +344,20 @@ impl Running {
                 t.abort();
             }
         }
+        // Nothing more comes in: what pipelines hold (open aggregate
+        // windows) goes out now, before the lanes close.
+        let _ = self.clock.await;
+        let router = self.router.current();
+        if router.holds() {
+            let flushed =
+                tokio::time::timeout_at(deadline, router.flush(Flush::All, None, &self.stop)).await;
+            if !matches!(flushed, Ok(Ok(()))) {
+                tracing::warn!(
+                    "shutdown timeout reached before open aggregate windows found room in their destinations"
+                );
+            }
+        }
+        drop(router);
         tracing::info!("draining destinations");
         let mut timed_out = false;
         let hard_stop = |timed_out: &mut bool, what: &str| {

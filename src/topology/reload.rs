@@ -43,6 +43,7 @@ use crate::api::{ConfigInfo, LastReload, unix_seconds};
 use crate::config::{Config, ConfigError};
 use crate::destinations::Prepared;
 use crate::lane::{Lane, LanePolicy, Spill};
+use crate::pipeline::Flush;
 use crate::router::Router;
 
 /// What a reload does with a destination that has a lane.
@@ -348,8 +349,15 @@ impl Running {
         let old = self.router.swap(router);
         let released = CancellationToken::new();
         let done = released.clone();
+        let stop = self.stop.clone();
         tokio::spawn(async move {
             crate::router::released(&old).await;
+            // Windows of an aggregate this reload changed or removed: the
+            // configuration that held them sends them, into lanes it still
+            // reaches (they retire only after `done`).
+            if old.holds() {
+                let _ = old.flush(Flush::Orphaned, None, &stop).await;
+            }
             drop(old);
             done.cancel();
         });

@@ -31,6 +31,7 @@ use crate::codec::template::Template;
 use crate::codec::time::{self, EventTime};
 use crate::event::{Event, Format};
 use crate::expr::{number, scalar_text};
+use crate::metric_event::MetricKind;
 
 /// StatsD metric types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
@@ -51,6 +52,19 @@ pub enum StatsdKind {
 }
 
 impl StatsdKind {
+    /// A metric event's type.
+    pub fn of(kind: crate::metric_event::MetricKind) -> StatsdKind {
+        use crate::metric_event::MetricKind as K;
+        match kind {
+            K::Counter => StatsdKind::Counter,
+            K::Gauge => StatsdKind::Gauge,
+            K::Timer => StatsdKind::Timer,
+            K::Histogram => StatsdKind::Histogram,
+            K::Set => StatsdKind::Set,
+            K::Distribution => StatsdKind::Distribution,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             StatsdKind::Counter => "c",
@@ -130,12 +144,17 @@ pub struct MetricConfig {
     pub timestamp: Option<String>,
     #[serde(default)]
     pub timestamp_policy: TimestampPolicy,
-    /// Fields written as tags, each keyed by its path.
+    /// Fields written as tags, each keyed by its path; a field holding an
+    /// object gives each of its keys as a tag.
     #[serde(default)]
     pub tags: Vec<String>,
     /// StatsD type: `c`, `g` (default), `ms`, `h`, `s`, `d`.
     #[serde(default, rename = "type")]
     pub kind: StatsdKind,
+    /// StatsD: a field holding each event's type, by name (`counter`) or
+    /// symbol (`c`); `type` when it is missing.
+    #[serde(default)]
+    pub type_field: Option<String>,
     /// Influx field key for `value`. Default `value`.
     #[serde(default)]
     pub field: Option<String>,
@@ -145,6 +164,22 @@ pub struct MetricConfig {
     /// Prepended to every metric name (`app.`).
     #[serde(default)]
     pub prefix: Option<String>,
+}
+
+impl MetricConfig {
+    /// What an encoding reads when no `metric:` is given: metric events
+    /// (`crate::metric_event`), as `aggregate` and `log_to_metric` make.
+    pub fn metric_events(encoding: Encoding) -> MetricConfig {
+        MetricConfig {
+            name: "name".into(),
+            value: Some("value".into()),
+            // StatsD lines carry no time.
+            timestamp: (encoding != Encoding::Statsd).then(|| "timestamp".into()),
+            tags: vec!["tags".into()],
+            type_field: Some("type".into()),
+            ..MetricConfig::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -168,6 +203,7 @@ pub struct MetricFields {
     /// Influx: (key, field, type). With `value`, its one field.
     fields: Vec<(String, Field, Option<FieldType>)>,
     kind: StatsdKind,
+    kind_field: Option<Field>,
     /// `prefix`, already encoded for the encoding.
     prefix: Vec<u8>,
 }
@@ -277,6 +313,11 @@ impl MetricFields {
             .map(|t| Ok((t.clone(), reader.add(t).map_err(at("metric.tags"))?)))
             .collect::<Result<Vec<_>, String>>()?;
         tags.sort_by(|a, b| a.0.cmp(&b.0));
+        let kind_field = cfg
+            .type_field
+            .as_deref()
+            .map(|t| reader.add(t).map_err(at("metric.type_field")))
+            .transpose()?;
         Ok(MetricFields {
             encoding,
             reader,
@@ -288,6 +329,7 @@ impl MetricFields {
             tags,
             fields,
             kind: cfg.kind,
+            kind_field,
             prefix: {
                 let mut p = Vec::new();
                 encode_name(
@@ -341,22 +383,26 @@ impl MetricFields {
         self.head(e, s)?;
         s.tags.clear();
         for (key, f) in &self.tags {
-            let Some(v) = r.text(e, &s.fields, *f).filter(|v| !v.is_empty()) else {
-                continue; // Graphite and InfluxDB refuse empty tag values
-            };
-            match self.encoding {
-                Encoding::Graphite => graphite::tag(key, &v, &mut s.tags),
-                Encoding::Statsd => statsd::tag(key, &v, s.tags.is_empty(), &mut s.tags),
-                _ => influx::tag(key, &v, &mut s.tags),
+            if let Some(object) = r.raw(e, &s.fields, *f).filter(|v| v.first() == Some(&b'{')) {
+                self.object_tags(object, &mut s.tags)?;
+                continue;
             }
+            let Some(v) = r.text(e, &s.fields, *f) else {
+                continue;
+            };
+            self.tag(key.as_bytes(), &v, &mut s.tags);
         }
+        let kind = match self.kind_field.and_then(|f| r.text(e, &s.fields, f)) {
+            Some(k) => StatsdKind::of(MetricKind::parse(&k)?),
+            None => self.kind,
+        };
         let value = match self.value {
             Some(v) => r.raw(e, &s.fields, v)?,
             None => return self.influx_fields(e, s, time, out),
         };
         if value.first() != Some(&b'[') {
             let v = scalar(value)?;
-            return self.line(s, None, v, time, out);
+            return self.line(s, None, v, kind, time, out);
         }
         elements(value, &mut s.elems)?;
         let names = r.raw(e, &s.fields, self.value_names);
@@ -385,7 +431,7 @@ impl MetricFields {
             if written {
                 out.push(b'\n');
             }
-            self.line(s, Some(suffix), v, time, out)?;
+            self.line(s, Some(suffix), v, kind, time, out)?;
             written = true;
         }
         written.then_some(())
@@ -417,6 +463,7 @@ impl MetricFields {
         s: &mut MetricScratch,
         suffix: Option<&[u8]>,
         v: Scalar<'_>,
+        kind: StatsdKind,
         time: Option<i64>,
         out: &mut Vec<u8>,
     ) -> Option<()> {
@@ -428,7 +475,7 @@ impl MetricFields {
             }
             Encoding::Statsd => {
                 let v = v.number_text()?;
-                statsd::line(&s.head, suffix, v, self.kind, &s.tags, out);
+                statsd::line(&s.head, suffix, v, kind, &s.tags, out);
             }
             _ => {
                 let (key, _, kind) = self.fields.first()?;
@@ -439,6 +486,35 @@ impl MetricFields {
                 if let Some(rec) = s.record.as_mut() {
                     rec.push((influx::measurement_of(&out[start..]), key.clone(), ty));
                 }
+            }
+        }
+        Some(())
+    }
+
+    /// One tag; an empty value is left out (Graphite and InfluxDB refuse
+    /// empty tag values).
+    fn tag(&self, key: &[u8], v: &[u8], out: &mut Vec<u8>) {
+        if v.is_empty() {
+            return;
+        }
+        let key = String::from_utf8_lossy(key);
+        match self.encoding {
+            Encoding::Graphite => graphite::tag(&key, v, out),
+            Encoding::Statsd => statsd::tag(&key, v, out.is_empty(), out),
+            _ => influx::tag(&key, v, out),
+        }
+    }
+
+    /// Each key of a JSON object as a tag, in key order (nested values
+    /// and nulls make none). `None` when it is not a readable object.
+    fn object_tags(&self, raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+        let map: BTreeMap<Cow<'_, str>, &serde_json::value::RawValue> =
+            serde_json::from_slice(raw).ok()?;
+        for (k, v) in map {
+            if let Some(t) = scalar_text(v.get().as_bytes()) {
+                self.tag(k.as_bytes(), &t, out);
+            } else if scalar(v.get().as_bytes()).is_some() {
+                self.tag(k.as_bytes(), v.get().as_bytes(), out);
             }
         }
         Some(())
@@ -670,5 +746,31 @@ mod tests {
         assert!(MetricFields::new(&graphite_fields, Encoding::Influx).is_ok());
         assert!(MetricFields::new(&cfg("a b"), Encoding::Graphite).is_err());
         assert!(MetricFields::new(&cfg("{{ a"), Encoding::Graphite).is_err());
+    }
+
+    #[test]
+    fn metric_events_need_no_mapping() {
+        let e = r#"{"name":"requests","type":"counter","value":42,"timestamp":"2023-11-14T22:13:20.000Z","interval_ms":10000,"tags":{"host":"a b","app":"web","n":3,"empty":""}}"#;
+        let with = |enc| lines(&MetricConfig::metric_events(enc), enc, e);
+        assert_eq!(
+            with(Encoding::Graphite).unwrap(),
+            "requests;app=web;host=a_b;n=3 42 1700000000"
+        );
+        assert_eq!(
+            with(Encoding::Statsd).unwrap(),
+            "requests:42|c|#app:web,host:a_b,n:3"
+        );
+        assert_eq!(
+            with(Encoding::Influx).unwrap(),
+            "requests,app=web,host=a\\ b,n=3 value=42i 1700000000000000000"
+        );
+        let gauge = r#"{"name":"mean","type":"gauge","value":2.5}"#;
+        let statsd = MetricConfig::metric_events(Encoding::Statsd);
+        assert_eq!(
+            lines(&statsd, Encoding::Statsd, gauge).unwrap(),
+            "mean:2.5|g"
+        );
+        let unknown = r#"{"name":"m","type":"meter","value":1}"#;
+        assert_eq!(lines(&statsd, Encoding::Statsd, unknown), None);
     }
 }

@@ -112,12 +112,11 @@ impl Encoder {
     ) -> Result<Encoder, String> {
         let metric = match (encoding.is_metric(), metric) {
             (true, Some(m)) => Some(Arc::new(MetricFields::new(m, encoding)?)),
-            (true, None) => {
-                return Err(format!(
-                    "encoding `{}` needs `metric: {{name, value}}` naming the event fields to use",
-                    encoding.as_str()
-                ));
-            }
+            // Metric events, as aggregate and log_to_metric make them.
+            (true, None) => Some(Arc::new(MetricFields::new(
+                &MetricConfig::metric_events(encoding),
+                encoding,
+            )?)),
             (false, Some(_)) => {
                 return Err(
                     "`metric` applies only to the graphite, statsd and influx encodings".into(),
@@ -347,7 +346,8 @@ mod tests {
 
     #[test]
     fn metric_settings_must_match_the_encoding() {
-        assert!(Encoder::new(Encoding::Graphite, Compression::None, None).is_err());
+        // No settings: metric events (`MetricConfig::metric_events`).
+        assert!(Encoder::new(Encoding::Graphite, Compression::None, None).is_ok());
         let cfg = MetricConfig {
             name: "a".into(),
             value: Some("b".into()),
