@@ -265,6 +265,9 @@ fn top_shows_rates_and_a_failing_destination_and_quits_on_q() {
                     .and_then(|r| r.trim_start_matches(['│', ' ']).split_whitespace().nth(2))
                     .and_then(|n| n.parse::<u64>().ok())
                     .is_some_and(|n| n > 0)
+                // ... and its reduction, whole and by function (eval
+                // removes nothing).
+                && row(&screen, "tag").is_some_and(|r| r.contains("0.0%") && r.contains("eval 0.0%"))
                 && row(&screen, "out").is_some_and(|r| r.contains(" ok "))
                 && gen_rate.is_some_and(|r| r > 1000.0)
         },
@@ -325,6 +328,12 @@ fn the_status_page_shows_a_stalled_destination_and_its_recovery_on_a_laptop_and_
     assert_eq!(states["sink"], "flowing", "{states}");
     assert_eq!(states["pipeline:tag"], "flowing", "{states}");
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000));
+    // The pipeline's card says how much it reduced the flow.
+    page(
+        &s,
+        r#"[data-pipeline="tag"] .reduction:has-text("reduced 0.0 %")"#,
+        &[],
+    );
 
     rt.block_on(out.kill());
     let states = page(&s, r#"[data-destination="out"][data-state="stalled"]"#, &[]);

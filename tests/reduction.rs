@@ -72,6 +72,24 @@ fn throttle_and_sample_count_exactly_and_keep_their_state_across_a_reload() {
     });
     assert_eq!(dropped(&s, "throttle"), 400);
     assert_eq!(dropped(&s, "sample"), 180);
+    // The status API (and so the page and `top`) says how much each
+    // function reduced the flow: 600 → 200 → 20.
+    let status = s.status();
+    let reduce = &status["pipelines"][0];
+    assert_eq!(reduce["reduction"], 0.9667, "{reduce}");
+    let steps: Vec<(&Value, &Value, &Value)> = reduce["functions"]
+        .as_array()
+        .expect("functions")
+        .iter()
+        .map(|f| (&f["in"], &f["out"], &f["reduction"]))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (&600.into(), &200.into(), &0.6667.into()),
+            (&200.into(), &20.into(), &0.9.into())
+        ]
+    );
     let got: Vec<Value> = read_lines(&out)
         .iter()
         .map(|l| serde_json::from_str(l).expect("json"))

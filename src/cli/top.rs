@@ -40,6 +40,15 @@ pub async fn run(client: &ApiClient, every: Duration) -> anyhow::Result<()> {
 }
 
 /// Keys from a thread that polls the terminal (crossterm reads block).
+
+/// A reduction ratio as a percentage (`99.7%`); `-` before any event.
+fn percent(v: &Value) -> String {
+    match v.as_f64() {
+        Some(r) => format!("{:.1}%", r * 100.0),
+        None => "-".into(),
+    }
+}
+
 fn read_keys() -> mpsc::UnboundedReceiver<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -280,6 +289,17 @@ fn draw(f: &mut ratatui::Frame, s: &Value, rates: &Rates, error: Option<&str>) {
                 .iter()
                 .filter_map(|f| f["errors"].as_u64())
                 .sum();
+            // Each function's reduction, in order: where the volume goes.
+            let by_function: Vec<String> = list(x, "functions")
+                .iter()
+                .filter_map(|f| {
+                    Some(format!(
+                        "{} {}",
+                        f["name"].as_str()?,
+                        percent(&f["reduction"])
+                    ))
+                })
+                .collect();
             Row::new(vec![
                 name.to_string(),
                 rates.get(&format!("p/{name}")),
@@ -288,13 +308,24 @@ fn draw(f: &mut ratatui::Frame, s: &Value, rates: &Rates, error: Option<&str>) {
                 x["dropped"].to_string(),
                 x["emitted"].to_string(),
                 errors.to_string(),
+                percent(&x["reduction"]),
+                by_function.join("  "),
             ])
         });
+        let widths = [16, 10, 14, 14, 12, 12, 10, 10].map(Constraint::Length);
         f.render_widget(
-            Table::new(rows, [16, 10, 14, 14, 12, 12, 10].map(Constraint::Length))
+            Table::new(rows, widths.into_iter().chain([Constraint::Min(10)]))
                 .header(
                     Row::new([
-                        "PIPELINE", "EVENTS/S", "RECEIVED", "SENT", "DROPPED", "EMITTED", "ERRORS",
+                        "PIPELINE",
+                        "EVENTS/S",
+                        "RECEIVED",
+                        "SENT",
+                        "DROPPED",
+                        "EMITTED",
+                        "ERRORS",
+                        "REDUCED",
+                        "BY FUNCTION",
                     ])
                     .style(bold),
                 )

@@ -178,7 +178,14 @@ impl PipelineStatus {
         }
     }
 
+    /// Each function's `in` and `out` follow from the books: what enters a
+    /// function is what left the one before (the pipeline's received for
+    /// the first), and `out = in - dropped + emitted`. `reduction` is the
+    /// share of what came in that did not go out (negative when a function
+    /// makes more than it takes, as unroll does).
     pub fn to_json(&self) -> serde_json::Value {
+        let received = self.received.get();
+        let mut entering = received;
         let functions: Vec<serde_json::Value> = self
             .functions
             .iter()
@@ -188,13 +195,21 @@ impl PipelineStatus {
                     .zip(&b.dropped)
                     .map(|(r, c)| (r.as_str().to_string(), c.get().into()))
                     .collect();
-                serde_json::json!({
+                let removed: u64 = b.dropped.iter().map(Counter::get).sum();
+                let emitted = b.emitted.get();
+                let leaving = (entering + emitted).saturating_sub(removed);
+                let f = serde_json::json!({
                     "name": label,
                     "type": kind,
                     "dropped": dropped,
-                    "emitted": b.emitted.get(),
+                    "emitted": emitted,
                     "errors": b.errors.get(),
-                })
+                    "in": entering,
+                    "out": leaving,
+                    "reduction": reduction(entering, leaving),
+                });
+                entering = leaving;
+                f
             })
             .collect();
         let dropped: u64 = self
@@ -203,15 +218,26 @@ impl PipelineStatus {
             .flat_map(|(_, _, b)| b.dropped.iter().map(Counter::get))
             .sum();
         let emitted: u64 = self.functions.iter().map(|(_, _, b)| b.emitted.get()).sum();
+        let sent = self.sent.get();
         serde_json::json!({
             "name": self.name,
-            "received": self.received.get(),
+            "received": received,
             "emitted": emitted,
-            "sent": self.sent.get(),
+            "sent": sent,
             "dropped": dropped,
+            "reduction": reduction(received, sent),
             "functions": functions,
         })
     }
+}
+
+/// `1 - out / in`, rounded to 4 places; `null` before anything came in.
+fn reduction(entering: u64, leaving: u64) -> serde_json::Value {
+    if entering == 0 {
+        return serde_json::Value::Null;
+    }
+    let r = 1.0 - leaving as f64 / entering as f64;
+    serde_json::json!((r * 10_000.0).round() / 10_000.0)
 }
 
 /// A built pipeline, shared by every place it is attached (its books are
