@@ -187,6 +187,24 @@ impl Router {
         self.route_flushing(batch, None, deadline, shutdown).await
     }
 
+    /// Every pipeline attached here writes what it keeps across restarts.
+    pub fn save_pipelines(&self) {
+        let routes = self
+            .routes
+            .iter()
+            .chain(self.groups.iter().flat_map(|g| &g.rules));
+        let mut seen = std::collections::HashSet::new();
+        for p in routes
+            .filter_map(|r| r.pipeline.as_ref())
+            .chain(self.source_pipelines.values())
+            .chain(self.lane_pipelines.iter().flatten())
+        {
+            if seen.insert(Arc::as_ptr(p)) {
+                p.save();
+            }
+        }
+    }
+
     /// Whether a pipeline attached here holds events back (`aggregate`):
     /// then its clock (`flush`) must run.
     pub fn holds(&self) -> bool {

@@ -187,3 +187,60 @@ destinations:
         2000 - first.len() as u64
     );
 }
+
+/// `persist: true`: what a dedupe remembers survives a restart (saved at
+/// shutdown into the data directory, read at the next start), so the ids
+/// seen before the restart are still removed after it.
+#[test]
+fn a_persistent_dedupe_remembers_across_a_restart() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+data_dir: "{}"
+sources:
+  in: {{ type: tcp, address: 127.0.0.1:0 }}
+pipelines:
+  once:
+    - {{ type: dedupe, fields: [id], persist: true }}
+routes:
+  - {{ name: all, destination: out, pipeline: once }}
+destinations:
+  out: {{ type: file, path: "{{dir}}/out.ndjson" }}
+"#,
+        data.path().display()
+    );
+    let ids = |r: std::ops::Range<u32>| r.map(|i| format!(r#"{{"id":{i}}}"#));
+    let mut first = Sluice::start(&config);
+    send_lines(&first, "in", ids(0..100));
+    let out = first.dir.join("out.ndjson");
+    wait_until("100 written", Duration::from_secs(20), || {
+        read_lines(&out).len() == 100
+    });
+    first.terminate();
+    assert!(first.wait_exit(Duration::from_secs(20)).success());
+
+    let second = Sluice::start(&config);
+    send_lines(&second, "in", ids(50..150));
+    let dropped = || {
+        second.metrics().get(
+            r#"sluice_pipeline_dropped_events_total{pipeline="once",function="dedupe",reason="dedupe"}"#,
+        ) as u64
+    };
+    wait_until("100 through", Duration::from_secs(20), || {
+        second
+            .metrics()
+            .series(r#"sluice_pipeline_received_events_total{pipeline="once"}"#)
+            == Some(100.0)
+    });
+    assert_eq!(dropped(), 50, "50..100 were seen before the restart");
+    let out = second.dir.join("out.ndjson");
+    wait_until("50 written", Duration::from_secs(20), || {
+        read_lines(&out).len() == 50
+    });
+    let got: Vec<u64> = read_lines(&out)
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["id"].as_u64())
+        .collect();
+    assert_eq!(got, (100..150).collect::<Vec<_>>());
+}

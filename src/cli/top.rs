@@ -39,8 +39,6 @@ pub async fn run(client: &ApiClient, every: Duration) -> anyhow::Result<()> {
     result
 }
 
-/// Keys from a thread that polls the terminal (crossterm reads block).
-
 /// A reduction ratio as a percentage (`99.7%`); `-` before any event.
 fn percent(v: &Value) -> String {
     match v.as_f64() {
@@ -49,6 +47,7 @@ fn percent(v: &Value) -> String {
     }
 }
 
+/// Keys from a thread that polls the terminal (crossterm reads block).
 fn read_keys() -> mpsc::UnboundedReceiver<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {

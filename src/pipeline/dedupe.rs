@@ -6,15 +6,25 @@
 //! cache: about 100 bytes each, so the default 5,000 (Vector's) take about
 //! 0.5 MB and the most allowed, 10,000,000, about 1 GB. Two different
 //! events sharing a fingerprint is a 1 in 2^64 chance even at the most.
+//!
+//! The fingerprint is SipHash-1-3 (128-bit) under random keys, so nobody
+//! sending events can aim for a collision. With `persist`, what it
+//! remembers (and its keys) is written to the data directory at shutdown and
+//! read back at the next start (`Saved`), so a restart does not let repeats
+//! through; a reload that keeps it keeps it in memory as before.
 
 use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
+use siphasher::sip128::{Hasher128, SipHasher13};
 use tokio::time::Instant;
 use vrl::path::OwnedValuePath;
+
+mod saved;
 
 use super::{DropReason, Function, Tally, Work};
 use crate::config::units::Dur;
@@ -45,15 +55,51 @@ pub struct DedupeConfig {
     /// a new period); default: as long as it is remembered.
     #[serde(default)]
     pub within: Option<Dur>,
+    /// Keep what it remembers across restarts, in the data directory.
+    #[serde(default)]
+    pub persist: bool,
 }
 
 pub struct State {
     seen: Mutex<lru::LruCache<u128, Instant>>,
-    /// Seeds of the fingerprint, fixed for the state's life.
-    seeds: (
-        std::collections::hash_map::RandomState,
-        std::collections::hash_map::RandomState,
-    ),
+    /// The fingerprint's keys, fixed for the state's life (and saved with it).
+    keys: (u64, u64),
+    /// Where it is saved at shutdown, with `persist`.
+    file: Option<PathBuf>,
+}
+
+impl State {
+    fn new(size: NonZeroUsize, file: Option<PathBuf>) -> State {
+        let random = std::collections::hash_map::RandomState::new();
+        let mut state = State {
+            seen: Mutex::new(lru::LruCache::new(size)),
+            keys: (random.hash_one(1u8), random.hash_one(2u8)),
+            file,
+        };
+        if let Some(path) = &state.file {
+            match saved::read(path, size.get()) {
+                Ok(Some((keys, entries))) => {
+                    let now = Instant::now();
+                    let seen = state.seen.get_mut().unwrap_or_else(|e| e.into_inner());
+                    for (fp, age_ms) in entries {
+                        let first = now
+                            .checked_sub(Duration::from_millis(age_ms))
+                            .unwrap_or(now);
+                        seen.put(fp, first);
+                    }
+                    state.keys = keys;
+                    tracing::info!(file = %path.display(), remembered = seen.len(), "dedupe: read what it remembered");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "dedupe: cannot read what it remembered; starting afresh")
+                }
+            }
+            // Read once: a later build of a changed dedupe starts afresh.
+            let _ = std::fs::remove_file(path);
+        }
+        state
+    }
 }
 
 impl DedupeConfig {
@@ -75,10 +121,12 @@ impl DedupeConfig {
 
     pub fn build(&self, slot: &super::state::Slot) -> Result<Box<dyn Function>, String> {
         let (fields, size) = self.check()?;
-        let state = slot.get(|| State {
-            seen: Mutex::new(lru::LruCache::new(size)),
-            seeds: Default::default(),
-        });
+        let file = if self.persist {
+            slot.file("dedupe")
+        } else {
+            None
+        };
+        let state = slot.get(|| State::new(size, file));
         Ok(Box::new(Dedupe {
             fields,
             within: self.within.map(Dur::get),
@@ -97,12 +145,9 @@ impl Dedupe {
     /// What makes the event itself: its fields' values (each written as
     /// JSON, missing told apart from null), or its content as written.
     fn fingerprint(&self, w: &mut Work) -> u128 {
-        let (a, b) = &self.state.seeds;
-        let (mut x, mut y) = (a.build_hasher(), b.build_hasher());
-        let mut feed = |bytes: &[u8]| {
-            x.write(bytes);
-            y.write(bytes);
-        };
+        let (k0, k1) = self.state.keys;
+        let mut h = SipHasher13::new_with_keys(k0, k1);
+        let mut feed = |bytes: &[u8]| h.write(bytes);
         if self.fields.is_empty() {
             match w {
                 Work::Raw(e) => feed(&e.raw),
@@ -121,11 +166,32 @@ impl Dedupe {
                 feed(b"\x1f");
             }
         }
-        (u128::from(x.finish()) << 64) | u128::from(y.finish())
+        h.finish128().as_u128()
     }
 }
 
 impl Function for Dedupe {
+    fn save(&self) {
+        let Some(path) = &self.state.file else { return };
+        let seen = self.state.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // Least recently seen first, so reading it back rebuilds the order.
+        let entries = seen.iter().rev().map(|(fp, first)| {
+            (
+                *fp,
+                now.saturating_duration_since(*first).as_millis() as u64,
+            )
+        });
+        match saved::write(path, self.state.keys, seen.len(), entries) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), remembered = seen.len(), "dedupe: saved what it remembers")
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "dedupe: cannot save what it remembers")
+            }
+        }
+    }
+
     fn run(&self, batch: Vec<Work>, out: &mut Vec<Work>, tally: &mut Tally) {
         let now = Instant::now();
         let mut seen = self.state.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -229,15 +295,49 @@ mod tests {
             let (out, _) = run(f.as_ref(), events);
             assert_eq!(out.len(), 10_000, "every one distinct");
         }
-        let state = slot.get(|| State {
-            seen: Mutex::new(lru::LruCache::new(NonZeroUsize::MIN)),
-            seeds: Default::default(),
-        });
+        let state = slot.get(|| State::new(NonZeroUsize::MIN, None));
         let seen = state.seen.lock().expect("lock");
         assert_eq!(
             seen.len(),
             1000,
             "a million distinct keys, a thousand remembered"
+        );
+    }
+
+    /// With `persist`, what it remembers is saved at shutdown and read at
+    /// the next start (keys included, so fingerprints match); read once.
+    #[tokio::test(start_paused = true)]
+    async fn persisted_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c: DedupeConfig =
+            serde_saphyr::from_str("{type: dedupe, fields: [id], persist: true}").expect("c");
+        let start = || {
+            let states = crate::pipeline::state::States::default();
+            states.begin(Some(dir.path()));
+            let slot = Slot {
+                states,
+                key: "p/dedupe".into(),
+                names: ("p".into(), "dedupe".into()),
+            };
+            c.build(&slot).expect("builds")
+        };
+        let ids = |r: std::ops::Range<u32>| r.map(|i| format!(r#"{{"id":{i}}}"#)).collect();
+        let first = start();
+        assert_eq!(run(first.as_ref(), ids(0..100)).0.len(), 100);
+        first.save();
+        drop(first);
+        let again = start();
+        let (out, dropped) = run(again.as_ref(), ids(50..150));
+        assert_eq!(
+            (out.len(), dropped),
+            (50, 50),
+            "0..100 remembered across the restart"
+        );
+        let fresh = start();
+        assert_eq!(
+            run(fresh.as_ref(), ids(0..10)).0.len(),
+            10,
+            "the file is read once"
         );
     }
 

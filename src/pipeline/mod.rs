@@ -118,6 +118,9 @@ pub trait Function: Send + Sync {
     /// Release what it holds whose time has come (or all of it), counted
     /// as emitted. Called after each batch and by the router's clock.
     fn flush(&self, _mode: Flush, _out: &mut Vec<Work>, _tally: &mut Tally) {}
+
+    /// sluice is stopping: write what it keeps across restarts, if it does.
+    fn save(&self) {}
 }
 
 /// What a function holding events (`aggregate`) releases.
@@ -284,6 +287,7 @@ impl Pipeline {
             let slot = state::Slot {
                 states: states.clone(),
                 key: format!("{name}/{label}/{f:?}"),
+                names: (name.to_string(), label.clone()),
             };
             let function = f.build(&slot).map_err(|message| BuildError {
                 pipeline: name.to_string(),
@@ -316,6 +320,13 @@ impl Pipeline {
             return Vec::new();
         }
         self.pass(Vec::new(), mode)
+    }
+
+    /// Write the state its functions keep across restarts (at shutdown).
+    pub fn save(&self) {
+        for (f, _) in &self.steps {
+            f.save();
+        }
     }
 
     /// Whether a function of it holds events back (the router then runs

@@ -3,6 +3,9 @@
 //! settings are unchanged finds its state here and carries on (a
 //! throttle's buckets stay spent, a sample's counters keep counting). A
 //! changed setting starts afresh. Kept by the topology, as taps are.
+//!
+//! A function may also keep its state on disk across restarts (`dedupe`'s
+//! `persist`): `Slot::file` is where, under the data directory.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -20,12 +23,17 @@ struct Inner {
     /// Bumped by each build: what a build did not ask for is forgotten.
     generation: u64,
     entries: HashMap<String, Entry>,
+    /// Where state kept on disk goes (`<data_dir>/pipelines`).
+    dir: Option<std::path::PathBuf>,
 }
 
 impl States {
     /// A new build starts: states it does not ask for go at `finish`.
-    pub fn begin(&self) {
-        self.lock().generation += 1;
+    /// `data_dir`: where state kept on disk lives.
+    pub fn begin(&self, data_dir: Option<&std::path::Path>) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.dir = data_dir.map(|d| d.join("pipelines"));
     }
 
     /// The build is in place: forget what it did not use (the pipelines
@@ -64,9 +72,35 @@ pub struct Slot {
     pub states: States,
     /// The pipeline, the function's label and its settings.
     pub key: String,
+    /// The pipeline's name and the function's label.
+    pub names: (String, String),
 }
 
 impl Slot {
+    /// The file this function keeps its state in across restarts (`ext`
+    /// names the kind): `<data_dir>/pipelines/<pipeline>.<label>.<ext>`,
+    /// the names reduced to safe characters and told apart by a hash of
+    /// them. `None` with no data directory (a function built alone).
+    pub fn file(&self, ext: &str) -> Option<std::path::PathBuf> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let dir = self.states.lock().dir.clone()?;
+        let safe = |s: &str| -> String {
+            s.chars()
+                .take(64)
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&self.names);
+        let (p, l) = &self.names;
+        Some(dir.join(format!("{}.{}.{:08x}.{ext}", safe(p), safe(l), hash as u32)))
+    }
+
     pub fn get<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Arc<T> {
         self.states.get(&self.key, make)
     }
@@ -76,6 +110,7 @@ impl Slot {
         Slot {
             states: States::default(),
             key: String::new(),
+            names: Default::default(),
         }
     }
 }
@@ -89,11 +124,11 @@ mod tests {
     #[test]
     fn kept_while_asked_for_and_forgotten_after() {
         let s = States::default();
-        s.begin();
+        s.begin(None);
         let a = s.get("p/sample/rate 10", || AtomicU64::new(0));
         a.fetch_add(5, Ordering::Relaxed);
         s.finish();
-        s.begin();
+        s.begin(None);
         let again = s.get("p/sample/rate 10", || AtomicU64::new(0));
         assert_eq!(
             again.load(Ordering::Relaxed),
@@ -101,9 +136,9 @@ mod tests {
             "a reload that keeps it keeps its state"
         );
         s.finish();
-        s.begin();
+        s.begin(None);
         s.finish();
-        s.begin();
+        s.begin(None);
         let fresh = s.get("p/sample/rate 10", || AtomicU64::new(0));
         assert_eq!(
             fresh.load(Ordering::Relaxed),

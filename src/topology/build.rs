@@ -234,7 +234,7 @@ pub(super) fn build_router(
     // Each pipeline built once, shared wherever it is attached; a function
     // this build keeps unchanged keeps its state, the others' is let go.
     let mut pipelines: HashMap<String, Arc<Pipeline>> = HashMap::new();
-    states.begin();
+    states.begin(Some(&config.data_dir));
     for p in &config.pipelines {
         pipelines.insert(
             p.name.clone(),

@@ -357,6 +357,7 @@ impl Running {
                 );
             }
         }
+        router.save_pipelines();
         drop(router);
         tracing::info!("draining destinations");
         let mut timed_out = false;
