@@ -2,7 +2,8 @@
 //! the representative pipeline (the event's JSON parsed, three field edits,
 //! a mask, 10 % dropped, written back) as Cribl-style functions and as one
 //! VRL program, beside a route's zero-parse filter and a bare parse + write
-//! (the floor for anything that changes an event).
+//! (the floor for anything that changes an event); and each
+//! volume-reduction function alone (`reduce/...`).
 //!
 //! `cargo bench --bench pipeline` runs criterion, then an interleaved
 //! comparison (every case timed in alternating slices, medians and ratios
@@ -43,6 +44,30 @@ pipelines:
         del(.host)
         .msg = replace(string!(.msg), r'^x{8}', "********")
         if mod(to_int!(.seq), 10) == 0 { abort }
+sources:
+  in: { type: tcp, address: 127.0.0.1:0 }
+routes:
+  - { name: all, destination: out }
+destinations:
+  out: { type: blackhole }
+"#;
+
+/// One volume-reduction function each (and in `loadtest`'s reduction rows).
+const REDUCTION: &str = r#"
+pipelines:
+  sample: [{ type: sample, rate: 10 }]
+  throttle: [{ type: throttle, limit: 1000000000, key: status }]
+  dedupe: [{ type: dedupe, fields: [seq] }]
+  aggregate:
+    - type: aggregate
+      window: 1h
+      group_by: [level, status]
+      metrics:
+        - { name: events, type: count }
+        - { name: status_sum, type: sum, field: status }
+        - { name: seq, type: percentile, field: seq, percentiles: [99] }
+  log_to_metric:
+    - { type: log_to_metric, metrics: [{ type: counter, field: status, name: responses, tags: { status: "{{ status }}" } }] }
 sources:
   in: { type: tcp, address: 127.0.0.1:0 }
 routes:
@@ -95,6 +120,24 @@ fn cases() -> Vec<(String, Case)> {
         let input = batch();
         out.push((
             format!("pipeline/{}", def.name),
+            Box::new(move || {
+                black_box(p.process(black_box(input.clone())));
+            }),
+        ));
+    }
+    let config = Config::load_str("reduction.yaml", REDUCTION).expect("the reduction config loads");
+    for def in &config.pipelines {
+        let p = Pipeline::build(
+            &def.name,
+            &def.functions,
+            &metrics,
+            Arc::default(),
+            &Default::default(),
+        )
+        .expect("the reduction pipeline builds");
+        let input = batch();
+        out.push((
+            format!("reduce/{}", def.name),
             Box::new(move || {
                 black_box(p.process(black_box(input.clone())));
             }),

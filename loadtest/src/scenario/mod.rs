@@ -2,6 +2,7 @@
 //! sampling while it runs, and the accounting check at the end.
 
 pub mod catalogue;
+mod reduction;
 mod representative;
 pub mod throughput;
 

@@ -21,6 +21,7 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
+use super::reduction::Reduction;
 use super::representative;
 use super::{Ctx, Report, bar};
 use crate::generator::{Generator, Load, Protocol};
@@ -114,6 +115,8 @@ enum Target {
     SluiceRemap,
     Rsyslog,
     SyslogNg,
+    /// tcp → filter → one volume-reduction function → tcp.
+    SluiceReduce(Reduction),
 }
 
 impl Target {
@@ -150,6 +153,7 @@ impl Target {
                 "syslog-ng",
                 "tcp → json-parser, rewrite, drop 10 % → format-json → tcp",
             ),
+            Target::SluiceReduce(r) => ("sluice", r.path()),
         }
     }
 
@@ -160,6 +164,7 @@ impl Target {
             Target::SluicePipeline | Target::SluiceRemap | Target::Rsyslog | Target::SyslogNg => {
                 representative::kept(sent, batch)
             }
+            Target::SluiceReduce(r) => r.expected(sent, batch),
             _ => sent,
         }
     }
@@ -182,6 +187,15 @@ impl Target {
             Target::SluiceSqsOut => 300,
             Target::SluiceKinesisOut => 3000,
             _ => 0,
+        }
+    }
+
+    /// How many times the usual length it runs: the distinct-keys row runs
+    /// long enough to offer its dedupe ten million new keys.
+    fn length(self) -> f64 {
+        match self {
+            Target::SluiceReduce(Reduction::DedupeDistinct) => 3.0,
+            _ => 1.0,
         }
     }
 
@@ -231,6 +245,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Target::SluiceRemap,
         Target::Rsyslog,
         Target::SyslogNg,
+        Target::SluiceReduce(Reduction::Sample),
+        Target::SluiceReduce(Reduction::Throttle),
+        Target::SluiceReduce(Reduction::Dedupe),
+        Target::SluiceReduce(Reduction::DedupeDistinct),
+        Target::SluiceReduce(Reduction::Aggregate),
+        Target::SluiceReduce(Reduction::LogToMetric),
     ];
     if ctx.vector.is_some() {
         targets.extend([Target::VectorTcp, Target::VectorHttp]);
@@ -395,12 +415,12 @@ async fn one(
         rate: target.offered(),
         event_bytes: 200,
         connections: if http { 4 } else { 2 },
-        duration: Duration::from_secs_f64(seconds),
+        duration: Duration::from_secs_f64(seconds * target.length()),
         batch,
-        track_ids: false,
+        track_ids: matches!(target, Target::SluiceReduce(r) if r.distinct()),
         tls_ca,
     };
-    let pb = bar(&format!("{name} {path}"), seconds);
+    let pb = bar(&format!("{name} {path}"), seconds * target.length());
     let started = Instant::now();
     let generator = Generator::start(load, tracker.clone());
     let mut peak_rss = 0u64;
@@ -412,6 +432,7 @@ async fn one(
         pb.set_message(format!("{} events", tracker.received_events()));
     }
     let summary = generator.wait().await;
+    let sending_ended = Instant::now();
     // Drain: everything sent must arrive (what a pipeline keeps of it).
     let expected = target.expected(summary.sent, batch as u64);
     let deadline = Instant::now() + target.drain();
@@ -420,7 +441,12 @@ async fn one(
         peak_rss = peak_rss.max(process.usage().rss_bytes);
     }
     pb.finish_and_clear();
-    let end = stats.last_event().unwrap_or_else(Instant::now);
+    // Until the last arrival, or the end of sending for a row whose
+    // pipeline removed the rest (a dedupe's repeats: nothing arrives after
+    // the first block, yet every event sent was processed).
+    let end = stats
+        .last_event()
+        .map_or(sending_ended, |last| last.max(sending_ended));
     let secs = end
         .saturating_duration_since(started)
         .as_secs_f64()
@@ -540,6 +566,19 @@ async fn start(
                 json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
                 json!({ "out": out }),
             );
+            let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
+            s.process
+        }
+        Target::SluiceReduce(r) => {
+            let api = free_port()?;
+            let mut config = sluice::config(
+                api,
+                dir,
+                json!({ "in": { "type": "tcp", "address": input.to_string() } }),
+                json!([{ "name": "filtered", "filter": FILTER, "destination": "out", "pipeline": "reduce" }]),
+                json!({ "out": { "type": "tcp", "address": output.to_string() } }),
+            );
+            config["pipelines"] = json!({ "reduce": r.pipeline() });
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
             s.process
         }

@@ -26,6 +26,11 @@ use crate::pipeline::{DropReason, Work};
 /// The tag value of the group the groups past `max_groups` share.
 const OTHER: &str = "_other";
 
+/// How far ahead of this machine's clock an event's time may be. Further
+/// is a broken (or hostile) clock: taken at its word, one such event would
+/// close every open window early and make every honest event after it late.
+const MAX_AHEAD_MS: i64 = 3_600_000;
+
 /// An aggregate's settings, compiled.
 pub struct Windows {
     pub hop: u64,
@@ -127,7 +132,11 @@ impl Windows {
     /// Fold one event in. `Err`: why it was not (no readable time, late).
     pub fn add(&self, inner: &mut Inner, clock: &Clock, v: &Value) -> Result<(), DropReason> {
         let t = match &self.time {
-            Some(p) => v.get(p).and_then(time_ms_of).ok_or(DropReason::Error)?,
+            Some(p) => v
+                .get(p)
+                .and_then(time_ms_of)
+                .filter(|t| *t <= clock.wall_ms.saturating_add(MAX_AHEAD_MS))
+                .ok_or(DropReason::Error)?,
             None => clock.wall_ms,
         };
         let hop = self.hop as i64;
