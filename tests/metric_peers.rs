@@ -228,6 +228,49 @@ fn statsd_gets_no_empty_tags() {
     );
 }
 
+/// `log_to_metric` into real StatsD with no `metric:` mapping: each event's
+/// counter and gauge arrive typed as the metric events say (`|c`, `|g`),
+/// tagged, and StatsD saw no bad line.
+#[test]
+fn log_to_metric_reaches_statsd_typed_with_no_mapping() {
+    let statsd = Statsd::start();
+    let s = Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+  in: {{ type: http, address: 127.0.0.1:0, pipeline: metrics }}
+pipelines:
+  metrics:
+    - type: log_to_metric
+      metrics:
+        - {{ type: counter, field: status, name: responses, tags: {{ status: "{{{{ status }}}}" }} }}
+        - {{ type: gauge, field: queue, name: queue_depth }}
+routes: [{{ name: all, destination: out }}]
+destinations:
+  out: {{ type: udp, address: "{}", encoding: statsd }}
+"#,
+        statsd.udp
+    ));
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"status": if i % 3 == 0 { 500 } else { 200 }, "queue": i}))
+        .collect();
+    post(&s, &events);
+    wait_until(
+        "statsd counted every response",
+        Duration::from_secs(10),
+        || {
+            statsd.value("counters", "responses;status=200").as_deref() == Some("20")
+                && statsd.value("counters", "responses;status=500").as_deref() == Some("10")
+                // A name that is a JavaScript identifier is printed unquoted.
+                && statsd.admin("gauges").contains("queue_depth: 29")
+        },
+    );
+    assert_eq!(
+        statsd.value("counters", "statsd.bad_lines_seen").as_deref(),
+        Some("0")
+    );
+}
+
 fn influx_out(influx: &Influx, db: &str, metric: &str, extra: &str) -> String {
     format!(
         r#"
