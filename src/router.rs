@@ -187,36 +187,28 @@ impl Router {
         self.route_flushing(batch, None, deadline, shutdown).await
     }
 
-    /// Every pipeline attached here writes what it keeps across restarts.
-    pub fn save_pipelines(&self) {
-        let routes = self
-            .routes
-            .iter()
-            .chain(self.groups.iter().flat_map(|g| &g.rules));
+    /// Every pipeline attached here, each once (one may be attached in
+    /// several places).
+    fn pipelines(&self) -> impl Iterator<Item = &Arc<Pipeline>> {
         let mut seen = std::collections::HashSet::new();
-        for p in routes
+        self.routes
+            .iter()
+            .chain(self.groups.iter().flat_map(|g| &g.rules))
             .filter_map(|r| r.pipeline.as_ref())
             .chain(self.source_pipelines.values())
             .chain(self.lane_pipelines.iter().flatten())
-        {
-            if seen.insert(Arc::as_ptr(p)) {
-                p.save();
-            }
-        }
+            .filter(move |p| seen.insert(Arc::as_ptr(p)))
+    }
+
+    /// Every pipeline attached here writes what it keeps across restarts.
+    pub fn save_pipelines(&self) {
+        self.pipelines().for_each(|p| p.save());
     }
 
     /// Whether a pipeline attached here holds events back (`aggregate`):
     /// then its clock (`flush`) must run.
     pub fn holds(&self) -> bool {
-        let routes = self
-            .routes
-            .iter()
-            .chain(self.groups.iter().flat_map(|g| &g.rules));
-        routes
-            .filter_map(|r| r.pipeline.as_ref())
-            .chain(self.source_pipelines.values())
-            .chain(self.lane_pipelines.iter().flatten())
-            .any(|p| p.holds())
+        self.pipelines().any(|p| p.holds())
     }
 
     /// Release what pipelines hold (`mode`: what is due, or everything),

@@ -352,9 +352,6 @@ impl Pipeline {
             std::mem::swap(&mut work, &mut next);
             next.clear();
         }
-        if work.is_empty() && received == 0 {
-            return Vec::new();
-        }
         let mut out = Vec::with_capacity(work.len());
         let mut unwritable = 0u64;
         for w in work {

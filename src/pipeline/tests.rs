@@ -158,3 +158,42 @@ fn json_strings_are_masked_and_parsed() {
         serde_json::json!({"message": "paid with <card> ok", "a": "1", "b": "two"})
     );
 }
+
+/// What a function releases later (an aggregate's window) goes through the
+/// functions after it, and is counted there even when none of it comes out.
+#[test]
+fn released_events_are_counted_by_the_functions_after_them() {
+    let metrics = Metrics::new();
+    let config: PipelineConfig = vec![
+        FunctionConfig::Aggregate(
+            serde_saphyr::from_str(
+                "{type: aggregate, window: 1h, metrics: [{name: n, type: count}]}",
+            )
+            .expect("aggregate"),
+        ),
+        FunctionConfig::Drop(drop::DropConfig {
+            kind: "drop".into(),
+            name: None,
+            filter: r#"name == "n""#.into(),
+        }),
+    ];
+    let p = Pipeline::build("p", &config, &metrics, Arc::default(), &Default::default())
+        .expect("builds");
+    let events = (0..5)
+        .map(|i| Event::json(Bytes::from(format!(r#"{{"i":{i}}}"#))))
+        .collect();
+    assert!(p.process(events).is_empty(), "the hour is not over");
+    assert!(p.flush(Flush::All).is_empty(), "the drop removes the count");
+    let text = metrics.encode();
+    let emitted = counter(&text, "sluice_pipeline_emitted_events_total");
+    let dropped = counter(&text, "sluice_pipeline_dropped_events_total");
+    assert_eq!(
+        (emitted, dropped),
+        (1, 6),
+        "5 folded and the metric dropped"
+    );
+    assert_eq!(
+        counter(&text, "sluice_pipeline_received_events_total") + emitted,
+        dropped
+    );
+}
