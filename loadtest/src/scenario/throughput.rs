@@ -208,6 +208,11 @@ impl Target {
     }
 }
 
+/// How far above the plain row's peak RSS the distinct-keys dedupe row may
+/// go: its 5,000 fingerprints are half a megabyte; the rest is allocator
+/// noise.
+const DEDUPE_RSS_MARGIN_MB: f64 = 32.0;
+
 const TLS_CERT: &str = "tls.pem";
 const TLS_KEY: &str = "tls.key";
 
@@ -329,6 +334,26 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             report
                 .failures
                 .push(format!("{} {}: nothing arrived", r.target, r.path));
+        }
+    }
+    // A bounded dedupe offered a new key per event keeps its memory: its
+    // row's peak RSS stays near the row without a pipeline.
+    let rss = |path: &str| {
+        rows.iter()
+            .find(|r| r.target == "sluice" && r.path == path)
+            .map(|r| (r.events, r.peak_rss_mb))
+    };
+    if let (Some((_, plain)), Some((keys, deduped))) = (
+        rss(Target::SluiceTcp.label().1),
+        rss(Reduction::DedupeDistinct.path()),
+    ) {
+        report.notes.push(format!(
+            "dedupe offered {keys} distinct keys: peak RSS {deduped:.0} MB, {plain:.0} MB without a pipeline"
+        ));
+        if deduped > plain + DEDUPE_RSS_MARGIN_MB {
+            report.failures.push(format!(
+                "a dedupe bounded at 5,000 grew to {deduped:.0} MB with {keys} distinct keys ({plain:.0} MB without it)"
+            ));
         }
     }
     if relays.len() == 2 && relays[0] > 0.0 {
