@@ -118,7 +118,12 @@ fn an_https_source_under_mtls_takes_only_clients_with_a_certificate() {
     wait_until("three tls rejections", Duration::from_secs(20), || {
         s.metrics().rejected("web", "tls") == 3
     });
-    let warned = s.log_records("TLS handshake failed (logged once per cause; counted in sluice_source_rejected_total{reason=\"tls\"})");
+    // The count comes before the log line reaches the test's reader.
+    let warning = "TLS handshake failed (logged once per cause; counted in sluice_source_rejected_total{reason=\"tls\"})";
+    wait_until("a warning per cause", Duration::from_secs(20), || {
+        s.log_records(warning).len() >= 2
+    });
+    let warned = s.log_records(warning);
     let causes: Vec<String> = warned
         .iter()
         .map(|r| r["cause"].as_str().unwrap_or_default().to_string())

@@ -124,7 +124,8 @@ impl AggregateConfig {
             (Some(_), None) => {
                 return Err("lateness applies to event time: set time_field too".into());
             }
-            (Some(l), Some(_)) => u64::try_from(l.get().as_millis()).unwrap_or(u64::MAX),
+            (Some(l), Some(_)) if l.get().is_zero() => 0,
+            (Some(l), Some(_)) => millis(l, "lateness")?,
             (None, Some(_)) => 5_000,
             (None, None) => 0,
         };
@@ -235,10 +236,15 @@ impl AggregateConfig {
     }
 }
 
+/// The longest window, hop or lateness: a year keeps every time sum far
+/// inside i64 milliseconds.
+const MAX_SPAN_MS: u64 = 366 * 86_400_000;
+
 fn millis(d: Dur, what: &str) -> Result<u64, String> {
     match u64::try_from(d.get().as_millis()) {
-        Ok(0) | Err(_) => Err(format!("{what}: at least 1ms")),
-        Ok(ms) => Ok(ms),
+        Ok(0) => Err(format!("{what}: at least 1ms")),
+        Ok(ms) if ms <= MAX_SPAN_MS => Ok(ms),
+        _ => Err(format!("{what}: at most 366d")),
     }
 }
 

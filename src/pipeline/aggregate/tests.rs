@@ -286,6 +286,8 @@ fn settings_refused() {
         "{type: aggregate, metrics: [{name: n, type: percentile, field: a, percentiles: [100]}]}",
         "{type: aggregate, metrics: [{name: n, type: count, percentiles: [50]}]}",
         "{type: aggregate, window: 1h, hop: 1ms, metrics: [{name: n, type: count}]}",
+        "{type: aggregate, window: 400d, metrics: [{name: n, type: count}]}",
+        "{type: aggregate, time_field: t, lateness: 100000000d, metrics: [{name: n, type: count}]}",
     ] {
         let c: AggregateConfig = serde_saphyr::from_str(bad).unwrap();
         assert!(c.validate().is_err(), "{bad}");
