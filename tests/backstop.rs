@@ -220,13 +220,21 @@ fn credentials_the_api_key_and_the_webhooks() {
     // Every name under the API key (Hosted Graphite).
     assert_eq!(carbon.wait_points("k123.custom.x", 1), vec![(t, 7.0)]);
 
-    // A GitHub push: one annotation per commit.
+    // A GitHub push: one annotation per commit. The times are an hour ago
+    // (carbon keeps two days), written in UTC and at +01:00.
+    let day = now_s() - 3600;
+    let at = jiff::Timestamp::from_second(day).expect("a time");
+    let utc = at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let plus_one = at
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(1)))
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string();
     let payload = serde_json::json!({
         "ref": "refs/heads/main",
         "repository": {"name": "shop"},
         "commits": [
-            {"id": "aa11", "timestamp": "2026-12-04T10:00:00Z", "author": {"email": "dev@example.com"}},
-            {"id": "bb22", "timestamp": "2026-12-04T11:00:00+01:00", "author": {"email": "ops@example.org"}},
+            {"id": "aa11", "timestamp": utc, "author": {"email": "dev@example.com"}},
+            {"id": "bb22", "timestamp": plus_one, "author": {"email": "ops@example.org"}},
         ],
     });
     let form: String = form_urlencoded::Serializer::new(String::new())
@@ -234,7 +242,6 @@ fn credentials_the_api_key_and_the_webhooks() {
         .finish();
     let form_type = ("Content-Type", "application/x-www-form-urlencoded");
     assert_eq!(post(port, "/github", &[alice, form_type], &form).0, 200);
-    let day = 1_796_378_400; // 2026-12-04T10:00:00Z
     assert_eq!(
         carbon.wait_points("k123.github.shop.refs.heads.main.dev-example-com.aa11", 1),
         vec![(day, 1.0)]
@@ -245,9 +252,11 @@ fn credentials_the_api_key_and_the_webhooks() {
     );
 
     // A PagerDuty incident from nagios.
-    let incident = "service[name]=nagios&trigger_summary_data[HOSTNAME]=db1.example&trigger_summary_data[SERVICEDESC]=diskspace&created_on=2026-12-04T10:00:00Z";
+    let incident = format!(
+        "service[name]=nagios&trigger_summary_data[HOSTNAME]=db1.example&trigger_summary_data[SERVICEDESC]=diskspace&created_on={utc}"
+    );
     assert_eq!(
-        post(port, "/pagerduty", &[alice, form_type], incident).0,
+        post(port, "/pagerduty", &[alice, form_type], &incident).0,
         200
     );
     assert_eq!(
