@@ -89,19 +89,23 @@ fn batch() -> Vec<Event> {
 
 type Case = Box<dyn FnMut()>;
 
+fn build(def: &sluice::config::PipelineDef, metrics: &Metrics) -> Arc<Pipeline> {
+    Pipeline::build(
+        &def.name,
+        &def.functions,
+        metrics,
+        Arc::default(),
+        &Default::default(),
+    )
+    .expect("the benchmark pipeline builds")
+}
+
 fn cases() -> Vec<(String, Case)> {
     let config = Config::load_str("bench.yaml", PIPELINES).expect("the benchmark config loads");
     let metrics = Metrics::new();
     let mut out: Vec<(String, Case)> = Vec::new();
     for def in &config.pipelines {
-        let p = Pipeline::build(
-            &def.name,
-            &def.functions,
-            &metrics,
-            Arc::default(),
-            &Default::default(),
-        )
-        .expect("the benchmark pipeline builds");
+        let p = build(def, &metrics);
         let sample = p.process(batch());
         assert_eq!(
             sample.len(),
@@ -127,14 +131,7 @@ fn cases() -> Vec<(String, Case)> {
     }
     let config = Config::load_str("reduction.yaml", REDUCTION).expect("the reduction config loads");
     for def in &config.pipelines {
-        let p = Pipeline::build(
-            &def.name,
-            &def.functions,
-            &metrics,
-            Arc::default(),
-            &Default::default(),
-        )
-        .expect("the reduction pipeline builds");
+        let p = build(def, &metrics);
         let input = batch();
         out.push((
             format!("reduce/{}", def.name),

@@ -9,7 +9,10 @@ use std::time::Duration;
 use common::{Sluice, http_request, read_lines, send_lines, wait_until};
 use serde_json::Value;
 
-fn config(limit: u64, extra_route: bool) -> String {
+/// A tcp source into `out` (a file) through pipeline `name` of `functions`
+/// (YAML lines); with `extra_route`, a non-final copy to a blackhole first
+/// (a reload that changes only the routes).
+fn config_with(name: &str, functions: &str, extra_route: bool) -> String {
     let extra = if extra_route {
         "  - { name: copy, destination: sink, final: false }\n"
     } else {
@@ -21,15 +24,24 @@ api: {{ address: 127.0.0.1:0 }}
 sources:
   in: {{ type: tcp, address: 127.0.0.1:0 }}
 pipelines:
-  reduce:
-    - {{ type: throttle, limit: {limit}, window: 1h, key: host }}
-    - {{ type: sample, rate: 10, key: host }}
+  {name}:
+{functions}
 routes:
-{extra}  - {{ name: all, destination: out, pipeline: reduce }}
+{extra}  - {{ name: all, destination: out, pipeline: {name} }}
 destinations:
   out: {{ type: file, path: "{{dir}}/out.ndjson" }}
   sink: {{ type: blackhole }}
 "#
+    )
+}
+
+fn config(limit: u64, extra_route: bool) -> String {
+    config_with(
+        "reduce",
+        &format!(
+            "    - {{ type: throttle, limit: {limit}, window: 1h, key: host }}\n    - {{ type: sample, rate: 10, key: host }}"
+        ),
+        extra_route,
     )
 }
 
@@ -246,25 +258,12 @@ destinations:
 }
 
 fn aggregate_config(window: &str, extra_route: bool) -> String {
-    let extra = if extra_route {
-        "  - { name: copy, destination: sink, final: false }\n"
-    } else {
-        ""
-    };
-    format!(
-        r#"
-api: {{ address: 127.0.0.1:0 }}
-sources:
-  in: {{ type: tcp, address: 127.0.0.1:0 }}
-pipelines:
-  count:
-    - {{ type: aggregate, window: {window}, group_by: [host], metrics: [{{ name: events, type: count }}] }}
-routes:
-{extra}  - {{ name: all, destination: out, pipeline: count }}
-destinations:
-  out: {{ type: file, path: "{{dir}}/out.ndjson" }}
-  sink: {{ type: blackhole }}
-"#
+    config_with(
+        "count",
+        &format!(
+            "    - {{ type: aggregate, window: {window}, group_by: [host], metrics: [{{ name: events, type: count }}] }}"
+        ),
+        extra_route,
     )
 }
 

@@ -305,7 +305,7 @@ pub(super) fn number_of(v: &Value) -> Option<f64> {
 pub(super) fn time_ms_of(v: &Value) -> Option<i64> {
     let ns = match v {
         Value::Timestamp(t) => t.timestamp_nanos_opt(),
-        Value::Integer(i) => crate::codec::time::read_text(&i.to_string()),
+        Value::Integer(i) => crate::codec::time::read_text(itoa::Buffer::new().format(*i)),
         Value::Float(f) => crate::codec::time::read_text(&f.to_string()),
         _ => super::work::text(v)
             .and_then(|t| std::str::from_utf8(t).ok())
