@@ -44,6 +44,8 @@ pub struct Sluice {
     pub api: SocketAddr,
     pub sources: HashMap<String, SocketAddr>,
     logs: Arc<Mutex<Vec<Value>>>,
+    /// Set when the thread reading stderr has read all of it.
+    logs_done: Arc<std::sync::atomic::AtomicBool>,
     pub stdout: Option<ChildStdout>,
     pub dir: PathBuf,
     _tmp: tempfile::TempDir,
@@ -75,7 +77,10 @@ impl Sluice {
         let stderr = child.stderr.take().expect("stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();
+        let logs_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = logs_done.clone();
         std::thread::spawn(move || {
+            let _done = SetOnDrop(done);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("sluice: {line}");
@@ -90,6 +95,7 @@ impl Sluice {
             api: "0.0.0.0:0".parse().unwrap(),
             sources: HashMap::new(),
             logs,
+            logs_done,
             stdout,
             dir,
             _tmp: tmp,
@@ -188,11 +194,18 @@ impl Sluice {
         }
     }
 
-    /// Wait for the process to exit, at most `timeout`.
+    /// Wait for the process to exit, at most `timeout`, and for its last
+    /// log lines to be read (the reader thread may be behind the exit).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
+                let read = Instant::now() + Duration::from_secs(5);
+                while !self.logs_done.load(std::sync::atomic::Ordering::SeqCst)
+                    && Instant::now() < read
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 return s;
             }
             assert!(
@@ -224,6 +237,15 @@ impl Sluice {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Sets its flag when dropped: however the reader thread ends.
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
