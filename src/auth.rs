@@ -89,6 +89,13 @@ impl Authenticator {
         }
     }
 
+    /// Expecting exactly `value` (`Splunk <token>`, say).
+    pub fn header(value: &str) -> Self {
+        Authenticator {
+            expected: digest(value.as_bytes()),
+        }
+    }
+
     pub fn check(&self, header: Option<&[u8]>) -> bool {
         let Some(got) = header else { return false };
         digest(got)

@@ -36,13 +36,20 @@ pub fn framing(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let framing = if mode & 1 == 0 {
-        Framing::Newline
-    } else {
-        Framing::OctetCounting
+    let d = usize::from(mode >> 3) & 3;
+    // The fourth decoding slot is auto framing (as the syslog source reads).
+    let framing = match (d, mode & 1) {
+        (3, _) => Framing::Auto,
+        (_, 0) => Framing::Newline,
+        _ => Framing::OctetCounting,
     };
     let max_line = [1usize, 7, 64, 1 << 20][usize::from(mode >> 1) & 3];
-    let decoding = [Decoding::Auto, Decoding::Json, Decoding::Text][usize::from(mode >> 3) % 3];
+    let decoding = [
+        Decoding::Auto,
+        Decoding::Json,
+        Decoding::Text,
+        Decoding::Text,
+    ][d];
     let step = usize::from(mode >> 5) + 1;
     let run = |chunk: usize| {
         let mut f = Framer::new(framing, max_line, decoding);
@@ -457,7 +464,56 @@ pub fn backstop(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the corpus replay and the fuzz crate.
+/// The syslog source's reading of one message: exactly one event, valid
+/// JSON, with a `message`, whatever the bytes.
+pub fn syslog(data: &[u8]) {
+    let e = crate::sources::syslog::event_of(data);
+    let v: serde_json::Value = serde_json::from_slice(&e.raw).expect("a syslog event is JSON");
+    assert!(v["message"].is_string(), "no message: {v}");
+}
+
+/// The statsd source's reading of one line: valid JSON events (one per
+/// value of a line it takes, one kept whole), or the line counted malformed.
+pub fn statsd(data: &[u8]) {
+    let (events, malformed, unparsed) = crate::sources::statsd::events_of(data);
+    assert!(
+        events.is_empty() == (malformed == 1),
+        "a line is either events or counted"
+    );
+    assert!(
+        unparsed == 0 || events.len() == 1,
+        "a line kept whole is one event"
+    );
+    for e in events {
+        let v: serde_json::Value = serde_json::from_slice(&e.raw).expect("a statsd event is JSON");
+        assert!(v.is_object());
+    }
+}
+
+/// A Splunk HEC body, as `/event` envelopes and as `/raw` lines: JSON
+/// object events, or the whole body refused; never more than asked for.
+pub fn hec(data: &[u8]) {
+    use crate::sources::splunk_hec::envelope::{self, Defaults};
+    let d = Defaults::default();
+    for events in [
+        envelope::events(data, &d, "now", 50),
+        envelope::raw(data, &d, "now", 50),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(!events.is_empty() && events.len() <= 50);
+        for e in events {
+            let v: serde_json::Value = serde_json::from_slice(&e.raw).expect("a HEC event is JSON");
+            assert!(v.is_object() && v["timestamp"].is_string(), "{v}");
+        }
+    }
+}
+
 pub const TARGETS: &[(&str, Target)] = &[
+    ("syslog", syslog),
+    ("hec", hec),
+    ("statsd", statsd),
     ("framing", framing),
     ("json_body", json_body),
     ("filter", filter),

@@ -39,6 +39,7 @@ pub mod router;
 pub mod sources;
 pub mod staging;
 pub mod supervise;
+pub mod syslog;
 pub mod tap;
 pub mod telemetry;
 pub mod tls;

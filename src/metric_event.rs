@@ -75,6 +75,11 @@ pub struct MetricEvent {
     pub interval_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// The fraction of points the sender sent (StatsD's `@0.1`) of a timer,
+    /// histogram or distribution: each stands for `1 / sample_rate` points.
+    /// (A counter's value is already scaled up by it.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<f64>,
 }
 
 impl MetricEvent {
@@ -127,6 +132,7 @@ mod tests {
             timestamp: Some(rfc3339_ms(1_765_000_010_000)),
             interval_ms: Some(10_000),
             tags: [("host".to_string(), "a".to_string())].into(),
+            sample_rate: None,
         };
         let e = m.to_event();
         assert_eq!(

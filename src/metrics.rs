@@ -232,6 +232,7 @@ struct Families {
     dest_in_flight: Family<DestLabel, Gauge>,
     dest_in_flight_events: Family<DestLabel, Gauge>,
     source_waiting: Family<SourceLabel, Gauge>,
+    source_unparsed: Family<SourceLabel, Counter>,
     dest_concurrency: Family<DestLabel, Gauge>,
     request_duration: Family<DestLabel, Histogram, fn() -> Histogram>,
     endpoint_up: Family<EndpointLabel, Gauge>,
@@ -300,6 +301,7 @@ impl Metrics {
             dest_in_flight: Family::default(),
             dest_in_flight_events: Family::default(),
             source_waiting: Family::default(),
+            source_unparsed: Family::default(),
             dest_concurrency: Family::default(),
             request_duration: Family::new_with_constructor(request_histogram),
             endpoint_up: Family::default(),
@@ -346,6 +348,11 @@ impl Metrics {
             "sluice_source_waiting_events",
             "Events a source has decoded and is waiting to route (a request held for room in a block destination)",
             f.source_waiting.clone(),
+        );
+        r.register(
+            "sluice_source_unparsed_events",
+            "Events a source kept whole as `message` because they were not in its protocol's format (a line that is not syslog)",
+            f.source_unparsed.clone(),
         );
         r.register(
             "sluice_pipeline_received_events",
@@ -539,6 +546,9 @@ impl Metrics {
                 source: source.clone(),
             }),
             waiting: f.source_waiting.get_or_create_owned(&SourceLabel {
+                source: source.clone(),
+            }),
+            unparsed: f.source_unparsed.get_or_create_owned(&SourceLabel {
                 source: source.clone(),
             }),
             rejected: RejectReason::ALL.map(|reason| {
@@ -783,6 +793,8 @@ pub struct SourceMetrics {
     pub events: Counter,
     /// `sluice_source_waiting_events`: decoded, not yet routed.
     pub waiting: Gauge,
+    /// `sluice_source_unparsed_events_total`: kept whole, not parsed.
+    pub unparsed: Counter,
     rejected: [Counter; RejectReason::ALL.len()],
 }
 

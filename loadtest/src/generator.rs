@@ -25,6 +25,13 @@ pub enum Protocol {
     Udp,
     /// OTLP/gRPC log exports, one log record per event.
     Otlp,
+    /// TCP, each event an octet-counted RFC 5424 syslog message whose
+    /// text is the JSON event (and whose structured data holds its `seq`).
+    Syslog,
+    /// TCP, each event a DogStatsD counter line tagged with its `seq`.
+    Statsd,
+    /// HTTP to Splunk's HEC endpoint, each event a `{"event": …}` envelope.
+    Hec,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,10 +128,10 @@ impl Generator {
                 tokio::spawn(async move {
                     let deadline = started + load.duration;
                     match load.protocol {
-                        Protocol::Tcp => {
+                        Protocol::Tcp | Protocol::Syslog | Protocol::Statsd => {
                             tcp(&load, per_conn_rate, deadline, &tracker, &progress).await
                         }
-                        Protocol::Http => {
+                        Protocol::Http | Protocol::Hec => {
                             http(&load, per_conn_rate, deadline, &tracker, &progress).await
                         }
                         Protocol::Udp => {
@@ -210,12 +217,47 @@ fn sent(load: &Load, tracker: &Tracker, first: u64) {
     }
 }
 
-/// Build a batch of `n` events starting at `first` (ids) into `buf`.
-fn batch(buf: &mut Vec<u8>, first: u64, n: usize, size: usize) {
+/// Build a batch of `n` events starting at `first` (ids) into `buf`, in the
+/// lines `protocol` sends.
+fn batch(buf: &mut Vec<u8>, first: u64, n: usize, size: usize, protocol: Protocol) {
     buf.clear();
+    let mut event = Vec::with_capacity(size + 64);
     for i in 0..n as u64 {
-        write_event(buf, first + i, size);
-        buf.push(b'\n');
+        let id = first + i;
+        match protocol {
+            Protocol::Syslog => {
+                event.clear();
+                event.extend_from_slice(
+                    format!(
+                        "<134>1 2026-12-06T10:00:00.000Z loadtest app 4242 - [meta seq=\"{id}\"] "
+                    )
+                    .as_bytes(),
+                );
+                let head = event.len();
+                write_event(&mut event, id, size.saturating_sub(head).max(40));
+                buf.extend_from_slice(format!("{} ", event.len()).as_bytes());
+                buf.extend_from_slice(&event);
+            }
+            Protocol::Statsd => {
+                buf.extend_from_slice(
+                    format!(
+                        "loadtest.requests:1|c|#seq:{id},status:{},level:{},host:loadtest\n",
+                        crate::seq::status(id),
+                        crate::seq::level(id)
+                    )
+                    .as_bytes(),
+                );
+            }
+            Protocol::Hec => {
+                buf.extend_from_slice(b"{\"event\":");
+                write_event(buf, id, size);
+                buf.extend_from_slice(b"}\n");
+            }
+            _ => {
+                write_event(buf, id, size);
+                buf.push(b'\n');
+            }
+        }
     }
 }
 
@@ -224,7 +266,7 @@ async fn tcp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progr
     let mut buf = Vec::with_capacity(load.batch * (load.event_bytes + 1));
     // Throughput: one prepared block, sent again and again.
     if !load.track_ids {
-        batch(&mut buf, 0, load.batch, load.event_bytes);
+        batch(&mut buf, 0, load.batch, load.event_bytes, load.protocol);
     }
     let mut conn: Option<Stream> = None;
     while running(deadline) {
@@ -243,7 +285,7 @@ async fn tcp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progr
         pacer.admit(load.batch as u64).await;
         let first = if load.track_ids {
             let first = tracker.reserve(load.batch as u64);
-            batch(&mut buf, first, load.batch, load.event_bytes);
+            batch(&mut buf, first, load.batch, load.event_bytes, load.protocol);
             first
         } else {
             0
@@ -284,18 +326,24 @@ async fn http(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, prog
             return;
         }
     };
-    let url = format!("http://{}/", load.target);
+    let (url, auth) = match load.protocol {
+        Protocol::Hec => (
+            format!("http://{}/services/collector/event", load.target),
+            "Splunk loadtest",
+        ),
+        _ => (format!("http://{}/", load.target), ""),
+    };
     let mut pacer = Pacer::new(rate);
     let mut buf = Vec::with_capacity(load.batch * (load.event_bytes + 1));
     if !load.track_ids {
-        batch(&mut buf, 0, load.batch, load.event_bytes);
+        batch(&mut buf, 0, load.batch, load.event_bytes, load.protocol);
     }
     let prepared = bytes::Bytes::from(buf.clone());
     while running(deadline) {
         pacer.admit(load.batch as u64).await;
         let (first, body) = if load.track_ids {
             let first = tracker.reserve(load.batch as u64);
-            batch(&mut buf, first, load.batch, load.event_bytes);
+            batch(&mut buf, first, load.batch, load.event_bytes, load.protocol);
             (first, bytes::Bytes::from(buf.clone()))
         } else {
             (0, prepared.clone())
@@ -304,7 +352,11 @@ async fn http(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, prog
         // that gives up on 429 would lose what the router pushed back.
         while running(deadline) {
             progress.attempts.fetch_add(1, Ordering::Relaxed);
-            match client.post(&url).body(body.clone()).send().await {
+            let mut request = client.post(&url).body(body.clone());
+            if !auth.is_empty() {
+                request = request.header(reqwest::header::AUTHORIZATION, auth);
+            }
+            match request.send().await {
                 Ok(r) if r.status().is_success() => {
                     progress.ok.fetch_add(1, Ordering::Relaxed);
                     sent(load, tracker, first);
@@ -443,7 +495,7 @@ async fn udp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progr
     while running(deadline) {
         pacer.admit(load.batch as u64).await;
         let first = tracker.reserve(load.batch as u64);
-        batch(&mut buf, first, load.batch, load.event_bytes);
+        batch(&mut buf, first, load.batch, load.event_bytes, load.protocol);
         progress.attempts.fetch_add(1, Ordering::Relaxed);
         match socket.send(&buf).await {
             Ok(_) => {

@@ -277,8 +277,12 @@ async fn receive(
     let sink = receiver::Sink::new(tracker.clone(), true);
     let schedule = Schedule::new(start, windows);
     let h = match protocol {
-        Protocol::Http => receiver::http::spawn(listen, schedule, sink).await?,
-        Protocol::Tcp => receiver::tcp::spawn(listen, schedule, sink).await?,
+        Protocol::Http | Protocol::Hec => receiver::http::spawn(listen, schedule, sink).await?,
+        // A receiver takes what sluice writes: syslog and statsd events
+        // leave it as JSON lines like any other.
+        Protocol::Tcp | Protocol::Syslog | Protocol::Statsd => {
+            receiver::tcp::spawn(listen, schedule, sink).await?
+        }
         Protocol::Udp => receiver::udp::spawn(listen, schedule, sink).await?,
         Protocol::Otlp => {
             anyhow::ensure!(

@@ -197,7 +197,8 @@ impl Tracker {
 /// Dead letters wrap the original event, whose `seq` is found inside.
 pub fn seq_of(line: &[u8]) -> Option<u64> {
     let at = memchr::memmem::find(line, b"\"seq\":")? + 6;
-    let digits = &line[at..];
+    // A tag or structured data parameter carries it as text: `"seq":"42"`.
+    let digits = line[at..].strip_prefix(b"\"").unwrap_or(&line[at..]);
     let mut id: u64 = 0;
     let mut any = false;
     for &b in digits {

@@ -481,7 +481,7 @@ fn check_sources(
             errors.push(at(s.location, format!("source `{}`: {m}", s.id)));
         }
         // Port 0 asks the OS for any free port: never a conflict.
-        if let Some(l) = s.config.listen().filter(|l| l.port() != 0) {
+        for l in s.config.listen().into_iter().filter(|l| l.port() != 0) {
             let what = format!("source `{}`", s.id);
             if let Some(prev) = listens.insert(l, what) {
                 errors.push(at(

@@ -208,6 +208,7 @@ impl Function for LogToMetric {
                     timestamp: timestamp.clone(),
                     interval_ms: None,
                     tags,
+                    sample_rate: None,
                 };
                 out.push(Work::Raw(e.to_event()));
                 tally.emitted += 1;

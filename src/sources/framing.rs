@@ -33,6 +33,10 @@ pub enum Framing {
     Newline,
     /// RFC 6587 octet counting: `LENGTH SP EVENT`.
     OctetCounting,
+    /// Each frame by its first byte, as rsyslog and syslog-ng receive: a
+    /// frame that starts `DIGITS SP` is octet-counted, anything else is a
+    /// line. One connection may mix both.
+    Auto,
 }
 
 /// The stream cannot be framed any further (a bad octet-counting header).
@@ -114,6 +118,117 @@ impl Framer {
                 Ok(())
             }
             Framing::OctetCounting => self.drain_octets(out, rejects),
+            Framing::Auto => {
+                self.drain_auto(out, rejects);
+                Ok(())
+            }
+        }
+    }
+
+    /// `Framing::Auto`. Never fails: a frame that is not octet-counted is a line.
+    fn drain_auto(&mut self, out: &mut Vec<Event>, rejects: &mut Rejects) {
+        loop {
+            if self.octet != Octet::Header {
+                if !self.octet_body(out, rejects) {
+                    return;
+                }
+                continue;
+            }
+            if self.discarding {
+                match memchr(b'\n', &self.buf) {
+                    Some(i) => {
+                        self.buf.advance(i + 1);
+                        self.discarding = false;
+                    }
+                    None => {
+                        self.buf.clear();
+                        return;
+                    }
+                }
+            }
+            let skip = self
+                .buf
+                .iter()
+                .take_while(|c| matches!(c, b'\n' | b'\r'))
+                .count();
+            self.buf.advance(skip);
+            if self.buf.is_empty() {
+                return;
+            }
+            let digits = self
+                .buf
+                .iter()
+                .take(MAX_HEADER)
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if digits > 0 && digits < MAX_HEADER {
+                match self.buf.get(digits) {
+                    // Not yet known whether this is a length.
+                    None => return,
+                    Some(b' ') => {
+                        let len = self.buf[..digits]
+                            .iter()
+                            .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+                        self.buf.advance(digits + 1);
+                        self.octet = if len > self.max_line {
+                            rejects.oversize += 1;
+                            Octet::Skip(len)
+                        } else {
+                            Octet::Body(len)
+                        };
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            match memchr(b'\n', &self.buf) {
+                Some(i) => {
+                    let mut line = self.buf.split_to(i + 1).freeze();
+                    line.truncate(i);
+                    push_line(line, self.max_line, self.decoding, out, rejects);
+                }
+                None => {
+                    let pending = self.buf.len() - usize::from(self.buf.last() == Some(&b'\r'));
+                    if pending > self.max_line {
+                        rejects.oversize += 1;
+                        self.discarding = true;
+                        self.buf.clear();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One step inside an octet-counted frame (its body, or an oversize
+    /// one being skipped). False: more bytes are needed.
+    fn octet_body(&mut self, out: &mut Vec<Event>, rejects: &mut Rejects) -> bool {
+        match self.octet {
+            Octet::Header => true,
+            Octet::Body(len) => {
+                if self.buf.len() < len {
+                    return false;
+                }
+                let event = self.buf.split_to(len).freeze();
+                if !event.is_empty() {
+                    match self.decoding.decode(event) {
+                        Ok(e) => out.push(e),
+                        Err(r) => rejects.count(r),
+                    }
+                }
+                self.octet = Octet::Header;
+                true
+            }
+            Octet::Skip(left) => {
+                let n = left.min(self.buf.len());
+                self.buf.advance(n);
+                if n < left {
+                    self.octet = Octet::Skip(left - n);
+                    return false;
+                }
+                self.octet = Octet::Header;
+                true
+            }
         }
     }
 
@@ -160,27 +275,10 @@ impl Framer {
                         Octet::Body(len)
                     };
                 }
-                Octet::Body(len) => {
-                    if self.buf.len() < len {
+                Octet::Body(_) | Octet::Skip(_) => {
+                    if !self.octet_body(out, rejects) {
                         return Ok(());
                     }
-                    let event = self.buf.split_to(len).freeze();
-                    if !event.is_empty() {
-                        match self.decoding.decode(event) {
-                            Ok(e) => out.push(e),
-                            Err(r) => rejects.count(r),
-                        }
-                    }
-                    self.octet = Octet::Header;
-                }
-                Octet::Skip(left) => {
-                    let n = left.min(self.buf.len());
-                    self.buf.advance(n);
-                    if n < left {
-                        self.octet = Octet::Skip(left - n);
-                        return Ok(());
-                    }
-                    self.octet = Octet::Header;
                 }
             }
         }
@@ -230,6 +328,15 @@ impl Framer {
                     push_line(rest, self.max_line, self.decoding, out, rejects);
                 }
             }
+            Framing::Auto => {
+                if matches!(self.octet, Octet::Body(_)) {
+                    rejects.malformed += 1;
+                } else if self.octet == Octet::Header && !self.discarding && !self.buf.is_empty() {
+                    // Digits that never became a length: a last line.
+                    let rest = self.buf.split().freeze();
+                    push_line(rest, self.max_line, self.decoding, out, rejects);
+                }
+            }
             Framing::OctetCounting => {
                 let rest = self.buf.iter().any(|c| !matches!(c, b'\n' | b'\r'));
                 if matches!(self.octet, Octet::Body(_)) || (self.octet == Octet::Header && rest) {
@@ -248,11 +355,24 @@ impl Framer {
 /// them. While the router waits for room, nothing is read: that is how a
 /// stream source pushes back. Returns why it stopped early, if it did.
 pub async fn pump(
+    reader: impl AsyncRead + Unpin,
+    framing: Framing,
+    max_line: usize,
+    decoding: Decoding,
+    ctx: &SourceContext,
+) -> Option<String> {
+    pump_shaped(reader, framing, max_line, decoding, ctx, |_| {}).await
+}
+
+/// `pump`, with `shape` turning each read's framed events into what the
+/// source emits (the syslog source parses them) before they are routed.
+pub async fn pump_shaped(
     mut reader: impl AsyncRead + Unpin,
     framing: Framing,
     max_line: usize,
     decoding: Decoding,
     ctx: &SourceContext,
+    mut shape: impl FnMut(&mut Vec<Event>),
 ) -> Option<String> {
     let mut framer = Framer::new(framing, max_line, decoding);
     let mut events = Vec::new();
@@ -267,6 +387,7 @@ pub async fn pump(
             Ok(_) => (false, framer.drain(&mut events, &mut rejects)),
             Err(e) => {
                 rejects.report(&ctx.metrics);
+                shape(&mut events);
                 let _ = ctx.send_all(&mut events).await;
                 return Some(format!("read failed: {e}"));
             }
@@ -274,10 +395,12 @@ pub async fn pump(
         if let Err(FramingError(why)) = &framed {
             rejects.malformed += 1;
             rejects.report(&ctx.metrics);
+            shape(&mut events);
             let _ = ctx.send_all(&mut events).await;
             return Some(why.clone());
         }
         rejects.report(&ctx.metrics);
+        shape(&mut events);
         if ctx.send_all(&mut events).await.is_err() || eof {
             return None;
         }
@@ -401,5 +524,63 @@ mod tests {
         feed(&mut f, b"{\"a\":1}\n{bad\n[1,2]\n", &mut out, &mut rej);
         assert_eq!(texts(&out), vec!["{\"a\":1}", "[1,2]"]);
         assert_eq!(rej.malformed, 1);
+    }
+
+    #[test]
+    fn auto_framing_mixes_octet_counted_frames_and_lines() {
+        for split in 1..=12 {
+            let mut f = Framer::new(Framing::Auto, 20, Decoding::Text);
+            let (mut out, mut rej) = (Vec::new(), Rejects::default());
+            let data =
+                b"<13>a line\r\n10 <13>two\nok2024-01-01 x\n25 <13>too long for the limi<14>last";
+            for piece in data.chunks(split) {
+                feed(&mut f, piece, &mut out, &mut rej);
+            }
+            f.finish(&mut out, &mut rej).unwrap();
+            assert_eq!(
+                texts(&out),
+                vec!["<13>a line", "<13>two\nok", "2024-01-01 x", "<14>last"],
+                "reads of {split}"
+            );
+            assert_eq!((rej.oversize, rej.malformed), (1, 0), "reads of {split}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever frames a sender mixes and however the reads cut them,
+        /// auto framing gives back exactly the events sent.
+        #[test]
+        fn auto_framing_is_independent_of_the_reads(
+            frames in proptest::collection::vec(
+                (proptest::bool::ANY, "<[0-9]{1,3}>[ -~]{0,30}", "[ -~\n]{0,30}"), 0..20),
+            cuts in proptest::collection::vec(1usize..40, 1..10),
+        ) {
+            let mut data = Vec::new();
+            let mut want = Vec::new();
+            for (octet, head, tail) in &frames {
+                if *octet {
+                    let body = format!("{head}{tail}");
+                    data.extend_from_slice(format!("{} {body}", body.len()).as_bytes());
+                    want.push(body);
+                } else {
+                    data.extend_from_slice(format!("{head}\n").as_bytes());
+                    want.push(head.trim_end_matches('\r').to_string());
+                }
+            }
+            let mut f = Framer::new(Framing::Auto, 1000, Decoding::Text);
+            let (mut out, mut rej) = (Vec::new(), Rejects::default());
+            let mut rest = &data[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = cuts[i % cuts.len()].min(rest.len());
+                feed(&mut f, &rest[..n], &mut out, &mut rej);
+                rest = &rest[n..];
+                i += 1;
+            }
+            f.finish(&mut out, &mut rej).unwrap();
+            let want: Vec<String> = want.into_iter().filter(|w| !w.is_empty()).collect();
+            proptest::prop_assert_eq!(texts(&out), want);
+            proptest::prop_assert_eq!(rej, Rejects::default());
+        }
     }
 }

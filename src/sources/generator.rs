@@ -15,34 +15,27 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
-use serde::Deserialize;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{MAX_BATCH, SourceContext};
 use crate::config::Validate;
 use crate::event::{Batch, Event};
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GeneratorConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The pipeline every event of this source goes through before routing.
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    /// Events per second; 0 means as fast as possible.
-    #[serde(default = "default_rate")]
-    pub rate: u64,
-    /// Stop after this many events; 0 means never.
-    #[serde(default)]
-    pub count: u64,
-    /// Approximate size of each event in bytes.
-    #[serde(default = "default_event_bytes")]
-    pub event_bytes: usize,
-    /// Value of the `host` field.
-    #[serde(default = "default_host")]
-    pub host: String,
+crate::source_config! {
+    pub struct GeneratorConfig {
+        /// Events per second; 0 means as fast as possible.
+        #[serde(default = "default_rate")]
+        pub rate: u64,
+        /// Stop after this many events; 0 means never.
+        #[serde(default)]
+        pub count: u64,
+        /// Approximate size of each event in bytes.
+        #[serde(default = "default_event_bytes")]
+        pub event_bytes: usize,
+        /// Value of the `host` field.
+        #[serde(default = "default_host")]
+        pub host: String,
+    }
 }
 
 fn default_rate() -> u64 {
@@ -74,11 +67,26 @@ const LEVELS: [&str; 8] = [
 ];
 const STATUSES: [u16; 10] = [200, 200, 201, 200, 404, 200, 500, 200, 503, 302];
 
-pub fn start(cfg: &GeneratorConfig, ctx: SourceContext) -> JoinHandle<()> {
-    let cfg = cfg.clone();
-    ctx.spawner().spawn(async move {
-        run(cfg, ctx).await;
-    })
+pub struct GeneratorSource;
+
+impl super::SourceType for GeneratorSource {
+    const NAME: &'static str = "generator";
+    type Config = GeneratorConfig;
+
+    fn is_finite(c: &GeneratorConfig) -> bool {
+        c.count > 0
+    }
+
+    async fn start(
+        c: &GeneratorConfig,
+        ctx: SourceContext,
+    ) -> Result<super::Started, super::SourceError> {
+        let cfg = c.clone();
+        let task = ctx.spawner().spawn(async move {
+            run(cfg, ctx).await;
+        });
+        Ok(super::Started::task(None, task))
+    }
 }
 
 async fn run(cfg: GeneratorConfig, ctx: SourceContext) {

@@ -36,8 +36,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use serde::Deserialize;
-use tokio::task::JoinHandle;
 
 use super::backstop::{self, BackstopConfig, Metric, Refusal};
 use super::decoding::{InvalidUtf8, is_json};
@@ -50,51 +48,46 @@ use crate::event::Event;
 use crate::metrics::RejectReason;
 use crate::tls::ServerTlsConfig;
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The pipeline every event of this source goes through before routing.
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    pub address: SocketAddr,
-    /// The path events are POSTed to. Default `/`.
-    #[serde(default = "default_path")]
-    pub path: String,
-    /// Largest body accepted, before and after decompression. Default 10 MiB.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: ByteSize,
-    #[serde(default)]
-    pub auth: Option<AuthConfig>,
-    /// How long a request may wait for a full `block` destination before
-    /// the source answers 429. Default 1 s.
-    #[serde(default = "default_max_wait")]
-    pub max_wait: Dur,
-    /// Answer only once the events are delivered.
-    #[serde(default)]
-    pub acknowledgements: bool,
-    /// `reject` (default: counted malformed) or `replace` (with U+FFFD).
-    #[serde(default)]
-    pub invalid_utf8: InvalidUtf8,
-    /// Backstop's endpoints too: `/publish/<prefix>`, `/collectd`,
-    /// `/github`, `/pagerduty`, `/health` (see `backstop.rs`).
-    #[serde(default)]
-    pub backstop: Option<BackstopConfig>,
-    /// Serve HTTPS (and with `client_ca_file`, require client certificates).
-    #[serde(default)]
-    pub tls: Option<ServerTlsConfig>,
-    /// Stop accepting beyond this many open connections. Default 1000.
-    #[serde(default = "super::default_max_connections")]
-    pub max_connections: usize,
-    /// Most events one request may carry; more is refused whole (413,
-    /// counted `oversize`). Default 100,000.
-    #[serde(default = "super::default_max_request_events")]
-    pub max_events: usize,
-    /// How long a request's body may take to arrive once its headers
-    /// have. Default 30s.
-    #[serde(default = "super::default_body_timeout")]
-    pub body_timeout: Dur,
+crate::source_config! {
+    pub struct HttpConfig {
+        pub address: SocketAddr,
+        /// The path events are POSTed to. Default `/`.
+        #[serde(default = "default_path")]
+        pub path: String,
+        /// Largest body accepted, before and after decompression. Default 10 MiB.
+        #[serde(default = "default_max_body")]
+        pub max_body_bytes: ByteSize,
+        #[serde(default)]
+        pub auth: Option<AuthConfig>,
+        /// How long a request may wait for a full `block` destination before
+        /// the source answers 429. Default 1 s.
+        #[serde(default = "default_max_wait")]
+        pub max_wait: Dur,
+        /// Answer only once the events are delivered.
+        #[serde(default)]
+        pub acknowledgements: bool,
+        /// `reject` (default: counted malformed) or `replace` (with U+FFFD).
+        #[serde(default)]
+        pub invalid_utf8: InvalidUtf8,
+        /// Backstop's endpoints too: `/publish/<prefix>`, `/collectd`,
+        /// `/github`, `/pagerduty`, `/health` (see `backstop.rs`).
+        #[serde(default)]
+        pub backstop: Option<BackstopConfig>,
+        /// Serve HTTPS (and with `client_ca_file`, require client certificates).
+        #[serde(default)]
+        pub tls: Option<ServerTlsConfig>,
+        /// Stop accepting beyond this many open connections. Default 1000.
+        #[serde(default = "super::default_max_connections")]
+        pub max_connections: usize,
+        /// Most events one request may carry; more is refused whole (413,
+        /// counted `oversize`). Default 100,000.
+        #[serde(default = "super::default_max_request_events")]
+        pub max_events: usize,
+        /// How long a request's body may take to arrive once its headers
+        /// have. Default 30s.
+        #[serde(default = "super::default_body_timeout")]
+        pub body_timeout: Dur,
+    }
 }
 
 fn default_path() -> String {
@@ -160,10 +153,25 @@ struct HttpState {
     invalid_utf8: InvalidUtf8,
 }
 
-pub async fn start(
-    cfg: &HttpConfig,
-    ctx: SourceContext,
-) -> Result<(Option<SocketAddr>, JoinHandle<()>), super::SourceError> {
+pub struct HttpSource;
+
+impl super::SourceType for HttpSource {
+    const NAME: &'static str = "http";
+    type Config = HttpConfig;
+
+    fn listen(c: &HttpConfig) -> Vec<crate::config::Listen> {
+        vec![crate::config::Listen::Tcp(c.address)]
+    }
+
+    async fn start(
+        c: &HttpConfig,
+        ctx: SourceContext,
+    ) -> Result<super::Started, super::SourceError> {
+        start(c, ctx).await
+    }
+}
+
+async fn start(cfg: &HttpConfig, ctx: SourceContext) -> Result<super::Started, super::SourceError> {
     let (local, listener) = super::listen(
         &ctx,
         cfg.address,
@@ -212,7 +220,7 @@ pub async fn start(
         .ctx
         .spawner()
         .spawn(crate::http_server::serve(listener, app, shutdown, rejects));
-    Ok((Some(local), task))
+    Ok(super::Started::task(Some(local), task))
 }
 
 fn reply(status: StatusCode, accepted: usize, rejected: u64) -> Response {

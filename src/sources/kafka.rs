@@ -32,9 +32,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::decoding::{Decoding, is_json};
+use super::writer::json_string;
 use super::{Detail, MAX_BATCH, SourceContext};
 use crate::config::Validate;
 use crate::config::units::Dur;
@@ -43,38 +43,33 @@ use crate::kafka::{Connection, KafkaTls, OptionValue, Sasl};
 use crate::metrics::{Metrics, RejectReason};
 use offsets::{Offsets, Pending};
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The pipeline every event of this source goes through before routing.
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    pub brokers: Vec<String>,
-    pub topics: Vec<String>,
-    pub group_id: String,
-    /// Where a group with no committed offset starts: `earliest` (default)
-    /// or `latest`.
-    #[serde(default)]
-    pub start: Start,
-    /// How often stored offsets are committed. Default 1 s.
-    #[serde(default)]
-    pub commit_interval: Option<Dur>,
-    /// `auto` (default), `json` (other values are malformed) or `text`.
-    #[serde(default)]
-    pub decoding: Decoding,
-    /// Add the record's topic, partition, offset, timestamp, key and headers
-    /// to each event as `_kafka`. Default true.
-    #[serde(default = "yes")]
-    pub metadata: bool,
-    #[serde(default)]
-    pub tls: Option<KafkaTls>,
-    #[serde(default)]
-    pub sasl: Option<Sasl>,
-    /// Any other librdkafka consumer setting.
-    #[serde(default)]
-    pub librdkafka_options: BTreeMap<String, OptionValue>,
+crate::source_config! {
+    pub struct KafkaConfig {
+        pub brokers: Vec<String>,
+        pub topics: Vec<String>,
+        pub group_id: String,
+        /// Where a group with no committed offset starts: `earliest` (default)
+        /// or `latest`.
+        #[serde(default)]
+        pub start: Start,
+        /// How often stored offsets are committed. Default 1 s.
+        #[serde(default)]
+        pub commit_interval: Option<Dur>,
+        /// `auto` (default), `json` (other values are malformed) or `text`.
+        #[serde(default)]
+        pub decoding: Decoding,
+        /// Add the record's topic, partition, offset, timestamp, key and headers
+        /// to each event as `_kafka`. Default true.
+        #[serde(default = "yes")]
+        pub metadata: bool,
+        #[serde(default)]
+        pub tls: Option<KafkaTls>,
+        #[serde(default)]
+        pub sasl: Option<Sasl>,
+        /// Any other librdkafka consumer setting.
+        #[serde(default)]
+        pub librdkafka_options: BTreeMap<String, OptionValue>,
+    }
 }
 
 fn yes() -> bool {
@@ -275,15 +270,23 @@ fn names(tpl: &TopicPartitionList) -> String {
 
 type Client = StreamConsumer<Context>;
 
-/// A started Kafka source: the reader, the committer (finishing), and its
-/// status detail.
-pub struct Started {
-    pub task: JoinHandle<()>,
-    pub finishing: JoinHandle<()>,
-    pub detail: Detail,
+pub struct KafkaSource;
+
+impl super::SourceType for KafkaSource {
+    const NAME: &'static str = "kafka";
+    type Config = KafkaConfig;
+
+    async fn start(
+        c: &KafkaConfig,
+        ctx: SourceContext,
+    ) -> Result<super::Started, super::SourceError> {
+        let id = ctx.id.to_string();
+        start(c, ctx).map_err(|message| super::SourceError::Setup { id, message })
+    }
 }
 
-pub fn start(cfg: &KafkaConfig, ctx: SourceContext) -> Result<Started, String> {
+/// The reader, the committer (finishing), and the status detail.
+fn start(cfg: &KafkaConfig, ctx: SourceContext) -> Result<super::Started, String> {
     let shared = Arc::new(Shared {
         id: ctx.id.clone(),
         metrics: ctx.registry.clone(),
@@ -349,10 +352,11 @@ pub fn start(cfg: &KafkaConfig, ctx: SourceContext) -> Result<Started, String> {
             .collect();
         vec![("partitions", serde_json::json!(parts))]
     });
-    Ok(Started {
+    Ok(super::Started {
+        local_addr: None,
         task,
-        finishing,
-        detail,
+        finishing: Some(finishing),
+        detail: Some(detail),
     })
 }
 
@@ -601,12 +605,4 @@ fn write_with_metadata(out: &mut BytesMut, m: &BorrowedMessage<'_>, value: &[u8]
         }
         out.put_u8(b'}');
     }
-}
-
-/// A JSON string of `bytes` (invalid UTF-8 replaced).
-fn json_string(out: &mut BytesMut, bytes: &[u8]) {
-    let text = String::from_utf8_lossy(bytes);
-    let mut w = out.writer();
-    // Writing a string into memory cannot fail.
-    let _ = serde_json::to_writer(&mut w, text.as_ref());
 }

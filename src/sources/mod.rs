@@ -9,13 +9,18 @@ pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod kernel_drops;
+pub mod kind;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "sluice")]
 pub mod sluice;
+pub mod splunk_hec;
+pub mod statsd;
 pub mod stdin;
+pub mod syslog;
 pub mod tcp;
 pub mod udp;
+pub mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,144 +35,113 @@ use crate::config::{ComponentKind, Listen, Validate};
 use crate::event::Batch;
 use crate::metrics::{RejectReason, SourceMetrics};
 use crate::router::{RouteError, RouterHandle};
+pub use kind::{HasPipeline, SourceType, Started};
 
 /// Largest batch a source hands the router at once.
 pub const MAX_BATCH: usize = 1000;
 
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    Tcp(tcp::TcpConfig),
-    Udp(udp::UdpConfig),
-    Http(http::HttpConfig),
-    Generator(generator::GeneratorConfig),
-    Stdin(stdin::StdinConfig),
-    #[cfg(feature = "kafka")]
-    Kafka(kafka::KafkaConfig),
-    #[cfg(feature = "otlp")]
-    Otlp(otlp::OtlpSourceConfig),
-    #[cfg(feature = "sluice")]
-    Sluice(sluice::SluiceSourceConfig),
-}
+/// The source types this binary has: one line each. Everything below the
+/// list is generated from the types' `SourceType` declarations.
+macro_rules! registry {
+    ($( $(#[$attr:meta])* $variant:ident => $ty:ty ),* $(,)?) => {
+        #[derive(Debug, Clone)]
+        pub enum SourceConfig {
+            $( $(#[$attr])* $variant(<$ty as SourceType>::Config), )*
+        }
 
-impl ComponentKind for SourceConfig {
-    const SECTION: &'static str = "sources";
-    const NOUN: &'static str = "source";
-    const KINDS: &'static [&'static str] = &[
-        "tcp",
-        "udp",
-        "http",
-        "generator",
-        "stdin",
-        #[cfg(feature = "kafka")]
-        "kafka",
-        #[cfg(feature = "otlp")]
-        "otlp",
-        #[cfg(feature = "sluice")]
-        "sluice",
-    ];
+        /// Every source `type` this binary was built with.
+        pub const TYPES: &[&str] = &[ $( $(#[$attr])* <$ty as SourceType>::NAME, )* ];
 
-    fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
-        Ok(match kind {
-            "tcp" => SourceConfig::Tcp(Deserialize::deserialize(d)?),
-            "udp" => SourceConfig::Udp(Deserialize::deserialize(d)?),
-            "http" => SourceConfig::Http(Deserialize::deserialize(d)?),
-            "generator" => SourceConfig::Generator(Deserialize::deserialize(d)?),
-            "stdin" => SourceConfig::Stdin(Deserialize::deserialize(d)?),
-            #[cfg(feature = "kafka")]
-            "kafka" => SourceConfig::Kafka(Deserialize::deserialize(d)?),
-            #[cfg(feature = "otlp")]
-            "otlp" => SourceConfig::Otlp(Deserialize::deserialize(d)?),
-            #[cfg(feature = "sluice")]
-            "sluice" => SourceConfig::Sluice(Deserialize::deserialize(d)?),
-            other => {
-                return Err(serde::de::Error::custom(format!(
-                    "unknown source type `{other}`"
-                )));
+        impl ComponentKind for SourceConfig {
+            const SECTION: &'static str = "sources";
+            const NOUN: &'static str = "source";
+            const KINDS: &'static [&'static str] = TYPES;
+
+            fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
+                $( $(#[$attr])*
+                if kind == <$ty as SourceType>::NAME {
+                    return Ok(SourceConfig::$variant(Deserialize::deserialize(d)?));
+                } )*
+                Err(serde::de::Error::custom(format!("unknown source type `{kind}`")))
             }
-        })
-    }
 
-    fn kind_schemas(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, schemars::Schema)> {
-        use crate::config::schema::tagged;
-        vec![
-            ("tcp", tagged::<tcp::TcpConfig>(g, "tcp")),
-            ("udp", tagged::<udp::UdpConfig>(g, "udp")),
-            ("http", tagged::<http::HttpConfig>(g, "http")),
-            (
-                "generator",
-                tagged::<generator::GeneratorConfig>(g, "generator"),
-            ),
-            ("stdin", tagged::<stdin::StdinConfig>(g, "stdin")),
-            #[cfg(feature = "kafka")]
-            ("kafka", tagged::<kafka::KafkaConfig>(g, "kafka")),
-            #[cfg(feature = "otlp")]
-            ("otlp", tagged::<otlp::OtlpSourceConfig>(g, "otlp")),
-            #[cfg(feature = "sluice")]
-            ("sluice", tagged::<sluice::SluiceSourceConfig>(g, "sluice")),
-        ]
-    }
+            fn kind_schemas(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, schemars::Schema)> {
+                use crate::config::schema::tagged;
+                vec![ $( $(#[$attr])* (
+                    <$ty as SourceType>::NAME,
+                    tagged::<<$ty as SourceType>::Config>(g, <$ty as SourceType>::NAME),
+                ), )* ]
+            }
+        }
+
+        impl Validate for SourceConfig {
+            fn validate(&self) -> Result<(), String> {
+                match self {
+                    $( $(#[$attr])* SourceConfig::$variant(c) => c.validate(), )*
+                }
+            }
+        }
+
+        impl SourceConfig {
+            /// Its `type`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( $(#[$attr])* SourceConfig::$variant(_) => <$ty as SourceType>::NAME, )*
+                }
+            }
+
+            /// The source's pre-processing pipeline.
+            pub fn pipeline(&self) -> Option<&str> {
+                match self {
+                    $( $(#[$attr])* SourceConfig::$variant(c) => c.pipeline(), )*
+                }
+            }
+
+            /// The addresses it binds.
+            pub fn listen(&self) -> Vec<Listen> {
+                match self {
+                    $( $(#[$attr])* SourceConfig::$variant(c) => <$ty as SourceType>::listen(c), )*
+                }
+            }
+
+            /// Whether it ends by itself (see `SourceType::is_finite`).
+            pub fn is_finite(&self) -> bool {
+                match self {
+                    $( $(#[$attr])* SourceConfig::$variant(c) => <$ty as SourceType>::is_finite(c), )*
+                }
+            }
+
+            /// See `SourceType::KEEPS_CONNECTIONS`.
+            pub fn keeps_connections(&self) -> bool {
+                match self {
+                    $( $(#[$attr])* SourceConfig::$variant(_) => <$ty as SourceType>::KEEPS_CONNECTIONS, )*
+                }
+            }
+
+            async fn start_typed(&self, ctx: SourceContext) -> Result<Started, SourceError> {
+                match self {
+                    $( $(#[$attr])* SourceConfig::$variant(c) => <$ty as SourceType>::start(c, ctx).await, )*
+                }
+            }
+        }
+    };
 }
 
-impl Validate for SourceConfig {
-    fn validate(&self) -> Result<(), String> {
-        match self {
-            SourceConfig::Tcp(c) => c.validate(),
-            SourceConfig::Udp(c) => c.validate(),
-            SourceConfig::Http(c) => c.validate(),
-            SourceConfig::Generator(c) => c.validate(),
-            SourceConfig::Stdin(c) => c.validate(),
-            #[cfg(feature = "kafka")]
-            SourceConfig::Kafka(c) => c.validate(),
-            #[cfg(feature = "otlp")]
-            SourceConfig::Otlp(c) => c.validate(),
-            #[cfg(feature = "sluice")]
-            SourceConfig::Sluice(c) => c.validate(),
-        }
-    }
-}
-
-impl SourceConfig {
-    /// The source's pre-processing pipeline.
-    pub fn pipeline(&self) -> Option<&str> {
-        match self {
-            SourceConfig::Tcp(c) => c.pipeline.as_deref(),
-            SourceConfig::Udp(c) => c.pipeline.as_deref(),
-            SourceConfig::Http(c) => c.pipeline.as_deref(),
-            SourceConfig::Generator(c) => c.pipeline.as_deref(),
-            SourceConfig::Stdin(c) => c.pipeline.as_deref(),
-            #[cfg(feature = "kafka")]
-            SourceConfig::Kafka(c) => c.pipeline.as_deref(),
-            #[cfg(feature = "otlp")]
-            SourceConfig::Otlp(c) => c.pipeline.as_deref(),
-            #[cfg(feature = "sluice")]
-            SourceConfig::Sluice(c) => c.pipeline.as_deref(),
-        }
-    }
-
-    pub fn listen(&self) -> Option<Listen> {
-        match self {
-            SourceConfig::Tcp(c) => Some(Listen::Tcp(c.address)),
-            SourceConfig::Http(c) => Some(Listen::Tcp(c.address)),
-            SourceConfig::Udp(c) => Some(Listen::Udp(c.address)),
-            SourceConfig::Generator(_) | SourceConfig::Stdin(_) => None,
-            #[cfg(feature = "kafka")]
-            SourceConfig::Kafka(_) => None,
-            #[cfg(feature = "otlp")]
-            SourceConfig::Otlp(c) => c.grpc_address.or(c.http_address).map(Listen::Tcp),
-            #[cfg(feature = "sluice")]
-            SourceConfig::Sluice(c) => Some(Listen::Tcp(c.address)),
-        }
-    }
-
-    /// Sources that end by themselves (stdin at EOF, a generator with a
-    /// count). When every source has ended, sluice drains and exits.
-    pub fn is_finite(&self) -> bool {
-        match self {
-            SourceConfig::Stdin(_) => true,
-            SourceConfig::Generator(g) => g.count > 0,
-            _ => false,
-        }
-    }
+registry! {
+    Tcp => tcp::TcpSource,
+    Udp => udp::UdpSource,
+    Http => http::HttpSource,
+    Generator => generator::GeneratorSource,
+    Stdin => stdin::StdinSource,
+    #[cfg(feature = "kafka")]
+    Kafka => kafka::KafkaSource,
+    #[cfg(feature = "otlp")]
+    Otlp => otlp::OtlpSource,
+    #[cfg(feature = "sluice")]
+    Sluice => sluice::SluiceSource,
+    Syslog => syslog::SyslogSource,
+    Statsd => statsd::StatsdSource,
+    SplunkHec => splunk_hec::SplunkHecSource,
 }
 
 /// Why a source that answers requests did not take one.
@@ -464,62 +438,13 @@ pub async fn start(
     ctx: SourceContext,
 ) -> Result<RunningSource, SourceError> {
     let id = ctx.id.to_string();
-    let bind_err = |address: SocketAddr| {
-        let id = id.clone();
-        move |source| SourceError::Bind {
-            id,
-            address,
-            source,
-        }
-    };
-    let (kind, (local_addr, task)) = match config {
-        SourceConfig::Tcp(c) => ("tcp", tcp::start(c, ctx).await?),
-        SourceConfig::Udp(c) => (
-            "udp",
-            udp::start(c, ctx).await.map_err(bind_err(c.address))?,
-        ),
-        SourceConfig::Http(c) => ("http", http::start(c, ctx).await?),
-        SourceConfig::Generator(c) => ("generator", (None, generator::start(c, ctx))),
-        #[cfg(feature = "sluice")]
-        SourceConfig::Sluice(c) => {
-            let (addr, task) = sluice::start(c, ctx).await?;
-            ("sluice", (Some(addr), task))
-        }
-        SourceConfig::Stdin(c) => ("stdin", (None, stdin::start(c, ctx))),
-        #[cfg(feature = "kafka")]
-        SourceConfig::Kafka(c) => {
-            let k = kafka::start(c, ctx).map_err(|message| SourceError::Setup {
-                id: id.clone(),
-                message,
-            })?;
-            return Ok(RunningSource {
-                id,
-                kind: "kafka",
-                local_addr: None,
-                task: k.task,
-                finishing: Some(k.finishing),
-                detail: Some(k.detail),
-            });
-        }
-        #[cfg(feature = "otlp")]
-        SourceConfig::Otlp(c) => {
-            let (local_addr, task, detail) = otlp::start(c, ctx).await?;
-            return Ok(RunningSource {
-                id,
-                kind: "otlp",
-                local_addr,
-                task,
-                finishing: None,
-                detail: Some(detail),
-            });
-        }
-    };
+    let s = config.start_typed(ctx).await?;
     Ok(RunningSource {
         id,
-        kind,
-        local_addr,
-        task,
-        finishing: None,
-        detail: None,
+        kind: config.kind(),
+        local_addr: s.local_addr,
+        task: s.task,
+        finishing: s.finishing,
+        detail: s.detail,
     })
 }

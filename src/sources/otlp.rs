@@ -54,53 +54,48 @@ use crate::otlp::wire::{self, JsonPath, RecordPath};
 
 mod grpc;
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OtlpSourceConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The pipeline every event of this source goes through before routing.
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    /// OTLP/gRPC (OTel's port 4317).
-    #[serde(default)]
-    pub grpc_address: Option<SocketAddr>,
-    /// OTLP/HTTP (OTel's port 4318).
-    #[serde(default)]
-    pub http_address: Option<SocketAddr>,
-    /// How long an export may wait for a full `block` destination before
-    /// it is refused as RESOURCE_EXHAUSTED / 429. Default 1 s.
-    #[serde(default = "default_max_wait")]
-    pub max_wait: Dur,
-    /// Largest export accepted (gRPC message, HTTP body before and after
-    /// decompression). Default 4 MiB, the collector's.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: ByteSize,
-    /// Answer only once the events are delivered.
-    #[serde(default)]
-    pub acknowledgements: bool,
-    /// Serve both listeners over TLS (and with `client_ca_file`, require
-    /// client certificates).
-    #[serde(default)]
-    pub tls: Option<ServerTlsConfig>,
-    /// Stop accepting beyond this many open connections, on each listener.
-    /// Default 1000.
-    #[serde(default = "super::default_max_connections")]
-    pub max_connections: usize,
-    /// Close a gRPC connection idle this long (`0s`: never). Default 10m
-    /// (SDKs keep their channel open between exports). HTTP connections
-    /// idle 10 s between requests are closed.
-    #[serde(default = "super::default_grpc_idle_timeout")]
-    pub idle_timeout: Dur,
-    /// Most records one export may carry (log records, spans or metric
-    /// data points, counted on the wire before decoding); more is refused
-    /// whole (INVALID_ARGUMENT / 413, counted `oversize`). Default 100,000.
-    #[serde(default = "super::default_max_request_events")]
-    pub max_events: usize,
-    /// How long an OTLP/HTTP body may take to arrive once its headers
-    /// have. Default 30s.
-    #[serde(default = "super::default_body_timeout")]
-    pub body_timeout: Dur,
+crate::source_config! {
+    pub struct OtlpSourceConfig {
+        /// OTLP/gRPC (OTel's port 4317).
+        #[serde(default)]
+        pub grpc_address: Option<SocketAddr>,
+        /// OTLP/HTTP (OTel's port 4318).
+        #[serde(default)]
+        pub http_address: Option<SocketAddr>,
+        /// How long an export may wait for a full `block` destination before
+        /// it is refused as RESOURCE_EXHAUSTED / 429. Default 1 s.
+        #[serde(default = "default_max_wait")]
+        pub max_wait: Dur,
+        /// Largest export accepted (gRPC message, HTTP body before and after
+        /// decompression). Default 4 MiB, the collector's.
+        #[serde(default = "default_max_body")]
+        pub max_body_bytes: ByteSize,
+        /// Answer only once the events are delivered.
+        #[serde(default)]
+        pub acknowledgements: bool,
+        /// Serve both listeners over TLS (and with `client_ca_file`, require
+        /// client certificates).
+        #[serde(default)]
+        pub tls: Option<ServerTlsConfig>,
+        /// Stop accepting beyond this many open connections, on each listener.
+        /// Default 1000.
+        #[serde(default = "super::default_max_connections")]
+        pub max_connections: usize,
+        /// Close a gRPC connection idle this long (`0s`: never). Default 10m
+        /// (SDKs keep their channel open between exports). HTTP connections
+        /// idle 10 s between requests are closed.
+        #[serde(default = "super::default_grpc_idle_timeout")]
+        pub idle_timeout: Dur,
+        /// Most records one export may carry (log records, spans or metric
+        /// data points, counted on the wire before decoding); more is refused
+        /// whole (INVALID_ARGUMENT / 413, counted `oversize`). Default 100,000.
+        #[serde(default = "super::default_max_request_events")]
+        pub max_events: usize,
+        /// How long an OTLP/HTTP body may take to arrive once its headers
+        /// have. Default 30s.
+        #[serde(default = "super::default_body_timeout")]
+        pub body_timeout: Dur,
+    }
 }
 
 fn default_max_wait() -> Dur {
@@ -224,10 +219,32 @@ impl Signal for Traces {
     }
 }
 
-pub async fn start(
+pub struct OtlpSource;
+
+impl super::SourceType for OtlpSource {
+    const NAME: &'static str = "otlp";
+    type Config = OtlpSourceConfig;
+
+    fn listen(c: &OtlpSourceConfig) -> Vec<crate::config::Listen> {
+        [c.grpc_address, c.http_address]
+            .into_iter()
+            .flatten()
+            .map(crate::config::Listen::Tcp)
+            .collect()
+    }
+
+    async fn start(
+        c: &OtlpSourceConfig,
+        ctx: SourceContext,
+    ) -> Result<super::Started, super::SourceError> {
+        start(c, ctx).await
+    }
+}
+
+async fn start(
     cfg: &OtlpSourceConfig,
     ctx: SourceContext,
-) -> Result<(Option<SocketAddr>, JoinHandle<()>, Detail), super::SourceError> {
+) -> Result<super::Started, super::SourceError> {
     let tls = cfg.tls.as_ref();
     let limits = |idle_timeout| super::Limits {
         max_connections: cfg.max_connections,
@@ -272,7 +289,12 @@ pub async fn start(
             ("http_address", text(http_addr)),
         ]
     });
-    Ok((grpc_addr.or(http_addr), task, detail))
+    Ok(super::Started {
+        local_addr: grpc_addr.or(http_addr),
+        task,
+        finishing: None,
+        detail: Some(detail),
+    })
 }
 
 fn serve_http(state: Arc<OtlpState>, address: SocketAddr, listener: Incoming) -> JoinHandle<()> {

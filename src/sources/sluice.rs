@@ -25,8 +25,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Deserialize;
-use tokio::task::JoinHandle;
 use tonic::{Code, Status};
 
 use super::{Refused, SourceContext, SourceError};
@@ -39,39 +37,34 @@ use crate::forward::{self, Malformed, SendRequest};
 use crate::metrics::RejectReason;
 use crate::tls::ServerTlsConfig;
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SluiceSourceConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The pipeline every event of this source goes through before routing.
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    pub address: SocketAddr,
-    /// `bearer: TOKEN` the edges must send.
-    #[serde(default)]
-    pub auth: Option<AuthConfig>,
-    /// Serve TLS (and with `client_ca_file`, require client certificates).
-    #[serde(default)]
-    pub tls: Option<ServerTlsConfig>,
-    /// How long a batch may wait for a full `block` destination before it
-    /// is refused as RESOURCE_EXHAUSTED. Default 1 s.
-    #[serde(default = "default_max_wait")]
-    pub max_wait: Dur,
-    /// Largest batch taken, once decompressed. Default 16 MiB, the largest
-    /// the `sluice` destination sends.
-    #[serde(default = "default_max_batch")]
-    pub max_batch_bytes: ByteSize,
-    /// Most events taken in one batch. Default 100,000 (the `sluice`
-    /// destination sends 1,000 unless told otherwise).
-    #[serde(default = "super::default_max_request_events")]
-    pub max_batch_events: usize,
-    /// Stop accepting beyond this many open connections. Default 1000.
-    #[serde(default = "super::default_max_connections")]
-    pub max_connections: usize,
-    /// Close a connection idle this long (`0s`: never). Default 10m.
-    #[serde(default = "super::default_grpc_idle_timeout")]
-    pub idle_timeout: Dur,
+crate::source_config! {
+    pub struct SluiceSourceConfig {
+        pub address: SocketAddr,
+        /// `bearer: TOKEN` the edges must send.
+        #[serde(default)]
+        pub auth: Option<AuthConfig>,
+        /// Serve TLS (and with `client_ca_file`, require client certificates).
+        #[serde(default)]
+        pub tls: Option<ServerTlsConfig>,
+        /// How long a batch may wait for a full `block` destination before it
+        /// is refused as RESOURCE_EXHAUSTED. Default 1 s.
+        #[serde(default = "default_max_wait")]
+        pub max_wait: Dur,
+        /// Largest batch taken, once decompressed. Default 16 MiB, the largest
+        /// the `sluice` destination sends.
+        #[serde(default = "default_max_batch")]
+        pub max_batch_bytes: ByteSize,
+        /// Most events taken in one batch. Default 100,000 (the `sluice`
+        /// destination sends 1,000 unless told otherwise).
+        #[serde(default = "super::default_max_request_events")]
+        pub max_batch_events: usize,
+        /// Stop accepting beyond this many open connections. Default 1000.
+        #[serde(default = "super::default_max_connections")]
+        pub max_connections: usize,
+        /// Close a connection idle this long (`0s`: never). Default 10m.
+        #[serde(default = "super::default_grpc_idle_timeout")]
+        pub idle_timeout: Dur,
+    }
 }
 
 fn default_max_wait() -> Dur {
@@ -188,10 +181,28 @@ impl Forward for Receiver {
 }
 
 /// Bind, then serve until shutdown.
-pub async fn start(
+pub struct SluiceSource;
+
+impl super::SourceType for SluiceSource {
+    const NAME: &'static str = "sluice";
+    type Config = SluiceSourceConfig;
+
+    fn listen(c: &SluiceSourceConfig) -> Vec<crate::config::Listen> {
+        vec![crate::config::Listen::Tcp(c.address)]
+    }
+
+    async fn start(
+        c: &SluiceSourceConfig,
+        ctx: SourceContext,
+    ) -> Result<super::Started, SourceError> {
+        start(c, ctx).await
+    }
+}
+
+async fn start(
     cfg: &SluiceSourceConfig,
     ctx: SourceContext,
-) -> Result<(SocketAddr, JoinHandle<()>), SourceError> {
+) -> Result<super::Started, SourceError> {
     let (local, incoming) = super::listen(
         &ctx,
         cfg.address,
@@ -236,5 +247,5 @@ pub async fn start(
             tracing::error!(source = %id, error = %e, "sluice source stopped");
         }
     });
-    Ok((local, task))
+    Ok(super::Started::task(Some(local), task))
 }

@@ -2,7 +2,6 @@
 //! input the source ends; when every source has ended, sluice drains its
 //! destinations and exits, so `cat events | sluice run` works as a pipeline.
 
-use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use super::SourceContext;
@@ -11,18 +10,13 @@ use super::framing::{Framing, pump};
 use crate::config::Validate;
 use crate::config::units::ByteSize;
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StdinConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The pipeline every event of this source goes through before routing.
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    #[serde(default = "super::tcp::default_max_line")]
-    pub max_line_bytes: ByteSize,
-    #[serde(default)]
-    pub decoding: Decoding,
+crate::source_config! {
+    pub struct StdinConfig {
+        #[serde(default = "super::tcp::default_max_line")]
+        pub max_line_bytes: ByteSize,
+        #[serde(default)]
+        pub decoding: Decoding,
+    }
 }
 
 impl Validate for StdinConfig {
@@ -34,7 +28,25 @@ impl Validate for StdinConfig {
     }
 }
 
-pub fn start(cfg: &StdinConfig, ctx: SourceContext) -> JoinHandle<()> {
+pub struct StdinSource;
+
+impl super::SourceType for StdinSource {
+    const NAME: &'static str = "stdin";
+    type Config = StdinConfig;
+
+    fn is_finite(_: &StdinConfig) -> bool {
+        true
+    }
+
+    async fn start(
+        c: &StdinConfig,
+        ctx: SourceContext,
+    ) -> Result<super::Started, super::SourceError> {
+        Ok(super::Started::task(None, start(c, ctx)))
+    }
+}
+
+fn start(cfg: &StdinConfig, ctx: SourceContext) -> JoinHandle<()> {
     let cfg = cfg.clone();
     ctx.spawner().spawn(async move {
         let stdin = tokio::io::stdin();

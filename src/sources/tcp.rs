@@ -8,46 +8,39 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
-use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::decoding::Decoding;
 use super::framing::{Framing, pump};
-use super::{SourceContext, SourceError};
-use crate::config::Validate;
+use super::{SourceContext, SourceError, SourceType, Started};
 use crate::config::units::{ByteSize, Dur};
+use crate::config::{Listen, Validate};
 use crate::listener::{Conn, Incoming};
 use crate::tls::ServerTlsConfig;
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TcpConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The pipeline every event of this source goes through before routing.
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    pub address: SocketAddr,
-    /// `newline` (default) or `octet_counting` (RFC 6587).
-    #[serde(default)]
-    pub framing: Framing,
-    /// Longer events are skipped and counted (`reason="oversize"`). Default 1 MiB.
-    #[serde(default = "default_max_line")]
-    pub max_line_bytes: ByteSize,
-    /// Stop accepting beyond this many open connections. Default 1000.
-    #[serde(default = "super::default_max_connections")]
-    pub max_connections: usize,
-    /// Close a connection that sent nothing for this long (`0s`: never).
-    /// Default 10m.
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: Dur,
-    #[serde(default)]
-    pub decoding: Decoding,
-    /// Serve TLS (and with `client_ca_file`, require client certificates).
-    #[serde(default)]
-    pub tls: Option<ServerTlsConfig>,
+crate::source_config! {
+    pub struct TcpConfig {
+        pub address: SocketAddr,
+        /// `newline` (default) or `octet_counting` (RFC 6587).
+        #[serde(default)]
+        pub framing: Framing,
+        /// Longer events are skipped and counted (`reason="oversize"`). Default 1 MiB.
+        #[serde(default = "default_max_line")]
+        pub max_line_bytes: ByteSize,
+        /// Stop accepting beyond this many open connections. Default 1000.
+        #[serde(default = "super::default_max_connections")]
+        pub max_connections: usize,
+        /// Close a connection that sent nothing for this long (`0s`: never).
+        /// Default 10m.
+        #[serde(default = "default_idle_timeout")]
+        pub idle_timeout: Dur,
+        #[serde(default)]
+        pub decoding: Decoding,
+        /// Serve TLS (and with `client_ca_file`, require client certificates).
+        #[serde(default)]
+        pub tls: Option<ServerTlsConfig>,
+    }
 }
 
 fn default_idle_timeout() -> Dur {
@@ -73,10 +66,23 @@ impl Validate for TcpConfig {
     }
 }
 
-pub async fn start(
-    cfg: &TcpConfig,
-    ctx: SourceContext,
-) -> Result<(Option<SocketAddr>, JoinHandle<()>), SourceError> {
+pub struct TcpSource;
+
+impl SourceType for TcpSource {
+    const NAME: &'static str = "tcp";
+    const KEEPS_CONNECTIONS: bool = true;
+    type Config = TcpConfig;
+
+    fn listen(c: &TcpConfig) -> Vec<Listen> {
+        vec![Listen::Tcp(c.address)]
+    }
+
+    async fn start(c: &TcpConfig, ctx: SourceContext) -> Result<Started, SourceError> {
+        start(c, ctx).await
+    }
+}
+
+async fn start(cfg: &TcpConfig, ctx: SourceContext) -> Result<Started, SourceError> {
     let (local, incoming) = super::listen(
         &ctx,
         cfg.address,
@@ -91,7 +97,10 @@ pub async fn start(
     tracing::info!(source = %ctx.id, address = %local, tls = cfg.tls.is_some(), "tcp source listening");
     let cfg = cfg.clone();
     let spawner = ctx.spawner();
-    Ok((Some(local), spawner.spawn(serve(incoming, cfg, ctx))))
+    Ok(Started::task(
+        Some(local),
+        spawner.spawn(serve(incoming, cfg, ctx)),
+    ))
 }
 
 async fn serve(mut incoming: Incoming, cfg: TcpConfig, ctx: SourceContext) {

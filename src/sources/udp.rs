@@ -10,33 +10,26 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use serde::Deserialize;
 use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
 
 use super::decoding::Decoding;
 use super::framing::{Rejects, split_lines};
-use super::{MAX_BATCH, SourceContext};
-use crate::config::Validate;
+use super::{MAX_BATCH, SourceContext, SourceError, SourceType, Started};
 use crate::config::units::ByteSize;
+use crate::config::{Listen, Validate};
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UdpConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The pipeline every event of this source goes through before routing.
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    pub address: SocketAddr,
-    /// Longer lines are skipped and counted (`reason="oversize"`). Default 64 KiB.
-    #[serde(default = "default_max_line")]
-    pub max_line_bytes: ByteSize,
-    /// Ask the kernel for this much receive buffer (SO_RCVBUF).
-    #[serde(default)]
-    pub receive_buffer_bytes: Option<ByteSize>,
-    #[serde(default)]
-    pub decoding: Decoding,
+crate::source_config! {
+    pub struct UdpConfig {
+        pub address: SocketAddr,
+        /// Longer lines are skipped and counted (`reason="oversize"`). Default 64 KiB.
+        #[serde(default = "default_max_line")]
+        pub max_line_bytes: ByteSize,
+        /// Ask the kernel for this much receive buffer (SO_RCVBUF).
+        #[serde(default)]
+        pub receive_buffer_bytes: Option<ByteSize>,
+        #[serde(default)]
+        pub decoding: Decoding,
+    }
 }
 
 fn default_max_line() -> ByteSize {
@@ -52,24 +45,28 @@ impl Validate for UdpConfig {
     }
 }
 
-pub async fn start(
-    cfg: &UdpConfig,
-    ctx: SourceContext,
-) -> std::io::Result<(Option<SocketAddr>, JoinHandle<()>)> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(cfg.address),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    if let Some(size) = cfg.receive_buffer_bytes {
-        socket.set_recv_buffer_size(size.as_usize())?;
+pub struct UdpSource;
+
+impl SourceType for UdpSource {
+    const NAME: &'static str = "udp";
+    type Config = UdpConfig;
+
+    fn listen(c: &UdpConfig) -> Vec<Listen> {
+        vec![Listen::Udp(c.address)]
     }
-    socket.set_nonblocking(true)?;
-    socket.bind(&cfg.address.into())?;
-    // The kernel doubles what was asked (its bookkeeping), capped by
-    // net.core.rmem_max: log what the socket really has.
-    let receive_buffer = socket.recv_buffer_size().unwrap_or(0);
-    let socket = UdpSocket::from_std(socket.into())?;
+
+    async fn start(c: &UdpConfig, ctx: SourceContext) -> Result<Started, SourceError> {
+        let id = ctx.id.to_string();
+        start(c, ctx).await.map_err(|source| SourceError::Bind {
+            id,
+            address: c.address,
+            source,
+        })
+    }
+}
+
+async fn start(cfg: &UdpConfig, ctx: SourceContext) -> std::io::Result<Started> {
+    let (socket, receive_buffer) = bind(cfg.address, cfg.receive_buffer_bytes)?;
     let local = socket.local_addr()?;
     tracing::info!(source = %ctx.id, address = %local, receive_buffer_bytes = receive_buffer, "udp source listening");
     let cfg = cfg.clone();
@@ -77,15 +74,40 @@ pub async fn start(
     if let Some(inode) = super::kernel_drops::inode(&socket) {
         spawner.spawn(super::kernel_drops::watch(inode, ctx.clone()));
     }
-    Ok((Some(local), spawner.spawn(run(socket, cfg, ctx))))
+    Ok(Started::task(
+        Some(local),
+        spawner.spawn(run(socket, cfg, ctx)),
+    ))
+}
+
+/// Bind a UDP socket with the receive buffer asked for (shared with the
+/// syslog and statsd sources).
+pub(crate) fn bind(
+    address: SocketAddr,
+    receive_buffer: Option<ByteSize>,
+) -> std::io::Result<(UdpSocket, usize)> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size.as_usize())?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    // The kernel doubles what was asked (its bookkeeping), capped by
+    // net.core.rmem_max: log what the socket really has.
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    Ok((UdpSocket::from_std(socket.into())?, granted))
 }
 
 /// Datagrams are read into one shared buffer and sliced out, so there is one
 /// allocation per `CHUNK` bytes, not one per datagram.
-const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 
 /// Keep room for the largest possible datagram, so none is ever truncated.
-fn room(buf: &mut BytesMut) {
+pub(crate) fn room(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < 65_536 {
         buf.reserve(CHUNK);
     }

@@ -46,7 +46,7 @@ pub(super) struct LiveSource {
     pub id: String,
     pub kind: &'static str,
     pub fingerprint: String,
-    pub listen: Option<Listen>,
+    pub listen: Vec<Listen>,
     pub finite: bool,
     pub address: Option<std::net::SocketAddr>,
     pub metrics: crate::metrics::SourceMetrics,

@@ -498,8 +498,8 @@ impl Running {
             }
             let Some(s) = old.remove(&id) else { continue };
             let same_tcp_address = next.is_some_and(|n| {
-                s.kind == "tcp"
-                    && matches!(n.config, crate::sources::SourceConfig::Tcp(_))
+                s.kind == n.config.kind()
+                    && n.config.keeps_connections()
                     && n.config.listen() == s.listen
             });
             match next {

@@ -509,3 +509,27 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Run a client script from `tests/peers` with the real client libraries
+/// (`scripts/peers start py-clients|js-clients`) and wait for it to end;
+/// its standard output. A client that fails fails the test, naming it.
+pub fn run_client(kind: &str, script: &str, args: &[String]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(PEERS)
+        .args(["start", kind])
+        .arg(dir.path())
+        .arg(format!("{root}/tests/peers/{script}"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{kind}: cannot run {PEERS}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{kind} {script} failed ({}); is it installed? run `scripts/peers install`.\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

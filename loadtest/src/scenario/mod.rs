@@ -274,6 +274,18 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
     let mut source = match spec.source {
         Protocol::Tcp => serde_json::json!({ "type": "tcp", "address": source_addr.to_string() }),
         Protocol::Udp => serde_json::json!({ "type": "udp", "address": source_addr.to_string() }),
+        Protocol::Syslog => {
+            serde_json::json!({ "type": "syslog", "address": source_addr.to_string() })
+        }
+        Protocol::Hec => serde_json::json!({
+            "type": "splunk_hec",
+            "address": source_addr.to_string(),
+            "tokens": ["loadtest"],
+            "acknowledgements": spec.acknowledgements,
+        }),
+        Protocol::Statsd => {
+            serde_json::json!({ "type": "statsd", "mode": "tcp", "address": source_addr.to_string() })
+        }
         Protocol::Http => serde_json::json!({
             "type": "http",
             "address": source_addr.to_string(),

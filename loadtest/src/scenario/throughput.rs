@@ -117,6 +117,12 @@ enum Target {
     SyslogNg,
     /// tcp → filter → one volume-reduction function → tcp.
     SluiceReduce(Reduction),
+    /// The syslog source (octet-counted RFC 5424 over TCP, parsed) and the
+    /// statsd source (DogStatsD counters over TCP) → filter → tcp.
+    SluiceSyslog,
+    SluiceStatsd,
+    /// Splunk HEC envelopes over HTTP → filter → tcp.
+    SluiceHec,
 }
 
 impl Target {
@@ -154,6 +160,27 @@ impl Target {
                 "tcp → json-parser, rewrite, drop 10 % → format-json → tcp",
             ),
             Target::SluiceReduce(r) => ("sluice", r.path()),
+            Target::SluiceSyslog => (
+                "sluice",
+                "syslog (tcp, RFC 5424 octet-counted) → parse → filter → tcp",
+            ),
+            Target::SluiceStatsd => (
+                "sluice",
+                "statsd (tcp, ~80-byte DogStatsD lines) → metric events → filter → tcp",
+            ),
+            Target::SluiceHec => (
+                "sluice",
+                "splunk_hec (http, /event envelopes) → filter → tcp",
+            ),
+        }
+    }
+
+    /// The route's filter: every generated event passes it.
+    fn filter(self) -> &'static str {
+        match self {
+            Target::SluiceSyslog => r#"severity == "info""#,
+            Target::SluiceStatsd => r#"type == "counter""#,
+            _ => FILTER,
         }
     }
 
@@ -203,6 +230,9 @@ impl Target {
         match self {
             Target::SluiceHttp | Target::VectorHttp => Protocol::Http,
             Target::SluiceOtlp => Protocol::Otlp,
+            Target::SluiceSyslog => Protocol::Syslog,
+            Target::SluiceStatsd => Protocol::Statsd,
+            Target::SluiceHec => Protocol::Hec,
             _ => Protocol::Tcp,
         }
     }
@@ -246,6 +276,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Target::SluiceRouter,
         Target::SluiceOtlp,
         Target::SluiceForward,
+        Target::SluiceSyslog,
+        Target::SluiceStatsd,
+        Target::SluiceHec,
         Target::SluicePipeline,
         Target::SluiceRemap,
         Target::Rsyslog,
@@ -433,13 +466,15 @@ async fn one(
     let mut process = start(ctx, target, dir, input, rx_addr, peers).await?;
     let (name, path) = target.label();
     let before = process.usage();
-    let batch = if http { 1000 } else { 512 };
+    // HEC is HTTP from the client's side: requests of the HTTP row's size.
+    let requests = http || target.protocol() == Protocol::Hec;
+    let batch = if requests { 1000 } else { 512 };
     let load = Load {
         protocol: target.protocol(),
         target: input,
         rate: target.offered(),
         event_bytes: 200,
-        connections: if http { 4 } else { 2 },
+        connections: if requests { 4 } else { 2 },
         duration: Duration::from_secs_f64(seconds * target.length()),
         batch,
         track_ids: matches!(target, Target::SluiceReduce(r) if r.distinct()),
@@ -540,6 +575,9 @@ async fn start(
         }
         Target::SluiceTcp
         | Target::SluiceTcpTls
+        | Target::SluiceSyslog
+        | Target::SluiceStatsd
+        | Target::SluiceHec
         | Target::SluiceHttp
         | Target::SluiceKafkaOut
         | Target::SluiceSqsOut
@@ -576,8 +614,20 @@ async fn start(
                 out["queue"] = json!({ "max_events": 1000 });
             }
             let api = free_port()?;
-            let mut source =
-                json!({ "type": if http { "http" } else { "tcp" }, "address": input.to_string() });
+            let mut source = match target {
+                Target::SluiceSyslog => json!({ "type": "syslog", "address": input.to_string() }),
+                Target::SluiceStatsd => {
+                    json!({ "type": "statsd", "mode": "tcp", "address": input.to_string() })
+                }
+                Target::SluiceHec => json!({
+                    "type": "splunk_hec",
+                    "address": input.to_string(),
+                    "tokens": ["loadtest"],
+                }),
+                _ => {
+                    json!({ "type": if http { "http" } else { "tcp" }, "address": input.to_string() })
+                }
+            };
             if matches!(target, Target::SluiceTcpTls) {
                 source["tls"] = json!({
                     "cert_file": dir.join(TLS_CERT).display().to_string(),
@@ -588,7 +638,7 @@ async fn start(
                 api,
                 dir,
                 json!({ "in": source }),
-                json!([{ "name": "filtered", "filter": FILTER, "destination": "out" }]),
+                json!([{ "name": "filtered", "filter": target.filter(), "destination": "out" }]),
                 json!({ "out": out }),
             );
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;

@@ -297,6 +297,7 @@ impl Windows {
                 timestamp: Some(timestamp.clone()),
                 interval_ms: Some(self.interval),
                 tags: tags.clone(),
+                sample_rate: None,
             };
             out.push(Work::Raw(m.to_event()));
         }

@@ -1,17 +1,14 @@
-//! Syslog lines (RFC 5424, RFC 3164 and its real-world variants: no
-//! hostname, ISO timestamps, `<PRI>` only) into Vector's field names:
+//! Syslog lines (read by `crate::syslog`) into Vector's field names:
 //! `message`, `hostname`, `appname`, `procid`, `msgid`, `facility` and
 //! `severity` (by name), `timestamp`, `version` (5424), and each structured
-//! data element as an object of its parameters. A timestamp without a zone
-//! is UTC; one without a year (3164) is in the last twelve months.
+//! data element as an object of its parameters.
 
-use chrono::{Datelike, TimeZone, Utc};
-use syslog_loose::{IncompleteDate, ProcId, Protocol, Variant};
+use chrono::Utc;
+use syslog_loose::{ProcId, Protocol};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 pub fn fields(line: &str) -> Result<ObjectMap, String> {
-    let m = syslog_loose::parse_message_with_year_exact_tz(line, year, Some(Utc), Variant::Either)
-        .map_err(|_| "not a syslog message".to_string())?;
+    let m = crate::syslog::message(line).ok_or_else(|| "not a syslog message".to_string())?;
     let mut out = ObjectMap::new();
     let mut put = |k: &str, v: Value| {
         out.insert(KeyString::from(k), v);
@@ -52,19 +49,6 @@ pub fn fields(line: &str) -> Result<ObjectMap, String> {
         put(element.id, Value::Object(params));
     }
     Ok(out)
-}
-
-/// The year of a date written without one: this year, unless that puts it
-/// more than a day ahead (a December line read in January).
-fn year(d: IncompleteDate) -> i32 {
-    let now = Utc::now();
-    let (month, day, hour, minute, second) = d;
-    let this = now.year();
-    let ahead = Utc
-        .with_ymd_and_hms(this, month, day, hour, minute, second)
-        .single()
-        .is_some_and(|t| t > now + chrono::Duration::days(1));
-    if ahead { this - 1 } else { this }
 }
 
 #[cfg(test)]
@@ -111,12 +95,6 @@ mod tests {
         // An ISO timestamp, no hostname.
         let iso = fields("<13>2024-05-01T10:00:00Z app: started").expect("iso 3164");
         assert_eq!(iso["message"], Value::from("started"));
-        assert!(
-            fields("just words, not syslog at all").is_err() || {
-                // syslog_loose reads some free text as a bare 3164 message;
-                // it must at least not invent a priority.
-                fields("just words, not syslog at all").is_ok_and(|f| !f.contains_key("facility"))
-            }
-        );
+        assert!(fields("just words, not syslog at all").is_err());
     }
 }
