@@ -510,8 +510,17 @@ pub fn hec(data: &[u8]) {
     }
 }
 
+/// The fluent source's reading of a connection's bytes: each complete
+/// MessagePack object (found by the scanner, fed in pieces) is a message
+/// whose events are JSON objects with `tag` and `timestamp`, or it is
+/// refused whole; the scanner finds the same objects whatever the pieces.
+pub fn fluent(data: &[u8]) {
+    crate::sources::fluent::fuzz(data);
+}
+
 pub const TARGETS: &[(&str, Target)] = &[
     ("syslog", syslog),
+    ("fluent", fluent),
     ("hec", hec),
     ("statsd", statsd),
     ("framing", framing),

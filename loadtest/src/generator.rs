@@ -32,6 +32,10 @@ pub enum Protocol {
     Statsd,
     /// HTTP to Splunk's HEC endpoint, each event a `{"event": …}` envelope.
     Hec,
+    /// TCP, each batch one Fluent forward message in Forward mode
+    /// (`[tag, [[time, record], …]]`, MessagePack), records with the JSON
+    /// events' fields.
+    Fluent,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,7 +132,7 @@ impl Generator {
                 tokio::spawn(async move {
                     let deadline = started + load.duration;
                     match load.protocol {
-                        Protocol::Tcp | Protocol::Syslog | Protocol::Statsd => {
+                        Protocol::Tcp | Protocol::Syslog | Protocol::Statsd | Protocol::Fluent => {
                             tcp(&load, per_conn_rate, deadline, &tracker, &progress).await
                         }
                         Protocol::Http | Protocol::Hec => {
@@ -221,6 +225,10 @@ fn sent(load: &Load, tracker: &Tracker, first: u64) {
 /// lines `protocol` sends.
 fn batch(buf: &mut Vec<u8>, first: u64, n: usize, size: usize, protocol: Protocol) {
     buf.clear();
+    if protocol == Protocol::Fluent {
+        fluent_batch(buf, first, n, size);
+        return;
+    }
     let mut event = Vec::with_capacity(size + 64);
     for i in 0..n as u64 {
         let id = first + i;
@@ -258,6 +266,53 @@ fn batch(buf: &mut Vec<u8>, first: u64, n: usize, size: usize, protocol: Protoco
                 buf.push(b'\n');
             }
         }
+    }
+}
+
+/// A MessagePack string.
+fn msgpack_str(out: &mut Vec<u8>, s: &[u8]) {
+    match s.len() {
+        n if n < 32 => out.push(0xa0 | n as u8),
+        n if n < 256 => out.extend([0xd9, n as u8]),
+        n => {
+            out.push(0xda);
+            out.extend((n.min(65_535) as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(s);
+}
+
+fn msgpack_uint(out: &mut Vec<u8>, v: u64) {
+    out.push(0xcf);
+    out.extend(v.to_be_bytes());
+}
+
+/// `["loadtest", [[time, {seq, level, status, host, msg}], …]]`, each
+/// record about `size` bytes once written as JSON by the source.
+fn fluent_batch(buf: &mut Vec<u8>, first: u64, n: usize, size: usize) {
+    buf.push(0x92);
+    msgpack_str(buf, b"loadtest");
+    buf.push(0xdd);
+    buf.extend((n as u32).to_be_bytes());
+    let pad = vec![b'x'; size.saturating_sub(120)];
+    for i in 0..n as u64 {
+        let id = first + i;
+        buf.push(0x92);
+        // EventTime: seconds and nanoseconds.
+        buf.extend([0xd7, 0x00]);
+        buf.extend(1_765_000_000u32.to_be_bytes());
+        buf.extend(0u32.to_be_bytes());
+        buf.push(0x85);
+        msgpack_str(buf, b"seq");
+        msgpack_uint(buf, id);
+        msgpack_str(buf, b"level");
+        msgpack_str(buf, crate::seq::level(id).as_bytes());
+        msgpack_str(buf, b"status");
+        msgpack_uint(buf, u64::from(crate::seq::status(id)));
+        msgpack_str(buf, b"host");
+        msgpack_str(buf, b"loadtest");
+        msgpack_str(buf, b"msg");
+        msgpack_str(buf, &pad);
     }
 }
 

@@ -280,7 +280,7 @@ async fn receive(
         Protocol::Http | Protocol::Hec => receiver::http::spawn(listen, schedule, sink).await?,
         // A receiver takes what sluice writes: syslog and statsd events
         // leave it as JSON lines like any other.
-        Protocol::Tcp | Protocol::Syslog | Protocol::Statsd => {
+        Protocol::Tcp | Protocol::Syslog | Protocol::Statsd | Protocol::Fluent => {
             receiver::tcp::spawn(listen, schedule, sink).await?
         }
         Protocol::Udp => receiver::udp::spawn(listen, schedule, sink).await?,

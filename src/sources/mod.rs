@@ -3,6 +3,7 @@
 
 pub mod backstop;
 pub mod decoding;
+pub mod fluent;
 pub mod framing;
 pub mod generator;
 pub mod http;
@@ -142,6 +143,7 @@ registry! {
     Syslog => syslog::SyslogSource,
     Statsd => statsd::StatsdSource,
     SplunkHec => splunk_hec::SplunkHecSource,
+    Fluent => fluent::FluentSource,
 }
 
 /// Why a source that answers requests did not take one.
@@ -185,6 +187,8 @@ pub struct SourceContext {
     pub registry: crate::metrics::Metrics,
     /// `sluice tap --source`: the events this source takes.
     pub tap: Arc<crate::tap::TapPoint>,
+    /// The config's `data_dir`, for state a source keeps (file checkpoints).
+    pub data_dir: Arc<std::path::Path>,
 }
 
 /// Spawns a source's tasks inside its tracing span (every log line names

@@ -93,6 +93,22 @@ impl EventWriter {
         self.buf.put_u8(b'"');
     }
 
+    /// Room for one field the caller writes whole (`"key":value`).
+    pub fn field(&mut self) -> &mut BytesMut {
+        if !self.first {
+            self.buf.put_u8(b',');
+        }
+        self.first = false;
+        &mut self.buf
+    }
+
+    /// Forget the event being written (its input turned out broken).
+    pub fn abandon(&mut self) {
+        // Finished events were split off: only the unfinished one is left.
+        self.buf.clear();
+        self.first = false;
+    }
+
     /// Open a nested object under `key`; `close` ends it.
     pub fn open(&mut self, key: &str) {
         self.key(key);

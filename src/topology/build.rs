@@ -381,6 +381,7 @@ pub(super) async fn start_source(
     taps: &Taps,
     shutdown: &CancellationToken,
     bind_retry: bool,
+    data_dir: &std::path::Path,
 ) -> Result<(LiveSource, Option<JoinHandle<()>>), TopologyError> {
     let own = shutdown.child_token();
     // A child: shutting the source down also stops its listeners.
@@ -393,6 +394,7 @@ pub(super) async fn start_source(
         stop_accepting: stop_accepting.clone(),
         registry: metrics.clone(),
         tap: taps.point(PointKind::Source, &s.id),
+        data_dir: data_dir.into(),
     };
     let source_metrics = ctx.metrics.clone();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);

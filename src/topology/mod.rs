@@ -210,11 +210,20 @@ impl Running {
         let mut sources = Vec::new();
         let mut finishing = Vec::new();
         for s in &config.sources {
-            let (live, finish) =
-                match build::start_source(s, &router, &metrics, &taps, &shutdown, false).await {
-                    Ok(r) => r,
-                    Err(e) => return Err(cancel(e)),
-                };
+            let (live, finish) = match build::start_source(
+                s,
+                &router,
+                &metrics,
+                &taps,
+                &shutdown,
+                false,
+                &config.data_dir,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => return Err(cancel(e)),
+            };
             finishing.extend(finish);
             sources.push(live);
         }

@@ -546,6 +546,7 @@ impl Running {
                 &self.taps,
                 &self.shutdown,
                 bind_retry,
+                &self.config.data_dir,
             )
             .await
             {

@@ -277,6 +277,9 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
         Protocol::Syslog => {
             serde_json::json!({ "type": "syslog", "address": source_addr.to_string() })
         }
+        Protocol::Fluent => {
+            serde_json::json!({ "type": "fluent", "address": source_addr.to_string() })
+        }
         Protocol::Hec => serde_json::json!({
             "type": "splunk_hec",
             "address": source_addr.to_string(),

@@ -123,6 +123,8 @@ enum Target {
     SluiceStatsd,
     /// Splunk HEC envelopes over HTTP → filter → tcp.
     SluiceHec,
+    /// Fluent forward messages (Forward mode, 512 records each) → filter → tcp.
+    SluiceFluent,
 }
 
 impl Target {
@@ -171,6 +173,10 @@ impl Target {
             Target::SluiceHec => (
                 "sluice",
                 "splunk_hec (http, /event envelopes) → filter → tcp",
+            ),
+            Target::SluiceFluent => (
+                "sluice",
+                "fluent (tcp, Forward mode, MessagePack) → filter → tcp",
             ),
         }
     }
@@ -233,6 +239,7 @@ impl Target {
             Target::SluiceSyslog => Protocol::Syslog,
             Target::SluiceStatsd => Protocol::Statsd,
             Target::SluiceHec => Protocol::Hec,
+            Target::SluiceFluent => Protocol::Fluent,
             _ => Protocol::Tcp,
         }
     }
@@ -279,6 +286,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Target::SluiceSyslog,
         Target::SluiceStatsd,
         Target::SluiceHec,
+        Target::SluiceFluent,
         Target::SluicePipeline,
         Target::SluiceRemap,
         Target::Rsyslog,
@@ -578,6 +586,7 @@ async fn start(
         | Target::SluiceSyslog
         | Target::SluiceStatsd
         | Target::SluiceHec
+        | Target::SluiceFluent
         | Target::SluiceHttp
         | Target::SluiceKafkaOut
         | Target::SluiceSqsOut
@@ -619,6 +628,7 @@ async fn start(
                 Target::SluiceStatsd => {
                     json!({ "type": "statsd", "mode": "tcp", "address": input.to_string() })
                 }
+                Target::SluiceFluent => json!({ "type": "fluent", "address": input.to_string() }),
                 Target::SluiceHec => json!({
                     "type": "splunk_hec",
                     "address": input.to_string(),
