@@ -32,6 +32,9 @@ pub enum Protocol {
     Statsd,
     /// HTTP to Splunk's HEC endpoint, each event a `{"event": …}` envelope.
     Hec,
+    /// Lines appended to a file (`Load::file`), which sluice's file source
+    /// follows: one writer.
+    File,
     /// TCP, each batch one Fluent forward message in Forward mode
     /// (`[tag, [[time, record], …]]`, MessagePack), records with the JSON
     /// events' fields.
@@ -54,12 +57,26 @@ pub struct Load {
     /// TCP over TLS, trusting this CA (DER).
     #[serde(skip)]
     pub tls_ca: Option<Arc<Vec<u8>>>,
+    /// `Protocol::File`: the file lines are appended to.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// A TCP connection, over TLS when the load asks for it.
 type Stream = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 
 async fn connect(load: &Load) -> std::io::Result<Stream> {
+    if let Some(path) = load
+        .file
+        .as_ref()
+        .filter(|_| load.protocol == Protocol::File)
+    {
+        let f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        return Ok(Box::new(f));
+    }
     let tcp = TcpStream::connect(load.target).await?;
     let _ = tcp.set_nodelay(true);
     let Some(ca) = &load.tls_ca else {
@@ -132,7 +149,11 @@ impl Generator {
                 tokio::spawn(async move {
                     let deadline = started + load.duration;
                     match load.protocol {
-                        Protocol::Tcp | Protocol::Syslog | Protocol::Statsd | Protocol::Fluent => {
+                        Protocol::Tcp
+                        | Protocol::Syslog
+                        | Protocol::Statsd
+                        | Protocol::Fluent
+                        | Protocol::File => {
                             tcp(&load, per_conn_rate, deadline, &tracker, &progress).await
                         }
                         Protocol::Http | Protocol::Hec => {

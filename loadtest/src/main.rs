@@ -157,6 +157,7 @@ fn main() -> anyhow::Result<()> {
                         batch,
                         track_ids: true,
                         tls_ca: None,
+                        file: None,
                     },
                     tracker,
                 );
@@ -280,7 +281,7 @@ async fn receive(
         Protocol::Http | Protocol::Hec => receiver::http::spawn(listen, schedule, sink).await?,
         // A receiver takes what sluice writes: syslog and statsd events
         // leave it as JSON lines like any other.
-        Protocol::Tcp | Protocol::Syslog | Protocol::Statsd | Protocol::Fluent => {
+        Protocol::Tcp | Protocol::Syslog | Protocol::Statsd | Protocol::Fluent | Protocol::File => {
             receiver::tcp::spawn(listen, schedule, sink).await?
         }
         Protocol::Udp => receiver::udp::spawn(listen, schedule, sink).await?,

@@ -3,6 +3,7 @@
 
 pub mod backstop;
 pub mod decoding;
+pub mod file;
 pub mod fluent;
 pub mod framing;
 pub mod generator;
@@ -144,6 +145,7 @@ registry! {
     Statsd => statsd::StatsdSource,
     SplunkHec => splunk_hec::SplunkHecSource,
     Fluent => fluent::FluentSource,
+    File => file::FileSource,
 }
 
 /// Why a source that answers requests did not take one.

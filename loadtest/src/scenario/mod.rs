@@ -280,6 +280,10 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
         Protocol::Fluent => {
             serde_json::json!({ "type": "fluent", "address": source_addr.to_string() })
         }
+        Protocol::File => serde_json::json!({
+            "type": "file",
+            "include": [dir.join("in.log").display().to_string()],
+        }),
         Protocol::Hec => serde_json::json!({
             "type": "splunk_hec",
             "address": source_addr.to_string(),
@@ -339,6 +343,7 @@ pub async fn run_chaos(ctx: &Ctx, spec: &Chaos) -> anyhow::Result<Report> {
             batch: spec.batch,
             track_ids: true,
             tls_ca: None,
+            file: None,
         },
         tracker.clone(),
     );

@@ -125,6 +125,8 @@ enum Target {
     SluiceHec,
     /// Fluent forward messages (Forward mode, 512 records each) → filter → tcp.
     SluiceFluent,
+    /// Lines appended to a file, followed by the file source → filter → tcp.
+    SluiceFile,
 }
 
 impl Target {
@@ -178,6 +180,10 @@ impl Target {
                 "sluice",
                 "fluent (tcp, Forward mode, MessagePack) → filter → tcp",
             ),
+            Target::SluiceFile => (
+                "sluice",
+                "file (lines appended at up to 500k/s, followed, checkpointed) → filter → tcp",
+            ),
         }
     }
 
@@ -185,6 +191,8 @@ impl Target {
     fn filter(self) -> &'static str {
         match self {
             Target::SluiceSyslog => r#"severity == "info""#,
+            // The line is the event's `message`, as text.
+            Target::SluiceFile => "exists(message)",
             Target::SluiceStatsd => r#"type == "counter""#,
             _ => FILTER,
         }
@@ -217,6 +225,9 @@ impl Target {
     /// slows with the square of its queue's depth.
     fn offered(self) -> u64 {
         match self {
+            // Appending to a file never pushes back: unpaced, the writer
+            // would fill the disk faster than any reader drains it.
+            Target::SluiceFile => 500_000,
             Target::SluiceSqsOut => 300,
             Target::SluiceKinesisOut => 3000,
             _ => 0,
@@ -240,6 +251,7 @@ impl Target {
             Target::SluiceStatsd => Protocol::Statsd,
             Target::SluiceHec => Protocol::Hec,
             Target::SluiceFluent => Protocol::Fluent,
+            Target::SluiceFile => Protocol::File,
             _ => Protocol::Tcp,
         }
     }
@@ -287,6 +299,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Target::SluiceStatsd,
         Target::SluiceHec,
         Target::SluiceFluent,
+        Target::SluiceFile,
         Target::SluicePipeline,
         Target::SluiceRemap,
         Target::Rsyslog,
@@ -482,11 +495,17 @@ async fn one(
         target: input,
         rate: target.offered(),
         event_bytes: 200,
-        connections: if requests { 4 } else { 2 },
+        // One writer appends to a file; sockets get two connections.
+        connections: match target.protocol() {
+            Protocol::File => 1,
+            _ if requests => 4,
+            _ => 2,
+        },
         duration: Duration::from_secs_f64(seconds * target.length()),
         batch,
         track_ids: matches!(target, Target::SluiceReduce(r) if r.distinct()),
         tls_ca,
+        file: Some(dir.join("in.log")),
     };
     let pb = bar(&format!("{name} {path}"), seconds * target.length());
     let started = Instant::now();
@@ -587,6 +606,7 @@ async fn start(
         | Target::SluiceStatsd
         | Target::SluiceHec
         | Target::SluiceFluent
+        | Target::SluiceFile
         | Target::SluiceHttp
         | Target::SluiceKafkaOut
         | Target::SluiceSqsOut
@@ -629,6 +649,10 @@ async fn start(
                     json!({ "type": "statsd", "mode": "tcp", "address": input.to_string() })
                 }
                 Target::SluiceFluent => json!({ "type": "fluent", "address": input.to_string() }),
+                Target::SluiceFile => json!({
+                    "type": "file",
+                    "include": [dir.join("in.log").display().to_string()],
+                }),
                 Target::SluiceHec => json!({
                     "type": "splunk_hec",
                     "address": input.to_string(),
@@ -770,7 +794,10 @@ async fn start(
             )?
         }
     };
-    wait_listening(input, &mut p, Duration::from_secs(30)).await?;
+    // A file source listens on nothing: sluice reported ready (its API) is enough.
+    if target.protocol() != Protocol::File {
+        wait_listening(input, &mut p, Duration::from_secs(30)).await?;
+    }
     let mut all = vec![p];
     all.extend(behind);
     Ok(Processes(all))
