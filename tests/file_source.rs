@@ -391,3 +391,61 @@ fn restarts_resume_and_read_from_end_skips_the_past() {
     let m = messages(data.path());
     assert!(m.iter().all(|l| l.starts_with("new ")), "{m:?}");
 }
+
+/// The chaos scenario for the file source, which acknowledges by its
+/// checkpoint: while the destination's peer is down nothing is
+/// checkpointed (a restart then would read it all again); the peer comes
+/// back, everything is delivered, and only then does the checkpoint move.
+#[test]
+fn the_checkpoint_waits_for_a_peer_that_is_down() {
+    let rt = common::runtime();
+    let mut peer = rt.block_on(common::tcp_receiver::TcpReceiver::start(
+        common::tcp_receiver::Mode::Lines,
+    ));
+    let peer_addr = peer.address();
+    rt.block_on(peer.kill());
+    let logs = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let app = logs.path().join("app.log");
+    append(&app, (0..300).map(|i| format!("line {i}")));
+    let s = Sluice::start(&format!(
+        r#"
+data_dir: "{data}"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+  files: {{ type: file, include: ["{app}"] }}
+routes:
+  - {{ name: all, destination: out }}
+destinations:
+  out: {{ type: tcp, address: "{peer_addr}", retry: {{ initial_backoff: 100ms, max_backoff: 200ms }} }}
+"#,
+        data = data.path().display(),
+        app = app.display()
+    ));
+    wait_until("the lines taken", Duration::from_secs(20), || {
+        s.metrics().source_events("files") == 300
+    });
+    let checkpoint = || -> u64 {
+        std::fs::read(data.path().join("sources/files.checkpoints.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<Value>>(&b).ok())
+            .and_then(|v| v.first().and_then(|e| e["offset"].as_u64()))
+            .unwrap_or(0)
+    };
+    // Undelivered: not checkpointed, however long the peer stays down.
+    for _ in 0..5 {
+        assert_eq!(checkpoint(), 0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rt.block_on(peer.restart());
+    wait_until("the peer has all 300", Duration::from_secs(30), || {
+        peer.events().len() >= 300
+    });
+    let size = std::fs::metadata(&app).expect("stat").len();
+    wait_until(
+        "the checkpoint at the end of the file",
+        Duration::from_secs(20),
+        || checkpoint() == size,
+    );
+    assert_eq!(peer.events().len(), 300);
+}

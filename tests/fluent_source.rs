@@ -117,7 +117,8 @@ fn the_shared_key_handshake() {
     assert_eq!(events(&s).len(), 3);
 }
 
-/// TLS with client certificates: the Node client with one is taken.
+/// TLS with client certificates: the Node client with one is taken, a
+/// client without one refused and counted.
 #[test]
 fn over_mutual_tls() {
     let pki = Pki::new();

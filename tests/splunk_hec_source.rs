@@ -361,3 +361,62 @@ destinations:
         10
     );
 }
+
+/// HEC over HTTPS with client certificates (as the OpenTelemetry
+/// Collector's exporter can present one): curl with a certificate is
+/// answered, without one refused at the handshake and counted.
+#[test]
+fn https_with_and_without_a_client_certificate() {
+    let pki = common::tls::Pki::new();
+    let s = to_file(&format!(
+        r#", tls: {{ cert_file: "{}", key_file: "{}", client_ca_file: "{}" }}"#,
+        pki.path("server.pem"),
+        pki.path("server.key"),
+        pki.path("ca.pem")
+    ));
+    let url = format!(
+        "https://127.0.0.1:{}/services/collector/event",
+        s.source("hec").port()
+    );
+    let curl = |cert: bool| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--cacert", &pki.path("ca.pem")]);
+        if cert {
+            c.args([
+                "--cert",
+                &pki.path("client.pem"),
+                "--key",
+                &pki.path("client.key"),
+            ]);
+        }
+        c.args([
+            "-H",
+            &format!("Authorization: Splunk {TOKEN}"),
+            "-d",
+            r#"{"event":"over tls"}"#,
+            &url,
+        ])
+        .output()
+        .expect("run curl")
+    };
+    let ok = curl(true);
+    let answer: Value = serde_json::from_slice(&ok.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        answer,
+        serde_json::json!({"text": "Success", "code": 0}),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = curl(false);
+    assert!(
+        !refused.status.success(),
+        "a client without a certificate must be refused"
+    );
+    wait_until("the refusal counted", Duration::from_secs(20), || {
+        s.metrics().rejected("hec", "tls") == 1
+    });
+    wait_until("one event", Duration::from_secs(20), || {
+        events(&s).len() == 1
+    });
+    assert_eq!(events(&s)[0]["message"], "over tls");
+}

@@ -243,16 +243,18 @@ fn mtls(pki: &Pki) -> String {
 
 /// RFC 5425 from the two syslog daemons users run, each with its client
 /// certificate: rsyslog (gtls, octet-counted RFC 5424) and syslog-ng (its
-/// `syslog()` driver over TLS); a client with no certificate is refused
-/// and counted.
+/// `syslog()` driver over TLS); and the same daemons over plain TCP in
+/// their traditional format (newline-framed RFC 3164); a client with no
+/// certificate is refused and counted.
 #[test]
-fn rsyslog_and_syslog_ng_forward_over_mutual_tls() {
+fn rsyslog_and_syslog_ng_forward_over_tcp_and_mutual_tls() {
     let pki = Pki::new();
     let s = to_file(&format!(
-        "  sys: {{ type: syslog, address: 127.0.0.1:0, {} }}",
+        "  sys: {{ type: syslog, address: 127.0.0.1:0, {} }}\n  plain: {{ type: syslog, address: 127.0.0.1:0 }}",
         mtls(&pki)
     ));
     let port = s.source("sys").port();
+    let plain = s.source("plain").port();
     let dir = tempfile::tempdir().expect("tempdir");
 
     // rsyslog, fed by `logger` through its own socket.
@@ -274,6 +276,8 @@ input(type="imuxsock" Socket="{socket}")
 action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp"
        StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/certvalid"
        TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+action(type="omfwd" target="127.0.0.1" port="{plain}" protocol="tcp" StreamDriver="ptcp"
+       template="RSYSLOG_ForwardFormat")
 "#,
             ca = pki.path("ca.pem"),
             cert = pki.path("client.pem"),
@@ -304,7 +308,8 @@ destination d_sluice {{
   syslog("127.0.0.1" port({port}) transport("tls")
     tls(ca-file("{ca}") cert-file("{cert}") key-file("{key}") peer-verify(required-trusted)));
 }};
-log {{ source(s_in); destination(d_sluice); }};
+destination d_plain {{ network("127.0.0.1" port({plain}) transport("tcp")); }};
+log {{ source(s_in); destination(d_sluice); destination(d_plain); }};
 "#,
             socket = nsock.display(),
             ca = pki.path("ca.pem"),
@@ -342,22 +347,37 @@ log {{ source(s_in); destination(d_sluice); }};
             ]);
         }
     }
-    wait_until("20 messages", Duration::from_secs(60), || {
-        events(&s).len() >= 20
+    wait_until("40 messages", Duration::from_secs(60), || {
+        events(&s).len() >= 40
     });
     let got = events(&s);
-    assert_eq!(got.len(), 20, "{got:#?}\nsyslog-ng: {}", syslog_ng.output());
+    assert_eq!(got.len(), 40, "{got:#?}\nsyslog-ng: {}", syslog_ng.output());
     for i in 0..10 {
         for who in ["rsyslog", "syslog-ng"] {
-            let e = find(&got, &format!("{who} over tls {i}"));
+            let text = format!("{who} over tls {i}");
+            let both: Vec<&Value> = got
+                .iter()
+                .filter(|e| e["message"] == text.as_str())
+                .collect();
+            assert_eq!(both.len(), 2, "{text}, over TLS and over TCP: {got:#?}");
+            for e in &both {
+                assert_eq!(
+                    (&e["appname"], &e["facility"], &e["severity"]),
+                    (&"pay".into(), &"local3".into(), &"warning".into()),
+                    "{e}"
+                );
+                assert!(e["hostname"].as_str().is_some_and(|h| !h.is_empty()), "{e}");
+            }
+            // RFC 5424 over TLS, the traditional format over plain TCP.
             assert_eq!(
-                (&e["appname"], &e["facility"], &e["severity"]),
-                (&"pay".into(), &"local3".into(), &"warning".into()),
-                "{e}"
+                both.iter().filter(|e| e["version"] == 1).count(),
+                1,
+                "{who}: {both:#?}"
             );
-            assert_eq!(e["version"], 1, "{who} sends RFC 5424: {e}");
         }
     }
+    let m = s.metrics();
+    assert_eq!((m.source_events("sys"), m.source_events("plain")), (20, 20));
     // A client with no certificate: refused, counted, nothing arrives.
     let out = Command::new("openssl")
         .args([
@@ -385,10 +405,9 @@ log {{ source(s_in); destination(d_sluice); }};
         Duration::from_secs(20),
         || s.metrics().rejected("sys", "tls") >= 1,
     );
-    assert_eq!(events(&s).len(), 20);
-    assert_eq!(
-        s.metrics()
-            .get(r#"sluice_source_unparsed_events_total{source="sys"}"#),
-        0.0
-    );
+    assert_eq!(events(&s).len(), 40);
+    for source in ["sys", "plain"] {
+        let unparsed = format!(r#"sluice_source_unparsed_events_total{{source="{source}"}}"#);
+        assert_eq!(s.metrics().get(&unparsed), 0.0);
+    }
 }
