@@ -13,10 +13,11 @@ mod checkpoints;
 mod multiline;
 mod tail;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -98,6 +99,9 @@ impl Validate for FileConfig {
     }
 }
 
+/// How long a file that could not be followed is left alone.
+const RETRY_FAILED: Duration = Duration::from_secs(60);
+
 pub struct FileSource;
 
 impl SourceType for FileSource {
@@ -137,6 +141,7 @@ impl SourceType for FileSource {
             checkpoints: checkpoints.clone(),
             handoff: handoff.clone(),
             active,
+            failed: Arc::default(),
             tails: tails.clone(),
             host: hostname().into(),
         };
@@ -175,6 +180,9 @@ struct Watcher {
     handoff: Handoff,
     /// Files followed now.
     active: Arc<Mutex<HashSet<FileId>>>,
+    /// Files that could not be followed (unreadable, say), and when: tried
+    /// again after `RETRY_FAILED`, warned about once.
+    failed: Arc<Mutex<HashMap<FileId, Instant>>>,
     tails: TaskTracker,
     host: Arc<str>,
 }
@@ -207,6 +215,15 @@ impl Watcher {
                 dev: meta.dev(),
                 ino: meta.ino(),
             };
+            let retry_later = self
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .is_some_and(|t| t.elapsed() < RETRY_FAILED);
+            if retry_later {
+                continue;
+            }
             {
                 let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
                 if active.contains(&id) {
@@ -249,8 +266,12 @@ impl Watcher {
                 checkpoints: self.checkpoints.clone(),
                 host: self.host.clone(),
             };
-            let (ctx, active, checkpoints) =
-                (ctx.clone(), self.active.clone(), self.checkpoints.clone());
+            let (ctx, active, checkpoints, failed) = (
+                ctx.clone(),
+                self.active.clone(),
+                self.checkpoints.clone(),
+                self.failed.clone(),
+            );
             self.tails.spawn(
                 async move {
                     match tail.run(&ctx).await {
@@ -265,7 +286,12 @@ impl Watcher {
                             }
                         }
                         End::Failed(why) => {
-                            tracing::warn!(source = %ctx.id, file = %path.display(), why, "stopped following");
+                            let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
+                            if failed.insert(id, Instant::now()).is_none() {
+                                tracing::warn!(source = %ctx.id, file = %path.display(), why, "cannot follow the file: trying again every minute");
+                            } else {
+                                tracing::debug!(source = %ctx.id, file = %path.display(), why, "still cannot follow the file");
+                            }
                         }
                     }
                     active.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
