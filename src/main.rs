@@ -360,6 +360,15 @@ fn queue_command(command: QueueCommand) -> ExitCode {
         QueueCommand::Inspect { data_dir, json } => (data_dir, false, json),
         QueueCommand::Verify { data_dir } => (data_dir, true, false),
     };
+    // A mistyped path is not "no queues": say so and fail, so a script
+    // checking the queues does not take a typo for an empty backlog.
+    if !data_dir.is_dir() {
+        eprintln!(
+            "sluice: {}: no such data directory (give the configuration's `data_dir` with --data-dir)",
+            data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
     let queues = match scan_all(&data_dir) {
         Ok(q) => q,
         Err(e) => {

@@ -338,6 +338,12 @@ async fn damaged_segments_are_skipped_counted_and_quarantined_and_the_cli_finds_
 
     let (code, out, err) = queue_cli(&["inspect", "--json"], data.path());
     assert_eq!(code, 0, "{out}{err}");
+    // A data_dir that does not exist is an error, not an empty backlog.
+    for cmd in ["inspect", "verify"] {
+        let (code, out, err) = queue_cli(&[cmd], &data.path().join("typo"));
+        assert_eq!(code, 2, "{cmd}: {out}{err}");
+        assert!(err.contains("typo: no such data directory"), "{err}");
+    }
     let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(v["destination"], "out");
     assert_eq!(v["events"].as_u64(), Some(total));

@@ -134,6 +134,9 @@ destinations:
     );
     assert_eq!(common::http_get(s.api, "/health").trim(), "ok");
     assert_eq!(common::http_get(s.api, "/ready").trim(), "running");
+    // The start line names the API's address as an operator would type it.
+    let running = s.log_records("sluice is running");
+    assert_eq!(running[0]["api"], s.api.to_string(), "{running:?}");
     common::wait_until("events flowing", Duration::from_secs(20), || {
         s.metrics()
             .dest("sluice_destination_sent_events_total", "sink")

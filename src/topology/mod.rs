@@ -269,7 +269,7 @@ impl Running {
             sources = config.sources.len(),
             routes = config.routes.len(),
             destinations = config.destinations.len(),
-            api = ?api_addr,
+            api = %api_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             "sluice is running"
         );
         Ok(Running {
