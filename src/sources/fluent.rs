@@ -22,8 +22,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use self::forward::{Limits, Refusal};
 use self::msgpack::Scanner;
@@ -32,7 +30,7 @@ use super::{SourceContext, SourceError, SourceType, Started};
 use crate::config::units::{ByteSize, Dur};
 use crate::config::{Listen, Validate};
 use crate::event::{Ack, AckStatus, Batch};
-use crate::listener::{Conn, Incoming};
+use crate::listener::Conn;
 use crate::metrics::RejectReason;
 use crate::tls::ServerTlsConfig;
 
@@ -120,26 +118,19 @@ impl SourceType for FluentSource {
         let spawner = ctx.spawner();
         Ok(Started::task(
             Some(local),
-            spawner.spawn(serve(incoming, cfg.clone(), ctx)),
+            spawner.spawn(super::serve_connections(incoming, {
+                let cfg = cfg.clone();
+                move |conn, peer| {
+                    let (ctx, cfg) = (ctx.clone(), cfg.clone());
+                    async move {
+                        if let Err(why) = connection(conn, &cfg, &ctx).await {
+                            tracing::debug!(source = %ctx.id, %peer, why, "closing the connection");
+                        }
+                    }
+                }
+            })),
         ))
     }
-}
-
-async fn serve(mut incoming: Incoming, cfg: FluentConfig, ctx: SourceContext) {
-    let connections = TaskTracker::new();
-    while let Some((conn, peer)) = incoming.next().await {
-        let (ctx, cfg) = (ctx.clone(), cfg.clone());
-        connections.spawn(
-            async move {
-                if let Err(why) = connection(conn, &cfg, &ctx).await {
-                    tracing::debug!(source = %ctx.id, %peer, why, "closing the connection");
-                }
-            }
-            .instrument(tracing::Span::current()),
-        );
-    }
-    connections.close();
-    connections.wait().await;
 }
 
 /// Reads messages until the client closes; `Err`: why it was closed here.

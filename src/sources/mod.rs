@@ -438,6 +438,25 @@ pub(crate) async fn listen(
     Ok((local, incoming))
 }
 
+/// Run `each` on every connection `incoming` accepts, each in its own task
+/// (inside the listener's span); return once the listener stopped and every
+/// connection ended. A reload rebinding the address stops only the
+/// listener: the connections carry on until their clients close them or
+/// sluice shuts down.
+pub(crate) async fn serve_connections<F, Fut>(mut incoming: crate::listener::Incoming, each: F)
+where
+    F: Fn(crate::listener::Conn, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tracing::Instrument;
+    let connections = tokio_util::task::TaskTracker::new();
+    while let Some((conn, peer)) = incoming.next().await {
+        connections.spawn(each(conn, peer).instrument(tracing::Span::current()));
+    }
+    connections.close();
+    connections.wait().await;
+}
+
 /// Bind (so errors surface before sluice reports ready) and start a source.
 pub async fn start(
     config: &SourceConfig,

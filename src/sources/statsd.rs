@@ -18,8 +18,6 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use chrono::{SecondsFormat, Utc};
 use tokio::net::UdpSocket;
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use self::line::{Line, Refusal, Value};
 use super::decoding::Decoding;
@@ -29,7 +27,7 @@ use super::{MAX_BATCH, SourceContext, SourceError, SourceType, Started};
 use crate::config::units::{ByteSize, Dur};
 use crate::config::{Listen, Validate};
 use crate::event::Event;
-use crate::listener::{Conn, Incoming};
+use crate::listener::Conn;
 use crate::metric_event::MetricKind;
 use crate::tls::ServerTlsConfig;
 
@@ -148,22 +146,11 @@ async fn start_tcp(
     let spawner = ctx.spawner();
     Ok(Started::task(
         Some(local),
-        spawner.spawn(serve(incoming, max_line, ctx, gauges)),
-    ))
-}
-
-async fn serve(mut incoming: Incoming, max_line: usize, ctx: SourceContext, gauges: Gauges) {
-    let connections = TaskTracker::new();
-    while let Some((conn, peer)) = incoming.next().await {
-        let ctx = ctx.clone();
-        let gauges = gauges.clone();
-        connections.spawn(
+        spawner.spawn(super::serve_connections(incoming, move |conn, peer| {
+            let (ctx, gauges) = (ctx.clone(), gauges.clone());
             async move { connection(conn, peer, max_line, &ctx, gauges).await }
-                .instrument(tracing::Span::current()),
-        );
-    }
-    connections.close();
-    connections.wait().await;
+        })),
+    ))
 }
 
 async fn connection(
@@ -193,13 +180,9 @@ async fn start_udp(
     ctx: SourceContext,
     gauges: Gauges,
 ) -> std::io::Result<Started> {
-    let (socket, receive_buffer) = super::udp::bind(cfg.address, cfg.receive_buffer_bytes)?;
-    let local = socket.local_addr()?;
-    tracing::info!(source = %ctx.id, address = %local, mode = "udp", receive_buffer_bytes = receive_buffer, "statsd source listening");
+    let (socket, local) =
+        super::udp::listen(cfg.address, cfg.receive_buffer_bytes, &ctx, "statsd")?;
     let spawner = ctx.spawner();
-    if let Some(inode) = super::kernel_drops::inode(&socket) {
-        spawner.spawn(super::kernel_drops::watch(inode, ctx.clone()));
-    }
     let max_line = cfg.max_line_bytes.as_usize();
     Ok(Started::task(
         Some(local),

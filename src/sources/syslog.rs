@@ -19,8 +19,6 @@ use bytes::BytesMut;
 use chrono::{SecondsFormat, Utc};
 use syslog_loose::{Message, ProcId, Protocol};
 use tokio::net::UdpSocket;
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use super::decoding::Decoding;
 use super::framing::{Framing, pump_shaped};
@@ -29,7 +27,7 @@ use super::{MAX_BATCH, SourceContext, SourceError, SourceType, Started};
 use crate::config::units::{ByteSize, Dur};
 use crate::config::{Listen, Validate};
 use crate::event::Event;
-use crate::listener::{Conn, Incoming};
+use crate::listener::Conn;
 use crate::tls::ServerTlsConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
@@ -141,21 +139,11 @@ async fn start_tcp(cfg: &SyslogConfig, ctx: SourceContext) -> Result<Started, So
     let spawner = ctx.spawner();
     Ok(Started::task(
         Some(local),
-        spawner.spawn(serve(incoming, max_line, ctx)),
-    ))
-}
-
-async fn serve(mut incoming: Incoming, max_line: usize, ctx: SourceContext) {
-    let connections = TaskTracker::new();
-    while let Some((conn, peer)) = incoming.next().await {
-        let ctx = ctx.clone();
-        connections.spawn(
+        spawner.spawn(super::serve_connections(incoming, move |conn, peer| {
+            let ctx = ctx.clone();
             async move { connection(conn, peer, max_line, &ctx).await }
-                .instrument(tracing::Span::current()),
-        );
-    }
-    connections.close();
-    connections.wait().await;
+        })),
+    ))
 }
 
 async fn connection(stream: Conn, peer: SocketAddr, max_line: usize, ctx: &SourceContext) {
@@ -175,13 +163,9 @@ async fn connection(stream: Conn, peer: SocketAddr, max_line: usize, ctx: &Sourc
 }
 
 async fn start_udp(cfg: &SyslogConfig, ctx: SourceContext) -> std::io::Result<Started> {
-    let (socket, receive_buffer) = super::udp::bind(cfg.address, cfg.receive_buffer_bytes)?;
-    let local = socket.local_addr()?;
-    tracing::info!(source = %ctx.id, address = %local, mode = "udp", receive_buffer_bytes = receive_buffer, "syslog source listening");
+    let (socket, local) =
+        super::udp::listen(cfg.address, cfg.receive_buffer_bytes, &ctx, "syslog")?;
     let spawner = ctx.spawner();
-    if let Some(inode) = super::kernel_drops::inode(&socket) {
-        spawner.spawn(super::kernel_drops::watch(inode, ctx.clone()));
-    }
     let max_line = cfg.max_line_bytes.as_usize();
     Ok(Started::task(
         Some(local),

@@ -8,15 +8,12 @@
 
 use std::net::SocketAddr;
 
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
-
 use super::decoding::Decoding;
 use super::framing::{Framing, pump};
 use super::{SourceContext, SourceError, SourceType, Started};
 use crate::config::units::{ByteSize, Dur};
 use crate::config::{Listen, Validate};
-use crate::listener::{Conn, Incoming};
+use crate::listener::Conn;
 use crate::tls::ServerTlsConfig;
 
 crate::source_config! {
@@ -99,24 +96,11 @@ async fn start(cfg: &TcpConfig, ctx: SourceContext) -> Result<Started, SourceErr
     let spawner = ctx.spawner();
     Ok(Started::task(
         Some(local),
-        spawner.spawn(serve(incoming, cfg, ctx)),
-    ))
-}
-
-async fn serve(mut incoming: Incoming, cfg: TcpConfig, ctx: SourceContext) {
-    let connections = TaskTracker::new();
-    while let Some((conn, peer)) = incoming.next().await {
-        let ctx = ctx.clone();
-        let cfg = cfg.clone();
-        connections.spawn(
+        spawner.spawn(super::serve_connections(incoming, move |conn, peer| {
+            let (cfg, ctx) = (cfg.clone(), ctx.clone());
             async move { connection(conn, peer, &cfg, &ctx).await }
-                .instrument(tracing::Span::current()),
-        );
-    }
-    // The address is free for a reload's new listener; the connections
-    // carry on until their clients close them or sluice shuts down.
-    connections.close();
-    connections.wait().await;
+        })),
+    ))
 }
 
 async fn connection(stream: Conn, peer: SocketAddr, cfg: &TcpConfig, ctx: &SourceContext) {

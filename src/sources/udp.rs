@@ -66,23 +66,35 @@ impl SourceType for UdpSource {
 }
 
 async fn start(cfg: &UdpConfig, ctx: SourceContext) -> std::io::Result<Started> {
-    let (socket, receive_buffer) = bind(cfg.address, cfg.receive_buffer_bytes)?;
-    let local = socket.local_addr()?;
-    tracing::info!(source = %ctx.id, address = %local, receive_buffer_bytes = receive_buffer, "udp source listening");
+    let (socket, local) = listen(cfg.address, cfg.receive_buffer_bytes, &ctx, "udp")?;
     let cfg = cfg.clone();
-    let spawner = ctx.spawner();
-    if let Some(inode) = super::kernel_drops::inode(&socket) {
-        spawner.spawn(super::kernel_drops::watch(inode, ctx.clone()));
-    }
     Ok(Started::task(
         Some(local),
-        spawner.spawn(run(socket, cfg, ctx)),
+        ctx.spawner().spawn(run(socket, cfg, ctx.clone())),
     ))
 }
 
-/// Bind a UDP socket with the receive buffer asked for (shared with the
-/// syslog and statsd sources).
-pub(crate) fn bind(
+/// Bind a datagram source (`kind` names it in the log), and count what the
+/// kernel drops for it (shared with the syslog and statsd sources).
+pub(crate) fn listen(
+    address: SocketAddr,
+    receive_buffer: Option<ByteSize>,
+    ctx: &SourceContext,
+    kind: &str,
+) -> std::io::Result<(UdpSocket, SocketAddr)> {
+    let (socket, granted) = bind(address, receive_buffer)?;
+    let local = socket.local_addr()?;
+    tracing::info!(source = %ctx.id, address = %local, mode = "udp", receive_buffer_bytes = granted, "{kind} source listening");
+    if let Some(inode) = super::kernel_drops::inode(&socket) {
+        ctx.spawner()
+            .spawn(super::kernel_drops::watch(inode, ctx.clone()));
+    }
+    Ok((socket, local))
+}
+
+/// Bind a UDP socket with the receive buffer asked for; also returns the
+/// receive buffer the kernel granted.
+fn bind(
     address: SocketAddr,
     receive_buffer: Option<ByteSize>,
 ) -> std::io::Result<(UdpSocket, usize)> {
