@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
+    build_info();
     #[cfg(feature = "sluice")]
     {
         const PROTO: &str = "proto/sluice/v1/forward.proto";
@@ -23,6 +24,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .compile_fds(fds)?;
     }
     capnp()
+}
+
+/// `sluice_build_info` and `sluice --version` name the compiler; the release
+/// script sets `SLUICE_REVISION` (the commit) — a plain `cargo build` says
+/// `unknown` rather than rebuilding on every commit to learn it.
+fn build_info() {
+    println!("cargo:rerun-if-env-changed=SLUICE_REVISION");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=SLUICE_RUSTC_VERSION={version}");
 }
 
 fn capnp() -> Result<(), Box<dyn std::error::Error>> {

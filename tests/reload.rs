@@ -145,6 +145,14 @@ fn reload_under_load_delivers_every_event_once_and_refuses_an_invalid_config() {
     let status = s.status();
     assert_eq!(status["config"]["last_reload"]["result"], "success");
     assert!(status["config"]["loaded_at"].as_f64().unwrap() > 0.0);
+    // The alerting pair Prometheus users know from Prometheus itself.
+    let m = s.metrics();
+    assert_eq!(m.get("sluice_config_last_reload_successful"), 1.0);
+    let applied_at = m.get("sluice_config_last_reload_success_timestamp_seconds");
+    assert!(
+        (applied_at - status["config"]["loaded_at"].as_f64().unwrap_or(0.0)).abs() < 5.0,
+        "last success {applied_at} is the last reload's time"
+    );
 
     // An invalid configuration: refused with its position, the old one runs.
     let broken = config(20).replace("batch: {max_events: 100", "batch: {max_eventz: 100");
@@ -160,6 +168,13 @@ fn reload_under_load_delivers_every_event_once_and_refuses_an_invalid_config() {
     );
     assert_eq!(reloads(&s, "rejected"), 1);
     assert_eq!(config_version(&s), 21);
+    let m = s.metrics();
+    assert_eq!(m.get("sluice_config_last_reload_successful"), 0.0);
+    assert_eq!(
+        m.get("sluice_config_last_reload_success_timestamp_seconds"),
+        applied_at,
+        "a refused reload leaves the last success's time"
+    );
     // Logged before the API answered; read from sluice's stderr a moment later.
     common::wait_until("the refusal logged", Duration::from_secs(10), || {
         s.has_log("reload refused: the configuration is invalid; the running one stays")

@@ -223,3 +223,104 @@ destinations:
     let want: Vec<String> = (0..100).map(|i| format!("{{\"i\":{i}}}")).collect();
     assert_eq!(lines, want);
 }
+
+/// `/metrics` as Prometheus tooling reads it: `promtool check metrics`
+/// (Debian's `prometheus`) passes the default text format of a topology with
+/// every kind of family in it — pipelines, an output router, a persistent
+/// queue, load-balanced endpoints, staging — with HELP on each, and a scraper
+/// asking for OpenMetrics gets OpenMetrics.
+#[test]
+fn metrics_pass_promtool_and_negotiate_openmetrics() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let s = common::Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+data_dir: {d}/data
+sources:
+  gen: {{ type: generator, rate: 200 }}
+  tcp_in: {{ type: tcp, address: 127.0.0.1:0 }}
+  logs: {{ type: syslog, address: 127.0.0.1:0 }}
+pipelines:
+  tag:
+    - {{ type: eval, set: {{ team: "'core'" }} }}
+routes:
+  - {{ name: all, pipeline: tag, destination: fanout, final: false }}
+  - {{ name: down, destination: collectors }}
+destinations:
+  fanout:
+    type: output_router
+    rules:
+      - {{ name: errors, filter: 'level == "error"', destination: archive }}
+    default: sink
+  sink: {{ type: blackhole }}
+  archive: {{ type: file, path: "{d}/archive.ndjson" }}
+  collectors:
+    type: http
+    endpoints:
+      - {{ url: "http://127.0.0.1:9/a" }}
+      - {{ url: "http://127.0.0.1:9/b" }}
+    backpressure: persistent_queue
+"#
+    ));
+    common::wait_until("events flowing", Duration::from_secs(20), || {
+        s.metrics()
+            .dest("sluice_destination_sent_events_total", "sink")
+            > 0
+    });
+    let text = common::http_get(s.api, "/metrics");
+    for family in [
+        "# TYPE sluice_source_events_total counter",
+        "# TYPE sluice_build_info gauge",
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_start_time_seconds gauge",
+        "# TYPE sluice_config_last_reload_success_timestamp_seconds gauge",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    assert!(!text.contains("# EOF"), "0.0.4 text has no EOF marker");
+    assert!(
+        text.contains(&format!(
+            "sluice_build_info{{version=\"{}\"",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian prometheus; scripts/peers install) runs");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = promtool.wait_with_output().expect("promtool ends");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (code, open_metrics) = common::http_request(
+        s.api,
+        "GET",
+        "/metrics",
+        &[(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        )],
+        "",
+    );
+    assert_eq!(code, 200);
+    assert!(open_metrics.ends_with("# EOF\n"), "{open_metrics}");
+    assert!(open_metrics.contains("# TYPE sluice_source_events counter"));
+}

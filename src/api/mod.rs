@@ -158,14 +158,14 @@ async fn reload_handler(State(api): State<Api>, headers: HeaderMap) -> Response 
     }
 }
 
-async fn metrics(State(api): State<Api>) -> Response {
-    let s = &api.status;
+async fn metrics(State(api): State<Api>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::negotiate(accept);
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        api.status.metrics.encode_as(format),
     )
         .into_response()
 }

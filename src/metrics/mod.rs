@@ -3,6 +3,11 @@
 //! path only calls `inc_by` once per batch. Every drop reason a destination can
 //! report is created up front, so a rate alert on it works before it first fires.
 
+mod exposition;
+mod process;
+
+pub use exposition::Format;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -74,6 +79,15 @@ struct PartitionLabel {
 struct RuleLabel {
     destination: String,
     rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: &'static str,
+    revision: &'static str,
+    rust_version: &'static str,
+    arch: &'static str,
+    os: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -213,6 +227,8 @@ impl DropReason {
 type FCounter = Counter<f64, AtomicU64>;
 
 struct Families {
+    last_reload_successful: Gauge,
+    last_reload_success: Gauge<f64, AtomicU64>,
     source_events: Family<SourceLabel, Counter>,
     source_rejected: Family<SourceReasonLabel, Counter>,
     route_events: Family<RouteLabel, Counter>,
@@ -268,6 +284,12 @@ pub struct Metrics {
 
 type EndpointList = std::collections::BTreeMap<(String, String), (Gauge, Counter)>;
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn request_histogram() -> Histogram {
     // 1 ms .. ~65 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -282,6 +304,8 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let f = Families {
+            last_reload_successful: Gauge::default(),
+            last_reload_success: Gauge::default(),
             source_events: Family::default(),
             source_rejected: Family::default(),
             route_events: Family::default(),
@@ -327,8 +351,37 @@ impl Metrics {
             f.config_reloads
                 .get_or_create_owned(&ResultLabel { result });
         }
+        // The configuration sluice started with counts as the first load.
+        f.last_reload_successful.set(1);
+        f.last_reload_success.set(unix_now());
         // prometheus-client appends `_total` to counter names.
         let mut r = Registry::default();
+        let build = Family::<BuildLabel, Gauge>::default();
+        build
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: option_env!("SLUICE_REVISION").unwrap_or("unknown"),
+                rust_version: env!("SLUICE_RUSTC_VERSION"),
+                arch: std::env::consts::ARCH,
+                os: std::env::consts::OS,
+            })
+            .set(1);
+        r.register(
+            "sluice_build_info",
+            "Always 1; the labels say which build of sluice is running",
+            build,
+        );
+        r.register(
+            "sluice_config_last_reload_successful",
+            "1 if the last configuration reload (or the start) applied, 0 if it was rejected or failed",
+            f.last_reload_successful.clone(),
+        );
+        r.register(
+            "sluice_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last applied in full (the start or a successful reload), in seconds since the epoch",
+            f.last_reload_success.clone(),
+        );
+        r.register_collector(Box::new(process::Process));
         r.register(
             "sluice_config_reloads",
             "Configuration reloads, by result: success, rejected (invalid; the old configuration keeps running) or failed (applied except the components named in the log)",
@@ -740,6 +793,13 @@ impl Metrics {
             .config_reloads
             .get_or_create_owned(&ResultLabel { result })
             .inc();
+        let applied = result == "success";
+        self.families
+            .last_reload_successful
+            .set(i64::from(applied));
+        if applied {
+            self.families.last_reload_success.set(unix_now());
+        }
     }
 
     /// `sluice_component_errors_total` for one component (`kind`: source or
@@ -776,7 +836,7 @@ impl Metrics {
         })
     }
 
-    /// The Prometheus/OpenMetrics text exposition.
+    /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
@@ -784,6 +844,14 @@ impl Metrics {
             let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         });
         out
+    }
+
+    /// The exposition in the format a scrape asked for.
+    pub fn encode_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.encode(),
+            Format::Prometheus => exposition::to_prometheus_text(&self.encode()),
+        }
     }
 }
 
