@@ -1,5 +1,6 @@
-//! The `sluice` command line: `run`, `validate`, `destinations`, `tap`,
-//! `top`, `schema` and `queue inspect|verify`.
+//! The `sluice` command line: `run`, `validate`, `test`, `graph`,
+//! `destinations`, `tap`, `top`, `schema`, `queue inspect|verify`,
+//! `completions` and `man`.
 
 mod cli;
 
@@ -60,6 +61,13 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print the configuration's topology as Graphviz DOT: sources, the
+    /// route table, routes, output routers and destinations, with dead-letter
+    /// and unmatched edges dashed (`sluice graph -c F | dot -Tsvg > t.svg`).
+    Graph {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// List the destination types this binary was built with: encodings,
     /// compressions, protocol limits and delivery defaults.
     Destinations {
@@ -108,6 +116,18 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Print a shell completion script (e.g. `sluice completions bash >
+    /// /usr/share/bash-completion/completions/sluice`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff); with --out-dir, write `sluice.1` and one
+    /// `sluice-<command>.1` per command there.
+    Man {
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 /// Where a running sluice's API is.
@@ -151,8 +171,7 @@ fn main() -> ExitCode {
         )
         .into_boxed_str(),
     );
-    let cli = match Cli::from_arg_matches(&Cli::command().long_version(long_version).get_matches())
-    {
+    let cli = match Cli::from_arg_matches(&cli_definition(long_version).get_matches()) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
@@ -190,6 +209,38 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Queue { command } => queue_command(command),
+        Command::Completions { shell } => {
+            let mut cmd = cli_definition(long_version);
+            // Into memory first: generate() panics when its writer fails
+            // (`sluice completions bash | head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "sluice", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sluice: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Man { out_dir } => match man_pages(cli_definition(long_version), out_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sluice: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Graph { config } => match Config::load_file(&config) {
+            Ok(c) => {
+                print!("{}", cli::graph::dot(&c));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                report_config_error(&e);
+                ExitCode::FAILURE
+            }
+        },
         Command::Schema => match serde_json::to_string_pretty(&sluice::config::schema::schema()) {
             Ok(s) => {
                 println!("{s}");
@@ -309,6 +360,36 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The CLI as clap sees it: parsing, completions and the man page all come
+/// from this one definition.
+fn cli_definition(long_version: &'static str) -> clap::Command {
+    Cli::command().long_version(long_version)
+}
+
+/// `sluice man`: the top-level page on stdout, or every page into a
+/// directory (what a package installs under `man1/`).
+fn man_pages(cmd: clap::Command, out_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let Some(dir) = out_dir else {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let write = |name: &str, page: clap::Command| -> anyhow::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page).render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("write {}", path.display()))
+    };
+    let cmd = cmd.name("sluice");
+    for sub in cmd.get_subcommands() {
+        let name = format!("sluice-{}", sub.get_name());
+        write(&name, sub.clone().name(name.clone()))?;
+    }
+    write("sluice", cmd)
 }
 
 /// Past a file-size limit (`ulimit -f`) the kernel sends SIGXFSZ, which

@@ -159,9 +159,7 @@ async fn reload_handler(State(api): State<Api>, headers: HeaderMap) -> Response 
 }
 
 async fn metrics(State(api): State<Api>, headers: axum::http::HeaderMap) -> Response {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = crate::metrics::Format::negotiate(accept);
     (
         [(header::CONTENT_TYPE, format.content_type())],

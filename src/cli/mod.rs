@@ -1,6 +1,7 @@
 //! The commands that talk to a running sluice over its API (`tap`, `top`),
-//! and `test`, which runs a config's tests without one.
+//! `test`, which runs a config's tests without one, and `graph`.
 
+pub mod graph;
 pub mod tap;
 pub mod test;
 pub mod top;

@@ -350,6 +350,12 @@ impl DestinationConfig {
         self.common().and_then(|c| c.dead_letter)
     }
 
+    /// Its `type:` as written in the configuration.
+    pub fn type_name(&self) -> &'static str {
+        self.capabilities()
+            .map_or(output_router::NAME, |(name, _)| name)
+    }
+
     pub fn output_router(&self) -> Option<&output_router::OutputRouterConfig> {
         match self {
             DestinationConfig::OutputRouter(r) => Some(r),

@@ -794,9 +794,7 @@ impl Metrics {
             .get_or_create_owned(&ResultLabel { result })
             .inc();
         let applied = result == "success";
-        self.families
-            .last_reload_successful
-            .set(i64::from(applied));
+        self.families.last_reload_successful.set(i64::from(applied));
         if applied {
             self.families.last_reload_success.set(unix_now());
         }

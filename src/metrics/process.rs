@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn unreadable_stat_reports_nothing_rather_than_zero() {
         assert_eq!(parse_stat("", 100.0, 4096.0, None), Sample::default());
-        assert_eq!(parse_stat("1 (x) S 1", 100.0, 4096.0, None), Sample::default());
+        assert_eq!(
+            parse_stat("1 (x) S 1", 100.0, 4096.0, None),
+            Sample::default()
+        );
         assert_eq!(boot_time("cpu 1 2 3\nbtime 1700000000\n"), Some(1.7e9));
     }
 }
