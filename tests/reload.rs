@@ -491,3 +491,33 @@ destinations:
     });
     drop(taken);
 }
+
+/// On its built-in configuration sluice says so (not a file name it never
+/// read), and a reload — SIGHUP or the API — is refused with the reason
+/// instead of "succeeding" at changing nothing.
+#[test]
+fn the_built_in_configuration_is_named_and_cannot_be_reloaded() {
+    let s = Sluice::start_built_in();
+    let status = s.status();
+    assert_eq!(status["config"]["file"], "(built-in default)", "{status}");
+    assert_eq!(
+        s.log_records("starting")[0]["config"],
+        "(built-in default)"
+    );
+    let (code, body) = http_request(s.api, "POST", "/api/v1/reload", &[], "");
+    assert_eq!(code, 422, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("reload answer");
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("start it with --config FILE")),
+        "{v}"
+    );
+    signal(s.pid(), libc::SIGHUP);
+    wait_until("the SIGHUP refused", Duration::from_secs(10), || {
+        reloads(&s, "rejected") == 2
+    });
+    assert_eq!(reloads(&s, "success"), 0);
+    assert_eq!(s.metrics().get("sluice_config_last_reload_successful"), 0.0);
+    assert_eq!(common::http_get(s.api, "/ready").trim(), "running");
+}

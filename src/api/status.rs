@@ -85,7 +85,7 @@ pub struct ConfigInfo {
     /// 1 at start, one more for each reload that changed anything.
     pub version: u64,
     pub loaded_at: SystemTime,
-    /// The file (or `config/default.yaml`, the embedded one).
+    /// The file, or `(built-in default)` (`config::DEFAULT_CONFIG_NAME`).
     pub file: String,
 }
 

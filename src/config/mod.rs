@@ -32,7 +32,9 @@ use units::Dur;
 
 /// The embedded configuration `sluice run` uses without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.yaml");
-pub const DEFAULT_CONFIG_NAME: &str = "config/default.yaml";
+/// How it is named in the log, the status API, the page and `top`: no file
+/// of that name is read, so it is not named like one.
+pub const DEFAULT_CONFIG_NAME: &str = "(built-in default)";
 
 /// One problem in a config file, at a position.
 #[derive(Debug, Clone, PartialEq, Eq)]

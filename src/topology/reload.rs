@@ -67,13 +67,17 @@ struct Staged {
 }
 
 impl Running {
-    /// Reload from `path` (`None`: the embedded default configuration).
+    /// Reload from `path`. `None` (sluice runs on its built-in
+    /// configuration) is refused, saying why: reloading the same built-in
+    /// text would "succeed" at changing nothing, which is how an operator
+    /// who edited a file sluice never read learns nothing.
     pub async fn reload_from(&mut self, path: Option<&Path>) -> LastReload {
-        let loaded = match path {
-            Some(p) => Config::load_file(p),
-            None => Config::load_default(),
+        let Some(path) = path else {
+            let why = "there is no configuration file to reload: sluice runs on its built-in configuration (start it with --config FILE)";
+            tracing::warn!("reload refused: {why}");
+            return self.outcome("rejected", vec![why.to_string()]);
         };
-        match loaded {
+        match Config::load_file(path) {
             Ok(config) => self.reload(config).await,
             Err(e) => self.refused(&e),
         }

@@ -73,6 +73,26 @@ impl Sluice {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         configure(&mut cmd);
+        Self::launch(cmd, tmp)
+    }
+
+    /// Start sluice with no `--config`: on its built-in configuration (its
+    /// fixed ports: API 9598, HTTP 8080, TCP 9000).
+    pub fn start_built_in() -> Sluice {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--log-format", "json", "run"])
+            .env_remove("SLUICE_CONFIG")
+            .env("SLUICE_LOG", "info")
+            .current_dir(tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Self::launch(cmd, tmp)
+    }
+
+    fn launch(mut cmd: Command, tmp: tempfile::TempDir) -> Sluice {
+        let dir = tmp.path().to_path_buf();
         let mut child = cmd.spawn().expect("spawn sluice");
         let stderr = child.stderr.take().expect("stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
