@@ -180,6 +180,16 @@ impl Connection<'_> {
     }
 }
 
+/// A librdkafka error as a cause for `crate::repeats`: its code
+/// (`AllBrokersDown`), not its text, whose detail changes each time
+/// ("1/1 brokers are down").
+pub fn cause(e: &rdkafka::error::KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => e.to_string(),
+    }
+}
+
 /// librdkafka's own log lines, at their level, for a client's context.
 pub fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
     use RDKafkaLogLevel as L;

@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
 pub mod queue;
+pub mod repeats;
 pub mod router;
 pub mod sources;
 pub mod staging;

@@ -211,6 +211,7 @@ async fn accept_loop(
         .max_connections
         .map(|n| Arc::new(Semaphore::new(n)));
     let mut backoff = Duration::from_millis(10);
+    let accept_errors = crate::repeats::Repeats::default();
     loop {
         let place = match &limit {
             Some(l) => tokio::select! {
@@ -230,12 +231,18 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(a) => {
                 backoff = Duration::from_millis(10);
+                if let Some(unlogged) = accept_errors.cleared() {
+                    tracing::info!(server = %accepting.name, unlogged, "accepting connections again");
+                }
                 a
             }
             Err(e) => {
                 // Out of file descriptors, usually: wait for some to close
                 // rather than spin on the error.
-                tracing::warn!(server = %accepting.name, error = %e, "accept failed; backing off");
+                if let Some(repeated) = accept_errors.occurred(&e.kind().to_string()) {
+                    tracing::warn!(server = %accepting.name, error = %e, repeated,
+                        "accept failed; backing off (logged once a minute per cause)");
+                }
                 tokio::select! {
                     _ = accepting.stop.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}

@@ -760,3 +760,52 @@ destinations:
         s.metrics().dropped("out", "backpressure")
     );
 }
+
+/// No broker at all: librdkafka reports "all brokers down" through the
+/// client and the consumer many times a second. Each cause is logged once
+/// (then once a minute with a count), not per report — while librdkafka's
+/// own reconnect attempts, which it spaces out itself, go on.
+#[test]
+fn a_missing_broker_is_logged_once_per_cause_not_per_report() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let s = Sluice::start(&format!(
+        r#"
+api: {{ address: 127.0.0.1:0 }}
+sources:
+  k: {{ type: kafka, brokers: ["127.0.0.1:{port}"], topics: [t], group_id: g }}
+routes:
+  - {{ name: all, destination: out }}
+destinations:
+  out: {{ type: kafka, brokers: ["127.0.0.1:{port}"], topic: out }}
+"#
+    ));
+    let records = |m: &str| -> Vec<serde_json::Value> {
+        s.logs()
+            .into_iter()
+            .filter(|l| l["message"].as_str().is_some_and(|x| x.starts_with(m)))
+            .collect()
+    };
+    // librdkafka's own connection failures, spaced by its reconnect
+    // backoff: several of them mean several rounds of reports went by.
+    wait_until("librdkafka retried several times", WAIT, || {
+        records("[thrd:").len() >= 4
+    });
+    let source_errors = records("kafka source error");
+    let causes: BTreeSet<String> = source_errors
+        .iter()
+        .map(|l| l["error"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        causes.iter().any(|c| c.contains("AllBrokersDown")),
+        "{source_errors:#?}"
+    );
+    assert_eq!(
+        source_errors.len(),
+        causes.len(),
+        "a cause logged more than once: {source_errors:#?}"
+    );
+    assert_eq!(records("every Kafka broker is down").len(), 1);
+    assert!(records("kafka destination error").len() <= 2);
+}

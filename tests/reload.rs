@@ -500,10 +500,7 @@ fn the_built_in_configuration_is_named_and_cannot_be_reloaded() {
     let s = Sluice::start_built_in();
     let status = s.status();
     assert_eq!(status["config"]["file"], "(built-in default)", "{status}");
-    assert_eq!(
-        s.log_records("starting")[0]["config"],
-        "(built-in default)"
-    );
+    assert_eq!(s.log_records("starting")[0]["config"], "(built-in default)");
     let (code, body) = http_request(s.api, "POST", "/api/v1/reload", &[], "");
     assert_eq!(code, 422, "{body}");
     let v: Value = serde_json::from_str(&body).expect("reload answer");

@@ -251,6 +251,8 @@ struct Health {
     down: AtomicBool,
     went_down: Notify,
     in_flight: Gauge,
+    /// Other client errors, logged once per cause (`crate::repeats`).
+    errors: crate::repeats::Repeats,
 }
 
 struct ProducerContext(Arc<Health>);
@@ -266,8 +268,8 @@ impl ClientContext for ProducerContext {
                 tracing::warn!(%reason, "every Kafka broker is down");
             }
             self.0.went_down.notify_waiters();
-        } else {
-            tracing::warn!(%error, %reason, "librdkafka error");
+        } else if let Some(repeated) = self.0.errors.occurred(&crate::kafka::cause(&error)) {
+            tracing::warn!(%error, %reason, repeated, "kafka destination error (logged once a minute per cause)");
         }
     }
 
@@ -388,6 +390,7 @@ impl KafkaDestination {
         let health = Arc::new(Health {
             down: AtomicBool::new(false),
             went_down: Notify::new(),
+            errors: Default::default(),
             in_flight: ctx.metrics.kafka_producer_in_flight(ctx.id),
         });
         let producer = create(&c, &health)?;
@@ -553,6 +556,7 @@ impl Destination for KafkaDestination {
                 };
             }
             self.health.down.store(false, Ordering::Release);
+            self.health.errors.cleared();
             // A broker back from an outage may have lost its state: one
             // round of timed-out records is then enough to start afresh.
             self.stuck.store(STUCK_ROUNDS - 1, Ordering::Relaxed);

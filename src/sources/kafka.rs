@@ -141,6 +141,10 @@ struct Shared {
     assignment: Mutex<Vec<(String, i32)>>,
     /// Every partition this source has read: its gauges.
     partitions: Mutex<BTreeMap<(String, i32), PartitionGauges>>,
+    /// Client and consumer errors, logged once per cause: librdkafka
+    /// reports a missing broker through both, many times a second.
+    errors: crate::repeats::Repeats,
+    commit_errors: crate::repeats::Repeats,
 }
 
 struct PartitionGauges {
@@ -158,6 +162,14 @@ impl PartitionGauges {
 }
 
 impl Shared {
+    /// A client or consumer error, logged once a minute per cause with how
+    /// often it happened in between.
+    fn failed(&self, error: &rdkafka::error::KafkaError, reason: &str) {
+        if let Some(repeated) = self.errors.occurred(&crate::kafka::cause(error)) {
+            tracing::warn!(%error, %reason, repeated, "kafka source error (logged once a minute per cause)");
+        }
+    }
+
     fn gauges(&self, topic: &str, partition: i32) -> PartitionGauges {
         let (lag, committed_gauge) = self.metrics.kafka_partition(&self.id, topic, partition);
         PartitionGauges {
@@ -181,7 +193,7 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(%error, %reason, "librdkafka error");
+        self.0.failed(&error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -245,9 +257,12 @@ impl ConsumerContext for Context {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(e) = result {
-            tracing::warn!(error = %e, "offset commit failed");
+            if let Some(repeated) = self.0.commit_errors.occurred(&crate::kafka::cause(&e)) {
+                tracing::warn!(error = %e, repeated, "offset commit failed (logged once a minute per cause)");
+            }
             return;
         }
+        self.0.commit_errors.cleared();
         let mut partitions = Shared::lock(&self.0.partitions);
         for e in offsets.elements() {
             if let Offset::Offset(o) = e.offset() {
@@ -294,6 +309,8 @@ fn start(cfg: &KafkaConfig, ctx: SourceContext) -> Result<super::Started, String
         paused: AtomicBool::new(false),
         assignment: Mutex::new(Vec::new()),
         partitions: Mutex::new(BTreeMap::new()),
+        errors: Default::default(),
+        commit_errors: Default::default(),
     });
     let mut c = cfg.connection().client_config();
     c.set("group.id", &cfg.group_id)
@@ -432,10 +449,13 @@ impl Reader {
         let m = match m {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "kafka consumer error");
+                self.shared.failed(&e, "");
                 return;
             }
         };
+        if let Some(unlogged) = self.shared.errors.cleared() {
+            tracing::info!(unlogged, "kafka source reads again");
+        }
         b.pending.read(m.topic(), m.partition(), m.offset());
         let Some(value) = m.payload() else {
             // A tombstone (no value): nothing to route.
