@@ -108,6 +108,9 @@ fn status_out(s: &Sluice) -> Value {
         .unwrap_or(Value::Null)
 }
 
+const DRAINED: &str =
+    "persistent queue drained: its backlog is delivered; new events use memory again";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_30s_outage_loses_nothing_and_drains_in_order() {
     let data = tempfile::tempdir().unwrap();
@@ -135,6 +138,10 @@ async fn a_30s_outage_loses_nothing_and_drains_in_order() {
     // The generator never waited on the dead receiver: the disk took it all.
     assert!(m.get("sluice_destination_blocked_seconds_total{destination=\"out\"}") < 1.0);
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
+    assert!(
+        !s.has_log(DRAINED),
+        "nothing can drain while the peer is down"
+    );
     rx.restart().await;
     wait_until_async("every event delivered", Duration::from_secs(120), || {
         distinct(&seqs(&rx)).len() as u64 == total
@@ -151,6 +158,7 @@ async fn a_30s_outage_loses_nothing_and_drains_in_order() {
         status_out(&s)["persistent_queue"]["engaged"] == false
     })
     .await;
+    assert!(s.has_log(DRAINED));
     terminate(&mut s);
     let acc = s.final_accounting("out");
     assert!(balanced(&acc), "{acc}");

@@ -346,7 +346,10 @@ impl Lane {
         if !sp.is_engaged() || sp.settings.mode == Mode::Always {
             return;
         }
-        if sp.settings.mode == Mode::Error && self.peer_failing() {
+        // While the peer fails nothing drains; a backlog that emptied some
+        // other way (its events dropped) is no reason to send new events
+        // through memory to a peer that is down, only to engage again.
+        if self.peer_failing() {
             return;
         }
         let mut q = self.lock();
@@ -367,7 +370,7 @@ impl Lane {
         drop(q);
         tracing::info!(
             destination = %self.id,
-            "persistent queue drained: new events use memory again"
+            "persistent queue drained: its backlog is delivered; new events use memory again"
         );
     }
 
@@ -375,13 +378,12 @@ impl Lane {
     pub fn set_peer_failing(&self, failing: bool) {
         if self.peer_failing.swap(failing, Ordering::Relaxed) != failing {
             self.update_backpressure();
-            if let Some(sp) = &self.spill
-                && sp.settings.mode == Mode::Error
-            {
-                if failing {
+            if let Some(sp) = &self.spill {
+                if failing && sp.settings.mode == Mode::Error {
                     let mut q = self.lock();
                     self.engage_locked(&mut q, "the destination is failing");
-                } else {
+                } else if !failing {
+                    // The reader looks again whether the backlog is gone.
                     sp.wake_reader.notify_one();
                 }
             }
