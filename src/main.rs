@@ -49,10 +49,15 @@ enum Command {
         watch_config: bool,
     },
     /// Check a configuration file and exit: 0 if valid, otherwise print
-    /// `file:line:column: message` for each problem and exit 1.
+    /// `file:line:column: message` for every problem at once and exit 1.
+    /// Reads the files it names (TLS certificates, lookup tables).
     Validate {
         #[arg(short, long)]
         config: PathBuf,
+        /// Fail (exit 1) on warnings too: a destination no route reaches, a
+        /// pipeline nothing uses, a route that can never match.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Run the configuration's `tests:` (events through a pipeline or a
     /// route, compared with the events expected out) and exit: 0 if every
@@ -302,8 +307,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Validate { config } => match Config::load_file(&config) {
+        Command::Validate {
+            config,
+            deny_warnings,
+        } => match Config::load_file(&config) {
+            Ok(c) if deny_warnings && !c.warnings.is_empty() => {
+                for w in &c.warnings {
+                    eprintln!("{}", as_warning(w));
+                }
+                eprintln!(
+                    "{}: warnings are errors (--deny-warnings)",
+                    config.display()
+                );
+                ExitCode::FAILURE
+            }
             Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("{}", as_warning(w));
+                }
                 println!(
                     "{}: ok (sources: {}, routes: {}, destinations: {})",
                     config.display(),
@@ -560,6 +581,11 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// `file:line:column: warning: message`, as compilers write them.
+fn as_warning(w: &sluice::config::Diagnostic) -> String {
+    format!("{}:{}:{}: warning: {}", w.file, w.line, w.column, w.message)
 }
 
 fn report_config_error(e: &ConfigError) {

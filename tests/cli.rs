@@ -14,6 +14,7 @@ fn sluice(args: &[&str], pki: &common::tls::Pki) -> Output {
         // The examples name their TLS files through these.
         .env("SLUICE_CERT", pki.path("server.pem"))
         .env("SLUICE_KEY", pki.path("server.key"))
+        .env("SLUICE_CA", pki.path("ca.pem"))
         .output()
         .expect("run sluice")
 }

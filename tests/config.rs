@@ -17,6 +17,7 @@ fn validate(path: &Path) -> (bool, String, String) {
         .env_remove("NO_SUCH_VAR_FOR_SLUICE_TESTS")
         .env("SLUICE_CERT", pki.path("server.pem"))
         .env("SLUICE_KEY", pki.path("server.key"))
+        .env("SLUICE_CA", pki.path("ca.pem"))
         .output()
         .expect("run sluice validate");
     (
@@ -44,6 +45,7 @@ fn every_shipped_config_validates() {
         let (ok, stdout, stderr) = validate(&f);
         assert!(ok, "{} is invalid:\n{stderr}", f.display());
         assert!(stdout.contains(": ok"), "{stdout}");
+        assert!(!stderr.contains("warning:"), "{stderr}");
     }
 }
 
@@ -322,6 +324,109 @@ fn all_errors_are_reported_at_once() {
         .filter(|l| l.contains("multi.yaml:"))
         .collect();
     assert_eq!(errors.len(), 3, "{stderr}");
+}
+
+/// Five mistakes of different kinds — two key typos, a value of the wrong
+/// kind, a host name where an address goes, a repeated id — and a TLS file
+/// that is not there: each reported, once, at its line and column, in
+/// words a user reads (no Rust type names, no parser settings), and
+/// nothing reported about what only follows from them.
+#[test]
+fn validate_reports_every_mistake_of_a_file_at_once() {
+    let yaml = r#"api: { address: 127.0.0.1:0 }
+sources:
+  in:
+    type: tcp
+    adress: 127.0.0.1:9000
+  web:
+    type: http
+    address: localhost:8080
+routes:
+  - name: all
+    destination: out
+    filtr: 'true'
+  - { name: tls, filter: 'secure == true', destination: tls_out }
+destinations:
+  out:
+    type: http
+    url: http://127.0.0.1:9/x
+    batch: { max_events: -5 }
+  out:
+    type: blackhole
+  tls_out:
+    type: tcp
+    address: 127.0.0.1:9
+    tls: { ca_file: /nonexistent/ca.pem }
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("five.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (ok, _, stderr) = validate(&path);
+    assert!(!ok);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("five.yaml:"))
+        .collect();
+    let expected = [
+        ":5:5: sources.in.adress: unknown field `adress`",
+        ":8:14: sources.web.address: expected an address as IP:PORT, not `localhost:8080` (host names are not looked up: write 127.0.0.1:8080",
+        ":12:5: routes[0].filtr: unknown field `filtr`",
+        ":18:26: destinations.out.batch.max_events: expected a whole number, 0 or more, not `-5`",
+        ":19:3: `out` is given twice here; each key may appear once",
+        ":22:5: destination `tls_out`: tls.ca_file /nonexistent/ca.pem",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{stderr}");
+    for (line, want) in errors.iter().zip(expected) {
+        assert!(
+            line.contains(want),
+            "expected {want:?} in {line:?}\n{stderr}"
+        );
+    }
+    for internal in [
+        "invalid u64",
+        "DuplicateKeyPolicy",
+        ".value",
+        "missing field",
+    ] {
+        assert!(!stderr.contains(internal), "{internal} leaked: {stderr}");
+    }
+}
+
+/// Valid but not meant: printed as warnings (exit 0), or failing with
+/// `--deny-warnings`.
+#[test]
+fn warnings_are_printed_and_deny_warnings_fails_on_them() {
+    let yaml = "sources:\n  in: { type: tcp, address: 127.0.0.1:0 }\npipelines:\n  p:\n    - { type: eval, set: { a: \"1\" } }\nroutes:\n  - { name: all, destination: out }\n  - { name: never, destination: out }\ndestinations:\n  out: { type: blackhole }\n  spare: { type: blackhole }\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (ok, stdout, stderr) = validate(&path);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(": ok"));
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(": warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{stderr}");
+    assert!(
+        warnings[0].contains("w.yaml:5:7: warning: pipeline `p`"),
+        "{stderr}"
+    );
+    assert!(
+        warnings[1].contains("w.yaml:8:13: warning: route `never` is never reached"),
+        "{stderr}"
+    );
+    assert!(
+        warnings[2].contains("w.yaml:11:10: warning: destination `spare`"),
+        "{stderr}"
+    );
+    let out = Command::new(common::BIN)
+        .args(["validate", "--deny-warnings", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run sluice validate");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--deny-warnings"));
 }
 
 #[test]

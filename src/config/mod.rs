@@ -6,9 +6,11 @@
 
 pub mod component;
 pub mod interpolate;
+mod recover;
 pub mod redact;
 pub mod schema;
 pub mod units;
+mod warnings;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -190,6 +192,8 @@ struct RawConfig {
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub name: String,
+    /// Where its name is written.
+    pub location: Loc,
     pub filter: String,
     pub destination: String,
     pub is_final: bool,
@@ -239,6 +243,8 @@ pub struct Config {
     pub tests: Vec<TestDef>,
     /// sluice's own metrics and logs over OTLP; off unless set.
     pub telemetry: TelemetryConfig,
+    /// Valid, but probably not meant (`warnings.rs`).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Checks a component's own settings; `Err` is a message about the component.
@@ -268,6 +274,13 @@ impl Config {
             source,
         })?;
         Self::load_str(&path.display().to_string(), &text)
+    }
+
+    /// The warnings, each a log line (`run`, a reload).
+    pub fn log_warnings(&self) {
+        for w in &self.warnings {
+            tracing::warn!(warning = %w, "the configuration is valid but probably not what was meant");
+        }
     }
 
     pub fn load_default() -> Result<Config, ConfigError> {
@@ -316,7 +329,7 @@ impl Config {
         text: &str,
         at: impl Fn(Loc, String) -> Diagnostic + Copy,
     ) -> Result<Config, ConfigError> {
-        let (raw, kinds, locations) = parse(text, &at)?;
+        let ((raw, kinds, locations), recovery, parse_errors) = parse(text, &at)?;
         // The same text as a plain tree, for the components' fingerprints
         // (it parsed above, so this cannot fail on well-formed YAML).
         let tree: serde_json::Value = serde_saphyr::from_str(text).unwrap_or_default();
@@ -358,11 +371,23 @@ impl Config {
             }
             None => TelemetryConfig::default(),
         };
+        // What was blanked out cannot be checked further: a check that
+        // misses it would only echo its parse error.
+        errors.retain(|d| !recovery.was_cut(d.line) && !recovery.concerns_cut(&d.message));
+        errors.extend(parse_errors);
         if !errors.is_empty() {
             errors.sort_by_key(|d| (d.line, d.column));
+            errors.dedup();
             return Err(ConfigError::Invalid(errors));
         }
-        warn_unused(&routes, unmatched.as_deref(), &destinations);
+        let warnings = warnings::find(
+            &sources,
+            &routes,
+            unmatched.as_deref(),
+            &destinations,
+            &pipelines,
+            &at,
+        );
         Ok(Config {
             source_name: name.to_string(),
             api: raw.api,
@@ -377,6 +402,7 @@ impl Config {
             pipelines,
             tests,
             telemetry,
+            warnings,
         })
     }
 }
@@ -385,21 +411,29 @@ type Parsed = (RawConfig, KindMap, LocMap);
 
 /// Both passes over the YAML: each component's type (with its position),
 /// then everything, each component straight into the struct for its type.
-fn parse(text: &str, at: &impl Fn(Loc, String) -> Diagnostic) -> Result<Parsed, ConfigError> {
-    let yaml_err = |e: serde_saphyr::Error| {
-        let loc = e.location().map(Loc::from).unwrap_or_default();
-        ConfigError::Invalid(vec![at(loc, serde_message(&e))])
-    };
+/// A pass that fails is run again with the failed entry blanked out
+/// (`recover.rs`), so every mistake is found in one go; the mistakes, and
+/// what was blanked, come back with what did parse.
+fn parse(
+    text: &str,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+) -> Result<(Parsed, recover::Recovery, Vec<Diagnostic>), ConfigError> {
+    if text.trim().is_empty() {
+        return Err(ConfigError::Invalid(vec![at(
+            Loc::default(),
+            "the configuration is empty: it needs sources, routes and destinations".into(),
+        )]));
+    }
+    let mut recovery = recover::Recovery::new(text);
+    let mut errors = Vec::new();
 
     // Pass one: component types.
-    let index: KindIndex = if text.trim().is_empty() {
-        KindIndex::default()
-    } else {
-        serde_saphyr::from_str(text).map_err(yaml_err)?
-    };
-    let mut errors = Vec::new();
+    let index: KindIndex = parse_recovering(&mut recovery, &mut errors, at, |t| {
+        serde_saphyr::from_str(t).map_err(|e| (e, String::new()))
+    })?;
     let mut kinds = HashMap::new();
     let mut locations = HashMap::new();
+    let before = errors.len();
     collect_kinds::<SourceConfig>(
         index.sources.unwrap_or_default(),
         &mut kinds,
@@ -423,40 +457,66 @@ fn parse(text: &str, at: &impl Fn(Loc, String) -> Diagnostic) -> Result<Parsed, 
             .collect();
         collect_kinds::<FunctionConfig>(found, &mut kinds, &mut locations, &mut errors, &at);
     }
-    if !errors.is_empty() {
-        return Err(ConfigError::Invalid(errors));
+    // A component of an unknown type cannot be parsed: leave it out.
+    for d in errors[before..].to_vec() {
+        recovery.cut_component(Loc {
+            line: d.line,
+            column: d.column,
+        });
     }
 
     // Pass two: everything, each component straight into its own type.
-    let raw: RawConfig = if text.trim().is_empty() {
-        return Err(ConfigError::Invalid(vec![at(
-            Loc::default(),
-            "the configuration is empty: it needs sources, routes and destinations".into(),
-        )]));
-    } else {
-        // Errors name the key path (`destinations.out.batch.max_events: ...`).
+    // Errors name the key path (`destinations.out.batch.max_events: ...`).
+    let raw: RawConfig = parse_recovering(&mut recovery, &mut errors, at, |t| {
         let mut path = String::new();
         component::with_kinds(kinds.clone(), || {
-            serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_saphyr::with_deserializer_from_str(t, |de| {
                 serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
                     path = e.path().to_string();
                     e.into_inner()
                 })
             })
         })
-        .map_err(|e| {
-            let loc = e.location().map(Loc::from).unwrap_or_default();
-            let msg = serde_message(&e);
-            let msg = if path.is_empty() || path == "." {
-                msg
-            } else {
-                format!("{path}: {msg}")
-            };
-            ConfigError::Invalid(vec![at(loc, msg)])
-        })?
-    };
+        .map_err(|e| (e, path))
+    })?;
+    Ok(((raw, kinds, locations), recovery, errors))
+}
 
-    Ok((raw, kinds, locations))
+/// Parse the recovering text with `f`, blanking each entry that fails and
+/// trying again; each failure is added to `errors`. Gives up (with every
+/// error so far) when the text cannot be parsed past an error.
+fn parse_recovering<T>(
+    recovery: &mut recover::Recovery,
+    errors: &mut Vec<Diagnostic>,
+    at: &impl Fn(Loc, String) -> Diagnostic,
+    f: impl Fn(&str) -> Result<T, (serde_saphyr::Error, String)>,
+) -> Result<T, ConfigError> {
+    loop {
+        let text = recovery.text();
+        let (e, path) = match f(&text) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let loc = e.location().map(Loc::from).unwrap_or_default();
+        let msg = serde_message(&e);
+        let msg = if path.is_empty() || path == "." {
+            msg
+        } else {
+            format!("{path}: {msg}")
+        };
+        let cut = recovery.cut_at(loc, &msg);
+        // An error where an earlier one was blanked is that one's echo.
+        if cut == recover::Cut::Done
+            || (cut == recover::Cut::Nothing && !recovery.was_cut(loc.line))
+        {
+            let value = recover::value_at(&text, loc);
+            errors.push(at(loc, recover::user_words(&msg, value.as_deref())));
+        }
+        if errors.len() >= recover::MAX_PARSE_ERRORS || cut == recover::Cut::Nothing {
+            errors.sort_by_key(|d| (d.line, d.column));
+            return Err(ConfigError::Invalid(std::mem::take(errors)));
+        }
+    }
 }
 
 /// Source ids, settings, and no two listeners on one address.
@@ -614,6 +674,7 @@ fn check_routes(
             None => "true".to_string(),
         };
         routes.push(RouteConfig {
+            location: r.name.referenced.into(),
             name,
             filter,
             destination: r.destination.value,
@@ -862,28 +923,6 @@ fn known_ids(destinations: &[Component<DestinationConfig>]) -> String {
 }
 
 /// A destination nothing sends to is legal but probably a mistake.
-fn warn_unused(
-    routes: &[RouteConfig],
-    unmatched: Option<&str>,
-    destinations: &[Component<DestinationConfig>],
-) {
-    for d in destinations {
-        let used = routes.iter().any(|r| r.destination == d.id)
-            || unmatched == Some(d.id.as_str())
-            || destinations
-                .iter()
-                .any(|o| o.config.dead_letter() == Some(d.id.as_str()))
-            || destinations.iter().any(|o| {
-                o.config
-                    .output_router()
-                    .is_some_and(|r| r.targets().any(|t| t.value == d.id))
-            });
-        if !used {
-            tracing::warn!(destination = %d.id, "no route sends events to this destination");
-        }
-    }
-}
-
 /// An output router's rules name destinations that exist (not itself), its
 /// filters compile, and routers do not send to each other in a circle.
 fn check_output_routers(

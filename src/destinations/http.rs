@@ -103,6 +103,9 @@ impl HttpConfig {
 
 impl Validate for HttpConfig {
     fn validate(&self) -> Result<(), String> {
+        if let Some(t) = &self.tls {
+            t.validate()?;
+        }
         match (&self.url, &self.endpoints) {
             (Some(_), Some(_)) => return Err("set either `url` or `endpoints`, not both".into()),
             (None, None) => {

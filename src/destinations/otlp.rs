@@ -124,6 +124,9 @@ impl OtlpConfig {
 
 impl Validate for OtlpConfig {
     fn validate(&self) -> Result<(), String> {
+        if let Some(t) = &self.tls {
+            crate::config::Validate::validate(t)?;
+        }
         let url = self.url();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!(

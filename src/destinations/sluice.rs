@@ -67,6 +67,9 @@ impl Validate for SluiceDestinationConfig {
         if let Some(a) = &self.auth {
             a.validate()?;
         }
+        if let Some(t) = &self.tls {
+            t.validate()?;
+        }
         if self.tls.as_ref().is_some_and(|t| !t.verify()) {
             return Err(
                 "tls.verify_certificate: false is not available (tonic always verifies); trust the aggregator's CA with tls.ca_file"

@@ -155,7 +155,10 @@ pub fn validate_hosts(
 
 impl Validate for TcpConfig {
     fn validate(&self) -> Result<(), String> {
-        validate_hosts(&self.address, &self.endpoints)
+        validate_hosts(&self.address, &self.endpoints)?;
+        self.tls
+            .as_ref()
+            .map_or(Ok(()), crate::config::Validate::validate)
     }
 }
 

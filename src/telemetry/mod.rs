@@ -100,6 +100,9 @@ impl OtlpTelemetry {
         if self.interval().is_zero() {
             return Err("telemetry.otlp.interval must be more than 0".into());
         }
+        if let Some(t) = &self.tls {
+            crate::config::Validate::validate(t).map_err(|e| format!("telemetry.otlp.{e}"))?;
+        }
         Ok(())
     }
 }

@@ -36,6 +36,16 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
 }
 
+/// `sluice validate` reads the files, as `run` will: a missing or empty
+/// certificate file is a config error, not a start-up failure.
+impl crate::config::Validate for TlsConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.ca_certificates()?;
+        self.identity_pem()?;
+        Ok(())
+    }
+}
+
 impl TlsConfig {
     pub fn verify(&self) -> bool {
         self.verify_certificate != Some(false)

@@ -143,6 +143,7 @@ pub struct Running {
 
 impl Running {
     pub async fn start(config: Config) -> Result<Running, TopologyError> {
+        config.log_warnings();
         let metrics = Metrics::new();
         let taps = Taps::default();
         let states = States::default();

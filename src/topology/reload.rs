@@ -107,6 +107,7 @@ impl Running {
 
     /// Apply a validated configuration.
     pub async fn reload(&mut self, new: Config) -> LastReload {
+        new.log_warnings();
         let mut fixed = Vec::new();
         let old = &self.config;
         if new.api.address != old.api.address
