@@ -37,6 +37,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod repeats;
 pub mod router;
+pub mod sd_notify;
 pub mod sources;
 pub mod staging;
 pub mod supervise;

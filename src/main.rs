@@ -604,6 +604,7 @@ enum Wake {
 async fn run(config: Config, path: Option<PathBuf>, watch_config: bool) -> anyhow::Result<()> {
     tracing::info!(config = %config.source_name, "starting");
     let mut running = Running::start(config).await.context("could not start")?;
+    sluice::sd_notify::notify("READY=1\nSTATUS=running");
     let mut api_reloads = running.take_reload_requests();
     let mut watch = match (&path, watch_config) {
         (Some(p), true) => Some(
@@ -639,13 +640,19 @@ async fn run(config: Config, path: Option<PathBuf>, watch_config: bool) -> anyho
             Wake::Stop => break,
             Wake::Reload(why, reply) => {
                 tracing::info!(trigger = why, "reloading the configuration");
+                sluice::sd_notify::reloading();
                 let outcome = running.reload_from(path.as_deref()).await;
+                sluice::sd_notify::notify(&format!(
+                    "READY=1\nSTATUS=running; last reload: {}",
+                    outcome.result
+                ));
                 if let Some(r) = reply {
                     let _ = r.send(outcome);
                 }
             }
         }
     }
+    sluice::sd_notify::notify("STOPPING=1\nSTATUS=draining");
     let reports = running.shutdown().await;
     if reports.iter().any(|r| !r.balanced()) {
         anyhow::bail!("event accounting did not balance at exit (see the log above)");

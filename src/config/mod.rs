@@ -429,7 +429,7 @@ fn parse(
 
     // Pass one: component types.
     let index: KindIndex = parse_recovering(&mut recovery, &mut errors, at, |t| {
-        serde_saphyr::from_str(t).map_err(|e| (e, String::new()))
+        serde_saphyr::from_str(t).map_err(|e| located(&e, ""))
     })?;
     let mut kinds = HashMap::new();
     let mut locations = HashMap::new();
@@ -458,11 +458,15 @@ fn parse(
         collect_kinds::<FunctionConfig>(found, &mut kinds, &mut locations, &mut errors, &at);
     }
     // A component of an unknown type cannot be parsed: leave it out.
-    for d in errors[before..].to_vec() {
-        recovery.cut_component(Loc {
+    let unknown: Vec<Loc> = errors[before..]
+        .iter()
+        .map(|d| Loc {
             line: d.line,
             column: d.column,
-        });
+        })
+        .collect();
+    for loc in unknown {
+        recovery.cut_component(loc);
     }
 
     // Pass two: everything, each component straight into its own type.
@@ -477,9 +481,20 @@ fn parse(
                 })
             })
         })
-        .map_err(|e| (e, path))
+        .map_err(|e| located(&e, &path))
     })?;
     Ok(((raw, kinds, locations), recovery, errors))
+}
+
+/// Where a parse error is, and its message with the key path (if known).
+fn located(e: &serde_saphyr::Error, path: &str) -> (Loc, String) {
+    let loc = e.location().map(Loc::from).unwrap_or_default();
+    let msg = serde_message(e);
+    if path.is_empty() || path == "." {
+        (loc, msg)
+    } else {
+        (loc, format!("{path}: {msg}"))
+    }
 }
 
 /// Parse the recovering text with `f`, blanking each entry that fails and
@@ -489,20 +504,13 @@ fn parse_recovering<T>(
     recovery: &mut recover::Recovery,
     errors: &mut Vec<Diagnostic>,
     at: &impl Fn(Loc, String) -> Diagnostic,
-    f: impl Fn(&str) -> Result<T, (serde_saphyr::Error, String)>,
+    f: impl Fn(&str) -> Result<T, (Loc, String)>,
 ) -> Result<T, ConfigError> {
     loop {
         let text = recovery.text();
-        let (e, path) = match f(&text) {
+        let (loc, msg) = match f(&text) {
             Ok(v) => return Ok(v),
             Err(e) => e,
-        };
-        let loc = e.location().map(Loc::from).unwrap_or_default();
-        let msg = serde_message(&e);
-        let msg = if path.is_empty() || path == "." {
-            msg
-        } else {
-            format!("{path}: {msg}")
         };
         let cut = recovery.cut_at(loc, &msg);
         // An error where an earlier one was blanked is that one's echo.

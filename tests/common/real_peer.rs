@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/peers");
+pub const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/peers");
 
 /// A peer process; killed when dropped.
 pub struct PeerProcess {
