@@ -400,3 +400,188 @@ fn the_kubernetes_manifests_render_validate_and_fit_together() {
         }
     }
 }
+
+/// `scripts/release` packs a stripped binary (that runs), its man pages,
+/// completions, the unit and a configuration, with checksums that verify;
+/// `scripts/image` (buildah, from Debian packages, no registry) makes an
+/// image with the Dockerfile's user, volume, ports and entry point, whose
+/// root filesystem runs sluice as that user and answers `/health`. (The
+/// image is started with chroot, not an OCI runtime: this machine's
+/// sandbox refuses the runtime's setrlimit.)
+#[test]
+fn the_release_archive_and_the_image_hold_a_working_sluice() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let (ok, log) = run(
+        Command::new(root().join("scripts/release"))
+            .args(["--binary", common::BIN, "--out"])
+            .arg(out.path()),
+        "scripts/release",
+    );
+    assert!(ok, "{log}");
+    let target = run(Command::new("rustc").arg("-vV"), "rustc")
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("host");
+    let name = format!("sluice-{}-{target}", env!("CARGO_PKG_VERSION"));
+    let (ok, sums) = run(
+        Command::new("sha256sum")
+            .args(["-c", "SHA256SUMS"])
+            .current_dir(out.path()),
+        "sha256sum",
+    );
+    assert!(ok && sums.matches(": OK").count() == 2, "{sums}");
+    let unpacked = tempfile::tempdir().expect("tempdir");
+    let (ok, log) = run(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(out.path().join(format!("{name}.tar.gz")))
+            .arg("-C")
+            .arg(unpacked.path()),
+        "tar",
+    );
+    assert!(ok, "{log}");
+    let dir = unpacked.path().join(&name);
+    for file in [
+        "sluice",
+        "sluice.yaml",
+        "README.md",
+        "man/sluice.1",
+        "man/sluice-run.1",
+        "completions/sluice.bash",
+        "completions/_sluice",
+        "completions/sluice.fish",
+        "systemd/sluice.service",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing from the archive");
+    }
+    let (_, symbols) = run(
+        Command::new("readelf").arg("-S").arg(dir.join("sluice")),
+        "readelf",
+    );
+    assert!(
+        !symbols.contains(".symtab") && !symbols.contains(".debug_info"),
+        "not stripped"
+    );
+    let (ok, version) = run(Command::new(dir.join("sluice")).arg("--version"), "sluice");
+    assert!(
+        ok && version.contains(env!("CARGO_PKG_VERSION")),
+        "{version}"
+    );
+
+    // The image.
+    let tag = format!("localhost/sluice-test:{}", std::process::id());
+    let (ok, log) = run(
+        Command::new(root().join("scripts/image")).args(["--binary", common::BIN, "--tag", &tag]),
+        "scripts/image",
+    );
+    assert!(ok, "{log}");
+    let image = Image(tag);
+    let (ok, inspect) = run(
+        Command::new("buildah").args(["inspect", "--type", "image", &image.0]),
+        "buildah",
+    );
+    assert!(ok, "{inspect}");
+    let v: serde_json::Value = serde_json::from_str(&inspect).expect("inspect is JSON");
+    let config = &v["OCIv1"]["config"];
+    assert_eq!(config["User"], "10001:10001");
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/bin/sluice"]));
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["run", "--config", "/etc/sluice/sluice.yaml"])
+    );
+    assert!(config["Volumes"]["/var/lib/sluice"].is_object(), "{config}");
+    for port in ["9598", "8080", "9000"] {
+        assert!(config["ExposedPorts"][port].is_object(), "{config}");
+    }
+    let container = Container::from(&image.0);
+    let rootfs = PathBuf::from(&container.mount);
+    // The shipped configuration, on free ports (tests run side by side).
+    let shipped = std::fs::read_to_string(rootfs.join("etc/sluice/sluice.yaml")).expect("config");
+    std::fs::write(
+        rootfs.join("tmp/test.yaml"),
+        shipped
+            .replace(":9598", ":0")
+            .replace(":8080", ":0")
+            .replace(":9000", ":0"),
+    )
+    .expect("write");
+    let mut child = Command::new("chroot")
+        .arg("--userspec=10001:10001")
+        .arg(&rootfs)
+        .args([
+            "/usr/bin/sluice",
+            "--log-format",
+            "json",
+            "run",
+            "--config",
+            "/tmp/test.yaml",
+        ])
+        .current_dir(rootfs.join("var/lib/sluice"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("chroot (run as root)");
+    let stderr = child.stderr.take().expect("stderr");
+    let api = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+            (v["message"] == "API listening").then(|| v["address"].as_str().map(str::to_string))?
+        })
+        .expect("the image's sluice starts");
+    let port: u16 = api
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("port");
+    let health = common::http_get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        "/health",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(health.trim(), "ok");
+    // It ran as the image's user, writing only its volume.
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(rootfs.join("var/lib/sluice")).expect("volume"),
+    );
+    assert_eq!(owner, 10001);
+}
+
+/// A buildah image, removed when dropped.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("buildah")
+            .args(["rmi", "-f", &self.0])
+            .output();
+    }
+}
+
+/// A buildah working container of an image, mounted; removed when dropped.
+struct Container {
+    id: String,
+    mount: String,
+}
+
+impl Container {
+    fn from(image: &str) -> Container {
+        let (ok, id) = run(Command::new("buildah").args(["from", image]), "buildah");
+        assert!(ok, "{id}");
+        let id = id.trim().to_string();
+        let (ok, mount) = run(Command::new("buildah").args(["mount", &id]), "buildah");
+        assert!(ok, "{mount}");
+        Container {
+            id,
+            mount: mount.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("buildah").args(["umount", &self.id]).output();
+        let _ = Command::new("buildah").args(["rm", &self.id]).output();
+    }
+}
