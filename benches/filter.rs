@@ -7,7 +7,7 @@
 //! the next, only those same-slice ratios are meaningful.
 //!
 //! Baselines: `sonic_rs_get_x3` is the same three field lookups done with
-//! sonic-rs (the approach DESIGN.md first suggested); `serde_json_validate`
+//! sonic-rs (the approach first planned for filters); `serde_json_validate`
 //! is one validating pass over the event.
 //!
 //! `cargo bench --bench filter -- --interleaved-only` skips criterion.

@@ -115,7 +115,12 @@ enum Command {
     },
     /// Print the configuration's JSON Schema, for editors (the VS Code YAML
     /// extension) to complete and check keys.
-    Schema,
+    Schema {
+        /// The reference of every key as Markdown instead
+        /// (docs/reference/configuration.md).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Look at persistent queues on disk (read-only; safe while sluice runs).
     Queue {
         #[command(subcommand)]
@@ -246,16 +251,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Schema => match serde_json::to_string_pretty(&sluice::config::schema::schema()) {
-            Ok(s) => {
-                println!("{s}");
-                ExitCode::SUCCESS
+        Command::Schema { markdown: true } => {
+            println!(
+                "{}",
+                sluice::config::reference::markdown(&sluice::config::schema::schema())
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Schema { markdown: false } => {
+            match serde_json::to_string_pretty(&sluice::config::schema::schema()) {
+                Ok(s) => {
+                    println!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sluice: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("sluice: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Tap {
             api,
             route,

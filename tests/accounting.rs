@@ -1,4 +1,4 @@
-//! The accounting invariant (DESIGN.md §3): after a run with mixed policies
+//! The accounting invariant (docs/concepts.md): after a run with mixed policies
 //! and a shutdown that cuts a slow destination off, for every destination
 //! `events = sent + dropped`, with each drop under its reason, and every
 //! event a source accepted is accounted for at each destination it was routed to.

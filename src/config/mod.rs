@@ -8,6 +8,7 @@ pub mod component;
 pub mod interpolate;
 mod recover;
 pub mod redact;
+pub mod reference;
 pub mod schema;
 pub mod units;
 mod warnings;
@@ -161,16 +162,26 @@ struct RawTest {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// The HTTP API: `/metrics`, `/health`, `/ready`, the status page and
+    /// API, tap and reload.
     #[serde(default)]
     api: ApiConfig,
+    /// Where persistent queues and file-source checkpoints live. Default
+    /// `./data`.
     #[serde(default)]
     data_dir: Option<PathBuf>,
+    /// How long a shutdown waits for destinations to deliver what they hold
+    /// before counting the rest as `shutdown` drops. Default 30s.
     #[serde(default)]
     shutdown_timeout: Option<Dur>,
     #[serde(default)]
     sources: ComponentMap<SourceConfig>,
+    /// Tried in order for every event: a matching route sends it to its
+    /// destination; a final one (the default) stops the evaluation.
     #[serde(default)]
     routes: Vec<RawRoute>,
+    /// Where events no final route took go: a destination id, or `drop`
+    /// (the default; counted either way).
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     unmatched: Option<Spanned<String>>,
@@ -183,6 +194,7 @@ struct RawConfig {
     /// `sluice test` cases: events in, events expected out.
     #[serde(default)]
     tests: Vec<RawTest>,
+    /// sluice's own metrics and logs over OTLP; off unless set.
     #[serde(default)]
     #[schemars(with = "Option<TelemetryConfig>")]
     telemetry: Option<Spanned<TelemetryConfig>>,

@@ -22,7 +22,7 @@
 //!
 //! TCP has no application-level acknowledgement: "delivered" means the
 //! kernel accepted the bytes. What a receiver had not read when it died is
-//! lost with it (see the README).
+//! lost with it (docs/destinations.md, "TCP destinations").
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! Prometheus metrics with the names of DESIGN.md §3 (a contract: users alert
+//! Prometheus metrics with the names of docs/metrics.md (a contract: users alert
 //! on them). Each component gets its handles once, at build time, and the hot
 //! path only calls `inc_by` once per batch. Every drop reason a destination can
 //! report is created up front, so a rate alert on it works before it first fires.

@@ -372,7 +372,7 @@ impl Metrics {
     }
 
     /// `events = sent + dropped + queued + in flight + on disk` for `dest`
-    /// in this one scrape (DESIGN.md §3); `Err` says how it failed.
+    /// in this one scrape (docs/concepts.md, "Where every event is"); `Err` says how it failed.
     pub fn books_balance(&self, dest: &str) -> Result<(), String> {
         let events = self.dest("sluice_destination_events_total", dest);
         let sent = self.dest("sluice_destination_sent_events_total", dest);
