@@ -31,11 +31,13 @@ fn pages() -> Vec<PathBuf> {
     out
 }
 
-/// The text outside fenced code blocks, and the fenced blocks with their
-/// language and first line number.
-fn split(text: &str) -> (Vec<(usize, &str)>, Vec<(String, usize, String)>) {
+/// A fenced code block: its language, first line number and text.
+type Block = (String, usize, String);
+
+/// The text outside fenced code blocks (with line numbers), and the blocks.
+fn split(text: &str) -> (Vec<(usize, &str)>, Vec<Block>) {
     let (mut prose, mut blocks) = (Vec::new(), Vec::new());
-    let mut fence: Option<(String, usize, String)> = None;
+    let mut fence: Option<Block> = None;
     for (i, line) in text.lines().enumerate() {
         match (&mut fence, line.strip_prefix("```")) {
             (None, Some(lang)) => fence = Some((lang.trim().to_string(), i + 2, String::new())),
