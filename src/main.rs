@@ -42,6 +42,8 @@ enum Command {
     /// SIGHUP, `POST /api/v1/reload` and `--watch-config` reload the
     /// configuration without a restart.
     Run {
+        /// The configuration file (YAML). Without it, the built-in default:
+        /// HTTP on 127.0.0.1:8080 and TCP on 127.0.0.1:9000 to stdout.
         #[arg(short, long, env = "SLUICE_CONFIG")]
         config: Option<PathBuf>,
         /// Reload when the configuration file changes (debounced, by content).
@@ -52,6 +54,7 @@ enum Command {
     /// `file:line:column: message` for every problem at once and exit 1.
     /// Reads the files it names (TLS certificates, lookup tables).
     Validate {
+        /// The configuration file to check.
         #[arg(short, long)]
         config: PathBuf,
         /// Fail (exit 1) on warnings too: a destination no route reaches, a
@@ -63,6 +66,7 @@ enum Command {
     /// route, compared with the events expected out) and exit: 0 if every
     /// test passed, otherwise 1, with a diff for each failure.
     Test {
+        /// The configuration file whose `tests:` to run.
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -70,6 +74,7 @@ enum Command {
     /// route table, routes, output routers and destinations, with dead-letter
     /// and unmatched edges dashed (`sluice graph -c F | dot -Tsvg > t.svg`).
     Graph {
+        /// The configuration file to draw.
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -87,12 +92,17 @@ enum Command {
     Tap {
         #[command(flatten)]
         api: ApiArgs,
+        /// The events a route matches (an output router's rule:
+        /// `<router>.<rule>`).
         #[arg(long, group = "point")]
         route: Option<String>,
+        /// The events routed to a destination.
         #[arg(long, group = "point")]
         destination: Option<String>,
+        /// The events a source accepted.
         #[arg(long, group = "point")]
         source: Option<String>,
+        /// The events a pipeline sends on, as it changed them.
         #[arg(long, group = "point")]
         pipeline: Option<String>,
         /// Only events matching this filter (the route filter language).
@@ -129,12 +139,14 @@ enum Command {
     /// Print a shell completion script (e.g. `sluice completions bash >
     /// /usr/share/bash-completion/completions/sluice`).
     Completions {
+        /// bash, zsh, fish, elvish or powershell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff); with --out-dir, write `sluice.1` and one
     /// `sluice-<command>.1` per command there.
     Man {
+        /// Write every page into this directory instead of printing one.
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
@@ -165,6 +177,7 @@ enum QueueCommand {
     /// Check the CRC of every waiting record; exit 1 naming each damaged
     /// segment and offset if any fails.
     Verify {
+        /// The `data_dir` of the configuration.
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },

@@ -251,3 +251,51 @@ fn man_pages_cover_every_command() {
     let run = std::fs::read_to_string(dir.path().join("sluice-run.1")).expect("run page");
     assert!(run.contains("watch\\-config"), "{run}");
 }
+
+/// Every option and argument of every command says what it is in `--help`
+/// (and so in the man pages and completions).
+#[test]
+fn every_option_has_help_text() {
+    let pki = common::tls::Pki::new();
+    let top = String::from_utf8_lossy(&sluice(&["-h"], &pki).stdout).into_owned();
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 11, "{commands:?}");
+    let mut bare = Vec::new();
+    let mut pages = vec![commands.iter().map(|c| vec![c.clone()]).collect::<Vec<_>>()];
+    pages.push(vec![
+        vec!["queue".into(), "inspect".into()],
+        vec!["queue".into(), "verify".into()],
+    ]);
+    for args in pages.into_iter().flatten() {
+        let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        argv.push("-h");
+        let out = sluice(&argv, &pki);
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        // An option or argument line is `  -x, --name <V>  text`; a line
+        // with nothing after the name has no help.
+        for line in help
+            .lines()
+            .skip_while(|l| !l.starts_with("Options:") && !l.starts_with("Arguments:"))
+        {
+            let t = line.trim_start();
+            if (t.starts_with('-') || t.starts_with('<')) && line.starts_with("  ") {
+                let words: Vec<&str> = t.split("  ").filter(|w| !w.trim().is_empty()).collect();
+                if words.len() < 2 {
+                    bare.push(format!("{}: {}", args.join(" "), t));
+                }
+            }
+        }
+    }
+    assert!(
+        bare.is_empty(),
+        "options without help:\n{}",
+        bare.join("\n")
+    );
+}

@@ -175,6 +175,10 @@ struct Tmux(String);
 
 impl Tmux {
     fn start(name: &str, command: &str) -> Tmux {
+        Self::start_sized(name, command, 200, 50)
+    }
+
+    fn start_sized(name: &str, command: &str, width: usize, height: usize) -> Tmux {
         let ok = Command::new("tmux")
             .args([
                 "new-session",
@@ -182,9 +186,9 @@ impl Tmux {
                 "-s",
                 name,
                 "-x",
-                "200",
+                &width.to_string(),
                 "-y",
-                "50",
+                &height.to_string(),
                 command,
             ])
             .status()
@@ -319,14 +323,20 @@ fn the_status_page_shows_a_stalled_destination_and_its_recovery_on_a_laptop_and_
     let mut out = rt.block_on(Receiver::start());
     let s = Sluice::start(&pipeline(&out.url("/")));
     let shot = s.dir.join("laptop.png");
+    // The status API's words (ok, failing, ...), as `top` shows them.
     let states = page(
         &s,
-        r#"[data-destination="out"][data-state="flowing"]"#,
+        r#"[data-destination="out"][data-state="ok"][data-activity="flowing"]"#,
         &["--screenshot", shot.to_str().unwrap()],
     );
-    assert_eq!(states["out"], "flowing", "{states}");
-    assert_eq!(states["sink"], "flowing", "{states}");
-    assert_eq!(states["pipeline:tag"], "flowing", "{states}");
+    assert_eq!(states["out"], "ok", "{states}");
+    assert_eq!(states["sink"], "ok", "{states}");
+    assert_eq!(states["pipeline:tag"], "ok", "{states}");
+    page(
+        &s,
+        r#"[data-destination="sink"][data-activity="flowing"]"#,
+        &[],
+    );
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000));
     // The pipeline's card says how much it reduced the flow.
     page(
@@ -336,17 +346,159 @@ fn the_status_page_shows_a_stalled_destination_and_its_recovery_on_a_laptop_and_
     );
 
     rt.block_on(out.kill());
-    let states = page(&s, r#"[data-destination="out"][data-state="stalled"]"#, &[]);
-    assert_eq!(
-        states["sink"], "flowing",
-        "the others keep flowing: {states}"
-    );
+    let states = page(&s, r#"[data-problem="out"]"#, &[]);
+    assert_eq!(states["out"], "failing", "{states}");
+    assert_eq!(states["sink"], "ok", "the others keep flowing: {states}");
 
     rt.block_on(out.restart());
     let states = page(
         &s,
-        r#"[data-destination="out"][data-state="flowing"]"#,
+        r#"[data-destination="out"][data-state="ok"][data-activity="flowing"]"#,
         &["--viewport", "390x844"],
     );
-    assert_eq!(states["out"], "flowing");
+    assert_eq!(states["out"], "ok");
+}
+
+/// The size users run: 10 sources, 30 routes, 5 output routers, 20
+/// destinations (two of them failing: their peer is not there).
+fn large_topology() -> String {
+    let mut y = String::from("api: {address: \"127.0.0.1:0\"}\nsources:\n");
+    for i in 0..10 {
+        if i % 2 == 0 {
+            y.push_str(&format!("  gen{i}: {{type: generator, rate: 200}}\n"));
+        } else {
+            y.push_str(&format!(
+                "  tcp{i}: {{type: tcp, address: \"127.0.0.1:0\"}}\n"
+            ));
+        }
+    }
+    y.push_str("routes:\n");
+    for i in 0..30 {
+        // Half to destinations, the rest spread over the routers.
+        let to = if i % 2 == 0 {
+            format!("dest{:02}", (i * 7) % 18)
+        } else {
+            format!("router{}", i % 5)
+        };
+        y.push_str(&format!(
+            "  - {{name: route{i:02}, filter: 'service == \"s{i}\"', destination: {to}}}\n"
+        ));
+    }
+    y.push_str("unmatched: dest17\ndestinations:\n");
+    for i in 0..5 {
+        y.push_str(&format!(
+            "  router{i}:\n    type: output_router\n    rules:\n      - {{name: errors, filter: 'level == \"error\"', destination: dest{:02}}}\n      - {{name: odd, destination: dest{:02}}}\n    default: drop\n",
+            (i * 3) % 18,
+            (i * 3 + 1) % 18
+        ));
+    }
+    for i in 0..18 {
+        y.push_str(&format!("  dest{i:02}: {{type: blackhole}}\n"));
+    }
+    for i in 0..2 {
+        y.push_str(&format!(
+            "  dead{i}: {{type: http, url: \"http://127.0.0.1:9/x\", batch: {{timeout: 50ms}}}}\n"
+        ));
+    }
+    // The dead ones take a copy of everything.
+    y = y.replace(
+        "routes:\n",
+        "routes:\n  - {name: copy0, destination: dead0, final: false}\n  - {name: copy1, destination: dead1, final: false}\n",
+    );
+    y
+}
+
+#[test]
+fn the_status_page_at_a_large_topology_puts_problems_first_and_no_labels_overlap() {
+    let s = Sluice::start(&large_topology());
+    for viewport in ["1280x800", "390x844"] {
+        let states = page(
+            &s,
+            r#"[data-problem="dead1"]"#,
+            &["--viewport", viewport, "--check-layout"],
+        );
+        assert_eq!(states["dead0"], "failing", "{states}");
+        assert_eq!(states["dest00"], "ok", "{states}");
+        assert_eq!(
+            states.as_object().map(|m| m.len()),
+            Some(20),
+            "every destination has a card: {states}"
+        );
+    }
+}
+
+/// `top` at 80×24 and 200×50 on the large topology: the problems line names
+/// the failing destinations at once; scrolling reaches every destination,
+/// source and route; no number is cut (each queue reads `n/10000`).
+#[test]
+fn top_at_a_large_topology_fits_the_terminal_and_scrolls_to_everything() {
+    let s = Sluice::start(&large_topology());
+    for (w, h) in [(80, 24), (200, 50)] {
+        let name = format!("sluice-top-large-{}-{w}", std::process::id());
+        let tmux = Tmux::start_sized(
+            &name,
+            &format!("{BIN} top --api {} --interval 300ms", s.api),
+            w,
+            h,
+        );
+        wait_until(
+            "top names the failing destinations",
+            Duration::from_secs(30),
+            || {
+                let screen = tmux.screen();
+                screen.lines().any(|l| l.contains("failing: dead0, dead1"))
+            },
+        );
+        // Page down, keeping every screen, until the footer says the end.
+        let footer = |screen: &str| {
+            screen
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_string()
+        };
+        let at_end = |f: &str| {
+            let nums: Vec<usize> = f
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            !f.contains("lines ") || (nums.len() >= 3 && nums[1] == nums[2])
+        };
+        let mut seen = String::new();
+        for _ in 0..40 {
+            let screen = tmux.screen();
+            for line in screen.lines() {
+                assert!(line.chars().count() <= w, "wider than {w}: {line:?}");
+            }
+            seen.push_str(&screen);
+            let f = footer(&screen);
+            if at_end(&f) {
+                break;
+            }
+            tmux.keys("PageDown");
+            wait_until("top scrolls", Duration::from_secs(10), || {
+                footer(&tmux.screen()) != f
+            });
+        }
+        for i in 0..18 {
+            let id = format!("dest{i:02}");
+            let line = seen
+                .lines()
+                .find(|l| l.starts_with(&format!("{id} ")))
+                .unwrap_or_else(|| panic!("{id} never shown at {w}x{h}:\n{seen}"));
+            assert!(
+                line.contains("/10000"),
+                "{id}'s queue is cut at {w}x{h}: {line:?}"
+            );
+        }
+        for id in ["gen0", "tcp9", "route00", "route29", "router4"] {
+            assert!(
+                seen.lines().any(|l| l.starts_with(&format!("{id} "))),
+                "{id} never shown at {w}x{h}"
+            );
+        }
+        tmux.keys("q");
+        wait_until("top exits on q", Duration::from_secs(10), || !tmux.alive());
+    }
 }

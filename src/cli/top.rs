@@ -2,19 +2,19 @@
 //! `/api/v1/status` every interval: each source's, route's and
 //! destination's events per second, queue depth, persistent queue,
 //! backpressure, drops and endpoints down. Plain ANSI through crossterm,
-//! so it works over SSH; `q`, Esc or Ctrl-C quit and restore the terminal.
+//! so it works over SSH; `q`, Esc or Ctrl-C quit and restore the terminal,
+//! the arrows, PgUp/PgDn, Home/End (and j/k) scroll. The layout is `view`.
+
+mod view;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-use ratatui::layout::{Constraint, Layout};
-use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::Line;
-use ratatui::widgets::{Block, Paragraph, Row, Table};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use view::Key;
 
 use super::ApiClient;
 
@@ -48,7 +48,7 @@ fn percent(v: &Value) -> String {
 }
 
 /// Keys from a thread that polls the terminal (crossterm reads block).
-fn read_keys() -> mpsc::UnboundedReceiver<()> {
+fn read_keys() -> mpsc::UnboundedReceiver<Key> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         loop {
@@ -63,13 +63,21 @@ fn read_keys() -> mpsc::UnboundedReceiver<()> {
             let Ok(Event::Key(k)) = event::read() else {
                 continue;
             };
-            let quit = k.kind == KeyEventKind::Press
-                && (matches!(
-                    k.code,
-                    KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc
-                ) || (k.code == KeyCode::Char('c')
-                    && k.modifiers.contains(KeyModifiers::CONTROL)));
-            if quit && tx.send(()).is_err() {
+            if k.kind != KeyEventKind::Press {
+                continue;
+            }
+            let key = match k.code {
+                KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc => Key::Quit,
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => Key::Quit,
+                KeyCode::Up | KeyCode::Char('k') => Key::Up,
+                KeyCode::Down | KeyCode::Char('j') => Key::Down,
+                KeyCode::PageUp | KeyCode::Char('b') => Key::PageUp,
+                KeyCode::PageDown | KeyCode::Char(' ') => Key::PageDown,
+                KeyCode::Home | KeyCode::Char('g') => Key::Home,
+                KeyCode::End | KeyCode::Char('G') => Key::End,
+                _ => continue,
+            };
+            if tx.send(key).is_err() {
                 return;
             }
         }
@@ -82,18 +90,28 @@ async fn dashboard(
     client: &ApiClient,
     first: Value,
     every: Duration,
-    mut quit: mpsc::UnboundedReceiver<()>,
+    mut keys: mpsc::UnboundedReceiver<Key>,
 ) -> anyhow::Result<()> {
     let mut rates = Rates::default();
     rates.update(&first);
     let mut status = first;
     let mut error: Option<String> = None;
+    let mut scroll = view::Scroll::default();
+    let mut next = tokio::time::Instant::now() + every;
     loop {
-        terminal.draw(|f| draw(f, &status, &rates, error.as_deref()))?;
+        terminal.draw(|f| view::draw(f, &status, &rates, error.as_deref(), &mut scroll))?;
         tokio::select! {
-            _ = quit.recv() => return Ok(()),
-            _ = tokio::time::sleep(every) => {}
+            key = keys.recv() => match key {
+                None | Some(Key::Quit) => return Ok(()),
+                // Redrawn at once, without waiting for the next answer.
+                Some(k) => {
+                    scroll.apply(k);
+                    continue;
+                }
+            },
+            _ = tokio::time::sleep_until(next) => {}
         }
+        next = tokio::time::Instant::now() + every;
         match fetch(client).await {
             Ok(s) => {
                 rates.update(&s);
@@ -178,277 +196,4 @@ fn human(n: f64) -> String {
     } else {
         format!("{n:.0}")
     }
-}
-
-fn draw(f: &mut ratatui::Frame, s: &Value, rates: &Rates, error: Option<&str>) {
-    let sources = list(s, "sources");
-    let routes = list(s, "routes");
-    let dests = list(s, "destinations");
-    let routers = list(s, "output_routers");
-    let pipelines = list(s, "pipelines");
-    // No panel at all for a config without pipelines.
-    let pipes_height = if pipelines.is_empty() {
-        0
-    } else {
-        pipelines.len() as u16 + 3
-    };
-    let [head, src, rts, pipes, dst, foot] = Layout::vertical([
-        Constraint::Length(2),
-        Constraint::Length(sources.len() as u16 + 3),
-        Constraint::Length(routes.len() as u16 + 3),
-        Constraint::Length(pipes_height),
-        Constraint::Min(dests.len().max(1) as u16 + routers.len() as u16 + 3),
-        Constraint::Length(1),
-    ])
-    .areas(f.area());
-
-    let reload = &s["config"]["last_reload"];
-    let reload = if reload.is_null() {
-        String::new()
-    } else {
-        format!(
-            "   last reload: {}",
-            reload["result"].as_str().unwrap_or("?")
-        )
-    };
-    let header = format!(
-        "sluice {}   {}   up {}   config v{} ({}){reload}",
-        s["version"].as_str().unwrap_or("?"),
-        s["state"].as_str().unwrap_or("?"),
-        humantime::format_duration(Duration::from_secs(
-            s["uptime_seconds"].as_f64().unwrap_or(0.0) as u64
-        )),
-        s["config"]["version"],
-        s["config"]["file"].as_str().unwrap_or("?"),
-    );
-    let mut head_lines = vec![Line::styled(
-        header,
-        Style::new().add_modifier(Modifier::BOLD),
-    )];
-    if let Some(e) = error {
-        head_lines.push(Line::styled(
-            format!("API unreachable: {e} (showing the last answer)"),
-            Style::new().fg(Color::Red),
-        ));
-    }
-    f.render_widget(Paragraph::new(head_lines), head);
-
-    let bold = Style::new().add_modifier(Modifier::BOLD);
-    let rows = sources.iter().map(|x| {
-        let id = x["id"].as_str().unwrap_or("");
-        let rejected = total(&x["rejected"]);
-        Row::new(vec![
-            id.to_string(),
-            x["type"].as_str().unwrap_or("").to_string(),
-            rates.get(&format!("s/{id}")),
-            x["events"].to_string(),
-            rejected.to_string(),
-            x["state"].as_str().unwrap_or("").to_string(),
-        ])
-    });
-    f.render_widget(
-        Table::new(rows, [16, 10, 10, 14, 10, 10].map(Constraint::Length))
-            .header(
-                Row::new(["SOURCE", "TYPE", "EVENTS/S", "EVENTS", "REJECTED", "STATE"]).style(bold),
-            )
-            .block(Block::bordered().title(" sources ")),
-        src,
-    );
-
-    let rows = routes.iter().map(|x| {
-        let name = x["name"].as_str().unwrap_or("");
-        Row::new(vec![
-            name.to_string(),
-            x["destination"].as_str().unwrap_or("").to_string(),
-            rates.get(&format!("r/{name}")),
-            x["events"].to_string(),
-            x["filter"].as_str().unwrap_or("").to_string(),
-        ])
-    });
-    f.render_widget(
-        Table::new(
-            rows,
-            [
-                Constraint::Length(16),
-                Constraint::Length(16),
-                Constraint::Length(10),
-                Constraint::Length(14),
-                Constraint::Min(10),
-            ],
-        )
-        .header(Row::new(["ROUTE", "DESTINATION", "EVENTS/S", "EVENTS", "FILTER"]).style(bold))
-        .block(Block::bordered().title(" routes ")),
-        rts,
-    );
-
-    if !pipelines.is_empty() {
-        let rows = pipelines.iter().map(|x| {
-            let name = x["name"].as_str().unwrap_or("");
-            let errors: u64 = list(x, "functions")
-                .iter()
-                .filter_map(|f| f["errors"].as_u64())
-                .sum();
-            // Each function's reduction, in order: where the volume goes.
-            let by_function: Vec<String> = list(x, "functions")
-                .iter()
-                .filter_map(|f| {
-                    Some(format!(
-                        "{} {}",
-                        f["name"].as_str()?,
-                        percent(&f["reduction"])
-                    ))
-                })
-                .collect();
-            Row::new(vec![
-                name.to_string(),
-                rates.get(&format!("p/{name}")),
-                x["received"].to_string(),
-                x["sent"].to_string(),
-                x["dropped"].to_string(),
-                x["emitted"].to_string(),
-                errors.to_string(),
-                percent(&x["reduction"]),
-                by_function.join("  "),
-            ])
-        });
-        let widths = [16, 10, 14, 14, 12, 12, 10, 10].map(Constraint::Length);
-        f.render_widget(
-            Table::new(rows, widths.into_iter().chain([Constraint::Min(10)]))
-                .header(
-                    Row::new([
-                        "PIPELINE",
-                        "EVENTS/S",
-                        "RECEIVED",
-                        "SENT",
-                        "DROPPED",
-                        "EMITTED",
-                        "ERRORS",
-                        "REDUCED",
-                        "BY FUNCTION",
-                    ])
-                    .style(bold),
-                )
-                .block(Block::bordered().title(" pipelines ")),
-            pipes,
-        );
-    }
-
-    let mut rows: Vec<Row> = dests
-        .iter()
-        .map(|x| {
-            let id = x["id"].as_str().unwrap_or("");
-            let state = x["state"].as_str().unwrap_or("");
-            let pq = &x["persistent_queue"];
-            let disk = if pq.is_null() {
-                "-".to_string()
-            } else {
-                format!(
-                    "{}{}",
-                    pq["events"],
-                    if pq["engaged"] == true {
-                        " (engaged)"
-                    } else {
-                        ""
-                    }
-                )
-            };
-            let down: Vec<&str> = x["endpoints"]
-                .as_array()
-                .map(|e| {
-                    e.iter()
-                        .filter(|e| e["up"] == false)
-                        .filter_map(|e| e["name"].as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let drops: Vec<String> = x["dropped"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let style = match state {
-                "ok" => Style::new(),
-                "backpressure" => Style::new().fg(Color::Yellow),
-                _ => Style::new().fg(Color::Red),
-            };
-            Row::new(vec![
-                id.to_string(),
-                x["type"].as_str().unwrap_or("").to_string(),
-                x["policy"].as_str().unwrap_or("").to_string(),
-                state.to_string(),
-                rates.get(&format!("in/{id}")),
-                rates.get(&format!("out/{id}")),
-                format!("{}/{}", x["queued"], x["capacity"]),
-                disk,
-                if drops.is_empty() {
-                    "0".into()
-                } else {
-                    drops.join(" ")
-                },
-                if down.is_empty() {
-                    "-".into()
-                } else {
-                    down.join(",")
-                },
-            ])
-            .style(style)
-        })
-        .collect();
-    rows.extend(routers.iter().map(|x| {
-        let id = x["id"].as_str().unwrap_or("");
-        Row::new(vec![
-            id.to_string(),
-            "router".into(),
-            "-".into(),
-            "ok".into(),
-            rates.get(&format!("in/{id}")),
-            rates.get(&format!("out/{id}")),
-            "-".into(),
-            "-".into(),
-            total(&x["dropped"]).to_string(),
-            "-".into(),
-        ])
-    }));
-    f.render_widget(
-        Table::new(
-            rows,
-            [
-                Constraint::Length(16),
-                Constraint::Length(9),
-                Constraint::Length(14),
-                Constraint::Length(13),
-                Constraint::Length(9),
-                Constraint::Length(9),
-                Constraint::Length(13),
-                Constraint::Length(14),
-                Constraint::Min(10),
-                Constraint::Length(20),
-            ],
-        )
-        .header(
-            Row::new([
-                "DESTINATION",
-                "TYPE",
-                "POLICY",
-                "STATE",
-                "IN/S",
-                "OUT/S",
-                "QUEUE",
-                "DISK",
-                "DROPPED",
-                "DOWN",
-            ])
-            .style(bold),
-        )
-        .block(Block::bordered().title(" destinations ")),
-        dst,
-    );
-    f.render_widget(
-        Paragraph::new("q quit").style(Style::new().add_modifier(Modifier::DIM)),
-        foot,
-    );
 }

@@ -1,16 +1,17 @@
 //! A failing destination's cause, logged once when it starts (and again
-//! when it changes) and once when it clears, not per request: the AWS and
-//! Google destinations retry setting problems (bad credentials, a missing
-//! queue or topic) as backpressure, and a log line per retry would bury
-//! the cause.
+//! when it changes) and once when it clears with how many attempts failed,
+//! not per request: the AWS and Google destinations retry setting problems
+//! (bad credentials, a missing queue or topic) as backpressure, and a log
+//! line per retry would bury the cause.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Only the failure path takes the lock.
 #[derive(Default)]
 pub struct CauseLog {
     failing: AtomicBool,
+    failures: AtomicU64,
     cause: Mutex<String>,
 }
 
@@ -26,13 +27,15 @@ impl CauseLog {
             );
             *last = cause.to_string();
         }
+        self.failures.fetch_add(1, Ordering::Relaxed);
         self.failing.store(true, Ordering::Release);
     }
 
     pub fn ok(&self, what: &str) {
         if self.failing.swap(false, Ordering::AcqRel) {
             let mut last = self.cause.lock().unwrap_or_else(|e| e.into_inner());
-            tracing::info!(destination = what, cause = %last, "requests succeed again");
+            let failures = self.failures.swap(0, Ordering::Relaxed);
+            tracing::info!(destination = what, cause = %last, failures, "requests succeed again");
             last.clear();
         }
     }
@@ -61,7 +64,9 @@ mod tests {
         l.failing("q", "AccessDenied", "x");
         l.failing("q", "AccessDenied", "x");
         assert!(l.failing.load(Ordering::Acquire));
+        assert_eq!(l.failures.load(Ordering::Relaxed), 2);
         l.ok("q");
+        assert_eq!(l.failures.load(Ordering::Relaxed), 0);
         assert!(!l.failing.load(Ordering::Acquire));
         assert!(l.cause.lock().unwrap().is_empty());
     }
