@@ -179,13 +179,13 @@ fn sections(s: &Value, rates: &Rates, width: usize) -> Vec<Line<'static>> {
             .to_string()
     };
     t.text("DESTINATION", 0, rows, id_of);
-    t.column("TYPE", 3, rows, |i| {
+    t.text("TYPE", 3, rows, |i| {
         d(i).map_or("router".into(), |x| str_of(&x["type"]))
     });
-    t.column("POLICY", 5, rows, |i| {
+    t.text("POLICY", 5, rows, |i| {
         d(i).map_or("-".into(), |x| str_of(&x["policy"]))
     });
-    t.column("STATE", 0, rows, |i| {
+    t.text("STATE", 0, rows, |i| {
         d(i).map_or("ok".into(), |x| str_of(&x["state"]))
     });
     t.number("IN/S", 1, rows, |i| rates.get(&format!("in/{}", id_of(i))));
@@ -255,7 +255,7 @@ fn sections(s: &Value, rates: &Rates, width: usize) -> Vec<Line<'static>> {
     let n = sources.len();
     let mut t = Table::new(width);
     t.text("SOURCE", 0, n, |i| str_of(&sources[i]["id"]));
-    t.column("TYPE", 3, n, |i| str_of(&sources[i]["type"]));
+    t.text("TYPE", 3, n, |i| str_of(&sources[i]["type"]));
     t.number("EVENTS/S", 1, n, |i| {
         rates.get(&format!("s/{}", sources[i]["id"].as_str().unwrap_or("")))
     });
@@ -263,7 +263,7 @@ fn sections(s: &Value, rates: &Rates, width: usize) -> Vec<Line<'static>> {
     t.number("REJECTED", 2, n, |i| {
         total(&sources[i]["rejected"]).to_string()
     });
-    t.column("STATE", 1, n, |i| str_of(&sources[i]["state"]));
+    t.text("STATE", 1, n, |i| str_of(&sources[i]["state"]));
     out.extend(t.render("sources", n, vec![Style::new(); n]));
 
     let pipelines = list(s, "pipelines");
@@ -357,16 +357,6 @@ impl Table {
         }
     }
 
-    fn column(
-        &mut self,
-        header: &'static str,
-        priority: u8,
-        rows: usize,
-        cell: impl Fn(usize) -> String,
-    ) {
-        self.push(header, priority, rows, cell, false);
-    }
-
     fn number(
         &mut self,
         header: &'static str,
@@ -377,7 +367,7 @@ impl Table {
         self.push(header, priority, rows, cell, true);
     }
 
-    /// Free text that may be shortened (ids, filters, lists).
+    /// Text that may be shortened (ids, types, filters, lists).
     fn text(
         &mut self,
         header: &'static str,
@@ -537,7 +527,7 @@ mod tests {
             t.text("DESTINATION", 0, 2, |i| {
                 format!("a-rather-long-destination-id-{i}")
             });
-            t.column("STATE", 0, 2, |_| "backpressure".into());
+            t.text("STATE", 0, 2, |_| "backpressure".into());
             t.number("QUEUE", 2, 2, |i| cells[i].to_string());
             t.text("DOWN", 4, 2, |_| "http://10.0.0.1:8080/ingest".into());
             text(&t.render("destinations", 2, vec![Style::new(); 2]))
