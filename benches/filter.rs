@@ -77,6 +77,18 @@ fn cases() -> Vec<(String, Case)> {
         }),
     ));
     out.push((
+        "baseline/is_json".into(),
+        Box::new(|| {
+            black_box(sluice::sources::decoding::is_json(black_box(EVENT)));
+        }),
+    ));
+    out.push((
+        "baseline/sonic_rs_validate".into(),
+        Box::new(|| {
+            black_box(sonic_rs::from_slice::<serde::de::IgnoredAny>(black_box(EVENT)).is_ok());
+        }),
+    ));
+    out.push((
         "baseline/sonic_rs_get_x3".into(),
         Box::new(|| {
             let e = black_box(EVENT);
