@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -21,19 +20,8 @@ fn sluice(args: &[&str], pki: &common::tls::Pki) -> Output {
 
 /// `dot -Tplain` of a DOT text: its `node` and `edge` lines.
 fn render(dot_text: &str) -> String {
-    let mut dot = Command::new("dot")
-        .arg("-Tplain")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let out = common::run_with_stdin(Command::new("dot").arg("-Tplain"), dot_text.as_bytes())
         .expect("dot (Debian graphviz; scripts/peers install) runs");
-    dot.stdin
-        .take()
-        .expect("stdin")
-        .write_all(dot_text.as_bytes())
-        .expect("feed dot");
-    let out = dot.wait_with_output().expect("dot ends");
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "dot refused the graph: {}\n{dot_text}",
@@ -178,21 +166,12 @@ fn completions_load_in_their_shells() {
             assert!(script.contains(sub), "{shell} completion lacks {sub}");
         }
         // zsh may be absent (not a peer sluice needs); bash is always here.
-        let Ok(mut sh) = Command::new(check[0])
-            .arg(check[1])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let Ok(done) =
+            common::run_with_stdin(Command::new(check[0]).arg(check[1]), script.as_bytes())
         else {
             assert_ne!(shell, "bash", "bash must be present");
             continue;
         };
-        sh.stdin
-            .take()
-            .expect("stdin")
-            .write_all(script.as_bytes())
-            .expect("feed the shell");
-        let done = sh.wait_with_output().expect("shell ends");
         assert!(
             done.status.success(),
             "{shell} -n: {}",

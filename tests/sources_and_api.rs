@@ -231,7 +231,6 @@ destinations:
 /// asking for OpenMetrics gets OpenMetrics.
 #[test]
 fn metrics_pass_promtool_and_negotiate_openmetrics() {
-    use std::io::Write;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().display();
     let s = common::Sluice::start(&format!(
@@ -289,20 +288,11 @@ destinations:
         )),
         "{text}"
     );
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian prometheus; scripts/peers install) runs");
-    promtool
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let out = promtool.wait_with_output().expect("promtool ends");
+    let out = common::run_with_stdin(
+        std::process::Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+    )
+    .expect("promtool (Debian prometheus; scripts/peers install) runs");
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
         "promtool check metrics: {}{}",

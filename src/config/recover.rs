@@ -82,42 +82,41 @@ impl Recovery {
 
     /// Blank the component whose `type` is at `loc` (an unknown type).
     pub fn cut_component(&mut self, loc: Loc) {
-        self.cut_at(loc, "missing field");
+        if let Some(line) = self.uncut_line(loc) {
+            self.cut_mapping_of(line);
+        }
     }
 
     /// Blank the entry that failed at `loc` so parsing can go on.
     pub fn cut_at(&mut self, loc: Loc, message: &str) -> Cut {
-        let Some(line) = usize::try_from(loc.line)
-            .ok()
-            .and_then(|l| l.checked_sub(1))
-        else {
+        let Some(line) = self.uncut_line(loc) else {
             return Cut::Nothing;
         };
-        if self.was_cut(loc.line) || line >= self.lines.len() {
-            return Cut::Nothing;
-        }
-        // A missing field is the fault of the mapping that lacks it — and
-        // only an echo if an entry of that mapping was blanked before (the
-        // field was there, with a bad value).
+        // A missing field is the fault of the mapping that lacks it.
         if message.contains("missing field") {
-            let parent = self.parent_of(line);
-            let end = self.block_end(parent, entry_start(&self.lines[parent]));
-            let echo = (parent..end).any(|l| self.was_cut(l as u64 + 1));
-            return match (self.cut_entry(parent), echo) {
-                (false, _) => Cut::Nothing,
-                (true, true) => Cut::Echo,
-                (true, false) => Cut::Done,
-            };
+            return self.cut_mapping_of(line);
         }
         // A key whose whole block was blanked is left with no value.
         let end = self.block_end(line, entry_start(&self.lines[line]));
         let emptied = end > line + 1
             && (line + 1..end).all(|l| is_blank(&self.lines[l]) || self.was_cut(l as u64 + 1));
-        match (self.cut_entry(line), emptied) {
-            (false, _) => Cut::Nothing,
-            (true, true) => Cut::Echo,
-            (true, false) => Cut::Done,
-        }
+        outcome(self.cut_entry(line), emptied)
+    }
+
+    /// `loc`'s 0-based line, if it is in the text and not blanked yet.
+    fn uncut_line(&self, loc: Loc) -> Option<usize> {
+        let line = usize::try_from(loc.line).ok()?.checked_sub(1)?;
+        (line < self.lines.len() && !self.was_cut(loc.line)).then_some(line)
+    }
+
+    /// Blank the mapping holding line `line`'s entry: an echo if an entry
+    /// of it was blanked before (a field "missing" because its bad value
+    /// was blanked).
+    fn cut_mapping_of(&mut self, line: usize) -> Cut {
+        let parent = self.parent_of(line);
+        let end = self.block_end(parent, entry_start(&self.lines[parent]));
+        let echo = (parent..end).any(|l| self.was_cut(l as u64 + 1));
+        outcome(self.cut_entry(parent), echo)
     }
 
     /// The line of the mapping that holds line `line`'s entry: the same
@@ -194,6 +193,14 @@ impl Recovery {
             end -= 1;
         }
         end
+    }
+}
+
+fn outcome(cut: bool, echo: bool) -> Cut {
+    match (cut, echo) {
+        (false, _) => Cut::Nothing,
+        (true, true) => Cut::Echo,
+        (true, false) => Cut::Done,
     }
 }
 

@@ -277,6 +277,23 @@ impl Drop for Sluice {
 }
 
 /// A minimal blocking HTTP/1.1 GET (keeps the harness free of async).
+/// Run `cmd` with `input` on its stdin; its output (stdout and stderr
+/// captured). `Err` if it cannot be started.
+pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> std::io::Result<std::process::Output> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input)?;
+    child.wait_with_output()
+}
+
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     http_request(addr, "GET", path, &[], "").1
 }
