@@ -53,6 +53,35 @@ impl Event {
     }
 }
 
+/// Who sent a batch's events, as far as order goes: one TCP connection, one
+/// UDP peer, one Kafka partition, one HTTP client connection, one file.
+/// Destinations keep one sender's events in order (`ordering: auto`), so
+/// the driver never has two of its requests in flight at once; different
+/// senders spread across the in-flight slots. A hash, so a batch carries
+/// eight bytes, not an address; two senders sharing a hash only keep each
+/// other's order too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Sender(pub u64);
+
+impl Sender {
+    /// Unknown (what a pipeline's aggregate releases): no order is kept
+    /// for it.
+    pub const NONE: Sender = Sender(0);
+
+    /// The sender identified by `key` within `source` (a peer address, a
+    /// partition, a path).
+    pub fn of(source: &str, key: impl std::hash::Hash) -> Sender {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one((source, key));
+        // 0 means "unknown".
+        Sender(h.max(1))
+    }
+
+    pub fn is_known(self) -> bool {
+        self != Sender::NONE
+    }
+}
+
 /// The unit that moves between stages: sources hand batches to the router, lanes
 /// carry them, metrics are incremented once per batch.
 #[derive(Debug, Default)]
@@ -64,6 +93,7 @@ pub struct Batch {
     pub ack: Option<Ack>,
     /// Read back from the destination's persistent queue (already on disk).
     pub persisted: bool,
+    pub sender: Sender,
 }
 
 impl Batch {
@@ -72,6 +102,7 @@ impl Batch {
             events,
             ack: None,
             persisted: false,
+            sender: Sender::NONE,
         }
     }
 
@@ -80,7 +111,13 @@ impl Batch {
             events,
             ack,
             persisted: false,
+            sender: Sender::NONE,
         }
+    }
+
+    pub fn from(mut self, sender: Sender) -> Self {
+        self.sender = sender;
+        self
     }
 
     pub fn len(&self) -> usize {

@@ -23,6 +23,11 @@ use tracing::Instrument;
 use crate::listener::Incoming;
 use crate::metrics::{RejectReason, SourceMetrics};
 
+/// The client's address, in every request's extensions: sources key the
+/// order they keep on it (`SourceContext::sender_for`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// How long a client has to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,9 +45,9 @@ pub async fn serve(
             _ = stop.cancelled() => break,
             c = incoming.next() => c,
         };
-        let Some((conn, _peer)) = next else { break };
+        let Some((conn, peer)) = next else { break };
         let activity = conn.activity();
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(Peer(peer))));
         let stop = stop.clone();
         let rejects = rejects.clone();
         connections.spawn(

@@ -344,10 +344,10 @@ impl Router {
                     .map(|r| if r.tap.is_active() { r.tap.budget() } else { 0 })
                     .collect()
             });
-        let ack = batch.ack;
+        let (ack, sender) = (batch.ack, batch.sender);
         let mut push = |dest: usize, e: Event| {
             out[dest]
-                .get_or_insert_with(|| Batch::with_ack(Vec::new(), ack.clone()))
+                .get_or_insert_with(|| Batch::with_ack(Vec::new(), ack.clone()).from(sender))
                 .events
                 .push(e);
         };

@@ -85,21 +85,23 @@ fn sqs_messages_arrive_in_batches_with_attributes_and_an_oversize_event_alone_is
     );
 }
 
-/// A FIFO queue keeps each group's order; the group comes from a field,
-/// and the deduplication id is the body's hash unless a field gives it.
+/// A FIFO queue keeps each group's order with the default settings (ten
+/// requests in flight, small batches holding several groups): a group's
+/// requests never overlap. The group comes from a field, and the
+/// deduplication id is the body's hash unless a field gives it.
 #[test]
 fn sqs_fifo_keeps_the_order_of_each_group() {
     let moto = AwsPeer::moto();
     let url = create_queue(&moto, "ordered.fifo");
     let s = Sluice::start(&pipeline(&format!(
-        r#"{{ type: sqs, queue_url: "{url}", {}, message_group_id: '{{{{ host }}}}', deduplication_id_field: id, batch: {{ timeout: 20ms }}, request: {{ concurrency: 1 }} }}"#,
+        r#"{{ type: sqs, queue_url: "{url}", {}, message_group_id: '{{{{ host }}}}', deduplication_id_field: id, batch: {{ max_events: 4, timeout: 20ms }} }}"#,
         moto.keys()
     )));
-    let n = 60u64;
+    let n = 300u64;
     send_lines(
         &s,
         "in",
-        (0..n).map(|i| format!(r#"{{"seq":{i},"host":"h{}","id":"m{i}"}}"#, i % 2)),
+        (0..n).map(|i| format!(r#"{{"seq":{i},"host":"h{}","id":"m{i}"}}"#, i % 5)),
     );
     let got = receive(&moto, &url, WAIT, |m| m.len() as u64 >= n);
     let mut by_group: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -109,9 +111,9 @@ fn sqs_fifo_keeps_the_order_of_each_group() {
             .or_default()
             .push(seq(m.body.as_bytes()));
     }
-    assert_eq!(by_group.len(), 2, "{by_group:?}");
+    assert_eq!(by_group.len(), 5, "{by_group:?}");
     for (g, seqs) in &by_group {
-        let want: Vec<u64> = (0..n).filter(|i| format!("h{}", i % 2) == *g).collect();
+        let want: Vec<u64> = (0..n).filter(|i| format!("h{}", i % 5) == *g).collect();
         assert_eq!(seqs, &want, "group {g} out of order");
     }
 }
@@ -428,15 +430,12 @@ fn kinesis_throttled_records_are_retried_alone() {
     );
 }
 
-/// `ordering: per_key` under the same throttling: every record once, each
-/// key's records in the order they were sent.
+/// `ordering: per_key` under the same throttling, with the default
+/// requests in flight: every record once, each key's records in the order
+/// they were sent.
 #[test]
 fn kinesis_per_key_ordering_holds_through_throttling() {
-    let (got, m, hot) = throttled_kinesis(
-        "ordered",
-        ", ordering: per_key, request: { concurrency: 1 }",
-        200,
-    );
+    let (got, m, hot) = throttled_kinesis("ordered", ", ordering: per_key", 200);
     assert_eq!(
         keys_out_of_order(&got),
         Vec::<String>::new(),
@@ -448,15 +447,24 @@ fn kinesis_per_key_ordering_holds_through_throttling() {
     assert!(m.dest("sluice_destination_throttled_total", "ordered") > 0);
 }
 
-/// `ordering: per_key` with requests in parallel is refused at its line.
+/// `ordering: per_key` without keys, or with the driver's ordering off,
+/// is refused at its line.
 #[test]
-fn kinesis_per_key_ordering_needs_one_request_at_a_time() {
+fn kinesis_per_key_ordering_needs_keys_and_the_drivers_ordering() {
     let err = refused(
         "perkey.yaml",
         "{ type: kinesis, stream: s, region: us-east-1, ordering: per_key }",
     );
     assert!(
-        err.contains("perkey.yaml:7:") && err.contains("concurrency: 1"),
+        err.contains("perkey.yaml:7:") && err.contains("needs partition_key_field"),
+        "{err}"
+    );
+    let err = refused(
+        "perkey.yaml",
+        "{ type: kinesis, stream: s, region: us-east-1, partition_key_field: k, ordering: per_key, request: { ordering: none } }",
+    );
+    assert!(
+        err.contains("perkey.yaml:7:") && err.contains("request.ordering"),
         "{err}"
     );
 }

@@ -57,7 +57,7 @@ fn events_arrive_with_attributes_and_ordering_keys_in_order() {
     let emulator = Emulator::start();
     emulator.topic("logs", true);
     let s = Sluice::start(&pipeline(&format!(
-        "{{ type: pubsub, project: {PROJECT}, topic: logs, endpoint: \"{}\", attributes: {{ host: host, seq: seq }}, ordering_key_field: host, request: {{ concurrency: 1 }}, batch: {{ max_events: 50, timeout: 20ms }} }}",
+        "{{ type: pubsub, project: {PROJECT}, topic: logs, endpoint: \"{}\", attributes: {{ host: host, seq: seq }}, ordering_key_field: host, batch: {{ max_events: 50, timeout: 20ms }} }}",
         emulator.endpoint()
     )));
     let n = 600u64;
@@ -289,11 +289,10 @@ fn refused(name: &str, dest: &str) -> String {
 fn bad_pubsub_settings_are_refused_at_their_line() {
     let e = refused(
         "order.yaml",
-        "{ type: pubsub, project: p, topic: logs, ordering_key_field: host }",
+        "{ type: pubsub, project: p, topic: logs, ordering_key_field: host, request: { ordering: none } }",
     );
     assert!(
-        e.contains("order.yaml:8:")
-            && e.contains("ordering_key_field needs `request: { concurrency: 1 }`"),
+        e.contains("order.yaml:8:") && e.contains("ordering_key_field needs the driver's ordering"),
         "{e}"
     );
     let e = refused("topic.yaml", "{ type: pubsub, project: p, topic: goog-x }");

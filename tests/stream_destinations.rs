@@ -804,3 +804,55 @@ async fn tls_to_a_receiver_with_a_private_ca() {
     assert_eq!(got, (0..500).collect::<Vec<_>>());
     running.shutdown().await;
 }
+
+/// Several clients at once through a TCP destination with its default
+/// settings, and with eight connections: each client's lines reach the
+/// receiver in the order it sent them (one sender's batches stay on one
+/// connection, one at a time), and every line arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_clients_lines_arrive_in_order() {
+    for extra in ["", "    request: { concurrency: 8 }"] {
+        let rx = TcpReceiver::start(Mode::Lines).await;
+        let running = common::topology(&tcp_config(
+            &format!("[{{address: \"{}\"}}]", rx.address()),
+            extra,
+        ))
+        .await;
+        let src = running.source_addr("in").unwrap();
+        let (clients, per) = (4u64, 5_000u64);
+        let feeders: Vec<_> = (0..clients)
+            .map(|c| {
+                tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::connect(src).await.unwrap();
+                    for chunk in (0..per).step_by(250) {
+                        let lines: String = (chunk..chunk + 250)
+                            .map(|i| format!("{{\"c\":{c},\"seq\":{i}}}\n"))
+                            .collect();
+                        s.write_all(lines.as_bytes()).await.unwrap();
+                    }
+                    s.shutdown().await.unwrap();
+                })
+            })
+            .collect();
+        for f in feeders {
+            f.await.unwrap();
+        }
+        wait_until_async("every line read", Duration::from_secs(60), || {
+            rx.events().len() as u64 == clients * per
+        })
+        .await;
+        let mut by_client: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+        for e in rx.events() {
+            let v: Value = serde_json::from_str(&e).unwrap();
+            by_client
+                .entry(v["c"].as_u64().unwrap())
+                .or_default()
+                .push(v["seq"].as_u64().unwrap());
+        }
+        for (c, got) in &by_client {
+            let first_gap = got.iter().enumerate().find(|(i, q)| **q != *i as u64);
+            assert_eq!(first_gap, None, "client {c} out of order ({extra:?})");
+        }
+        running.shutdown().await;
+    }
+}

@@ -99,6 +99,7 @@ impl Destination for Console {
         let skipped = self.encoder.encode_batch(events, &mut out);
         let n = out.len();
         Encoded {
+            keys: None,
             request: out,
             bytes: n,
             skipped: unencodable(skipped),

@@ -204,6 +204,7 @@ impl Destination for FileDestination {
         let skipped = self.encoder.encode_batch(events, &mut out);
         let n = out.len();
         Encoded {
+            keys: None,
             request: Arc::new(out),
             bytes: n,
             skipped: unencodable(skipped),

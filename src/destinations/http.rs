@@ -447,6 +447,7 @@ impl Destination for HttpDestination {
             Ok((body, skipped)) => {
                 let n = body.bytes.len();
                 Encoded {
+                    keys: None,
                     request: HttpRequest { body, first },
                     bytes: n,
                     skipped: unencodable(skipped),
@@ -456,6 +457,7 @@ impl Destination for HttpDestination {
             // Compressing into memory does not fail; if it ever did, the
             // events are counted rather than lost silently.
             Err(_) => Encoded {
+                keys: None,
                 request: HttpRequest {
                     body: Body {
                         bytes: bytes::Bytes::new(),

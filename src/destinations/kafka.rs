@@ -37,7 +37,7 @@ use crate::destinations::kind::STREAM_ENCODINGS;
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
 use crate::driver::{
     Compression, Concurrency, DeliveryDefaults, Destination, Encoded, Encoder, Outcome,
-    RecordOutcome, Rejection,
+    RecordOutcome, Rejection, key_bit,
 };
 use crate::event::Event;
 use crate::kafka::{Connection, KafkaTls, OptionValue, Sasl};
@@ -477,6 +477,7 @@ impl Destination for KafkaDestination {
         if let Some(t) = fixed {
             topics.push(t.to_string());
         }
+        let mut keys = 0u64;
         for (i, e) in events.iter().enumerate() {
             self.reader.locate(e, &mut scratch);
             let topic = match fixed {
@@ -505,6 +506,7 @@ impl Destination for KafkaDestination {
             let start = buf.len();
             let key = self.key.and_then(|k| {
                 let text = self.reader.text(e, &scratch, k)?;
+                keys |= key_bit(&text);
                 let s = buf.len();
                 buf.extend_from_slice(&text);
                 Some(range(s, buf.len()))
@@ -537,6 +539,8 @@ impl Destination for KafkaDestination {
             });
         }
         Encoded {
+            // A key's records go to one partition, which keeps their order.
+            keys: self.key.is_some().then_some(keys),
             bytes: buf.len(),
             request: KafkaRequest {
                 buf,

@@ -5,8 +5,11 @@
 //! are retried, as throttled, so the destination backs off; Vector's sink
 //! lost them silently for years (vector#359, #16954).
 //!
-//! `ordering: per_key` ([`per_key`]) keeps each partition key's records in
-//! order through failures, at the cost of more, smaller calls.
+//! With `partition_key_field`, the driver never has two requests holding
+//! one key in flight (`request.ordering: auto`), at any concurrency;
+//! `ordering: per_key` ([`per_key`]) also keeps each key's records in
+//! order through a request's partial failures, at the cost of more,
+//! smaller calls.
 
 mod per_key;
 
@@ -26,8 +29,8 @@ use crate::destination_config;
 use crate::destinations::kind::STREAM_ENCODINGS;
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
 use crate::driver::{
-    CauseLog, Compression, Concurrency, DeliveryDefaults, Destination, Encoded, Encoder, Outcome,
-    RecordOutcome, Rejection, send_in_calls,
+    CauseLog, Compression, DeliveryDefaults, Destination, Encoded, Encoder, Outcome, RecordOutcome,
+    Rejection, key_bit, send_in_calls,
 };
 use crate::event::Event;
 use crate::metrics::DropReason;
@@ -94,12 +97,18 @@ impl Validate for KinesisConfig {
                 .add(f)
                 .map_err(|e| format!("partition_key_field: {e}"))?;
         }
-        // Two requests in flight at once could land a key's records in
-        // either order, whatever each request does.
+        // Requests holding one key never overlap (the driver's ordering);
+        // per_key orders what a request holds, so it needs keys to order.
+        if self.ordering == Ordering::PerKey && self.partition_key_field.is_none() {
+            return Err("ordering: per_key needs partition_key_field".into());
+        }
         if self.ordering == Ordering::PerKey
-            && self.common().request.concurrency != Some(Concurrency::Fixed(1))
+            && self.common().request.ordering == Some(crate::driver::Ordering::None)
         {
-            return Err("ordering: per_key needs `request: { concurrency: 1 }`".into());
+            return Err(
+                "ordering: per_key needs the driver's ordering (request.ordering other than none)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -256,6 +265,7 @@ impl Destination for KinesisDestination {
         let mut scratch = self.reader.scratch();
         let mut enc = self.encoder.scratch();
         let mut plain = Vec::new();
+        let mut keys = 0u64;
         for (i, e) in events.iter().enumerate() {
             let start = buf.len();
             let ok = if self.gzip {
@@ -279,7 +289,10 @@ impl Destination for KinesisDestination {
                 self.reader.string(e, &scratch, f)
             });
             match from_field.as_deref().map(key_prefix) {
-                Some(k) if !k.is_empty() => buf.extend_from_slice(k.as_bytes()),
+                Some(k) if !k.is_empty() => {
+                    keys |= key_bit(k.as_bytes());
+                    buf.extend_from_slice(k.as_bytes());
+                }
                 _ => {
                     let r = fastrand::u128(..);
                     for b in r.to_be_bytes() {
@@ -301,6 +314,8 @@ impl Destination for KinesisDestination {
             });
         }
         Encoded {
+            // A random key (no field) promises no order.
+            keys: self.key.is_some().then_some(keys),
             bytes: sizes.iter().map(|&s| s as usize).sum(),
             record_bytes: sizes.clone(),
             request: KinesisRequest {

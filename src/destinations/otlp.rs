@@ -698,6 +698,7 @@ impl Destination for OtlpDestination {
                 .as_ref()
                 .map_or(0, |c| size(&c.body, c.message.encoded_len()));
         Encoded {
+            keys: None,
             request: OtlpRequest {
                 logs,
                 metrics,

@@ -35,8 +35,8 @@ use crate::destination_config;
 use crate::destinations::kind::STREAM_ENCODINGS;
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
 use crate::driver::{
-    CauseLog, Compression, Concurrency, DeliveryDefaults, Destination, Encoded, Encoder, Outcome,
-    RecordOutcome, Rejection, send_in_calls, send_in_order,
+    CauseLog, Compression, DeliveryDefaults, Destination, Encoded, Encoder, Outcome, RecordOutcome,
+    Rejection, key_bit, send_in_calls, send_in_order,
 };
 use crate::event::Event;
 use crate::grpc::code_name;
@@ -147,10 +147,12 @@ impl Validate for PubsubConfig {
             reader
                 .add(f)
                 .map_err(|e| format!("ordering_key_field: {e}"))?;
-            // Two requests in flight could land a key's messages in either
-            // order, whatever each request does.
-            if self.common().request.concurrency != Some(Concurrency::Fixed(1)) {
-                return Err("ordering_key_field needs `request: { concurrency: 1 }`".into());
+            // Requests holding one key never overlap: the driver's ordering.
+            if self.common().request.ordering == Some(crate::driver::Ordering::None) {
+                return Err(
+                    "ordering_key_field needs the driver's ordering (request.ordering other than none)"
+                        .into(),
+                );
             }
         }
         Ok(())
@@ -398,6 +400,7 @@ impl Destination for PubsubDestination {
         let mut scratch = self.reader.scratch();
         let mut enc = self.encoder.scratch();
         let reads_fields = !self.attributes.is_empty() || self.ordering_key.is_some();
+        let mut keys = 0u64;
         for (i, e) in events.iter().enumerate() {
             let start = buf.len();
             if !self.encoder.encode_one(e, &mut enc, &mut buf) {
@@ -422,6 +425,7 @@ impl Destination for PubsubDestination {
                 .and_then(|f| self.reader.string(e, &scratch, f))
             {
                 m.ordering_key = truncate(&k, MAX_ORDERING_KEY).to_string();
+                keys |= key_bit(m.ordering_key.as_bytes());
             }
             let data = buf.len() - start;
             // Pub/Sub refuses a message with neither data nor attributes.
@@ -446,6 +450,7 @@ impl Destination for PubsubDestination {
             m.data = data.slice(s..e);
         }
         Encoded {
+            keys: self.ordering_key.is_some().then_some(keys),
             bytes: sizes.iter().map(|&s| s as usize).sum(),
             record_bytes: sizes.clone(),
             request: PubsubRequest { messages, sizes },

@@ -25,7 +25,7 @@ use crate::destinations::kind::STREAM_ENCODINGS;
 use crate::destinations::{BuildContext, Capabilities, DestinationType, HasCommon};
 use crate::driver::{
     CauseLog, Compression, DeliveryDefaults, Destination, Encoded, Encoder, Outcome, RecordOutcome,
-    Rejection, send_in_calls,
+    Rejection, key_bit, send_in_calls, send_in_order,
 };
 use crate::event::Event;
 use crate::metrics::DropReason;
@@ -391,6 +391,7 @@ impl Destination for SqsDestination {
         let mut scratch = self.reader.scratch();
         let mut enc = self.encoder.scratch();
         let mut group_text = String::new();
+        let mut keys = 0u64;
         for (i, e) in events.iter().enumerate() {
             if self.reads_fields {
                 self.reader.locate(e, &mut scratch);
@@ -438,6 +439,7 @@ impl Destination for SqsDestination {
                         skipped.push((i, DropReason::Unencodable));
                         continue;
                     }
+                    keys |= key_bit(group_text.as_bytes());
                     let s = buf.len();
                     buf.extend_from_slice(group_text.as_bytes());
                     Some(span(s, buf.len()))
@@ -476,6 +478,8 @@ impl Destination for SqsDestination {
             });
         }
         Encoded {
+            // A FIFO queue orders each message group.
+            keys: self.group.is_some().then_some(keys),
             bytes: sizes.iter().map(|&s| s as usize).sum(),
             record_bytes: sizes.clone(),
             request: SqsRequest {
@@ -493,10 +497,19 @@ impl Destination for SqsDestination {
             Ok(u) => u,
             Err(o) => return o,
         };
-        send_in_calls(&req.sizes, MAX_ENTRIES, MAX_BYTES, |r| {
-            self.call(url, req, r)
-        })
-        .await
+        // A FIFO queue's calls go one after another: concurrent calls
+        // could land a group's messages in either order.
+        if self.fifo {
+            send_in_order(&req.sizes, MAX_ENTRIES, MAX_BYTES, |r| {
+                self.call(url, req, r)
+            })
+            .await
+        } else {
+            send_in_calls(&req.sizes, MAX_ENTRIES, MAX_BYTES, |r| {
+                self.call(url, req, r)
+            })
+            .await
+        }
     }
 }
 

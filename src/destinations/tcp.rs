@@ -24,6 +24,7 @@
 //! kernel accepted the bytes. What a receiver had not read when it died is
 //! lost with it (docs/destinations.md, "TCP destinations").
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -184,6 +185,10 @@ struct Target {
     name: String,
     weight: u32,
     idle: Mutex<Vec<Conn>>,
+    /// The connection each order stream (`Destination::send_on`) last
+    /// wrote on: a receiver sees order only within a connection, so a
+    /// sender's next batch goes on the same one. At most one per stream.
+    streams: Mutex<HashMap<u32, Conn>>,
 }
 
 enum Conn {
@@ -315,6 +320,7 @@ impl TcpDestination {
                                 name: targets[i].name.clone(),
                                 weight: h.weight,
                                 idle: Mutex::new(Vec::new()),
+                                streams: Mutex::default(),
                             });
                         }
                     }
@@ -330,6 +336,7 @@ impl TcpDestination {
                             addr: *addr,
                             weight: h.weight,
                             idle: Mutex::new(Vec::new()),
+                            streams: Mutex::default(),
                         }));
                         present.push(true);
                     }
@@ -387,8 +394,19 @@ impl TcpDestination {
         Ok(conn)
     }
 
-    /// An open idle connection to `t`, or a new one.
-    async fn checkout(&self, t: &Target) -> Result<Conn, String> {
+    /// `stream`'s connection to `t` if it is still open, else an open idle
+    /// connection, or a new one.
+    async fn checkout(&self, t: &Target, stream: Option<u32>) -> Result<Conn, String> {
+        if let Some(s) = stream {
+            let held = t
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&s);
+            if let Some(c) = held.filter(Conn::is_open) {
+                return Ok(c);
+            }
+        }
         loop {
             let idle = t.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match idle {
@@ -399,7 +417,14 @@ impl TcpDestination {
         }
     }
 
-    fn checkin(&self, t: &Target, c: Conn) {
+    fn checkin(&self, t: &Target, c: Conn, stream: Option<u32>) {
+        if let Some(s) = stream {
+            t.streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(s, c);
+            return;
+        }
         let mut idle = t.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
             idle.push(c);
@@ -464,6 +489,7 @@ impl Destination for TcpDestination {
         let (out, skipped) = self.frame(events);
         let n = out.len();
         Encoded {
+            keys: None,
             request: out.into(),
             bytes: n,
             skipped: unencodable(skipped),
@@ -472,18 +498,22 @@ impl Destination for TcpDestination {
     }
 
     async fn send(&self, data: &Bytes, endpoint: usize) -> Outcome {
+        self.send_on(data, endpoint, None).await
+    }
+
+    async fn send_on(&self, data: &Bytes, endpoint: usize, stream: Option<u32>) -> Outcome {
         let Some(t) = self.target(endpoint) else {
             return Outcome::EndpointFailed {
                 error: format!("no endpoint {endpoint}"),
             };
         };
-        let mut conn = match self.checkout(&t).await {
+        let mut conn = match self.checkout(&t, stream).await {
             Ok(c) => c,
             Err(error) => return Outcome::EndpointFailed { error },
         };
         match tokio::time::timeout(self.write_timeout, conn.write(data)).await {
             Ok(Ok(())) => {
-                self.checkin(&t, conn);
+                self.checkin(&t, conn, stream);
                 Outcome::Delivered
             }
             Ok(Err(e)) => Outcome::EndpointFailed {
@@ -505,7 +535,7 @@ impl Destination for TcpDestination {
         };
         match self.connect(&t).await {
             Ok(c) => {
-                self.checkin(&t, c);
+                self.checkin(&t, c, None);
                 true
             }
             Err(e) => {

@@ -176,6 +176,7 @@ impl Destination for UdpDestination {
             });
         }
         Encoded {
+            keys: None,
             request: datagrams,
             bytes,
             skipped,

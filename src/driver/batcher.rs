@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::job::Job;
 use super::partitions::Partitioned;
 use super::settings::{DeliverySettings, Flush};
-use crate::event::{Ack, Batch, Event};
+use crate::event::{Ack, Batch, Event, Sender};
 use crate::lane::{Consumer, Lease, Taken};
 use crate::metrics::DropReason;
 
@@ -45,7 +45,9 @@ impl Batching {
                 keys.clone(),
             )),
             None => Batching::Plain(
-                Batcher::new(lane, s.max_events, s.max_bytes, s.batch_timeout).flush(s.flush),
+                Batcher::new(lane, s.max_events, s.max_bytes, s.batch_timeout)
+                    .flush(s.flush)
+                    .by_sender(s.ordering != super::order::Ordering::None),
             ),
         }
     }
@@ -78,10 +80,23 @@ pub(crate) struct Batcher {
     max_bytes: usize,
     timeout: Duration,
     flush: Flush,
-    pending: Job,
-    pending_bytes: usize,
-    deadline: Option<Instant>,
+    /// Keep each order shard's events in jobs of their own (`ordering`
+    /// other than `none`), so that one sender's jobs wait only for each
+    /// other, never for another sender's.
+    by_sender: bool,
+    /// Jobs filling up, one per order shard (one in all without ordering),
+    /// oldest first.
+    open: Vec<Pending>,
     carry: Option<Carry>,
+}
+
+struct Pending {
+    /// The order shard of its batches' sender; `None`: unknown senders, or
+    /// no ordering.
+    shard: Option<u32>,
+    job: Job,
+    bytes: usize,
+    deadline: Option<Instant>,
 }
 
 /// The rest of a batch that did not fit the last job. Its events are taken
@@ -92,6 +107,7 @@ struct Carry {
     events: std::vec::IntoIter<Event>,
     ack: Option<Ack>,
     persisted: bool,
+    sender: Sender,
     lease: Lease,
 }
 
@@ -109,6 +125,7 @@ impl Carry {
                 events,
                 ack: self.ack.clone(),
                 persisted: self.persisted,
+                sender: self.sender,
             },
             lease,
         }
@@ -120,6 +137,7 @@ impl Carry {
                 events: self.events.collect(),
                 ack: self.ack,
                 persisted: self.persisted,
+                sender: self.sender,
             },
             lease: self.lease,
         }
@@ -134,9 +152,8 @@ impl Batcher {
             max_bytes: max_bytes.max(1),
             timeout,
             flush: Flush::Interval,
-            pending: Job::default(),
-            pending_bytes: 0,
-            deadline: None,
+            by_sender: false,
+            open: Vec::new(),
             carry: None,
         }
     }
@@ -146,128 +163,167 @@ impl Batcher {
         self
     }
 
+    pub fn by_sender(mut self, by_sender: bool) -> Self {
+        self.by_sender = by_sender;
+        self
+    }
+
     /// The next job, or `None` once the lane is closed and everything is handed out.
     pub async fn next(&mut self) -> Option<Job> {
         loop {
             if let Some(c) = self.carry.take() {
-                if self.absorb_carry(c) {
-                    return Some(self.take());
+                if let Some(j) = self.absorb_carry(c) {
+                    return Some(j);
                 }
                 continue;
             }
             if let Some(t) = self.lane.try_pop() {
-                if self.absorb(t) {
-                    return Some(self.take());
+                if let Some(j) = self.absorb(t) {
+                    return Some(j);
                 }
                 continue;
             }
-            if self.pending.is_empty() {
+            if self.open.is_empty() {
                 let t = self.lane.pop().await?;
-                if self.absorb(t) {
-                    return Some(self.take());
+                if let Some(j) = self.absorb(t) {
+                    return Some(j);
                 }
                 continue;
             }
-            let Some(deadline) = self.deadline else {
-                // Lazy: only a full job or the lane's end sends it.
+            // The oldest deadline goes first; lazy jobs have none: only a
+            // full job or the lane's end sends them.
+            let due = self
+                .open
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.deadline.map(|d| (d, i)))
+                .min();
+            let Some((deadline, i)) = due else {
                 match self.lane.pop().await {
                     Some(t) => {
-                        if self.absorb(t) {
-                            return Some(self.take());
+                        if let Some(j) = self.absorb(t) {
+                            return Some(j);
                         }
                         continue;
                     }
-                    None => return Some(self.take()),
+                    None => return Some(self.take(0)),
                 }
             };
             tokio::select! {
                 t = self.lane.pop() => match t {
                     Some(t) => {
-                        if self.absorb(t) {
-                            return Some(self.take());
+                        if let Some(j) = self.absorb(t) {
+                            return Some(j);
                         }
                     }
-                    None => return Some(self.take()),
+                    None => return Some(self.take(0)),
                 },
-                _ = tokio::time::sleep_until(deadline) => return Some(self.take()),
+                _ = tokio::time::sleep_until(deadline) => return Some(self.take(i)),
             }
         }
     }
 
-    fn absorb(&mut self, t: Taken) -> bool {
+    fn absorb(&mut self, t: Taken) -> Option<Job> {
         let Taken { batch, lease } = t;
         self.absorb_carry(Carry {
             events: batch.events.into_iter(),
             ack: batch.ack,
             persisted: batch.persisted,
+            sender: batch.sender,
             lease,
         })
     }
 
-    /// Add what fits of `c`; the rest waits in `carry`. True when the job is full.
-    fn absorb_carry(&mut self, mut c: Carry) -> bool {
+    /// Add what fits of `c` to its shard's job; the rest waits in `carry`.
+    /// A job that is full, or the largest when too much is held.
+    fn absorb_carry(&mut self, mut c: Carry) -> Option<Job> {
         if c.len() == 0 {
-            return false;
+            return None;
         }
-        if !self.pending.is_empty() && c.persisted != self.pending.persisted {
+        let shard =
+            (self.by_sender && c.sender.is_known()).then(|| super::order::shard(c.sender.0));
+        let i = match self.open.iter().position(|p| p.shard == shard) {
+            Some(i) => i,
+            None => {
+                self.open.push(Pending {
+                    shard,
+                    job: Job::default(),
+                    bytes: 0,
+                    deadline: None,
+                });
+                self.open.len() - 1
+            }
+        };
+        let p = &mut self.open[i];
+        if !p.job.is_empty() && c.persisted != p.job.persisted {
             // Events from disk and from memory end differently at shutdown
             // (see `Job::resolve`): never in one job.
             self.carry = Some(c);
-            return true;
+            return Some(self.take(i));
         }
-        if self.pending.is_empty() {
-            self.deadline = match self.flush {
+        if p.job.is_empty() {
+            p.deadline = match self.flush {
                 Flush::Interval => Some(Instant::now() + self.timeout),
                 Flush::Immediate => Some(Instant::now()),
                 Flush::Lazy => None,
             };
         }
-        let room = self.max_events - self.pending.len();
-        let mut bytes = self.pending_bytes;
+        let room = self.max_events - p.job.len();
+        let mut bytes = p.bytes;
         let mut take = 0;
         for e in c.events.as_slice().iter().take(room) {
             let size = e.raw.len() + 1;
             // A single event larger than the limit still goes, alone.
-            if bytes + size > self.max_bytes && (take > 0 || !self.pending.is_empty()) {
+            if bytes + size > self.max_bytes && (take > 0 || !p.job.is_empty()) {
                 break;
             }
             bytes += size;
             take += 1;
         }
-        self.pending_bytes = bytes;
+        p.bytes = bytes;
         if take < c.len() {
             let head = c.take(take);
-            self.pending.append(head);
+            p.job.append(head);
             self.carry = Some(c);
-            return true;
+            return Some(self.take(i));
         }
-        self.pending.append(c.into_taken());
-        self.pending.len() >= self.max_events
-            || self.pending_bytes >= self.max_bytes
-            || self.pending.len() >= hold_limit(&self.lane)
+        p.job.append(c.into_taken());
+        if p.job.len() >= self.max_events || p.bytes >= self.max_bytes {
+            return Some(self.take(i));
+        }
+        let held: usize = self.open.iter().map(|p| p.job.len()).sum();
+        if held >= hold_limit(&self.lane) {
+            let largest = (0..self.open.len()).max_by_key(|&i| self.open[i].job.len())?;
+            return Some(self.take(largest));
+        }
+        None
     }
 
-    fn take(&mut self) -> Job {
-        self.pending_bytes = 0;
-        self.deadline = None;
-        std::mem::take(&mut self.pending)
+    fn take(&mut self, i: usize) -> Job {
+        if i < self.open.len() {
+            self.open.remove(i).job
+        } else {
+            Job::default()
+        }
     }
 
     /// Give what is held here back to the front of the lane (a retiring
     /// driver); unlike `abandon`, the lane's own contents stay where they are.
     pub fn requeue(&mut self) {
-        // The carry is newer than the pending job, so it goes back first
-        // (each requeue lands in front of the previous one).
+        // Newest first (each requeue lands in front of the previous one):
+        // the carry, then the open jobs from the last opened.
         if let Some(c) = self.carry.take() {
             Job::of(c.into_taken()).requeue(&self.lane);
         }
-        self.take().requeue(&self.lane);
+        while let Some(p) = self.open.pop() {
+            p.job.requeue(&self.lane);
+        }
     }
 
     /// Count everything held here and still in the lane as dropped for
     /// `reason`, failing their acknowledgements. Used after a hard stop.
     pub fn abandon(&mut self, reason: DropReason) {
-        let mut jobs = vec![self.take()];
+        let mut jobs: Vec<Job> = self.open.drain(..).map(|p| p.job).collect();
         if let Some(c) = self.carry.take() {
             jobs.push(Job::of(c.into_taken()));
         }

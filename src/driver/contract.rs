@@ -34,6 +34,20 @@ pub trait Destination: Send + Sync + 'static {
         endpoint: usize,
     ) -> impl Future<Output = Outcome> + Send;
 
+    /// `send`, for a job whose events all belong to one order `stream`
+    /// (a shard of senders or keys): a destination whose peer sees order
+    /// only within a connection keeps each stream on its own connection.
+    /// The driver never has two requests of one stream in flight.
+    fn send_on(
+        &self,
+        request: &Self::Request,
+        endpoint: usize,
+        stream: Option<u32>,
+    ) -> impl Future<Output = Outcome> + Send {
+        let _ = stream;
+        self.send(request, endpoint)
+    }
+
     /// Whether a down endpoint is reachable again, checked in the background
     /// on the probe schedule (a TCP connect, say). Default: assume so once
     /// the backoff has passed, and let the next request tell.
@@ -84,11 +98,17 @@ pub struct Encoded<R> {
     /// per-record outcomes: a partial result then counts exactly the bytes
     /// of what was delivered. Empty: a share of `bytes` by record count.
     pub record_bytes: Vec<u32>,
+    /// The order shards (`driver::key_bit`) of the keys the peer orders
+    /// by (an SQS message group, a Kinesis partition key, ...), for a
+    /// destination that has them configured: with `ordering: auto` the
+    /// driver keeps each key's requests in order instead of each sender's.
+    pub keys: Option<u64>,
 }
 
 impl<R> Encoded<R> {
     pub fn all(request: R, bytes: usize) -> Self {
         Encoded {
+            keys: None,
             request,
             bytes,
             skipped: Vec::new(),

@@ -10,9 +10,21 @@ use super::concurrency::{Signal, Slot};
 use super::contract::{Destination, Outcome, RecordOutcome};
 use super::dead_letter::{Rejection, Why};
 use super::endpoints::{Endpoints, OUTAGE_PROBE};
+use super::order::{Ordering, Turn, single_shard};
 use super::{Driver, Job};
 use crate::lane::Consumer;
 use crate::metrics::DropReason;
+
+/// A retiring driver's job goes back to the front of the lane once every
+/// later job has, so the lane keeps its order (the hard stop ends the
+/// wait: then it is dropped as `shutdown`).
+async fn give_back<D: Destination>(ctx: &Driver<D>, job: Job, turn: &Turn) {
+    tokio::select! {
+        biased;
+        _ = ctx.stop.cancelled() => job.resolve(&ctx.lane, DropReason::Shutdown),
+        _ = turn.after_later() => job.requeue(&ctx.lane),
+    }
+}
 
 /// What to do after an attempt that did not end the job.
 struct Again {
@@ -23,11 +35,39 @@ struct Again {
     failing: bool,
 }
 
-pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, slot: Slot) {
+pub(super) async fn deliver<D: Destination>(
+    ctx: Arc<Driver<D>>,
+    mut job: Job,
+    slot: Slot,
+    turn: Turn,
+) {
     let lane = &ctx.lane;
     let m = lane.metrics();
     let tracked = ctx.endpoints.is_tracked();
     let mut encoded = ctx.encode(&mut job);
+    // Encoded in parallel; sent in lane order within each order shard.
+    let mask = match ctx.settings.ordering {
+        Ordering::None => 0,
+        Ordering::Sender => job.senders,
+        Ordering::Auto => encoded.keys.unwrap_or(job.senders),
+    };
+    let stream = single_shard(mask);
+    tokio::select! {
+        biased;
+        _ = ctx.stop.cancelled() => {
+            job.resolve(lane, DropReason::Shutdown);
+            return;
+        }
+        _ = ctx.retire.cancelled() => {
+            give_back(&ctx, job, &turn).await;
+            return;
+        }
+        _ = lane.handing_back() => {
+            job.resolve(lane, DropReason::Shutdown);
+            return;
+        }
+        _ = turn.wait(mask) => {}
+    }
     let mut attempt: u32 = 0;
     loop {
         if job.is_empty() {
@@ -40,7 +80,7 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
             biased;
             // A reload replaces this driver: its successor sends the job.
             _ = ctx.retire.cancelled() => {
-                job.requeue(lane);
+                give_back(&ctx, job, &turn).await;
                 return;
             }
             e = ctx.endpoints.acquire(lane, &ctx.stop) => e,
@@ -56,7 +96,7 @@ pub(super) async fn deliver<D: Destination>(ctx: Arc<Driver<D>>, mut job: Job, s
         attempt += 1;
         m.in_flight.inc();
         let started = Instant::now();
-        let send = ctx.dest.send(&encoded.request, endpoint);
+        let send = ctx.dest.send_on(&encoded.request, endpoint, stream);
         let outcome = tokio::select! {
             biased;
             _ = ctx.stop.cancelled() => {

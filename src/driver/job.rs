@@ -6,7 +6,7 @@
 //! with events left (a panic) sheds their acknowledgements, and its lease
 //! counts them as `internal_error`.
 
-use crate::event::{Ack, Batch, Event};
+use crate::event::{Ack, Batch, Event, Sender};
 use crate::lane::{Consumer, Lease, Taken};
 use crate::metrics::DropReason;
 
@@ -20,6 +20,11 @@ pub struct Job {
     pub persisted: bool,
     /// Covers exactly `events` (`None` while empty).
     lease: Option<Lease>,
+    /// The order shards (`order::shard`) of its events' known senders: the
+    /// driver keeps jobs sharing one in lane order.
+    pub senders: u64,
+    /// Its first batch's sender, to give back with it.
+    sender: Sender,
 }
 
 impl Job {
@@ -42,7 +47,9 @@ impl Job {
         let Taken { mut batch, lease } = taken;
         if self.events.is_empty() {
             self.persisted = batch.persisted;
+            self.sender = batch.sender;
         }
+        self.senders |= super::order::shard_bit(batch.sender);
         match &mut self.lease {
             Some(l) => l.join(lease),
             None => self.lease = Some(lease),
@@ -63,10 +70,12 @@ impl Job {
     /// Add one event of a source batch acknowledged by `ack`, with its
     /// share of `from` (a batch spread over several jobs: partitioned
     /// batching).
-    pub fn push(&mut self, event: Event, ack: Option<&Ack>, from: &mut Lease) {
+    pub fn push(&mut self, event: Event, ack: Option<&Ack>, sender: Sender, from: &mut Lease) {
         if self.events.is_empty() {
             self.persisted = from.persisted();
+            self.sender = sender;
         }
+        self.senders |= super::order::shard_bit(sender);
         from.give(1, &mut self.lease);
         if let Some(ack) = ack
             && !self.acks.last().is_some_and(|(_, a)| a.same(ack))
@@ -199,6 +208,8 @@ impl Job {
             events: Vec::new(),
             acks: Vec::new(),
             lease: None,
+            senders: self.senders,
+            sender: self.sender,
         };
         let mut acks = Vec::new();
         let mut kept = Vec::with_capacity(self.events.len());
@@ -231,7 +242,7 @@ impl Job {
 
     /// The events as batches again, one per acknowledgement, and the lease.
     fn into_batches(mut self) -> (Vec<Batch>, Option<Lease>) {
-        let persisted = self.persisted;
+        let (persisted, sender) = (self.persisted, self.sender);
         let (mut events, acks, lease) = self.take();
         let mut out = Vec::with_capacity(acks.len() + 1);
         for (start, ack) in acks.into_iter().rev() {
@@ -240,6 +251,7 @@ impl Job {
                 events: tail,
                 ack: Some(ack),
                 persisted,
+                sender,
             });
         }
         if !events.is_empty() {
@@ -247,6 +259,7 @@ impl Job {
                 events,
                 ack: None,
                 persisted,
+                sender,
             });
         }
         out.reverse();

@@ -80,6 +80,7 @@ mod dead_letter;
 mod deliver;
 mod endpoints;
 mod job;
+mod order;
 mod partitions;
 mod settings;
 
@@ -104,9 +105,10 @@ pub use contract::{Destination, Encoded, Outcome, RecordOutcome};
 pub use dead_letter::{DeadLetter, RESPONSE_EXCERPT, Rejection, Why};
 pub use endpoints::{EndpointSpec, Endpoints, OUTAGE_PROBE, PROBE_INITIAL, PROBE_MAX};
 pub use job::Job;
+pub use order::{key_bit, single_shard};
 pub use settings::{
-    BatchConfig, DEFAULT_RETRY_ON, DeliveryDefaults, DeliverySettings, Flush, PartitionKeys,
-    RequestConfig, RetryConfig, StatusRule, retried,
+    BatchConfig, DEFAULT_RETRY_ON, DeliveryDefaults, DeliverySettings, Flush, Ordering,
+    PartitionKeys, RequestConfig, RetryConfig, StatusRule, retried,
 };
 
 use crate::lane::Consumer;
@@ -132,6 +134,8 @@ pub struct Driver<D: Destination> {
     probes: TaskTracker,
     /// Reports a delivery job that panicked.
     watcher: crate::supervise::Watcher,
+    /// Keeps each sender's (or key's) jobs in lane order.
+    order: Arc<order::Sequencer>,
 }
 
 impl<D: Destination> Driver<D> {
@@ -172,6 +176,7 @@ impl<D: Destination> Driver<D> {
             background: stop.child_token(),
             probes: TaskTracker::new(),
             watcher,
+            order: Arc::default(),
         }
     }
 
@@ -200,12 +205,14 @@ impl<D: Destination> Driver<D> {
                 j = batcher.next() => j,
             };
             let Some(job) = job else { break };
+            // Taken in lane order, before the job runs on its own.
+            let turn = ctx.order.enter();
             // A job that panicked is reported like a failed component (and
             // /ready says so); its lease counts its events as
             // `internal_error` and its senders are told to send again.
             tracker.spawn(
                 ctx.watcher
-                    .watch(deliver(ctx.clone(), job, slot))
+                    .watch(deliver(ctx.clone(), job, slot, turn))
                     .instrument(tracing::Span::current()),
             );
         }
@@ -329,5 +336,7 @@ impl<D: Destination> Driver<D> {
     }
 }
 
+#[cfg(test)]
+mod order_tests;
 #[cfg(test)]
 mod tests;

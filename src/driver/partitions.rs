@@ -277,6 +277,7 @@ impl Partitioned {
                     events,
                     ack,
                     persisted,
+                    sender,
                 },
             mut lease,
         } = taken;
@@ -316,7 +317,7 @@ impl Partitioned {
             }
             let full = match self.open.get_mut(&key) {
                 Some(o) => {
-                    o.job.push(e, ack.as_ref(), &mut lease);
+                    o.job.push(e, ack.as_ref(), sender, &mut lease);
                     self.held += 1;
                     o.bytes += size;
                     o.job.len() >= self.max_events || o.bytes >= self.max_bytes

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::backoff::Backoff;
 use super::concurrency::Concurrency;
+pub use super::order::Ordering;
 pub use super::partitions::PartitionKeys;
 use crate::config::units::{ByteSize, Dur};
 
@@ -69,6 +70,11 @@ pub struct RequestConfig {
     pub max_concurrency: Option<usize>,
     /// Give up on one attempt after this long and retry it.
     pub timeout: Option<Dur>,
+    /// What stays in order with requests in flight at once: `auto`
+    /// (default: per key where the destination has one, else per sender:
+    /// a connection, a UDP peer, a Kafka partition, a file), `sender`, or
+    /// `none` (every request independent).
+    pub ordering: Option<Ordering>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -235,6 +241,7 @@ pub struct DeliverySettings {
     pub concurrency: Concurrency,
     pub max_concurrency: usize,
     pub request_timeout: Option<Duration>,
+    pub ordering: Ordering,
     pub backoff: Backoff,
     pub max_attempts: Option<u32>,
 }
@@ -276,6 +283,7 @@ impl DeliverySettings {
                 .unwrap_or(DEFAULT_MAX_CONCURRENCY)
                 .clamp(1, 1024),
             request_timeout: request.timeout.map(Dur::get).or(d.request_timeout),
+            ordering: request.ordering.unwrap_or_default(),
             backoff: Backoff {
                 initial: retry
                     .initial_backoff

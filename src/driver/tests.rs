@@ -59,6 +59,7 @@ impl Destination for Scripted {
             .collect();
         let n = events.len() - skipped.len();
         Encoded {
+            keys: None,
             request: n,
             bytes: n * 10,
             skipped,
@@ -101,6 +102,7 @@ fn settings(concurrency: usize, max_events: usize) -> DeliverySettings {
         concurrency: Concurrency::Fixed(concurrency),
         max_concurrency: 200,
         request_timeout: None,
+        ordering: super::Ordering::Auto,
         backoff: Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(10),

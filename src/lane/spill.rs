@@ -515,6 +515,9 @@ async fn read_loop(lane: LaneHandle, commits: UnboundedSender<Pending>, stop: Ca
 fn hand_over(lane: &LaneHandle, read: Read, commits: &UnboundedSender<Pending>) {
     lane.books().corrupt(read.corrupt_events);
     let mut batches = Vec::with_capacity(read.frames.len());
+    // Frames do not record their senders: the queue is one sender, so
+    // what it drains keeps the order it was written in.
+    let sender = crate::event::Sender::of(lane.id(), "persistent queue");
     for f in read.frames {
         let (ack, done) = Ack::new();
         let events = f.events.len() as u64;
@@ -523,6 +526,7 @@ fn hand_over(lane: &LaneHandle, read: Read, commits: &UnboundedSender<Pending>) 
                 events: f.events,
                 ack: Some(ack),
                 persisted: true,
+                sender,
             });
         }
         // A skipped (corrupt) frame's ack is already dropped: it is done.

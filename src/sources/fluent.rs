@@ -121,7 +121,7 @@ impl SourceType for FluentSource {
             spawner.spawn(super::serve_connections(incoming, {
                 let cfg = cfg.clone();
                 move |conn, peer| {
-                    let (ctx, cfg) = (ctx.clone(), cfg.clone());
+                    let (ctx, cfg) = (ctx.for_sender(peer), cfg.clone());
                     async move {
                         if let Err(why) = connection(conn, &cfg, &ctx).await {
                             tracing::debug!(source = %ctx.id, %peer, why, "closing the connection");

@@ -247,6 +247,7 @@ async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     let (parts, body) = req.into_parts();
+    let sender = st.ctx.sender_of_request(&parts.extensions);
     if let Some((auth, challenge)) = &st.auth {
         let given = parts
             .headers
@@ -291,7 +292,7 @@ async fn ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
     // The whole request is one batch, so it is routed all-or-nothing.
     match st
         .ctx
-        .send_request(events, st.max_wait, st.acknowledgements)
+        .send_request(events, st.max_wait, st.acknowledgements, sender)
         .await
     {
         Ok(()) => reply(StatusCode::OK, accepted, malformed),
@@ -407,6 +408,7 @@ async fn backstop_answer(
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     let (parts, body) = req.into_parts();
+    let sender = st.ctx.sender_of_request(&parts.extensions);
     // `backstop.users`, Backstop's own setting, is the narrower one; without
     // it the source's `auth` guards these endpoints as it guards `path`.
     let given = parts
@@ -445,7 +447,7 @@ async fn backstop_answer(
         .collect();
     match st
         .ctx
-        .send_request(events, st.max_wait, st.acknowledgements)
+        .send_request(events, st.max_wait, st.acknowledgements, sender)
         .await
     {
         Ok(()) => text(200, "ok"),

@@ -191,6 +191,9 @@ pub struct SourceContext {
     pub tap: Arc<crate::tap::TapPoint>,
     /// The config's `data_dir`, for state a source keeps (file checkpoints).
     pub data_dir: Arc<std::path::Path>,
+    /// Whose batches these are (a connection's context names its peer):
+    /// destinations keep each sender's order.
+    pub sender: crate::event::Sender,
 }
 
 /// Spawns a source's tasks inside its tracing span (every log line names
@@ -219,6 +222,26 @@ impl SourceContext {
         }
     }
 
+    /// This context for the batches of one sender: a connection's peer, a
+    /// partition, a file.
+    pub fn for_sender(&self, key: impl std::hash::Hash) -> SourceContext {
+        SourceContext {
+            sender: crate::event::Sender::of(&self.id, key),
+            ..self.clone()
+        }
+    }
+
+    /// The sender of a request from `peer` (one client connection), or
+    /// the source's own when it is not known.
+    pub fn sender_for(&self, peer: Option<SocketAddr>) -> crate::event::Sender {
+        peer.map_or(self.sender, |p| crate::event::Sender::of(&self.id, p))
+    }
+
+    /// The sender of an HTTP request (`http_server::Peer`).
+    pub fn sender_of_request(&self, ext: &axum::http::Extensions) -> crate::event::Sender {
+        self.sender_for(ext.get::<crate::http_server::Peer>().map(|p| p.0))
+    }
+
     /// Route a batch, waiting as long as `block` destinations need. Counts the
     /// events as accepted, or as rejected when sluice is shutting down.
     pub async fn send(&self, batch: Batch) -> Result<(), RouteError> {
@@ -228,9 +251,12 @@ impl SourceContext {
     /// Like `send`, but give up at `deadline` (counted as `shed`).
     pub async fn send_until(
         &self,
-        batch: Batch,
+        mut batch: Batch,
         deadline: Option<Instant>,
     ) -> Result<(), RouteError> {
+        if !batch.sender.is_known() {
+            batch.sender = self.sender;
+        }
         let n = batch.events.len() as u64;
         if self.tap.is_active() {
             self.tap.offer(batch.events.iter());
@@ -267,6 +293,7 @@ impl SourceContext {
         events: Vec<crate::event::Event>,
         max_wait: std::time::Duration,
         acknowledgements: bool,
+        sender: crate::event::Sender,
     ) -> Result<(), Refused> {
         use crate::event::{Ack, AckStatus};
         let (ack, rx) = if acknowledgements {
@@ -277,7 +304,7 @@ impl SourceContext {
         };
         let deadline = Instant::now() + max_wait;
         match self
-            .send_until(Batch::with_ack(events, ack), Some(deadline))
+            .send_until(Batch::with_ack(events, ack).from(sender), Some(deadline))
             .await
         {
             Ok(()) => {}

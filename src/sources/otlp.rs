@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::event::Sender;
 use crate::listener::Incoming;
 use crate::tls::ServerTlsConfig;
 use axum::Router;
@@ -145,7 +146,7 @@ struct OtlpState {
 impl OtlpState {
     /// Route one export's events as one batch and wait for what the answer
     /// needs.
-    async fn ingest(&self, events: Vec<Event>) -> Result<(), Refused> {
+    async fn ingest(&self, events: Vec<Event>, sender: Sender) -> Result<(), Refused> {
         if self.ctx.shutdown.is_cancelled() {
             return Err(Refused::Shutdown);
         }
@@ -153,7 +154,7 @@ impl OtlpState {
             return Ok(());
         }
         self.ctx
-            .send_request(events, self.max_wait, self.acknowledgements)
+            .send_request(events, self.max_wait, self.acknowledgements, sender)
             .await
     }
 
@@ -350,6 +351,7 @@ fn too_many(n: usize, max: usize) -> String {
 /// events it would become, checked against `max_events` first.
 async fn http_export<S: Signal>(st: &OtlpState, req: Request) -> Response {
     let (parts, body): (_, Body) = req.into_parts();
+    let sender = st.ctx.sender_of_request(&parts.extensions);
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -413,7 +415,7 @@ async fn http_export<S: Signal>(st: &OtlpState, req: Request) -> Response {
     };
     let mut events = Vec::new();
     S::events(request, &mut events);
-    match st.ingest(events).await {
+    match st.ingest(events, sender).await {
         Ok(()) => {
             let answer = S::Response::default();
             let body = if json {

@@ -127,6 +127,7 @@ impl Forward for Receiver {
                 ));
             }
         }
+        let sender = self.ctx.sender_for(req.remote_addr());
         let mut request = req.into_inner();
         let origin = std::mem::take(&mut request.origin);
         let events = forward::events(request, self.max_bytes, self.max_events).map_err(|e| {
@@ -148,7 +149,11 @@ impl Forward for Receiver {
         if events.is_empty() {
             return Ok(answer);
         }
-        match self.ctx.send_request(events, self.max_wait, true).await {
+        match self
+            .ctx
+            .send_request(events, self.max_wait, true, sender)
+            .await
+        {
             Ok(()) => Ok(answer),
             Err(Refused::Shed) => {
                 use tonic_types::{ErrorDetails, StatusExt as _};

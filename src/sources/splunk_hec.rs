@@ -343,9 +343,18 @@ impl Hec {
 
     /// Route the events; with acknowledgements, answer with the request's
     /// `ackId` once routed and mark it when they are delivered.
-    async fn take(&self, events: Vec<crate::event::Event>, channel: Option<String>) -> Response {
+    async fn take(
+        &self,
+        events: Vec<crate::event::Event>,
+        channel: Option<String>,
+        sender: crate::event::Sender,
+    ) -> Response {
         let Some(acks) = &self.acks else {
-            return match self.ctx.send_request(events, self.max_wait, false).await {
+            return match self
+                .ctx
+                .send_request(events, self.max_wait, false, sender)
+                .await
+            {
                 Ok(()) => answer(StatusCode::OK, "Success", 0),
                 Err(Refused::Shed | Refused::Shutdown | Refused::Dropped | Refused::Failed) => {
                     busy(self.max_wait)
@@ -368,7 +377,10 @@ impl Hec {
         let deadline = tokio::time::Instant::now() + self.max_wait;
         match self
             .ctx
-            .send_until(Batch::with_ack(events, Some(ack)), Some(deadline))
+            .send_until(
+                Batch::with_ack(events, Some(ack)).from(sender),
+                Some(deadline),
+            )
             .await
         {
             Ok(()) => {
@@ -466,6 +478,7 @@ async fn receive(st: &Hec, query: HashMap<String, String>, req: Request, raw: bo
         return busy(st.max_wait);
     }
     let (parts, body) = req.into_parts();
+    let sender = st.ctx.sender_of_request(&parts.extensions);
     if let Err(r) = st.authorize(&parts.headers) {
         return r.into_response();
     }
@@ -493,7 +506,7 @@ async fn receive(st: &Hec, query: HashMap<String, String>, req: Request, raw: bo
         envelope::events(&body, &d, &now(), st.max_events)
     };
     match parsed {
-        Ok(events) => st.take(events, channel).await,
+        Ok(events) => st.take(events, channel, sender).await,
         Err(why) => st.invalid(why),
     }
 }

@@ -147,7 +147,7 @@ async fn start_tcp(
     Ok(Started::task(
         Some(local),
         spawner.spawn(super::serve_connections(incoming, move |conn, peer| {
-            let (ctx, gauges) = (ctx.clone(), gauges.clone());
+            let (ctx, gauges) = (ctx.for_sender(peer), gauges.clone());
             async move { connection(conn, peer, max_line, &ctx, gauges).await }
         })),
     ))

@@ -140,7 +140,7 @@ async fn start_tcp(cfg: &SyslogConfig, ctx: SourceContext) -> Result<Started, So
     Ok(Started::task(
         Some(local),
         spawner.spawn(super::serve_connections(incoming, move |conn, peer| {
-            let ctx = ctx.clone();
+            let ctx = ctx.for_sender(peer);
             async move { connection(conn, peer, max_line, &ctx).await }
         })),
     ))

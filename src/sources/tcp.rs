@@ -97,7 +97,7 @@ async fn start(cfg: &TcpConfig, ctx: SourceContext) -> Result<Started, SourceErr
     Ok(Started::task(
         Some(local),
         spawner.spawn(super::serve_connections(incoming, move |conn, peer| {
-            let (cfg, ctx) = (cfg.clone(), ctx.clone());
+            let (cfg, ctx) = (cfg.clone(), ctx.for_sender(peer));
             async move { connection(conn, peer, &cfg, &ctx).await }
         })),
     ))

@@ -101,6 +101,7 @@ impl StagedFiles {
             }
         }
         Encoded {
+            keys: None,
             request: Arc::new(parts),
             bytes,
             skipped: unencodable(skipped),

@@ -395,6 +395,9 @@ pub(super) async fn start_source(
         registry: metrics.clone(),
         tap: taps.point(PointKind::Source, &s.id),
         data_dir: data_dir.into(),
+        // A source with no finer sender (a generator, stdin, a UDP socket)
+        // is one: its order is kept as a whole.
+        sender: crate::event::Sender::of(&s.id, ()),
     };
     let source_metrics = ctx.metrics.clone();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);

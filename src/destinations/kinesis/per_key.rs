@@ -3,8 +3,8 @@
 //! records that followed it. So a call carries at most one record per key,
 //! and a key whose record failed sends nothing more in this request; its
 //! later records go back to the driver with it, in order, and the driver's
-//! retry sends them again in that order (`request.concurrency: 1` keeps a
-//! later request from overtaking).
+//! retry sends them again in that order (the driver's ordering keeps a
+//! later request holding the key from overtaking).
 //!
 //! The documented cost: a request takes as many rounds of calls as its most
 //! frequent key has records, one after the other.

@@ -221,7 +221,10 @@ impl Tail {
             }
             let end = chunk.last().map_or(0, |j| j.end);
             let (ack, mut rx) = Ack::new();
-            if ctx.send(Batch::with_ack(events, Some(ack))).await.is_err() {
+            // One file is one sender: its lines keep their order.
+            let batch = Batch::with_ack(events, Some(ack))
+                .from(crate::event::Sender::of(&ctx.id, &self.path));
+            if ctx.send(batch).await.is_err() {
                 return Err(End::Shutdown);
             }
             let status = tokio::select! {

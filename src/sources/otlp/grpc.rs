@@ -98,9 +98,13 @@ impl<S: Signal> UnaryService<S::Request> for Method<S> {
     fn call(&mut self, req: tonic::Request<S::Request>) -> Self::Future {
         let state = self.0.clone();
         Box::pin(async move {
+            let sender = state.ctx.sender_for(req.remote_addr());
             let mut events = Vec::new();
             S::events(req.into_inner(), &mut events);
-            state.ingest(events).await.map_err(|r| status(&state, r))?;
+            state
+                .ingest(events, sender)
+                .await
+                .map_err(|r| status(&state, r))?;
             Ok(tonic::Response::new(S::Response::default()))
         })
     }

@@ -1,0 +1,259 @@
+//! Order: one sender's events (or one key's, where the peer orders by key)
+//! reach the peer in the order they entered the lane, however many
+//! requests are in flight.
+//!
+//! Each job names the order shards it holds as a 64-bit mask: the shards
+//! of its batches' senders (`shard_bit`), or of the keys its destination
+//! encoded (an SQS message group, a Kinesis partition key, ...). Jobs take
+//! a ticket in lane order when the driver spawns them (`Sequencer::enter`);
+//! after encoding, a job sends only once no earlier unfinished job shares a
+//! shard with it (`Turn::wait`). Jobs of other shards go on in parallel, and
+//! encoding, the CPU-heavy part, never waits. A waiting job keeps its
+//! concurrency slot, so what waits stays bounded by `request.concurrency`.
+//!
+//! A retiring driver gives jobs back to the front of the lane, each in
+//! front of the last: a job gives back only after every later job did
+//! (`Turn::after_later`), so the lane ends up in the original order.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Deserialize;
+use tokio::sync::Notify;
+
+use crate::event::Sender;
+
+/// `ordering:` — what a destination keeps in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Per key where the destination has one (`message_group_id`,
+    /// `partition_key_field`, `ordering_key_field`, Kafka's `key_field`),
+    /// otherwise per sender (a TCP connection, a UDP peer, a Kafka
+    /// partition, an HTTP client connection, a file).
+    #[default]
+    Auto,
+    /// Per sender, even where the destination has keys.
+    Sender,
+    /// None: every request in flight independently (fastest for one
+    /// sender over a slow peer; lines of one sender may arrive reordered).
+    None,
+}
+
+/// Shards a mask holds: two senders share one at most as often as two of
+/// 64 hashes collide, and then only keep each other's order too.
+pub const SHARDS: u32 = 64;
+
+/// Which shard `hash` falls in (the top bits: the low bits of a
+/// multiplicative mix are the weakest).
+pub fn shard(hash: u64) -> u32 {
+    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.ilog2())) as u32
+}
+
+/// The mask of a batch's sender: 0 for an unknown one (no order kept).
+pub fn shard_bit(sender: Sender) -> u64 {
+    if sender.is_known() {
+        1 << shard(sender.0)
+    } else {
+        0
+    }
+}
+
+/// The mask of one key's text.
+pub fn key_bit(key: &[u8]) -> u64 {
+    1 << shard(Sender::of("key", key).0)
+}
+
+/// The shard of a mask holding exactly one: the stream a connection-based
+/// destination keeps it on.
+pub fn single_shard(mask: u64) -> Option<u32> {
+    (mask.count_ones() == 1).then(|| mask.trailing_zeros())
+}
+
+#[derive(Default)]
+pub(crate) struct Sequencer {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    next: u64,
+    /// Unfinished jobs (and finished ones not yet at the front), by ticket.
+    jobs: VecDeque<Entry>,
+}
+
+struct Entry {
+    ticket: u64,
+    /// `None` until the job has encoded and knows its shards.
+    mask: Option<u64>,
+    done: bool,
+}
+
+impl Sequencer {
+    /// A ticket for the next job in lane order.
+    pub fn enter(self: &Arc<Self>) -> Turn {
+        let mut s = self.lock();
+        let ticket = s.next;
+        s.next += 1;
+        s.jobs.push_back(Entry {
+            ticket,
+            mask: None,
+            done: false,
+        });
+        Turn {
+            ticket,
+            seq: self.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is consistent after every statement: a panic elsewhere
+        // leaves nothing half-done.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wait until `ready` holds for the state.
+    async fn until(&self, mut ready: impl FnMut(&State) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if ready(&self.lock()) {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// A job's place in lane order; dropping it (the job ended in any way,
+/// a panic included) lets the jobs waiting on it go.
+pub(crate) struct Turn {
+    ticket: u64,
+    seq: Arc<Sequencer>,
+}
+
+impl Turn {
+    /// Record the job's shards and wait until no earlier unfinished job
+    /// shares one (or has yet to say which it holds).
+    pub async fn wait(&self, mask: u64) {
+        {
+            let mut s = self.seq.lock();
+            if let Some(e) = s.jobs.iter_mut().find(|e| e.ticket == self.ticket) {
+                e.mask = Some(mask);
+            }
+        }
+        self.seq.changed.notify_waiters();
+        if mask == 0 {
+            return;
+        }
+        let ticket = self.ticket;
+        self.seq
+            .until(|s| {
+                s.jobs
+                    .iter()
+                    .take_while(|e| e.ticket < ticket)
+                    .filter(|e| !e.done)
+                    .all(|e| e.mask.is_some_and(|m| m & mask == 0))
+            })
+            .await;
+    }
+
+    /// Wait until every later job has ended: then giving this one back puts
+    /// it in front of them.
+    pub async fn after_later(&self) {
+        let ticket = self.ticket;
+        self.seq
+            .until(|s| s.jobs.iter().filter(|e| e.ticket > ticket).all(|e| e.done))
+            .await;
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        {
+            let mut s = self.seq.lock();
+            if let Some(e) = s.jobs.iter_mut().find(|e| e.ticket == self.ticket) {
+                e.done = true;
+            }
+            while s.jobs.front().is_some_and(|e| e.done) {
+                s.jobs.pop_front();
+            }
+        }
+        self.seq.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shard_waits_for_its_elders_and_others_do_not() {
+        let seq = Arc::new(Sequencer::default());
+        let a1 = seq.enter();
+        let b1 = seq.enter();
+        let a2 = seq.enter();
+        a1.wait(1).await;
+        b1.wait(2).await;
+        // a2 shares shard 1 with a1, still running.
+        let waiting = tokio::time::timeout(Duration::from_secs(1), a2.wait(1)).await;
+        assert!(waiting.is_err());
+        drop(a1);
+        tokio::time::timeout(Duration::from_secs(1), a2.wait(1))
+            .await
+            .unwrap();
+        drop(b1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_elder_that_has_not_encoded_holds_back_every_ordered_job() {
+        let seq = Arc::new(Sequencer::default());
+        let first = seq.enter();
+        let second = seq.enter();
+        // The first's shards are unknown: it may share one.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), second.wait(4))
+                .await
+                .is_err()
+        );
+        first.wait(1).await;
+        tokio::time::timeout(Duration::from_secs(1), second.wait(4))
+            .await
+            .unwrap();
+        // An unordered job never waits.
+        let third = seq.enter();
+        tokio::time::timeout(Duration::from_secs(1), third.wait(0))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn giving_back_waits_for_later_jobs() {
+        let seq = Arc::new(Sequencer::default());
+        let first = seq.enter();
+        let second = seq.enter();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), first.after_later())
+                .await
+                .is_err()
+        );
+        second.after_later().await;
+        drop(second);
+        first.after_later().await;
+    }
+
+    #[test]
+    fn shards_spread_and_unknown_senders_hold_none() {
+        assert_eq!(shard_bit(Sender::NONE), 0);
+        let used: std::collections::HashSet<u32> = (0..1000u32)
+            .map(|i| shard(Sender::of("tcp", i).0))
+            .collect();
+        assert_eq!(used.len(), SHARDS as usize);
+        assert_eq!(single_shard(1 << 5), Some(5));
+        assert_eq!(single_shard(0b11), None);
+        assert_eq!(single_shard(0), None);
+    }
+}
