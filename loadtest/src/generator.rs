@@ -142,7 +142,7 @@ impl Generator {
             load.rate.div_ceil(load.connections.max(1) as u64)
         };
         let tasks = (0..load.connections.max(1))
-            .map(|_| {
+            .map(|conn| {
                 let load = load.clone();
                 let tracker = tracker.clone();
                 let progress = progress.clone();
@@ -154,7 +154,8 @@ impl Generator {
                         | Protocol::Statsd
                         | Protocol::Fluent
                         | Protocol::File => {
-                            tcp(&load, per_conn_rate, deadline, &tracker, &progress).await
+                            let at = (conn, per_conn_rate, deadline);
+                            tcp(&load, at, &tracker, &progress).await
                         }
                         Protocol::Http | Protocol::Hec => {
                             http(&load, per_conn_rate, deadline, &tracker, &progress).await
@@ -337,7 +338,13 @@ fn fluent_batch(buf: &mut Vec<u8>, first: u64, n: usize, size: usize) {
     }
 }
 
-async fn tcp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progress: &Progress) {
+/// `at`: this connection's number, its rate and when the run ends.
+async fn tcp(
+    load: &Load,
+    (conn_no, rate, deadline): (usize, u64, Instant),
+    tracker: &Tracker,
+    progress: &Progress,
+) {
     let mut pacer = Pacer::new(rate);
     let mut buf = Vec::with_capacity(load.batch * (load.event_bytes + 1));
     // Throughput: one prepared block, sent again and again.
@@ -361,6 +368,7 @@ async fn tcp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progr
         pacer.admit(load.batch as u64).await;
         let first = if load.track_ids {
             let first = tracker.reserve(load.batch as u64);
+            tracker.own(first, conn_no);
             batch(&mut buf, first, load.batch, load.event_bytes, load.protocol);
             first
         } else {

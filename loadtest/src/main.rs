@@ -52,6 +52,14 @@ enum Command {
         /// A Vector binary: the throughput workloads run through it too.
         #[arg(long)]
         vector: Option<PathBuf>,
+        /// An earlier sluice binary: the main throughput rows run through
+        /// it too, in the same run (before/after ratios).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Only the throughput rows whose path contains this (repeatable;
+        /// the relay always runs).
+        #[arg(long = "row")]
+        rows: Vec<String>,
         /// Where the JSON reports and PNG plots go.
         #[arg(long, default_value = "loadtest/report")]
         report: PathBuf,
@@ -123,6 +131,8 @@ fn main() -> anyhow::Result<()> {
                 smoke,
                 sluice,
                 vector,
+                baseline,
+                rows,
                 report,
                 work,
                 list,
@@ -134,7 +144,12 @@ fn main() -> anyhow::Result<()> {
                     }
                     return Ok(());
                 }
-                run(names, smoke, sluice, vector, report, work).await
+                let bins = Binaries {
+                    sluice,
+                    vector,
+                    baseline,
+                };
+                run(names, smoke, bins, rows, report, work).await
             }
             Command::Generate {
                 protocol,
@@ -177,14 +192,26 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// The binaries a run starts.
+struct Binaries {
+    sluice: PathBuf,
+    vector: Option<PathBuf>,
+    baseline: Option<PathBuf>,
+}
+
 async fn run(
     names: Vec<String>,
     smoke: bool,
-    sluice: PathBuf,
-    vector: Option<PathBuf>,
+    bins: Binaries,
+    rows: Vec<String>,
     report_dir: PathBuf,
     work: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    let Binaries {
+        sluice,
+        vector,
+        baseline,
+    } = bins;
     if !sluice.exists() {
         bail!(
             "no sluice binary at {} (build it, or pass --sluice)",
@@ -208,6 +235,12 @@ async fn run(
     let ctx = Ctx {
         sluice: std::fs::canonicalize(&sluice)?,
         vector,
+        baseline: baseline
+            .map(|b| {
+                std::fs::canonicalize(&b).with_context(|| format!("--baseline {}", b.display()))
+            })
+            .transpose()?,
+        rows,
         smoke,
         work,
     };

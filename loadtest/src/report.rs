@@ -10,7 +10,63 @@ pub fn write_json(dir: &Path, r: &Report) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let path = dir.join(format!("{}.json", r.name));
     std::fs::write(&path, serde_json::to_string_pretty(r)?)
-        .with_context(|| format!("write {}", path.display()))
+        .with_context(|| format!("write {}", path.display()))?;
+    if !r.throughput.is_empty() {
+        let path = dir.join(format!("{}.md", r.name));
+        std::fs::write(&path, markdown(r)).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A throughput report as the Markdown tables docs/performance.md holds:
+/// every row of the run, and what was checked before timing.
+pub fn markdown(r: &Report) -> String {
+    let mut out = format!("{}\n\n", r.description);
+    for n in &r.notes {
+        out.push_str(&format!("- {n}\n"));
+    }
+    out.push_str("\n| target | path | events/s | × relay | CPU cores | CPU-s per M events | peak RSS | lost |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    for t in &r.throughput {
+        let per_m = if t.events_per_s > 0.0 {
+            t.cpu_cores / t.events_per_s * 1e6
+        } else {
+            0.0
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} MB | {} |\n",
+            t.target,
+            t.path,
+            rate(t.events_per_s),
+            t.ratio_to_relay,
+            t.cpu_cores,
+            per_m,
+            t.peak_rss_mb,
+            t.lost
+        ));
+    }
+    if !r.verified.is_empty() {
+        out.push_str("\nChecked first (half a second at full speed over two connections, every line compared with what was sent, each connection's lines in order):\n\n");
+        out.push_str("| target | path | lines | lost | duplicated | altered | out of order |\n|---|---|---|---|---|---|---|\n");
+        for v in &r.verified {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                v.target, v.path, v.events, v.lost, v.duplicates, v.altered, v.out_of_order
+            ));
+        }
+    }
+    out
+}
+
+/// 1234567 as `1.23 M`, 12345 as `12.3 k`.
+fn rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
 }
 
 /// The terminal summary: one line per scenario, then the throughput table.
@@ -77,6 +133,35 @@ pub fn summary(reports: &[Report]) -> String {
             if r.passed { "PASS" } else { "FAIL" }
         ));
         out.push_str(&table(&rows));
+        if !r.verified.is_empty() {
+            let mut rows: Vec<Vec<String>> = vec![
+                [
+                    "target",
+                    "path",
+                    "checked",
+                    "lost",
+                    "dup",
+                    "altered",
+                    "out of order",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ];
+            for v in &r.verified {
+                rows.push(vec![
+                    v.target.clone(),
+                    v.path.clone(),
+                    v.events.to_string(),
+                    v.lost.to_string(),
+                    v.duplicates.to_string(),
+                    v.altered.to_string(),
+                    v.out_of_order.to_string(),
+                ]);
+            }
+            out.push_str("\nchecked first, byte for byte and in each connection's order:\n");
+            out.push_str(&table(&rows));
+        }
     }
     for r in reports.iter().filter(|r| !r.passed) {
         out.push_str(&format!("\n{} failed:\n", r.name));

@@ -62,7 +62,27 @@ pub struct Tracker {
     received_bytes: AtomicU64,
     /// Lines that carried no readable id (or one out of range).
     unreadable: AtomicU64,
+    /// Set by `check`: each id's line must be exactly what `write_event`
+    /// wrote, and each connection's ids must arrive in increasing order.
+    checks: OnceLock<Checks>,
 }
+
+/// What `Tracker::check` verifies per received line.
+struct Checks {
+    /// Bytes per event, to rebuild the line the generator sent.
+    event_bytes: usize,
+    /// Ids per block a connection reserves at once.
+    block: u64,
+    /// Which connection (plus one) reserved each block.
+    owners: Counters,
+    /// Per connection, one past the highest id received so far.
+    last: Box<[AtomicU64]>,
+    out_of_order: AtomicU64,
+    altered: AtomicU64,
+}
+
+/// The connections `Tracker::own` tells apart.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// The outcome of comparing what was sent with what was received.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -79,6 +99,10 @@ pub struct Comparison {
     /// The first lost ids, for the report.
     pub lost_ids: Vec<u64>,
     pub duplicated_ids: Vec<u64>,
+    /// With `check`: lines received after a later line of their connection.
+    pub out_of_order: u64,
+    /// With `check`: lines whose bytes differ from what was sent.
+    pub altered: u64,
 }
 
 const LISTED: usize = 20;
@@ -99,6 +123,47 @@ impl Tracker {
             received_events: AtomicU64::new(0),
             received_bytes: AtomicU64::new(0),
             unreadable: AtomicU64::new(0),
+            checks: OnceLock::new(),
+        }
+    }
+
+    /// Verify every received line: byte for byte what the generator wrote
+    /// (events of `event_bytes`), and in each connection's order (blocks of
+    /// `block` ids, recorded with `own`).
+    pub fn check(&self, event_bytes: usize, block: u64) {
+        let _ = self.checks.set(Checks {
+            event_bytes,
+            block: block.max(1),
+            owners: Counters::new(),
+            last: (0..MAX_CONNECTIONS).map(|_| AtomicU64::new(0)).collect(),
+            out_of_order: AtomicU64::new(0),
+            altered: AtomicU64::new(0),
+        });
+    }
+
+    /// The block starting at `first` is sent by connection `conn`.
+    pub fn own(&self, first: u64, conn: usize) {
+        if let Some(c) = self.checks.get()
+            && conn < MAX_CONNECTIONS
+            && let Some(slot) = c.owners.slot(first / c.block)
+        {
+            slot.store(conn as u8 + 1, Ordering::Relaxed);
+        }
+    }
+
+    fn verify(&self, c: &Checks, id: u64, line: &[u8], expected: &mut Vec<u8>) {
+        expected.clear();
+        write_event(expected, id, c.event_bytes);
+        if line != expected.as_slice() {
+            c.altered.fetch_add(1, Ordering::Relaxed);
+        }
+        let owner = c.owners.get(id / c.block);
+        if let Some(last) = owner
+            .checked_sub(1)
+            .and_then(|o| c.last.get(usize::from(o)))
+            && last.fetch_max(id + 1, Ordering::Relaxed) > id
+        {
+            c.out_of_order.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -122,13 +187,19 @@ impl Tracker {
     /// Record every newline-terminated event in `lines`; returns how many.
     pub fn record_lines(&self, lines: &[u8]) -> u64 {
         let mut n = 0;
+        let checks = self.checks.get();
+        let mut expected = Vec::new();
         for line in lines.split(|&b| b == b'\n') {
             if line.is_empty() {
                 continue;
             }
             n += 1;
             match seq_of(line) {
-                Some(id) if self.received.bump(id) => {}
+                Some(id) if self.received.bump(id) => {
+                    if let Some(c) = checks {
+                        self.verify(c, id, line, &mut expected);
+                    }
+                }
                 _ => {
                     self.unreadable.fetch_add(1, Ordering::Relaxed);
                 }
@@ -165,6 +236,10 @@ impl Tracker {
             unreadable: self.unreadable.load(Ordering::Relaxed),
             ..Comparison::default()
         };
+        if let Some(k) = self.checks.get() {
+            c.out_of_order = k.out_of_order.load(Ordering::Relaxed);
+            c.altered = k.altered.load(Ordering::Relaxed);
+        }
         let end = self.next_id.load(Ordering::Relaxed);
         for id in 0..end {
             let sent = self.sent.get(id) > 0;
@@ -283,5 +358,32 @@ mod tests {
         assert_eq!(c.duplicates, 1);
         assert_eq!(c.unexpected, 1);
         assert_eq!(c.unreadable, 1);
+    }
+
+    #[test]
+    fn checks_find_altered_lines_and_lines_out_of_their_connections_order() {
+        let t = Tracker::new();
+        t.check(80, 2);
+        // Connection 0 sends ids 0-1 and 4-5, connection 1 ids 2-3.
+        for (first, conn) in [(0, 0), (2, 1), (4, 0)] {
+            assert_eq!(t.reserve(2), first);
+            t.own(first, conn);
+            t.mark_sent(first, 2);
+        }
+        let mut lines = Vec::new();
+        for id in [2u64, 0, 4, 1, 3, 5] {
+            write_event(&mut lines, id, 80);
+            if id == 5 {
+                let at = lines.len() - 3;
+                lines[at] = b'y';
+            }
+            lines.push(b'\n');
+        }
+        t.record_lines(&lines);
+        let c = t.compare();
+        // 1 after 4 on connection 0; connections interleaving is no fault.
+        assert_eq!(c.out_of_order, 1);
+        assert_eq!(c.altered, 1);
+        assert_eq!(c.lost, 0);
     }
 }

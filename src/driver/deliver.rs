@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::concurrency::{Signal, Slot};
+use super::concurrency::Signal;
 use super::contract::{Destination, Outcome, RecordOutcome};
 use super::dead_letter::{Rejection, Why};
 use super::endpoints::{Endpoints, OUTAGE_PROBE};
@@ -38,7 +38,7 @@ struct Again {
 pub(super) async fn deliver<D: Destination>(
     ctx: Arc<Driver<D>>,
     mut job: Job,
-    slot: Slot,
+    _permit: tokio::sync::OwnedSemaphorePermit,
     turn: Turn,
 ) {
     let lane = &ctx.lane;
@@ -52,22 +52,41 @@ pub(super) async fn deliver<D: Destination>(
         Ordering::Auto => encoded.keys.unwrap_or(job.senders),
     };
     let stream = single_shard(mask);
-    tokio::select! {
-        biased;
-        _ = ctx.stop.cancelled() => {
-            job.resolve(lane, DropReason::Shutdown);
-            return;
+    if !turn.set(mask) {
+        tokio::select! {
+            biased;
+            _ = ctx.stop.cancelled() => {
+                job.resolve(lane, DropReason::Shutdown);
+                return;
+            }
+            _ = ctx.retire.cancelled() => {
+                give_back(&ctx, job, &turn).await;
+                return;
+            }
+            _ = lane.handing_back() => {
+                job.resolve(lane, DropReason::Shutdown);
+                return;
+            }
+            _ = turn.wait(mask) => {}
         }
+    }
+    // Held through every retry: a failing peer fills the slots, and the
+    // jobs behind them (`Driver::jobs`) stop the driver taking from the
+    // lane, so the lane's policy acts upstream.
+    let slot = tokio::select! {
+        biased;
+        _ = ctx.stop.cancelled() => None,
         _ = ctx.retire.cancelled() => {
             give_back(&ctx, job, &turn).await;
             return;
         }
-        _ = lane.handing_back() => {
-            job.resolve(lane, DropReason::Shutdown);
-            return;
-        }
-        _ = turn.wait(mask) => {}
-    }
+        _ = lane.handing_back() => None,
+        s = ctx.limiter.acquire() => s,
+    };
+    let Some(slot) = slot else {
+        job.resolve(lane, DropReason::Shutdown);
+        return;
+    };
     let mut attempt: u32 = 0;
     loop {
         if job.is_empty() {

@@ -9,9 +9,12 @@
 //!   `batch.max_event_bytes` are dropped with reason `oversize`.
 //! - **Concurrency** (`concurrency.rs`): at most `request.concurrency`
 //!   requests in flight, or an adaptive (AIMD on RTT) limit. A job holds its
-//!   slot through all its retries, so a failing peer fills the slots, the
-//!   driver stops taking from the lane, the lane fills, and the lane's policy
-//!   (block or drop) acts upstream. That is how backpressure travels.
+//!   slot through all its retries, so a failing peer fills the slots; the
+//!   jobs waiting for one fill the driver's bound on jobs, the driver stops
+//!   taking from the lane, the lane fills, and the lane's policy (block or
+//!   drop) acts upstream. That is how backpressure travels.
+//! - **Order** (`order.rs`): one sender's (or key's) requests never
+//!   overlap, while different senders' spread across the slots.
 //! - **Endpoints** (`endpoints.rs`): weighted selection across a
 //!   destination's endpoints, passive health (a failing endpoint is marked
 //!   down, its request moves to the next healthy one, and it is probed in the
@@ -136,6 +139,9 @@ pub struct Driver<D: Destination> {
     watcher: crate::supervise::Watcher,
     /// Keeps each sender's (or key's) jobs in lane order.
     order: Arc<order::Sequencer>,
+    /// Jobs taken from the lane and not yet ended: as many as may be in
+    /// flight, and with ordering as many again waiting for their turn.
+    jobs: Arc<tokio::sync::Semaphore>,
 }
 
 impl<D: Destination> Driver<D> {
@@ -164,6 +170,18 @@ impl<D: Destination> Driver<D> {
             lane.metrics().concurrency_limit.clone(),
         );
         let watcher = crate::supervise::Watcher::new("destination", lane.id(), metrics);
+        let slots = match settings.concurrency {
+            Concurrency::Fixed(n) => n,
+            Concurrency::Adaptive => settings.max_concurrency,
+        };
+        // With ordering, as many again may wait for their turn, encoded:
+        // enough to keep every slot busy behind a sender's request in
+        // flight, few enough that waking the waiters stays cheap.
+        let jobs = if settings.ordering == Ordering::None {
+            slots
+        } else {
+            slots * 2
+        };
         Driver {
             dest: Arc::new(dest),
             lane,
@@ -177,6 +195,7 @@ impl<D: Destination> Driver<D> {
             probes: TaskTracker::new(),
             watcher,
             order: Arc::default(),
+            jobs: Arc::new(tokio::sync::Semaphore::new(jobs)),
         }
     }
 
@@ -189,13 +208,17 @@ impl<D: Destination> Driver<D> {
             ctx.start_refresh();
         }
         loop {
-            let slot = tokio::select! {
+            // A job takes its concurrency slot once its turn comes
+            // (`deliver`); the loop only bounds how many jobs exist, so a
+            // job waiting on its sender never holds a slot another
+            // sender's job could use.
+            let permit = tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
                 _ = ctx.retire.cancelled() => break,
-                s = ctx.limiter.acquire() => match s {
-                    Some(s) => s,
-                    None => break,
+                p = ctx.jobs.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
                 },
             };
             let job = tokio::select! {
@@ -212,7 +235,7 @@ impl<D: Destination> Driver<D> {
             // `internal_error` and its senders are told to send again.
             tracker.spawn(
                 ctx.watcher
-                    .watch(deliver(ctx.clone(), job, slot, turn))
+                    .watch(deliver(ctx.clone(), job, permit, turn))
                     .instrument(tracing::Span::current()),
             );
         }

@@ -8,8 +8,11 @@
 //! a ticket in lane order when the driver spawns them (`Sequencer::enter`);
 //! after encoding, a job sends only once no earlier unfinished job shares a
 //! shard with it (`Turn::wait`). Jobs of other shards go on in parallel, and
-//! encoding, the CPU-heavy part, never waits. A waiting job keeps its
-//! concurrency slot, so what waits stays bounded by `request.concurrency`.
+//! encoding, the CPU-heavy part, never waits. A job takes its concurrency
+//! slot only once its turn has come, so one busy sender's queued requests
+//! never keep another sender's from the slots (and no job holding a slot
+//! ever waits on one without). As many jobs again as there are slots may
+//! wait; their events still count against the lane's capacity.
 //!
 //! A retiring driver gives jobs back to the front of the lane, each in
 //! front of the last: a job gives back only after every later job did
@@ -135,29 +138,35 @@ pub(crate) struct Turn {
 }
 
 impl Turn {
-    /// Record the job's shards and wait until no earlier unfinished job
-    /// shares one (or has yet to say which it holds).
-    pub async fn wait(&self, mask: u64) {
-        {
+    /// Record the job's shards; whether it may send now (`wait` says when
+    /// it may otherwise).
+    pub fn set(&self, mask: u64) -> bool {
+        let ready = {
             let mut s = self.seq.lock();
             if let Some(e) = s.jobs.iter_mut().find(|e| e.ticket == self.ticket) {
                 e.mask = Some(mask);
             }
-        }
+            Self::ready(&s, self.ticket, mask)
+        };
         self.seq.changed.notify_waiters();
-        if mask == 0 {
-            return;
-        }
+        ready
+    }
+
+    /// No earlier unfinished job shares a shard with `mask` (or has yet to
+    /// say which it holds).
+    fn ready(s: &State, ticket: u64, mask: u64) -> bool {
+        mask == 0
+            || s.jobs
+                .iter()
+                .take_while(|e| e.ticket < ticket)
+                .filter(|e| !e.done)
+                .all(|e| e.mask.is_some_and(|m| m & mask == 0))
+    }
+
+    /// Wait until the job whose shards `set` recorded may send.
+    pub async fn wait(&self, mask: u64) {
         let ticket = self.ticket;
-        self.seq
-            .until(|s| {
-                s.jobs
-                    .iter()
-                    .take_while(|e| e.ticket < ticket)
-                    .filter(|e| !e.done)
-                    .all(|e| e.mask.is_some_and(|m| m & mask == 0))
-            })
-            .await;
+        self.seq.until(|s| Self::ready(s, ticket, mask)).await;
     }
 
     /// Wait until every later job has ended: then giving this one back puts
@@ -196,9 +205,10 @@ mod tests {
         let a1 = seq.enter();
         let b1 = seq.enter();
         let a2 = seq.enter();
-        a1.wait(1).await;
-        b1.wait(2).await;
+        assert!(a1.set(1));
+        assert!(b1.set(2));
         // a2 shares shard 1 with a1, still running.
+        assert!(!a2.set(1));
         let waiting = tokio::time::timeout(Duration::from_secs(1), a2.wait(1)).await;
         assert!(waiting.is_err());
         drop(a1);
@@ -214,20 +224,19 @@ mod tests {
         let first = seq.enter();
         let second = seq.enter();
         // The first's shards are unknown: it may share one.
+        assert!(!second.set(4));
         assert!(
             tokio::time::timeout(Duration::from_secs(1), second.wait(4))
                 .await
                 .is_err()
         );
-        first.wait(1).await;
+        assert!(first.set(1));
         tokio::time::timeout(Duration::from_secs(1), second.wait(4))
             .await
             .unwrap();
         // An unordered job never waits.
         let third = seq.enter();
-        tokio::time::timeout(Duration::from_secs(1), third.wait(0))
-            .await
-            .unwrap();
+        assert!(third.set(0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,6 +2,7 @@
 //! sampling while it runs, and the accounting check at the end.
 
 pub mod catalogue;
+mod peer_configs;
 mod reduction;
 mod representative;
 pub mod throughput;
@@ -35,9 +36,17 @@ pub enum Expect {
 }
 
 /// Everything a run needs from the command line.
+#[derive(Clone)]
 pub struct Ctx {
     pub sluice: PathBuf,
     pub vector: Option<PathBuf>,
+    /// Another sluice binary (an earlier commit): the throughput rows
+    /// most changed by performance work run through it too, in the same
+    /// run, for before/after ratios.
+    pub baseline: Option<PathBuf>,
+    /// Throughput rows to run (their path contains one of these); empty:
+    /// all. The relay rows always run.
+    pub rows: Vec<String>,
     pub smoke: bool,
     pub work: PathBuf,
 }
@@ -206,6 +215,8 @@ pub struct Report {
     pub faults: Vec<Marker>,
     pub timeline: Vec<Sample>,
     pub throughput: Vec<throughput::Row>,
+    /// The throughput rows checked byte for byte and in order first.
+    pub verified: Vec<throughput::Verified>,
     pub notes: Vec<String>,
     /// Reloads done during the run, by result.
     pub reloads: BTreeMap<String, u64>,

@@ -21,6 +21,7 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
+use super::peer_configs::{self, Router, Work};
 use super::reduction::Reduction;
 use super::representative;
 use super::{Ctx, Report, bar};
@@ -37,6 +38,11 @@ pub const NAME: &str = "throughput";
 /// The one filter every router applies; every generated event passes it,
 /// so every router delivers every event.
 const FILTER: &str = "status >= 200";
+/// The paths the comparison rows share with rsyslog and syslog-ng.
+/// The target name of rows run by `--baseline`.
+const BASELINE: &str = "sluice (baseline)";
+const PASS_THROUGH: &str = "tcp → tcp, pass-through";
+const JSON_FILTER: &str = "tcp → JSON parsed, filter → tcp";
 const VRL_FILTER: &str = "(to_int(.status) ?? 0) >= 200";
 /// The same filter on an OTLP log record, whose fields are attributes.
 const OTLP_FILTER: &str = "attributes.status >= 200";
@@ -89,7 +95,11 @@ impl Row {
 #[derive(Clone, Copy)]
 enum Target {
     Relay,
+    /// tcp → tcp, no filter: what routing itself costs.
+    SluicePass,
     SluiceTcp,
+    /// The filter row with every line validated as JSON (`decoding: json`).
+    SluiceJson,
     SluiceHttp,
     /// The same filter as an output router's rule instead of a route.
     SluiceRouter,
@@ -113,8 +123,9 @@ enum Target {
     /// syslog-ng (`representative.rs`).
     SluicePipeline,
     SluiceRemap,
-    Rsyslog,
-    SyslogNg,
+    /// rsyslog or syslog-ng doing one of the rows' work, configured from
+    /// `loadtest/peers/` (`peer_configs.rs`).
+    Peer(Router, Work),
     /// tcp → filter → one volume-reduction function → tcp.
     SluiceReduce(Reduction),
     /// The syslog source (octet-counted RFC 5424 over TCP, parsed) and the
@@ -133,7 +144,9 @@ impl Target {
     fn label(self) -> (&'static str, &'static str) {
         match self {
             Target::Relay => ("relay", "tcp → tcp, tokio copy loop"),
+            Target::SluicePass => ("sluice", PASS_THROUGH),
             Target::SluiceTcp => ("sluice", "tcp → filter → tcp"),
+            Target::SluiceJson => ("sluice", JSON_FILTER),
             Target::SluiceTcpTls => ("sluice", "tcp+tls → filter → tcp"),
             Target::SluiceHttp => ("sluice", "http → filter → http"),
             Target::SluiceRouter => ("sluice", "tcp → output router → tcp"),
@@ -155,11 +168,13 @@ impl Target {
                 "tcp → filter → pipeline (eval, mask, drop 10 %) → tcp",
             ),
             Target::SluiceRemap => ("sluice", "tcp → filter → pipeline (remap, VRL) → tcp"),
-            Target::Rsyslog => (
+            Target::Peer(r, Work::PassThrough) => (r.name(), PASS_THROUGH),
+            Target::Peer(r, Work::JsonFilter) => (r.name(), JSON_FILTER),
+            Target::Peer(Router::Rsyslog, Work::Representative) => (
                 "rsyslog",
                 "tcp → mmjsonparse, set/unset, drop 10 % → JSON template → tcp",
             ),
-            Target::SyslogNg => (
+            Target::Peer(Router::SyslogNg, Work::Representative) => (
                 "syslog-ng",
                 "tcp → json-parser, rewrite, drop 10 % → format-json → tcp",
             ),
@@ -202,9 +217,9 @@ impl Target {
     /// drops 10 %.
     fn expected(self, sent: u64, batch: u64) -> u64 {
         match self {
-            Target::SluicePipeline | Target::SluiceRemap | Target::Rsyslog | Target::SyslogNg => {
-                representative::kept(sent, batch)
-            }
+            Target::SluicePipeline
+            | Target::SluiceRemap
+            | Target::Peer(_, Work::Representative) => representative::kept(sent, batch),
             Target::SluiceReduce(r) => r.expected(sent, batch),
             _ => sent,
         }
@@ -232,6 +247,32 @@ impl Target {
             Target::SluiceKinesisOut => 3000,
             _ => 0,
         }
+    }
+
+    /// Rows a `--baseline` binary runs too.
+    fn compared(self) -> bool {
+        matches!(
+            self,
+            Target::SluicePass
+                | Target::SluiceTcp
+                | Target::SluiceJson
+                | Target::SluiceHttp
+                | Target::SluiceOtlp
+                | Target::SluiceForward
+        )
+    }
+
+    /// Rows whose output must be the input, byte for byte and in each
+    /// connection's order: checked before they are timed (`verify`).
+    fn verified(self) -> bool {
+        matches!(
+            self,
+            Target::Relay
+                | Target::SluicePass
+                | Target::SluiceTcp
+                | Target::SluiceJson
+                | Target::Peer(_, Work::PassThrough | Work::JsonFilter)
+        )
     }
 
     /// How many times the usual length it runs: the distinct-keys row runs
@@ -289,6 +330,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let seconds = ctx.secs(15.0, 2.0);
     let mut targets = vec![
         Target::Relay,
+        // The rows side by side with rsyslog and syslog-ng.
+        Target::SluicePass,
+        Target::Peer(Router::Rsyslog, Work::PassThrough),
+        Target::Peer(Router::SyslogNg, Work::PassThrough),
+        Target::SluiceJson,
+        Target::Peer(Router::Rsyslog, Work::JsonFilter),
+        Target::Peer(Router::SyslogNg, Work::JsonFilter),
         Target::SluiceTcp,
         Target::SluiceTcpTls,
         Target::SluiceHttp,
@@ -302,8 +350,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Target::SluiceFile,
         Target::SluicePipeline,
         Target::SluiceRemap,
-        Target::Rsyslog,
-        Target::SyslogNg,
+        Target::Peer(Router::Rsyslog, Work::Representative),
+        Target::Peer(Router::SyslogNg, Work::Representative),
         Target::SluiceReduce(Reduction::Sample),
         Target::SluiceReduce(Reduction::Throttle),
         Target::SluiceReduce(Reduction::Dedupe),
@@ -320,15 +368,37 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Target::SluiceKinesisOut,
     ]);
     targets.push(Target::Relay);
+    // Each target with the binary it runs: the baseline runs the rows
+    // performance work changes, right after the current binary's.
+    let mut runs: Vec<(Target, bool)> = Vec::new();
+    for t in targets {
+        let (_, path) = t.label();
+        if !matches!(t, Target::Relay)
+            && !ctx.rows.is_empty()
+            && !ctx.rows.iter().any(|r| path.contains(r.as_str()))
+        {
+            continue;
+        }
+        runs.push((t, false));
+        if ctx.baseline.is_some() && t.compared() {
+            runs.push((t, true));
+        }
+    }
+    let base_ctx = Ctx {
+        sluice: ctx.baseline.clone().unwrap_or_else(|| ctx.sluice.clone()),
+        ..ctx.clone()
+    };
     let started = Instant::now();
     let mut rows = Vec::new();
+    let mut verified = Vec::new();
     // One broker for both Kafka rows: kafka → tcp reads what tcp → kafka wrote.
     let kafka_port = free_port()?.port();
     let mut broker = Broker::new(&dir.join("kafka"), kafka_port, kafka_port);
     let brokers = format!("127.0.0.1:{kafka_port}");
     // One moto for the SQS and Kinesis rows, started before the first.
     let mut moto = None;
-    for (i, t) in targets.iter().enumerate() {
+    for (i, (t, base)) in runs.iter().enumerate() {
+        let ctx = if *base { &base_ctx } else { ctx };
         let sub = dir.join(format!("{i}"));
         std::fs::create_dir_all(&sub)?;
         let peers = Peers {
@@ -354,7 +424,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             rows.push(kafka_in(ctx, &sub, &brokers, written).await?);
             broker.kill();
         } else {
+            if t.verified() {
+                let mut v = verify(ctx, *t, &sub, &peers).await?;
+                if *base {
+                    v.target = BASELINE.into();
+                }
+                verified.push(v);
+            }
             rows.push(one(ctx, *t, &sub, seconds, &peers).await?);
+        }
+        if *base && let Some(r) = rows.last_mut() {
+            r.target = BASELINE.into();
         }
     }
     let relays: Vec<f64> = rows
@@ -418,7 +498,20 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             (relays[1] / relays[0] - 1.0) * 100.0
         ));
     }
+    for v in &verified {
+        // rsyslog with two workers reorders a connection's lines, and so
+        // does a baseline from before sluice kept order: what they do is
+        // reported (the table), not a failure of the run.
+        let ours = v.target == "sluice" || v.target == "relay";
+        if !v.passed(ours) {
+            report.failures.push(format!(
+                "{} {}: of {} events checked, {} lost, {} duplicated, {} altered, {} out of their connection's order",
+                v.target, v.path, v.events, v.lost, v.duplicates, v.altered, v.out_of_order
+            ));
+        }
+    }
     report.throughput = rows;
+    report.verified = verified;
     report.passed = report.failures.is_empty();
     Ok(report)
 }
@@ -435,6 +528,87 @@ impl Peers<'_> {
         self.moto
             .context("no moto started for an SQS or Kinesis row")
     }
+}
+
+/// Bytes per generated event.
+const EVENT_BYTES: usize = 200;
+/// Events per write of a TCP connection.
+const TCP_BLOCK: usize = 512;
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verified {
+    pub target: String,
+    pub path: String,
+    pub events: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub altered: u64,
+    pub out_of_order: u64,
+}
+
+impl Verified {
+    /// Everything arrived once, unaltered, and (when `ordered`) in order.
+    fn passed(&self, ordered: bool) -> bool {
+        self.events > 0
+            && self.lost == 0
+            && self.duplicates == 0
+            && self.altered == 0
+            && (!ordered || self.out_of_order == 0)
+    }
+}
+
+/// Before a row is timed: half a second of its load at full speed over two
+/// connections, every line numbered, each checked at the receiver against
+/// the bytes sent and its connection's order.
+async fn verify(
+    ctx: &Ctx,
+    target: Target,
+    dir: &Path,
+    peers: &Peers<'_>,
+) -> anyhow::Result<Verified> {
+    let dir = dir.join("verify");
+    std::fs::create_dir_all(&dir)?;
+    let tracker = Arc::new(Tracker::new());
+    tracker.check(EVENT_BYTES, TCP_BLOCK as u64);
+    let rx_addr = free_port()?;
+    let _receiver = receiver::tcp::spawn(
+        rx_addr,
+        crate::fault::Schedule::none(Instant::now()),
+        Sink::new(tracker.clone(), true),
+    )
+    .await?;
+    let input = free_port()?;
+    let mut process = start(ctx, target, &dir, input, rx_addr, peers).await?;
+    let load = Load {
+        protocol: Protocol::Tcp,
+        target: input,
+        rate: 0,
+        event_bytes: EVENT_BYTES,
+        connections: 2,
+        duration: Duration::from_millis(500),
+        batch: TCP_BLOCK,
+        track_ids: true,
+        tls_ca: None,
+        file: None,
+    };
+    let summary = Generator::start(load, tracker.clone()).wait().await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while tracker.received_events() < summary.sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    process.terminate();
+    let c = tracker.compare();
+    let (name, path) = target.label();
+    Ok(Verified {
+        target: name.into(),
+        path: path.into(),
+        events: c.sent,
+        lost: c.lost,
+        duplicates: c.duplicates + c.unexpected,
+        altered: c.altered + c.unreadable,
+        out_of_order: c.out_of_order,
+    })
 }
 
 async fn one(
@@ -489,12 +663,12 @@ async fn one(
     let before = process.usage();
     // HEC is HTTP from the client's side: requests of the HTTP row's size.
     let requests = http || target.protocol() == Protocol::Hec;
-    let batch = if requests { 1000 } else { 512 };
+    let batch = if requests { 1000 } else { TCP_BLOCK };
     let load = Load {
         protocol: target.protocol(),
         target: input,
         rate: target.offered(),
-        event_bytes: 200,
+        event_bytes: EVENT_BYTES,
         // One writer appends to a file; sockets get two connections.
         connections: match target.protocol() {
             Protocol::File => 1,
@@ -600,7 +774,9 @@ async fn start(
                 &log,
             )?
         }
-        Target::SluiceTcp
+        Target::SluicePass
+        | Target::SluiceTcp
+        | Target::SluiceJson
         | Target::SluiceTcpTls
         | Target::SluiceSyslog
         | Target::SluiceStatsd
@@ -658,9 +834,16 @@ async fn start(
                     "address": input.to_string(),
                     "tokens": ["loadtest"],
                 }),
+                Target::SluiceJson => {
+                    json!({ "type": "tcp", "address": input.to_string(), "decoding": "json" })
+                }
                 _ => {
                     json!({ "type": if http { "http" } else { "tcp" }, "address": input.to_string() })
                 }
+            };
+            let route = match target {
+                Target::SluicePass => json!({ "name": "all", "destination": "out" }),
+                _ => json!({ "name": "filtered", "filter": target.filter(), "destination": "out" }),
             };
             if matches!(target, Target::SluiceTcpTls) {
                 source["tls"] = json!({
@@ -672,7 +855,7 @@ async fn start(
                 api,
                 dir,
                 json!({ "in": source }),
-                json!([{ "name": "filtered", "filter": target.filter(), "destination": "out" }]),
+                json!([route]),
                 json!({ "out": out }),
             );
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
@@ -710,15 +893,9 @@ async fn start(
             let s = sluice::Sluice::start(&ctx.sluice, dir, api, &config).await?;
             s.process
         }
-        Target::Rsyslog | Target::SyslogNg => {
-            let (name, text) = if matches!(target, Target::Rsyslog) {
-                (
-                    "rsyslog",
-                    representative::rsyslog_config(dir, input, output),
-                )
-            } else {
-                ("syslog-ng", representative::syslog_ng_config(input, output))
-            };
+        Target::Peer(router, work) => {
+            let name = router.name();
+            let text = peer_configs::config(router, work, dir, input, output);
             let path = dir.join(format!("{name}.conf"));
             std::fs::write(&path, text)?;
             crate::receiver::peer(name, dir, input.port(), &[path.display().to_string()]).await?
