@@ -835,3 +835,86 @@ destinations:
     running.shutdown().await;
     accept.abort();
 }
+
+/// Three HTTP clients, each posting its requests one after another on its
+/// connection, through an HTTP destination with five requests in flight and
+/// `ordering: sender`: a fifth of the requests fail once and are retried,
+/// yet each client's events reach the peer in the order it sent them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_http_clients_requests_arrive_in_order_through_retries() {
+    let rx = Receiver::start().await;
+    let failed = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    rx.set(Behavior::Custom(Arc::new(move |events| {
+        let first = events.first().cloned().unwrap_or_default();
+        let v: Value = serde_json::from_str(&first).unwrap_or_default();
+        let unlucky = v["seq"].as_u64().is_some_and(|s| s % 50 == 0);
+        if unlucky && failed.lock().unwrap().insert(first) {
+            Reply::code(503)
+        } else {
+            Reply::ok()
+        }
+    })));
+    let running = common::topology(&format!(
+        r#"
+api: {{ enabled: false }}
+sources:
+  in: {{ type: http, address: 127.0.0.1:0 }}
+routes: [{{ name: all, destination: out }}]
+destinations:
+  out:
+    type: http
+    url: "{}"
+    batch: {{ max_events: 10, timeout: 10ms }}
+    request: {{ ordering: sender }}
+    retry: {{ initial_backoff: 50ms, max_backoff: 200ms }}
+"#,
+        rx.url("/")
+    ))
+    .await;
+    let url = format!("http://{}/", running.source_addr("in").unwrap());
+    let (clients, requests, per) = (3u64, 40u64, 10u64);
+    let posting: Vec<_> = (0..clients)
+        .map(|c| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                // One connection per client: its requests, one at a time.
+                let http = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .unwrap();
+                for r in 0..requests {
+                    let body: String = (r * per..(r + 1) * per)
+                        .map(|i| format!("{{\"c\":{c},\"seq\":{i}}}\n"))
+                        .collect();
+                    let answer = http.post(&url).body(body).send().await.unwrap();
+                    assert!(answer.status().is_success(), "{}", answer.status());
+                }
+            })
+        })
+        .collect();
+    for p in posting {
+        p.await.unwrap();
+    }
+    let total = (clients * requests * per) as usize;
+    wait_until_async("every event accepted", Duration::from_secs(60), || {
+        rx.accepted().len() == total
+    })
+    .await;
+    let mut by_client: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for e in rx.accepted() {
+        let v: Value = serde_json::from_str(&e).unwrap();
+        by_client
+            .entry(v["c"].as_u64().unwrap())
+            .or_default()
+            .push(v["seq"].as_u64().unwrap());
+    }
+    for (c, got) in &by_client {
+        let want: Vec<u64> = (0..requests * per).collect();
+        assert_eq!(got, &want, "client {c} out of order");
+    }
+    assert!(
+        rx.requests().iter().any(|r| r.status == 503),
+        "no request failed: the retries were not exercised"
+    );
+    running.shutdown().await;
+}

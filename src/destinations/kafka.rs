@@ -198,6 +198,7 @@ impl DestinationType for KafkaDestination {
         concurrency: 5,
         request_timeout: Some(DEFAULT_TIMEOUT),
         max_event_bytes: None,
+        sender_order: false,
     };
     const CAPABILITIES: Capabilities = Capabilities {
         encodings: STREAM_ENCODINGS,

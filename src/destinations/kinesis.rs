@@ -123,6 +123,7 @@ impl DestinationType for KinesisDestination {
         concurrency: 5,
         request_timeout: Some(Duration::from_secs(30)),
         max_event_bytes: None,
+        sender_order: false,
     };
     const CAPABILITIES: Capabilities = Capabilities {
         encodings: STREAM_ENCODINGS,

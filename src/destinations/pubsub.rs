@@ -170,6 +170,7 @@ impl DestinationType for PubsubDestination {
         concurrency: 5,
         request_timeout: Some(Duration::from_secs(60)),
         max_event_bytes: None,
+        sender_order: false,
     };
     const CAPABILITIES: Capabilities = Capabilities {
         encodings: STREAM_ENCODINGS,

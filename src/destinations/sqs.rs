@@ -157,6 +157,7 @@ impl DestinationType for SqsDestination {
         concurrency: 10,
         request_timeout: Some(Duration::from_secs(30)),
         max_event_bytes: None,
+        sender_order: false,
     };
     const CAPABILITIES: Capabilities = Capabilities {
         encodings: STREAM_ENCODINGS,

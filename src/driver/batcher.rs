@@ -47,7 +47,7 @@ impl Batching {
             None => Batching::Plain(
                 Batcher::new(lane, s.max_events, s.max_bytes, s.batch_timeout)
                     .flush(s.flush)
-                    .by_sender(s.ordering != super::order::Ordering::None),
+                    .by_sender(s.by_sender()),
             ),
         }
     }

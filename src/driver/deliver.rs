@@ -49,9 +49,19 @@ pub(super) async fn deliver<D: Destination>(
     let mask = match ctx.settings.ordering {
         Ordering::None => 0,
         Ordering::Sender => job.senders,
-        Ordering::Auto => encoded.keys.unwrap_or(job.senders),
+        Ordering::Auto => match encoded.keys {
+            Some(keys) => keys,
+            None if ctx.settings.sender_order => job.senders,
+            None => 0,
+        },
     };
-    let stream = single_shard(mask);
+    // One connection per sender only while senders go in parallel: with
+    // one slot, one connection keeps every sender's order among the others.
+    let stream = if ctx.settings.by_sender() {
+        single_shard(mask)
+    } else {
+        None
+    };
     if !turn.set(mask) {
         tokio::select! {
             biased;

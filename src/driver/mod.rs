@@ -140,7 +140,8 @@ pub struct Driver<D: Destination> {
     /// Keeps each sender's (or key's) jobs in lane order.
     order: Arc<order::Sequencer>,
     /// Jobs taken from the lane and not yet ended: as many as may be in
-    /// flight, and with ordering as many again waiting for their turn.
+    /// flight, and with ordering as many again waiting for their turn
+    /// (holding their events like in-flight ones).
     jobs: Arc<tokio::sync::Semaphore>,
 }
 
@@ -170,17 +171,15 @@ impl<D: Destination> Driver<D> {
             lane.metrics().concurrency_limit.clone(),
         );
         let watcher = crate::supervise::Watcher::new("destination", lane.id(), metrics);
-        let slots = match settings.concurrency {
-            Concurrency::Fixed(n) => n,
-            Concurrency::Adaptive => settings.max_concurrency,
-        };
-        // With ordering, as many again may wait for their turn, encoded:
-        // enough to keep every slot busy behind a sender's request in
-        // flight, few enough that waking the waiters stays cheap.
-        let jobs = if settings.ordering == Ordering::None {
-            slots
-        } else {
+        // With ordering and room for parallel requests, as many jobs again
+        // as slots may wait for their turn, encoded: enough to keep every
+        // slot busy behind a sender's request in flight, few enough that
+        // waking the waiters stays cheap. One slot: one job, in lane order.
+        let slots = settings.slots();
+        let jobs = if settings.ordered_in_parallel() {
             slots * 2
+        } else {
+            slots
         };
         Driver {
             dest: Arc::new(dest),

@@ -12,7 +12,8 @@
 //! slot only once its turn has come, so one busy sender's queued requests
 //! never keep another sender's from the slots (and no job holding a slot
 //! ever waits on one without). As many jobs again as there are slots may
-//! wait; their events still count against the lane's capacity.
+//! wait, holding their events like in-flight ones; with one slot, one job
+//! at a time, in lane order, as before.
 //!
 //! A retiring driver gives jobs back to the front of the lane, each in
 //! front of the last: a job gives back only after every later job did
@@ -31,9 +32,10 @@ use crate::event::Sender;
 #[serde(rename_all = "snake_case")]
 pub enum Ordering {
     /// Per key where the destination has one (`message_group_id`,
-    /// `partition_key_field`, `ordering_key_field`, Kafka's `key_field`),
-    /// otherwise per sender (a TCP connection, a UDP peer, a Kafka
-    /// partition, an HTTP client connection, a file).
+    /// `partition_key_field`, `ordering_key_field`, Kafka's `key_field`);
+    /// otherwise per sender (a TCP or HTTP client connection, a file, a
+    /// UDP or Kafka source) on stream destinations (`tcp`, `udp`, `file`,
+    /// `console`), and nothing on request/response ones.
     #[default]
     Auto,
     /// Per sender, even where the destination has keys.

@@ -99,6 +99,7 @@ fn settings(concurrency: usize, max_events: usize, ordering: Ordering) -> Delive
         max_concurrency: 200,
         request_timeout: None,
         ordering,
+        sender_order: true,
         backoff: Backoff {
             initial: Duration::from_millis(10),
             max: Duration::from_millis(100),

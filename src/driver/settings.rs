@@ -71,9 +71,9 @@ pub struct RequestConfig {
     /// Give up on one attempt after this long and retry it.
     pub timeout: Option<Dur>,
     /// What stays in order with requests in flight at once: `auto`
-    /// (default: per key where the destination has one, else per sender:
-    /// a connection, a UDP peer, a Kafka partition, a file), `sender`, or
-    /// `none` (every request independent).
+    /// (default: per key where the destination has one; else per sender —
+    /// a connection, a file, a UDP or Kafka source — on stream
+    /// destinations), `sender`, or `none` (every request independent).
     pub ordering: Option<Ordering>,
 }
 
@@ -177,6 +177,10 @@ pub struct DeliveryDefaults {
     pub request_timeout: Option<Duration>,
     /// Larger events are dropped as `oversize` (the protocol's record limit).
     pub max_event_bytes: Option<u64>,
+    /// `ordering: auto` keeps each sender's order (stream destinations,
+    /// where receivers expect a sender's lines in order); otherwise only
+    /// keys' (a peer's own promise), and requests run independently.
+    pub sender_order: bool,
 }
 
 /// Default ceiling for adaptive concurrency (Vector's).
@@ -192,6 +196,9 @@ impl DeliveryDefaults {
         concurrency: 5,
         request_timeout: Some(Duration::from_secs(30)),
         max_event_bytes: None,
+        // Requests in parallel, as Vector's and Cribl's HTTP senders: a
+        // single busy sender still uses every slot.
+        sender_order: false,
     };
 
     /// Defaults for TCP streams: small batches flushed quickly (syslog
@@ -204,6 +211,7 @@ impl DeliveryDefaults {
         concurrency: 2,
         request_timeout: None,
         max_event_bytes: None,
+        sender_order: true,
     };
 
     /// Defaults for UDP: datagrams go out at once, one sender.
@@ -214,6 +222,7 @@ impl DeliveryDefaults {
         concurrency: 1,
         request_timeout: None,
         max_event_bytes: None,
+        sender_order: true,
     };
 
     /// Defaults for local writes: flush quickly, one writer, and no request
@@ -225,6 +234,7 @@ impl DeliveryDefaults {
         concurrency: 1,
         request_timeout: None,
         max_event_bytes: None,
+        sender_order: true,
     };
 }
 
@@ -242,11 +252,36 @@ pub struct DeliverySettings {
     pub max_concurrency: usize,
     pub request_timeout: Option<Duration>,
     pub ordering: Ordering,
+    /// Each sender's events are kept in order (`ordering: sender`, or
+    /// `auto` on a stream destination).
+    pub sender_order: bool,
     pub backoff: Backoff,
     pub max_attempts: Option<u32>,
 }
 
 impl DeliverySettings {
+    /// Most requests in flight at once.
+    pub fn slots(&self) -> usize {
+        match self.concurrency {
+            Concurrency::Fixed(n) => n,
+            Concurrency::Adaptive => self.max_concurrency,
+        }
+    }
+
+    /// Order is kept per sender or key while requests run in parallel.
+    /// With one slot, requests go one at a time in lane order: every
+    /// sender's order and their order among each other, as before
+    /// ordering existed.
+    pub fn ordered_in_parallel(&self) -> bool {
+        self.ordering != Ordering::None && self.slots() > 1
+    }
+
+    /// Each sender's events go in jobs of their own, and on a connection
+    /// of their own: senders are kept in order, in parallel.
+    pub fn by_sender(&self) -> bool {
+        self.sender_order && self.slots() > 1
+    }
+
     pub fn resolve(
         batch: &BatchConfig,
         request: &RequestConfig,
@@ -284,6 +319,11 @@ impl DeliverySettings {
                 .clamp(1, 1024),
             request_timeout: request.timeout.map(Dur::get).or(d.request_timeout),
             ordering: request.ordering.unwrap_or_default(),
+            sender_order: match request.ordering.unwrap_or_default() {
+                Ordering::Sender => true,
+                Ordering::None => false,
+                Ordering::Auto => d.sender_order,
+            },
             backoff: Backoff {
                 initial: retry
                     .initial_backoff

@@ -103,6 +103,7 @@ fn settings(concurrency: usize, max_events: usize) -> DeliverySettings {
         max_concurrency: 200,
         request_timeout: None,
         ordering: super::Ordering::Auto,
+        sender_order: true,
         backoff: Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(10),
