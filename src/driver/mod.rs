@@ -140,7 +140,7 @@ pub struct Driver<D: Destination> {
     /// Keeps each sender's (or key's) jobs in lane order.
     order: Arc<order::Sequencer>,
     /// Jobs taken from the lane and not yet ended: as many as may be in
-    /// flight, and with ordering as many again waiting for their turn
+    /// flight, and with sender order as many again waiting for their turn
     /// (holding their events like in-flight ones).
     jobs: Arc<tokio::sync::Semaphore>,
 }
@@ -171,12 +171,14 @@ impl<D: Destination> Driver<D> {
             lane.metrics().concurrency_limit.clone(),
         );
         let watcher = crate::supervise::Watcher::new("destination", lane.id(), metrics);
-        // With ordering and room for parallel requests, as many jobs again
-        // as slots may wait for their turn, encoded: enough to keep every
-        // slot busy behind a sender's request in flight, few enough that
-        // waking the waiters stays cheap. One slot: one job, in lane order.
+        // Keeping senders in order in parallel, as many jobs again as
+        // slots may wait for their turn, encoded: enough to keep every slot
+        // busy behind a sender's request in flight, few enough that waking
+        // the waiters stays cheap. Otherwise one job per slot, as many
+        // events held out of the lane as before ordering existed (what a
+        // drop lane sheds depends on it).
         let slots = settings.slots();
-        let jobs = if settings.ordered_in_parallel() {
+        let jobs = if settings.by_sender() {
             slots * 2
         } else {
             slots

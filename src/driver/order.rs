@@ -11,9 +11,10 @@
 //! encoding, the CPU-heavy part, never waits. A job takes its concurrency
 //! slot only once its turn has come, so one busy sender's queued requests
 //! never keep another sender's from the slots (and no job holding a slot
-//! ever waits on one without). As many jobs again as there are slots may
-//! wait, holding their events like in-flight ones; with one slot, one job
-//! at a time, in lane order, as before.
+//! ever waits on one without). Keeping senders in order, as many jobs
+//! again as there are slots may wait, holding their events like in-flight
+//! ones; otherwise one job per slot, and with one slot one job at a time,
+//! in lane order, as before.
 //!
 //! A retiring driver gives jobs back to the front of the lane, each in
 //! front of the last: a job gives back only after every later job did

@@ -268,16 +268,10 @@ impl DeliverySettings {
         }
     }
 
-    /// Order is kept per sender or key while requests run in parallel.
-    /// With one slot, requests go one at a time in lane order: every
-    /// sender's order and their order among each other, as before
-    /// ordering existed.
-    pub fn ordered_in_parallel(&self) -> bool {
-        self.ordering != Ordering::None && self.slots() > 1
-    }
-
     /// Each sender's events go in jobs of their own, and on a connection
-    /// of their own: senders are kept in order, in parallel.
+    /// of their own: senders are kept in order, in parallel. With one
+    /// slot, requests go one at a time in lane order: every sender's order
+    /// and their order among each other, as before ordering existed.
     pub fn by_sender(&self) -> bool {
         self.sender_order && self.slots() > 1
     }
