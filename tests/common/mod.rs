@@ -536,12 +536,13 @@ pub fn event_line(seq: u64, size: usize) -> String {
     format!("{head}{}\"}}\n", "x".repeat(pad))
 }
 
+/// The complete lines of a file a destination appends to: a last line
+/// without its newline is a write in progress (or one cut off by a kill)
+/// and is left out.
 pub fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete.lines().map(str::to_string).collect()
 }
 
 /// Start the real topology in-process from YAML (ports may be 0).
