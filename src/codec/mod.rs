@@ -7,6 +7,7 @@ pub mod capnp;
 pub mod compression;
 pub mod encoding;
 pub mod fields;
+pub mod json_syntax;
 pub mod nesting;
 pub mod template;
 pub mod time;

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::codec::json_syntax::{self, Syntax};
 use crate::event::Event;
 use crate::metrics::RejectReason;
 
@@ -56,11 +57,14 @@ pub enum InvalidUtf8 {
 }
 
 /// True when `bytes` is exactly one valid JSON value, in valid UTF-8.
-/// (serde_json skips the bytes of a string it is not asked to keep, so the
-/// UTF-8 check is its own.)
+/// (The syntax check reads a string's bytes without decoding them, so the
+/// UTF-8 check is its own; std's is word-at-a-time on ASCII.)
 pub fn is_json(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes)
-        .is_ok_and(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok())
+    std::str::from_utf8(bytes).is_ok_and(|s| match json_syntax::check(bytes) {
+        Syntax::Valid => true,
+        Syntax::Invalid => false,
+        Syntax::Deeper => serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok(),
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,466 @@
+//! Is this exactly one JSON value? The check `decoding: json` makes on
+//! every line, so it runs on the hot path of every JSON source.
+//!
+//! serde_json answers the same question (`IgnoredAny`) but goes through its
+//! visitor machinery and reads strings a byte at a time; with the separate
+//! UTF-8 pass it cost a third of the JSON filter row. This walks the bytes
+//! once, strings sixteen bytes at a time, and builds nothing. It accepts
+//! exactly what `serde_json::from_str::<IgnoredAny>` accepts (RFC 8259;
+//! `\u` escapes are not paired, as serde does not when ignoring), which
+//! `tests` and the `json_body` fuzz target check against serde itself.
+//!
+//! Nesting is tracked in a fixed bit stack; a value nested deeper than
+//! `MAX_DEPTH` (never seen in logs) is answered by serde, which has no limit
+//! when ignoring, so the answer never depends on the depth.
+
+/// Nesting levels tracked without allocating: one bit each.
+const MAX_DEPTH: usize = 256;
+
+/// The verdict, or `Deeper` when the value nests past `MAX_DEPTH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    Valid,
+    Invalid,
+    Deeper,
+}
+
+/// Open containers, innermost last: a set bit is an object.
+struct Nesting {
+    bits: [u64; MAX_DEPTH / 64],
+    depth: usize,
+}
+
+impl Nesting {
+    #[inline]
+    fn push(&mut self, object: bool) -> bool {
+        if self.depth == MAX_DEPTH {
+            return false;
+        }
+        let (w, b) = (self.depth / 64, self.depth % 64);
+        self.bits[w] = (self.bits[w] & !(1 << b)) | (u64::from(object) << b);
+        self.depth += 1;
+        true
+    }
+
+    #[inline]
+    fn top_is_object(&self) -> bool {
+        let d = self.depth - 1;
+        self.bits[d / 64] >> (d % 64) & 1 == 1
+    }
+}
+
+/// Checks the syntax of `b`, which must already be valid UTF-8 (outside
+/// strings only ASCII is accepted, inside them any byte of 0x80 and up).
+pub fn check(b: &[u8]) -> Syntax {
+    let mut nest = Nesting {
+        bits: [0; MAX_DEPTH / 64],
+        depth: 0,
+    };
+    let mut i = ws(b, 0);
+    'value: loop {
+        // A value starts at `i` (whitespace skipped).
+        match b.get(i) {
+            Some(b'"') => match string(b, i + 1) {
+                Some(end) => i = end,
+                None => return Syntax::Invalid,
+            },
+            Some(b'{') => {
+                if !nest.push(true) {
+                    return Syntax::Deeper;
+                }
+                i = ws(b, i + 1);
+                if b.get(i) == Some(&b'}') {
+                    nest.depth -= 1;
+                    i += 1;
+                } else {
+                    match key(b, i) {
+                        Some(next) => {
+                            i = next;
+                            continue 'value;
+                        }
+                        None => return Syntax::Invalid,
+                    }
+                }
+            }
+            Some(b'[') => {
+                if !nest.push(false) {
+                    return Syntax::Deeper;
+                }
+                i = ws(b, i + 1);
+                if b.get(i) == Some(&b']') {
+                    nest.depth -= 1;
+                    i += 1;
+                } else {
+                    continue 'value;
+                }
+            }
+            Some(b't') => match literal(b, i, b"true") {
+                Some(end) => i = end,
+                None => return Syntax::Invalid,
+            },
+            Some(b'f') => match literal(b, i, b"false") {
+                Some(end) => i = end,
+                None => return Syntax::Invalid,
+            },
+            Some(b'n') => match literal(b, i, b"null") {
+                Some(end) => i = end,
+                None => return Syntax::Invalid,
+            },
+            Some(b'-' | b'0'..=b'9') => match number(b, i) {
+                Some(end) => i = end,
+                None => return Syntax::Invalid,
+            },
+            _ => return Syntax::Invalid,
+        }
+        // A value ended at `i`: close containers until another value starts.
+        loop {
+            i = ws(b, i);
+            if nest.depth == 0 {
+                return if i == b.len() {
+                    Syntax::Valid
+                } else {
+                    Syntax::Invalid
+                };
+            }
+            let object = nest.top_is_object();
+            match b.get(i) {
+                Some(b',') => {
+                    i = ws(b, i + 1);
+                    if object {
+                        match key(b, i) {
+                            Some(next) => i = next,
+                            None => return Syntax::Invalid,
+                        }
+                    }
+                    continue 'value;
+                }
+                Some(b'}') if object => {
+                    nest.depth -= 1;
+                    i += 1;
+                }
+                Some(b']') if !object => {
+                    nest.depth -= 1;
+                    i += 1;
+                }
+                _ => return Syntax::Invalid,
+            }
+        }
+    }
+}
+
+#[inline]
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+#[inline]
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|&c| is_ws(c)) {
+        i += 1;
+    }
+    i
+}
+
+/// A member's key and colon at `i`: where its value starts.
+#[inline]
+fn key(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let i = ws(b, string(b, i + 1)?);
+    (b.get(i) == Some(&b':')).then(|| ws(b, i + 1))
+}
+
+#[inline]
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    let end = i + word.len();
+    (b.get(i..end) == Some(word)).then_some(end)
+}
+
+/// A string's contents from `i` (after its opening quote): just past its
+/// closing quote.
+#[inline]
+fn string(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i = stop(b, i)?;
+        match b[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                i = match b.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i + 2,
+                    b'u' => {
+                        let hex = b.get(i + 2..i + 6)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        i + 6
+                    }
+                    _ => return None,
+                }
+            }
+            // A control character: JSON strings must escape them.
+            _ => return None,
+        }
+    }
+}
+
+/// Position of the first `"`, `\\` or control character at or after `i`.
+#[inline]
+fn stop(b: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<16>()) {
+        let m = stop_mask(chunk);
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize);
+        }
+        i += 16;
+    }
+    while let Some(&c) = b.get(i) {
+        if is_stop(c) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[inline]
+fn is_stop(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+/// Bit k set when byte k of `chunk` ends a string's plain run.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline]
+fn stop_mask(chunk: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is enabled for this build (the cfg above) and the
+    // unaligned load reads exactly the 16 bytes of `chunk`.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+        let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let s = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // Unsigned `v <= 0x1f`: max(v, 0x1f) == 0x1f.
+        let limit = _mm_set1_epi8(0x1f);
+        let c = _mm_cmpeq_epi8(_mm_max_epu8(v, limit), limit);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, s), c)) as u32
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline]
+fn stop_mask(chunk: &[u8; 16]) -> u32 {
+    chunk
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| is_stop(**c))
+        .fold(0, |m, (k, _)| m | (1 << k))
+}
+
+/// A number at `i` (RFC 8259 §6: no leading zeros, digits after `.` and
+/// after the exponent): just past it.
+#[inline]
+fn number(b: &[u8], mut i: usize) -> Option<usize> {
+    if b[i] == b'-' {
+        i += 1;
+    }
+    match b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(b, i + 1),
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        let end = digits(b, i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(b, i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
+}
+
+#[inline]
+fn digits(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn serde(s: &[u8]) -> bool {
+        std::str::from_utf8(s)
+            .is_ok_and(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok())
+    }
+
+    fn ours(s: &[u8]) -> Option<bool> {
+        std::str::from_utf8(s).ok()?;
+        match check(s) {
+            Syntax::Valid => Some(true),
+            Syntax::Invalid => Some(false),
+            Syntax::Deeper => None,
+        }
+    }
+
+    fn agree(s: &[u8]) {
+        if let Some(v) = ours(s) {
+            assert_eq!(v, serde(s), "{:?}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_on_the_corners() {
+        for s in [
+            "",
+            " ",
+            "{}",
+            "[]",
+            "[ ]",
+            "{ }",
+            "0",
+            "-0",
+            "-",
+            "01",
+            "-01",
+            "1.",
+            "1.5",
+            ".5",
+            "1e",
+            "1e+",
+            "1e+5",
+            "1E-05",
+            "1.5e3",
+            "-1.0E+2",
+            "1e400",
+            "true",
+            "tru",
+            "truex",
+            "null",
+            "nul",
+            "false",
+            "\"\"",
+            "\"a",
+            "\"\\u00e9\"",
+            "\"\\u00g9\"",
+            "\"\\ud800\"",
+            "\"\\udc00\\u0041\"",
+            "\"\\x\"",
+            "\"\\/\"",
+            "\"tab\there\"",
+            "\"é\"",
+            "[1,]",
+            "[,1]",
+            "[1 2]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{\"a\":}",
+            "{1:2}",
+            "{\"a\":1 \"b\":2}",
+            "[1]]",
+            "[[1]",
+            "{\"a\":[1,{\"b\":null}]}",
+            " {\"a\":1} ",
+            "{\"a\":1}x",
+            "{\"a\":1}{}",
+            "\t\r\n[]\n",
+            "[\u{a0}]",
+            "\u{feff}{}",
+            "[1,\n2]",
+            "[\"\u{1f}\"]",
+            "{\"\\\"k\":\"v\\\\\"}",
+            "\"0123456789abcdef\\\"0123456789abcdef\"",
+            "[true,false,null,-1.5e-3,\"x\",{},[]]",
+        ] {
+            agree(s.as_bytes());
+        }
+    }
+
+    #[test]
+    fn nesting_past_the_stack_is_left_to_serde() {
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        assert_eq!(check(deep.as_bytes()), Syntax::Deeper);
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(check(ok.as_bytes()), Syntax::Valid);
+        let objects = format!("{}1{}", "{\"a\":".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        assert_eq!(check(objects.as_bytes()), Syntax::Valid);
+        // Objects and arrays alternate: each level remembers its own kind.
+        let mixed = format!("{}1{}", "{\"a\":[".repeat(100), "]}".repeat(100));
+        assert_eq!(check(mixed.as_bytes()), Syntax::Valid);
+        let crossed = format!("{}1{}", "{\"a\":[".repeat(100), "}]".repeat(100));
+        assert_eq!(check(crossed.as_bytes()), Syntax::Invalid);
+    }
+
+    /// JSON-ish text: valid documents with small corruptions, so both
+    /// answers are common.
+    fn document() -> impl Strategy<Value = Vec<u8>> {
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            // Numbers and strings, some a character away from valid:
+            // leading zeros, bare dots and exponents, raw control
+            // characters, unknown escapes.
+            "-?[0-9]{0,3}(\\.[0-9]{0,2})?([eE][+-]?[0-9]{0,2})?",
+            "\"([a-z \\u{e9}\\u{1f600}\\u{1}\\t]|\\\\[nt\"\\\\/x]|\\\\u[0-9a-gA-G]{4}){0,24}\"",
+        ];
+        let value = leaf.prop_recursive(6, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec(("[a-z]{0,6}", inner), 0..5).prop_map(|m| {
+                    let members: Vec<String> =
+                        m.iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect();
+                    format!("{{ {} }}", members.join(","))
+                }),
+            ]
+        });
+        (
+            value,
+            prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..4u8), 0..3),
+        )
+            .prop_map(|(doc, edits)| {
+                let mut b = doc.into_bytes();
+                for (at, byte, kind) in edits {
+                    if b.is_empty() {
+                        break;
+                    }
+                    let k = at.index(b.len());
+                    match kind {
+                        0 => b[k] = byte,
+                        1 => {
+                            b.remove(k);
+                        }
+                        2 => b.insert(k, byte),
+                        _ => b.truncate(k),
+                    }
+                }
+                b
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn agrees_with_serde(doc in document()) {
+            agree(&doc);
+        }
+
+        #[test]
+        fn agrees_with_serde_on_any_bytes(doc in prop::collection::vec(any::<u8>(), 0..40)) {
+            agree(&doc);
+        }
+    }
+}
