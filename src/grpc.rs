@@ -60,6 +60,77 @@ pub fn retry_delay(status: &Status) -> Option<Duration> {
     status.get_details_retry_info()?.retry_delay
 }
 
+/// One unary call whose request is already protobuf: the destination
+/// encodes a batch once (in the driver's parallel encode step) and every
+/// attempt sends those bytes. A generated client takes the message itself,
+/// so each attempt cost a deep clone of it and an encode. The answer is
+/// decoded as `R`.
+pub async fn unary_encoded<R>(
+    channel: Channel,
+    path: &'static str,
+    gzip: bool,
+    request: tonic::Request<bytes::Bytes>,
+) -> Result<tonic::Response<R>, Status>
+where
+    R: prost::Message + Default + Send + 'static,
+{
+    use tonic::codec::CompressionEncoding;
+    let mut grpc = tonic::client::Grpc::new(channel).accept_compressed(CompressionEncoding::Gzip);
+    if gzip {
+        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+    }
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("not ready: {e}")))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(request, path, Encoded::<R>(std::marker::PhantomData))
+        .await
+}
+
+/// `unary_encoded`'s codec: bytes out as they are, `R` in.
+struct Encoded<R>(std::marker::PhantomData<R>);
+
+impl<R: prost::Message + Default + Send + 'static> tonic::codec::Codec for Encoded<R> {
+    type Encode = bytes::Bytes;
+    type Decode = R;
+    type Encoder = Encoded<R>;
+    type Decoder = Encoded<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        Encoded(std::marker::PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        Encoded(std::marker::PhantomData)
+    }
+}
+
+impl<R: Send + 'static> tonic::codec::Encoder for Encoded<R> {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        use bytes::BufMut as _;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl<R: prost::Message + Default + Send + 'static> tonic::codec::Decoder for Encoded<R> {
+    type Item = R;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<R>, Status> {
+        R::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("failed to decode the answer: {e}")))
+    }
+}
+
 /// gRPC's own names for its codes, as dead letters and logs carry them.
 pub fn code_name(code: Code) -> &'static str {
     match code {

@@ -22,28 +22,24 @@
 //! 400, a 404) is rejected with its code.
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message as _;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
-use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -61,7 +57,10 @@ use crate::event::Event;
 use crate::grpc::{code_name, retry_delay};
 use crate::metric_event::MetricEvent;
 use crate::metrics::DropReason;
-use crate::otlp::event::{LogEvent, MetricsEvent, Origin, Signal, TracesEvent, signal_of};
+use crate::otlp::event::{
+    LogEvent, MetricsEvent, Origin, RawResource, Signal, TracesEvent, signal_of,
+};
+use crate::otlp::groups::LogGroups;
 use crate::otlp::mapping::{self, MappingConfig};
 use crate::tls::TlsConfig;
 
@@ -307,22 +306,20 @@ pub struct OtlpRequest {
     signals: Vec<Signal>,
 }
 
-/// An export request, and its HTTP body when sent over HTTP (encoded and
-/// compressed once, re-sent unchanged on retries).
+/// An export request, encoded once and re-sent unchanged on retries: the
+/// protobuf message for gRPC (tonic compresses each send), the body for HTTP
+/// (protobuf or JSON, compressed).
 struct Call<R> {
-    message: R,
     body: Bytes,
+    _signal: PhantomData<R>,
 }
 
 /// What differs between the three export services.
-trait Export: prost::Message + serde::Serialize + Clone + Default + 'static {
+trait Export: prost::Message + serde::Serialize + Default + 'static {
     type Response: prost::Message + Default + for<'de> Deserialize<'de>;
     const SIGNAL: Signal;
-    fn export(
-        channel: Channel,
-        gzip: bool,
-        call: tonic::Request<Self>,
-    ) -> impl Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send;
+    /// The gRPC method.
+    const PATH: &'static str;
     /// `partial_success`: how many were refused, and why.
     fn rejected(response: &Self::Response) -> (i64, &str);
     /// The count's OTLP/JSON names, to read it from a JSON answer.
@@ -334,25 +331,15 @@ trait Export: prost::Message + serde::Serialize + Clone + Default + 'static {
 }
 
 macro_rules! export {
-    ($req:ty, $resp:ty, $client:ident, $signal:ident, $field:ident, $camel:literal $(, $to_json:path)?) => {
+    ($req:ty, $resp:ty, $path:literal, $signal:ident, $field:ident, $camel:literal $(, $to_json:path)?) => {
         impl Export for $req {
             type Response = $resp;
             const SIGNAL: Signal = Signal::$signal;
+            const PATH: &'static str = $path;
             const REJECTED: (&'static str, &'static str) = ($camel, stringify!($field));
             $(fn to_json(&self) -> Vec<u8> {
                 $to_json(self)
             })?
-            async fn export(
-                channel: Channel,
-                gzip: bool,
-                call: tonic::Request<Self>,
-            ) -> Result<tonic::Response<$resp>, Status> {
-                let mut client = $client::new(channel).accept_compressed(CompressionEncoding::Gzip);
-                if gzip {
-                    client = client.send_compressed(CompressionEncoding::Gzip);
-                }
-                client.export(call).await
-            }
             fn rejected(r: &$resp) -> (i64, &str) {
                 r.partial_success
                     .as_ref()
@@ -365,7 +352,7 @@ macro_rules! export {
 export!(
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
-    LogsServiceClient,
+    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     Logs,
     rejected_log_records,
     "rejectedLogRecords",
@@ -374,7 +361,7 @@ export!(
 export!(
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
-    MetricsServiceClient,
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
     Metrics,
     rejected_data_points,
     "rejectedDataPoints"
@@ -382,7 +369,7 @@ export!(
 export!(
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
-    TraceServiceClient,
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     Traces,
     rejected_spans,
     "rejectedSpans"
@@ -391,7 +378,7 @@ export!(
 impl OtlpDestination {
     fn call<R: Export>(&self, message: R) -> Call<R> {
         let body = match &self.transport {
-            Transport::Grpc { .. } => Bytes::new(),
+            Transport::Grpc { .. } => message.encode_to_vec(),
             Transport::Http(_) => {
                 let raw = if self.json {
                     message.to_json()
@@ -404,19 +391,28 @@ impl OtlpDestination {
                     Compression::None
                 };
                 // Compressing into a Vec cannot fail but for memory.
-                Bytes::from(compression.compress(raw).unwrap_or_default())
+                compression.compress(raw).unwrap_or_default()
             }
         };
-        Call { message, body }
+        Call {
+            body: Bytes::from(body),
+            _signal: PhantomData,
+        }
     }
 
     /// Export one signal's request of `n` events: the outcome for them.
     async fn export<R: Export>(&self, call: &Call<R>, n: usize) -> Outcome {
         let answer = match &self.transport {
             Transport::Grpc { channel, metadata } => {
-                let mut req = tonic::Request::new(call.message.clone());
+                let mut req = tonic::Request::new(call.body.clone());
                 *req.metadata_mut() = metadata.clone();
-                match R::export(channel.clone(), self.gzip, req).await {
+                let answer = crate::grpc::unary_encoded::<R::Response>(
+                    channel.clone(),
+                    R::PATH,
+                    self.gzip,
+                    req,
+                );
+                match answer.await {
                     Ok(r) => {
                         let (n, why) = R::rejected(r.get_ref());
                         Ok((n, why.to_string()))
@@ -559,36 +555,6 @@ fn status_message(body: &[u8], json: bool) -> String {
     })
 }
 
-/// Log records grouped by resource and scope, in arrival order.
-fn push_log(groups: &mut Vec<ResourceLogs>, origin: Origin, record: LogRecord) {
-    let i = match groups
-        .iter()
-        .rposition(|g| g.resource == origin.resource && g.schema_url == origin.resource_schema_url)
-    {
-        Some(i) => i,
-        None => {
-            groups.push(ResourceLogs {
-                resource: origin.resource,
-                scope_logs: Vec::new(),
-                schema_url: origin.resource_schema_url,
-            });
-            groups.len() - 1
-        }
-    };
-    let scopes = &mut groups[i].scope_logs;
-    match scopes
-        .iter_mut()
-        .rfind(|s| s.scope == origin.scope && s.schema_url == origin.scope_schema_url)
-    {
-        Some(s) => s.log_records.push(record),
-        None => scopes.push(ScopeLogs {
-            scope: origin.scope,
-            log_records: vec![record],
-            schema_url: origin.scope_schema_url,
-        }),
-    }
-}
-
 /// A resource's metrics (or spans) merged into the group of the same
 /// resource, scope by scope.
 macro_rules! merge_resource {
@@ -619,7 +585,7 @@ impl Destination for OtlpDestination {
     type Request = OtlpRequest;
 
     fn encode(&self, events: &[Event]) -> Encoded<OtlpRequest> {
-        let mut logs: Vec<ResourceLogs> = Vec::new();
+        let mut logs = LogGroups::default();
         let mut metrics: Vec<ResourceMetrics> = Vec::new();
         let mut traces: Vec<ResourceSpans> = Vec::new();
         let mut signals = Vec::with_capacity(events.len());
@@ -630,10 +596,10 @@ impl Destination for OtlpDestination {
         for (i, e) in events.iter().enumerate() {
             let signal = signal_of(&e.raw);
             let ok = match signal {
-                Some(Signal::Logs) => serde_json::from_slice::<LogEvent>(&e.raw)
-                    .map(|l| {
-                        let (origin, record) = l.into_parts();
-                        push_log(&mut logs, origin, record);
+                Some(Signal::Logs) => serde_json::from_slice::<LogEvent<RawResource>>(&e.raw)
+                    .and_then(|l| {
+                        let (origin, record) = l.into_raw_parts();
+                        logs.push_raw(origin, record)
                     })
                     .is_ok(),
                 Some(Signal::Metrics) => serde_json::from_slice::<MetricsEvent>(&e.raw)
@@ -659,7 +625,7 @@ impl Destination for OtlpDestination {
                                 resource: mapping::resource(resource),
                                 ..Origin::default()
                             };
-                            push_log(&mut logs, origin, record);
+                            logs.push(origin, record);
                             true
                         }
                         None => false,
@@ -674,7 +640,7 @@ impl Destination for OtlpDestination {
         }
         let logs = (!logs.is_empty()).then(|| {
             self.call(ExportLogsServiceRequest {
-                resource_logs: logs,
+                resource_logs: logs.into_resource_logs(),
             })
         });
         let metrics = (!metrics.is_empty()).then(|| {
@@ -687,16 +653,14 @@ impl Destination for OtlpDestination {
                 resource_spans: traces,
             })
         });
-        let size = |body: &Bytes, len: usize| if body.is_empty() { len } else { body.len() };
-        let bytes = logs
-            .as_ref()
-            .map_or(0, |c| size(&c.body, c.message.encoded_len()))
-            + metrics
-                .as_ref()
-                .map_or(0, |c| size(&c.body, c.message.encoded_len()))
-            + traces
-                .as_ref()
-                .map_or(0, |c| size(&c.body, c.message.encoded_len()));
+        let bytes = [
+            logs.as_ref().map(|c| c.body.len()),
+            metrics.as_ref().map(|c| c.body.len()),
+            traces.as_ref().map(|c| c.body.len()),
+        ]
+        .into_iter()
+        .flatten()
+        .sum();
         Encoded {
             keys: None,
             request: OtlpRequest {
