@@ -14,7 +14,7 @@
 //! `scope_spans` in OTLP/JSON. Values are plain JSON (see `value`).
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -72,17 +72,19 @@ pub struct Origin {
 /// Declares an event struct: `_otlp` first (the wire order is the field
 /// order), then the resource's fields, then its own. The resource's fields
 /// are written into each struct rather than `#[serde(flatten)]`ed: flatten
-/// buffers the whole event before reading it, on every event.
+/// buffers the whole event before reading it, on every event. `R` is how
+/// the resource's attributes are read: parsed, or left as their JSON text
+/// (`RawResource`).
 macro_rules! otlp_event {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty,)* }) => {
         $(#[$m])*
         #[derive(Debug, Serialize, Deserialize)]
-        pub struct $name {
+        pub struct $name<R = PlainAttributes> {
             #[serde(rename = "_otlp")]
             signal: Signal,
             /// `None`: it came without a resource; `{}`: with an empty one.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            resource: Option<PlainAttributes>,
+            #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+            resource: Option<R>,
             #[serde(default, skip_serializing_if = "is_zero")]
             resource_dropped_attributes_count: u32,
             #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -93,20 +95,8 @@ macro_rules! otlp_event {
         impl $name {
             /// The resource and its schema URL, taken out.
             fn take_resource(&mut self) -> (Option<Resource>, String) {
-                let attributes = self.resource.take();
-                let dropped = self.resource_dropped_attributes_count;
-                let resource = match attributes {
-                    Some(a) => Some(Resource {
-                        attributes: a.0,
-                        dropped_attributes_count: dropped,
-                        ..Default::default()
-                    }),
-                    None if dropped > 0 => Some(Resource {
-                        dropped_attributes_count: dropped,
-                        ..Default::default()
-                    }),
-                    None => None,
-                };
+                let attributes = self.resource.take().map(|a| a.0);
+                let resource = resource_of(attributes, self.resource_dropped_attributes_count);
                 (resource, std::mem::take(&mut self.resource_schema_url))
             }
         }
@@ -248,9 +238,33 @@ impl LogEvent {
     /// The record and where it came from.
     pub fn into_parts(mut self) -> (Origin, LogRecord) {
         let (resource, resource_schema_url) = self.take_resource();
+        let (_, origin, record) = self.split();
         let origin = Origin {
             resource,
             resource_schema_url,
+            scope: origin.scope,
+            scope_schema_url: origin.scope_schema_url,
+        };
+        (origin, record)
+    }
+}
+
+impl<'a> LogEvent<RawResource<'a>> {
+    /// The record and where it came from, the resource still JSON text.
+    pub fn into_raw_parts(self) -> (RawOrigin<'a>, LogRecord) {
+        let (resource, mut origin, record) = self.split();
+        origin.resource = resource.map(|r| r.get());
+        (origin, record)
+    }
+}
+
+impl<R> LogEvent<R> {
+    /// The resource as read, the rest of the origin, and the record.
+    fn split(self) -> (Option<R>, RawOrigin<'static>, LogRecord) {
+        let origin = RawOrigin {
+            resource: None,
+            resource_dropped_attributes_count: self.resource_dropped_attributes_count,
+            resource_schema_url: self.resource_schema_url,
             scope: self.scope.map(|s| InstrumentationScope {
                 name: s.name,
                 version: s.version,
@@ -272,8 +286,73 @@ impl LogEvent {
             span_id: self.span_id,
             event_name: self.event_name,
         };
-        (origin, record)
+        (self.resource, origin, record)
     }
+}
+
+/// A resource's attributes as their JSON text, unparsed: a batch's records
+/// mostly share one resource, so the OTLP destination compares it as bytes
+/// and parses it once per group instead of once per record.
+pub type RawResource<'a> = &'a serde_json::value::RawValue;
+
+/// Where a log event came from, its resource's attributes still JSON text.
+#[derive(Debug, PartialEq)]
+pub struct RawOrigin<'a> {
+    resource: Option<&'a str>,
+    resource_dropped_attributes_count: u32,
+    pub resource_schema_url: String,
+    scope: Option<InstrumentationScope>,
+    scope_schema_url: String,
+}
+
+impl RawOrigin<'_> {
+    /// The same resource: attributes as written, dropped count, schema URL.
+    pub fn same_resource(&self, other: &RawOrigin<'_>) -> bool {
+        self.resource == other.resource
+            && self.resource_dropped_attributes_count == other.resource_dropped_attributes_count
+            && self.resource_schema_url == other.resource_schema_url
+    }
+
+    /// The scope and its schema URL, taken out.
+    pub fn take_scope(&mut self) -> (Option<InstrumentationScope>, String) {
+        (
+            self.scope.take(),
+            std::mem::take(&mut self.scope_schema_url),
+        )
+    }
+
+    /// The resource, parsed.
+    pub fn resource(&self) -> Result<Option<Resource>, serde_json::Error> {
+        let attributes = self
+            .resource
+            .map(serde_json::from_str::<PlainAttributes>)
+            .transpose()?;
+        Ok(resource_of(
+            attributes.map(|a| a.0),
+            self.resource_dropped_attributes_count,
+        ))
+    }
+}
+
+/// A resource from its attributes (`None`: it had none, as distinct from
+/// `{}`) and dropped count.
+fn resource_of(attributes: Option<Vec<KeyValue>>, dropped: u32) -> Option<Resource> {
+    match attributes {
+        Some(attributes) => Some(Resource {
+            attributes,
+            dropped_attributes_count: dropped,
+            ..Default::default()
+        }),
+        None if dropped > 0 => Some(Resource {
+            dropped_attributes_count: dropped,
+            ..Default::default()
+        }),
+        None => None,
+    }
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 impl MetricsEvent {

@@ -6,6 +6,7 @@
 //! counting an export's records before decoding it (`wire`).
 
 pub mod event;
+pub mod groups;
 pub mod json;
 pub mod mapping;
 pub mod metric;
