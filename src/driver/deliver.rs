@@ -10,7 +10,7 @@ use super::concurrency::Signal;
 use super::contract::{Destination, Outcome, RecordOutcome};
 use super::dead_letter::{Rejection, Why};
 use super::endpoints::{Endpoints, OUTAGE_PROBE};
-use super::order::{Ordering, Turn, single_shard};
+use super::order::{Turn, single_shard};
 use super::{Driver, Job};
 use crate::lane::Consumer;
 use crate::metrics::DropReason;
@@ -46,15 +46,7 @@ pub(super) async fn deliver<D: Destination>(
     let tracked = ctx.endpoints.is_tracked();
     let mut encoded = ctx.encode(&mut job);
     // Encoded in parallel; sent in lane order within each order shard.
-    let mask = match ctx.settings.ordering {
-        Ordering::None => 0,
-        Ordering::Sender => job.senders,
-        Ordering::Auto => match encoded.keys {
-            Some(keys) => keys,
-            None if ctx.settings.sender_order => job.senders,
-            None => 0,
-        },
-    };
+    let mask = ctx.settings.kept.mask(encoded.keys, job.senders);
     // One connection per sender only while senders go in parallel: with
     // one slot, one connection keeps every sender's order among the others.
     let stream = if ctx.settings.by_sender() {

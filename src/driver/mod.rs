@@ -108,7 +108,7 @@ pub use contract::{Destination, Encoded, Outcome, RecordOutcome};
 pub use dead_letter::{DeadLetter, RESPONSE_EXCERPT, Rejection, Why};
 pub use endpoints::{EndpointSpec, Endpoints, OUTAGE_PROBE, PROBE_INITIAL, PROBE_MAX};
 pub use job::Job;
-pub use order::{key_bit, single_shard};
+pub use order::key_bit;
 pub use settings::{
     BatchConfig, DEFAULT_RETRY_ON, DeliveryDefaults, DeliverySettings, Flush, Ordering,
     PartitionKeys, RequestConfig, RetryConfig, StatusRule, retried,

@@ -46,6 +46,49 @@ pub enum Ordering {
     None,
 }
 
+/// `ordering:` resolved against the destination's default: what the
+/// driver keeps in order, one value read once per job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Every request independent (`none`).
+    Nothing,
+    /// Each sender's events (`sender`).
+    Senders,
+    /// Each key's where a request has keys, else nothing (`auto` on a
+    /// request/response destination).
+    Keys,
+    /// Each key's where a request has keys, else each sender's (`auto` on
+    /// a stream destination).
+    KeysElseSenders,
+}
+
+impl Kept {
+    /// `ordering`, where `auto` keeps senders' order when `senders_by_default`.
+    pub fn resolve(ordering: Ordering, senders_by_default: bool) -> Self {
+        match ordering {
+            Ordering::None => Kept::Nothing,
+            Ordering::Sender => Kept::Senders,
+            Ordering::Auto if senders_by_default => Kept::KeysElseSenders,
+            Ordering::Auto => Kept::Keys,
+        }
+    }
+
+    /// The order shards a job waits on: its request's keys or its senders.
+    pub fn mask(self, keys: Option<u64>, senders: u64) -> u64 {
+        match self {
+            Kept::Nothing => 0,
+            Kept::Senders => senders,
+            Kept::Keys => keys.unwrap_or(0),
+            Kept::KeysElseSenders => keys.unwrap_or(senders),
+        }
+    }
+
+    /// Senders can be kept in order (so they get jobs of their own).
+    pub fn senders(self) -> bool {
+        matches!(self, Kept::Senders | Kept::KeysElseSenders)
+    }
+}
+
 /// Shards a mask holds: two senders share one at most as often as two of
 /// 64 hashes collide, and then only keep each other's order too.
 pub const SHARDS: u32 = 64;
@@ -72,7 +115,7 @@ pub fn key_bit(key: &[u8]) -> u64 {
 
 /// The shard of a mask holding exactly one: the stream a connection-based
 /// destination keeps it on.
-pub fn single_shard(mask: u64) -> Option<u32> {
+pub(crate) fn single_shard(mask: u64) -> Option<u32> {
     (mask.count_ones() == 1).then(|| mask.trailing_zeros())
 }
 

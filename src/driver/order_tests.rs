@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use super::concurrency::Concurrency;
-use super::order::{Ordering, key_bit};
+use super::order::{Kept, Ordering, key_bit};
 use super::*;
 use crate::event::{Batch, Event, Sender};
 use crate::lane::{Lane, LanePolicy};
@@ -98,8 +98,7 @@ fn settings(concurrency: usize, max_events: usize, ordering: Ordering) -> Delive
         concurrency: Concurrency::Fixed(concurrency),
         max_concurrency: 200,
         request_timeout: None,
-        ordering,
-        sender_order: true,
+        kept: Kept::resolve(ordering, true),
         backoff: Backoff {
             initial: Duration::from_millis(10),
             max: Duration::from_millis(100),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::backoff::Backoff;
 use super::concurrency::Concurrency;
-pub use super::order::Ordering;
+pub use super::order::{Kept, Ordering};
 pub use super::partitions::PartitionKeys;
 use crate::config::units::{ByteSize, Dur};
 
@@ -251,10 +251,8 @@ pub struct DeliverySettings {
     pub concurrency: Concurrency,
     pub max_concurrency: usize,
     pub request_timeout: Option<Duration>,
-    pub ordering: Ordering,
-    /// Each sender's events are kept in order (`ordering: sender`, or
-    /// `auto` on a stream destination).
-    pub sender_order: bool,
+    /// What stays in order (`ordering:` resolved).
+    pub kept: Kept,
     pub backoff: Backoff,
     pub max_attempts: Option<u32>,
 }
@@ -273,7 +271,7 @@ impl DeliverySettings {
     /// slot, requests go one at a time in lane order: every sender's order
     /// and their order among each other, as before ordering existed.
     pub fn by_sender(&self) -> bool {
-        self.sender_order && self.slots() > 1
+        self.kept.senders() && self.slots() > 1
     }
 
     pub fn resolve(
@@ -312,12 +310,7 @@ impl DeliverySettings {
                 .unwrap_or(DEFAULT_MAX_CONCURRENCY)
                 .clamp(1, 1024),
             request_timeout: request.timeout.map(Dur::get).or(d.request_timeout),
-            ordering: request.ordering.unwrap_or_default(),
-            sender_order: match request.ordering.unwrap_or_default() {
-                Ordering::Sender => true,
-                Ordering::None => false,
-                Ordering::Auto => d.sender_order,
-            },
+            kept: Kept::resolve(request.ordering.unwrap_or_default(), d.sender_order),
             backoff: Backoff {
                 initial: retry
                     .initial_backoff

@@ -102,8 +102,7 @@ fn settings(concurrency: usize, max_events: usize) -> DeliverySettings {
         concurrency: Concurrency::Fixed(concurrency),
         max_concurrency: 200,
         request_timeout: None,
-        ordering: super::Ordering::Auto,
-        sender_order: true,
+        kept: super::settings::Kept::KeysElseSenders,
         backoff: Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(10),
