@@ -77,6 +77,17 @@ fn cases() -> Vec<(String, Case)> {
         }),
     ));
     out.push((
+        // What `is_json` was before its own syntax check: the UTF-8 pass,
+        // then serde.
+        "baseline/is_json_via_serde".into(),
+        Box::new(|| {
+            let e = black_box(EVENT);
+            black_box(std::str::from_utf8(e).is_ok_and(|s| {
+                serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+            }));
+        }),
+    ));
+    out.push((
         "baseline/is_json".into(),
         Box::new(|| {
             black_box(sluice::sources::decoding::is_json(black_box(EVENT)));

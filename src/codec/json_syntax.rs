@@ -179,7 +179,7 @@ fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
 
 /// A string's contents from `i` (after its opening quote): just past its
 /// closing quote.
-#[inline]
+#[inline(always)]
 fn string(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
         i = stop(b, i)?;
@@ -214,18 +214,13 @@ fn stop(b: &[u8], mut i: usize) -> Option<usize> {
         }
         i += 16;
     }
-    while let Some(&c) = b.get(i) {
-        if is_stop(c) {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
-}
-
-#[inline]
-fn is_stop(c: u8) -> bool {
-    c == b'"' || c == b'\\' || c < 0x20
+    // The last few bytes (most lines end in a string): padded with stops,
+    // one more mask instead of a byte loop.
+    let rest = b.get(i..)?;
+    let mut tail = [b'"'; 16];
+    tail[..rest.len()].copy_from_slice(rest);
+    let k = stop_mask(&tail).trailing_zeros() as usize;
+    (k < rest.len()).then_some(i + k)
 }
 
 /// Bit k set when byte k of `chunk` ends a string's plain run.
@@ -252,7 +247,7 @@ fn stop_mask(chunk: &[u8; 16]) -> u32 {
     chunk
         .iter()
         .enumerate()
-        .filter(|(_, c)| is_stop(**c))
+        .filter(|(_, &c)| c == b'"' || c == b'\\' || c < 0x20)
         .fold(0, |m, (k, _)| m | (1 << k))
 }
 
