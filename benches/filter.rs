@@ -82,9 +82,10 @@ fn cases() -> Vec<(String, Case)> {
         "baseline/is_json_via_serde".into(),
         Box::new(|| {
             let e = black_box(EVENT);
-            black_box(std::str::from_utf8(e).is_ok_and(|s| {
-                serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
-            }));
+            black_box(
+                std::str::from_utf8(e)
+                    .is_ok_and(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()),
+            );
         }),
     ));
     out.push((
