@@ -60,11 +60,17 @@ pub enum InvalidUtf8 {
 /// (The syntax check reads a string's bytes without decoding them, so the
 /// UTF-8 check is its own; std's is word-at-a-time on ASCII.)
 pub fn is_json(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok_and(|s| match json_syntax::check(bytes) {
+    std::str::from_utf8(bytes).is_ok() && is_json_utf8(bytes)
+}
+
+/// `is_json` for bytes already known to be UTF-8 (a line of a body that was
+/// checked whole), without checking that again.
+pub fn is_json_utf8(bytes: &[u8]) -> bool {
+    match json_syntax::check(bytes) {
         Syntax::Valid => true,
         Syntax::Invalid => false,
-        Syntax::Deeper => serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok(),
-    })
+        Syntax::Deeper => serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok(),
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 
 use super::backstop::{self, BackstopConfig, Metric, Refusal};
-use super::decoding::{InvalidUtf8, is_json};
+use super::decoding::{InvalidUtf8, is_json, is_json_utf8};
 use super::{Refused, SourceContext};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::codec::{Compression, Inflate};
@@ -595,6 +595,13 @@ pub fn parse_body(
         }
         return array(body, max_events, out).map(|()| 0);
     }
+    // Lines of a body that is UTF-8 (or made so) are UTF-8: split at
+    // newlines and trimmed of ASCII whitespace, so not checked again.
+    let line_is_json = if valid || utf8 == InvalidUtf8::Replace {
+        is_json_utf8
+    } else {
+        is_json
+    };
     let mut malformed = 0u64;
     let mut lines = 0u64;
     let mut start = 0;
@@ -606,7 +613,7 @@ pub fn parse_body(
             continue;
         }
         lines += 1;
-        if is_json(line) {
+        if line_is_json(line) {
             // Only events count: the lines of one pretty-printed document
             // are each malformed, and cost nothing.
             if out.len() >= max_events {
