@@ -54,27 +54,17 @@ pub(super) async fn deliver<D: Destination>(
     } else {
         None
     };
-    if !turn.set(mask) {
-        tokio::select! {
-            biased;
-            _ = ctx.stop.cancelled() => {
-                job.resolve(lane, DropReason::Shutdown);
-                return;
-            }
-            _ = ctx.retire.cancelled() => {
-                give_back(&ctx, job, &turn).await;
-                return;
-            }
-            _ = lane.handing_back() => {
-                job.resolve(lane, DropReason::Shutdown);
-                return;
-            }
-            _ = turn.wait(mask) => {}
+    // The turn first, then the slot: held through every retry, so a
+    // failing peer fills the slots, and the jobs behind them
+    // (`Driver::jobs`) stop the driver taking from the lane, so the lane's
+    // policy acts upstream.
+    let free = turn.set(mask);
+    let ready = async {
+        if !free {
+            turn.wait(mask).await;
         }
-    }
-    // Held through every retry: a failing peer fills the slots, and the
-    // jobs behind them (`Driver::jobs`) stop the driver taking from the
-    // lane, so the lane's policy acts upstream.
+        ctx.limiter.acquire().await
+    };
     let slot = tokio::select! {
         biased;
         _ = ctx.stop.cancelled() => None,
@@ -83,7 +73,7 @@ pub(super) async fn deliver<D: Destination>(
             return;
         }
         _ = lane.handing_back() => None,
-        s = ctx.limiter.acquire() => s,
+        s = ready => s,
     };
     let Some(slot) = slot else {
         job.resolve(lane, DropReason::Shutdown);
