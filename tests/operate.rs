@@ -170,7 +170,10 @@ fn a_tap_that_reads_too_slowly_misses_samples_and_the_pipeline_loses_nothing() {
     let _ = slow.wait();
 }
 
-/// A `tmux` session running one command, torn down on drop.
+/// A `tmux` session running one command, torn down on drop. Each runs on a
+/// server of its own (`-L`): tests run in parallel, and a shared server exits
+/// when one test kills the last session, under another test's `new-session`
+/// ("server exited unexpectedly").
 struct Tmux(String);
 
 impl Tmux {
@@ -181,6 +184,8 @@ impl Tmux {
     fn start_sized(name: &str, command: &str, width: usize, height: usize) -> Tmux {
         let ok = Command::new("tmux")
             .args([
+                "-L",
+                name,
                 "new-session",
                 "-d",
                 "-s",
@@ -200,7 +205,7 @@ impl Tmux {
 
     fn screen(&self) -> String {
         let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.0])
+            .args(["-L", &self.0, "capture-pane", "-p", "-t", &self.0])
             .output()
             .expect("tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -208,14 +213,14 @@ impl Tmux {
 
     fn keys(&self, keys: &str) {
         Command::new("tmux")
-            .args(["send-keys", "-t", &self.0, keys])
+            .args(["-L", &self.0, "send-keys", "-t", &self.0, keys])
             .status()
             .expect("tmux send-keys");
     }
 
     fn alive(&self) -> bool {
         Command::new("tmux")
-            .args(["has-session", "-t", &self.0])
+            .args(["-L", &self.0, "has-session", "-t", &self.0])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -225,7 +230,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
+            .args(["-L", &self.0, "kill-server"])
             .stderr(Stdio::null())
             .status();
     }
