@@ -117,7 +117,7 @@ pub fn events(
                 _ => Compression::Zstd,
             };
             match c.decompress(&req.data, max_bytes) {
-                Ok(d) => Bytes::from(d),
+                Ok(d) => d,
                 Err(Inflate::TooLarge) => return Err(Malformed::TooLarge(max_bytes)),
                 Err(Inflate::Invalid(e)) => return Err(Malformed::Compression(e.to_string())),
             }

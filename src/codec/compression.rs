@@ -4,7 +4,10 @@
 use std::cell::RefCell;
 use std::io::{Read, Write};
 
+use bytes::Bytes;
 use serde::Deserialize;
+
+use super::buffer_pool::{self, BufferPool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -43,10 +46,21 @@ impl Compression {
     }
 
     /// Decompress at most `max` bytes: more is `TooLarge`, so a zip bomb
-    /// stops there. `None` passes the data through (still limited).
-    pub fn decompress(self, data: &[u8], max: usize) -> Result<Vec<u8>, Inflate> {
-        fn limited(r: impl Read, max: usize) -> Result<Vec<u8>, Inflate> {
-            let mut out = Vec::new();
+    /// stops there. `None` passes the data through (still limited). The
+    /// result lives in a recycled buffer (`buffer_pool`), back for the next
+    /// request once every slice of it is dropped.
+    pub fn decompress(self, data: &[u8], max: usize) -> Result<Bytes, Inflate> {
+        self.decompress_in(data, max, &buffer_pool::DECOMPRESSED)
+    }
+
+    fn decompress_in(
+        self,
+        data: &[u8],
+        max: usize,
+        pool: &'static BufferPool,
+    ) -> Result<Bytes, Inflate> {
+        fn limited(r: impl Read, max: usize, mut out: Vec<u8>) -> Result<Vec<u8>, Inflate> {
+            out.clear();
             r.take(max as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(Inflate::Invalid)?;
@@ -55,20 +69,26 @@ impl Compression {
             }
             Ok(out)
         }
-        match self {
-            Compression::None => limited(data, max),
-            Compression::Gzip => limited(flate2::read::MultiGzDecoder::new(data), max),
-            Compression::Zstd => match zstd_whole(data, max) {
-                Some(out) => Ok(out),
-                None => limited(
+        let out = match self {
+            Compression::None => limited(data, max, pool.take(data.len().min(max))),
+            Compression::Gzip => limited(
+                flate2::read::MultiGzDecoder::new(data),
+                max,
+                pool.take(data.len().saturating_mul(4).min(max)),
+            ),
+            Compression::Zstd => match zstd_whole(data, max, pool) {
+                Ok(out) => Ok(out),
+                Err(out) => limited(
                     zstd::stream::read::Decoder::new(data).map_err(Inflate::Invalid)?,
                     max,
+                    out,
                 ),
             },
             Compression::Snappy | Compression::Lz4 => Err(Inflate::Invalid(std::io::Error::other(
                 format!("{} is not a body compression", self.as_str()),
             ))),
-        }
+        }?;
+        Ok(pool.share(out))
     }
 
     pub fn compress(self, data: Vec<u8>) -> std::io::Result<Vec<u8>> {
@@ -113,23 +133,35 @@ thread_local! {
 }
 
 /// A zstd frame that declares its size, within `max`, decompressed in one
-/// call on this thread's context. `None` sends the data down the streaming
-/// path, which reads anything else (no size declared, several frames, a
-/// size that lies) within `max` as before.
-fn zstd_whole(data: &[u8], max: usize) -> Option<Vec<u8>> {
-    let size = zstd::zstd_safe::get_frame_content_size(data).ok()??;
-    if size > max as u64 {
-        return None;
-    }
+/// call on this thread's context into a buffer from `pool`. `Err` hands the
+/// buffer back for the streaming path, which reads anything else (no size
+/// declared, several frames, a size that lies) within `max` as before.
+fn zstd_whole(data: &[u8], max: usize, pool: &BufferPool) -> Result<Vec<u8>, Vec<u8>> {
+    let size = match zstd::zstd_safe::get_frame_content_size(data) {
+        Ok(Some(size)) if size <= max as u64 => size as usize,
+        _ => return Err(pool.take(0)),
+    };
+    let mut out = pool.take(size);
     ZSTD.with(|z| {
         let mut z = z.borrow_mut();
         let mut d = match z.1.take() {
             Some(d) => d,
-            None => zstd::bulk::Decompressor::new().ok()?,
+            None => match zstd::bulk::Decompressor::new() {
+                Ok(d) => d,
+                Err(_) => return Err(out),
+            },
         };
-        let out = d.decompress(data, size as usize).ok();
+        out.clear();
+        let done = d.decompress_to_buffer(data, &mut out);
         z.1 = Some(d);
-        out
+        // A recycled buffer may hold more than the first frame declared:
+        // only an output of exactly that size is that frame alone (or with
+        // empty frames after it); anything else is the streaming path's to
+        // read within `max`.
+        match done {
+            Ok(n) if n == size => Ok(out),
+            _ => Err(out),
+        }
     })
 }
 
@@ -172,7 +204,7 @@ mod tests {
     }
 
     /// The kind of answer, to compare two decompressions.
-    fn kind(r: Result<Vec<u8>, Inflate>) -> Result<Vec<u8>, &'static str> {
+    fn kind(r: Result<Bytes, Inflate>) -> Result<Bytes, &'static str> {
         r.map_err(|e| match e {
             Inflate::TooLarge => "too large",
             Inflate::Invalid(_) => "invalid",
@@ -215,12 +247,19 @@ mod tests {
                 if out.len() > max {
                     return Err(Inflate::TooLarge);
                 }
-                Ok(out)
+                Ok(Bytes::from(out))
             })();
+            // Also from a pool whose buffer is far larger than any frame
+            // here declares: a frame that lies about its size, or a second
+            // frame, must not slip through the one call for that room.
+            static ROOMY: BufferPool = BufferPool::new();
+            drop(ROOMY.share(Vec::with_capacity(1 << 20)));
+            let stream = kind(stream);
             proptest::prop_assert_eq!(
-                kind(Compression::Zstd.decompress(&packed, max)),
-                kind(stream)
+                kind(Compression::Zstd.decompress_in(&packed, max, &ROOMY)),
+                stream.clone()
             );
+            proptest::prop_assert_eq!(kind(Compression::Zstd.decompress(&packed, max)), stream);
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Turning events into bytes for a peer, shared by every destination:
 //! encodings (`ndjson`, `json_array`, `raw`, graphite, statsd, influx),
-//! compression, and reading event fields for protocol metadata (`fields`)
-//! and name templates (`template`), event times read exactly (`time`).
+//! compression (decompressing into reused buffers, `buffer_pool`), and
+//! reading event fields for protocol metadata (`fields`) and name templates
+//! (`template`), event times read exactly (`time`).
 
+pub mod buffer_pool;
 pub mod capnp;
 pub mod compression;
 pub mod encoding;

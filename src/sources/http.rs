@@ -554,7 +554,7 @@ pub(crate) async fn read_body(
     };
     let name = compression.as_str();
     match compression.decompress(&raw, max) {
-        Ok(body) => Ok(body.into()),
+        Ok(body) => Ok(body),
         Err(Inflate::Invalid(e)) => Err((
             StatusCode::BAD_REQUEST,
             RejectReason::BadRequest,
