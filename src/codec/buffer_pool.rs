@@ -1,8 +1,9 @@
 //! Large buffers handed back for reuse instead of freed: the buffers a
-//! request is decompressed into, which its events then borrow.
+//! request's body is read or decompressed into, which its events then
+//! borrow.
 //!
-//! A forwarded batch decompresses to a few hundred KB that live only until
-//! the batch is delivered. glibc gives memory that size back to the kernel
+//! A forwarded batch decompresses to a few hundred KB (an HTTP body is read
+//! into as much) that live only until the batch is delivered. glibc gives memory that size back to the kernel
 //! when it is freed (an mmap, or a trimmed heap top), so every batch faulted
 //! its pages in again: 37 page faults a batch, a third of an aggregator's
 //! CPU. A buffer kept here stays mapped; the last event to let go of it
@@ -20,8 +21,8 @@ const MAX_KEPT: usize = 16;
 const MAX_KEPT_BYTES: usize = 16 << 20;
 const MIN_CAPACITY: usize = 64 << 10;
 
-/// Buffers kept for reuse; `DECOMPRESSED` is the one every decompression
-/// draws from.
+/// Buffers kept for reuse; `BODIES` is the one request bodies and every
+/// decompression draw from.
 pub struct BufferPool(Mutex<Kept>);
 
 struct Kept {
@@ -29,7 +30,7 @@ struct Kept {
     bytes: usize,
 }
 
-pub static DECOMPRESSED: BufferPool = BufferPool::new();
+pub static BODIES: BufferPool = BufferPool::new();
 
 impl BufferPool {
     pub const fn new() -> BufferPool {

@@ -50,7 +50,7 @@ impl Compression {
     /// result lives in a recycled buffer (`buffer_pool`), back for the next
     /// request once every slice of it is dropped.
     pub fn decompress(self, data: &[u8], max: usize) -> Result<Bytes, Inflate> {
-        self.decompress_in(data, max, &buffer_pool::DECOMPRESSED)
+        self.decompress_in(data, max, &buffer_pool::BODIES)
     }
 
     fn decompress_in(

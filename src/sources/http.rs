@@ -41,7 +41,7 @@ use super::backstop::{self, BackstopConfig, Metric, Refusal};
 use super::decoding::{InvalidUtf8, is_json, is_json_utf8};
 use super::{Refused, SourceContext};
 use crate::auth::{AuthConfig, Authenticator};
-use crate::codec::{Compression, Inflate};
+use crate::codec::{Compression, Inflate, buffer_pool};
 use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
 use crate::event::Event;
@@ -513,7 +513,7 @@ pub(crate) async fn read_body(
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let raw = tokio::time::timeout(timeout, axum::body::to_bytes(body, max))
+    let raw = tokio::time::timeout(timeout, gather(body, max))
         .await
         .map_err(|_| {
             (
@@ -521,25 +521,7 @@ pub(crate) async fn read_body(
                 RejectReason::Timeout,
                 format!("the body did not arrive within {timeout:?}"),
             )
-        })?
-        .map_err(|e| {
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
-            if too_big {
-                (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    RejectReason::Oversize,
-                    format!("body larger than max_body_bytes ({max} bytes)"),
-                )
-            } else {
-                (
-                    StatusCode::BAD_REQUEST,
-                    RejectReason::BadRequest,
-                    format!("could not read the body: {e}"),
-                )
-            }
-        })?;
+        })??;
     let compression = match encoding.as_deref() {
         None | Some("identity") | Some("") => return Ok(raw),
         Some("gzip") | Some("x-gzip") => Compression::Gzip,
@@ -566,6 +548,47 @@ pub(crate) async fn read_body(
             format!("decompressed body larger than max_body_bytes ({max} bytes)"),
         )),
     }
+}
+
+/// The body's frames gathered into a reused buffer (`buffer_pool`), at most
+/// `max` bytes: a fresh allocation of a few hundred KB per request went back
+/// to the kernel once its events were delivered and was faulted in again by
+/// the next request.
+async fn gather(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
+    use axum::body::HttpBody as _;
+    use http_body_util::BodyExt as _;
+    let too_big = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RejectReason::Oversize,
+            format!("body larger than max_body_bytes ({max} bytes)"),
+        )
+    };
+    // A declared length over the limit is refused before a byte is read.
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    if declared > max {
+        return Err(too_big());
+    }
+    // Room for what is declared, but not more than a MiB before it arrives:
+    // a length is a promise the client need not keep.
+    let pool = &buffer_pool::BODIES;
+    let mut buf = pool.take(declared.min(1 << 20));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                RejectReason::BadRequest,
+                format!("could not read the body: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if data.len() > max - buf.len() {
+                return Err(too_big());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(pool.share(buf))
 }
 
 /// Parse a JSON array or NDJSON body into events; returns how many lines
