@@ -60,6 +60,11 @@ enum Command {
         /// the relay always runs).
         #[arg(long = "row")]
         rows: Vec<String>,
+        /// Run the throughput rows this many times and report each row's
+        /// median (its ratio taken against its own round's relay): one
+        /// run's rows move ±10 % with the machine.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+        rounds: u32,
         /// Where the JSON reports and PNG plots go.
         #[arg(long, default_value = "loadtest/report")]
         report: PathBuf,
@@ -133,6 +138,7 @@ fn main() -> anyhow::Result<()> {
                 vector,
                 baseline,
                 rows,
+                rounds,
                 report,
                 work,
                 list,
@@ -149,7 +155,8 @@ fn main() -> anyhow::Result<()> {
                     vector,
                     baseline,
                 };
-                run(names, smoke, bins, rows, report, work).await
+                let selection = Selection { rows, rounds };
+                run(names, smoke, bins, selection, report, work).await
             }
             Command::Generate {
                 protocol,
@@ -199,11 +206,17 @@ struct Binaries {
     baseline: Option<PathBuf>,
 }
 
+/// Which throughput rows run, and how many times.
+struct Selection {
+    rows: Vec<String>,
+    rounds: u32,
+}
+
 async fn run(
     names: Vec<String>,
     smoke: bool,
     bins: Binaries,
-    rows: Vec<String>,
+    Selection { rows, rounds }: Selection,
     report_dir: PathBuf,
     work: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -241,6 +254,7 @@ async fn run(
             })
             .transpose()?,
         rows,
+        rounds: rounds as usize,
         smoke,
         work,
     };

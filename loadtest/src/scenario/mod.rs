@@ -47,6 +47,8 @@ pub struct Ctx {
     /// Throughput rows to run (their path contains one of these); empty:
     /// all. The relay rows always run.
     pub rows: Vec<String>,
+    /// How many times the throughput rows run (their medians reported).
+    pub rounds: usize,
     pub smoke: bool,
     pub work: PathBuf,
 }

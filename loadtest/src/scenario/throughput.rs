@@ -264,6 +264,14 @@ impl Target {
 
     /// Rows whose output must be the input, byte for byte and in each
     /// connection's order: checked before they are timed (`verify`).
+    /// Rows whose ceiling is a peer on the same cores (Kafka, moto).
+    fn peer_bound(self) -> bool {
+        matches!(
+            self,
+            Target::SluiceKafkaOut | Target::SluiceSqsOut | Target::SluiceKinesisOut
+        )
+    }
+
     fn verified(self) -> bool {
         matches!(
             self,
@@ -389,7 +397,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         ..ctx.clone()
     };
     let started = Instant::now();
-    let mut rows = Vec::new();
     let mut verified = Vec::new();
     // One broker for both Kafka rows: kafka → tcp reads what tcp → kafka wrote.
     let kafka_port = free_port()?.port();
@@ -397,59 +404,61 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let brokers = format!("127.0.0.1:{kafka_port}");
     // One moto for the SQS and Kinesis rows, started before the first.
     let mut moto = None;
-    for (i, (t, base)) in runs.iter().enumerate() {
-        let ctx = if *base { &base_ctx } else { ctx };
-        let sub = dir.join(format!("{i}"));
-        std::fs::create_dir_all(&sub)?;
-        let peers = Peers {
-            brokers: &brokers,
-            moto: None,
-        };
-        if matches!(t, Target::SluiceSqsOut | Target::SluiceKinesisOut) {
-            if moto.is_none() {
-                moto = Some(Moto::start(&dir.join("moto"), free_port()?.port()).await?);
+    let mut rounds: Vec<Vec<Row>> = Vec::new();
+    for round in 0..ctx.rounds.max(1) {
+        let mut rows = Vec::new();
+        for (i, (t, base)) in runs.iter().enumerate() {
+            // A peer's ceiling is the peer's, and kafka → tcp reads what
+            // the first round wrote: those rows run once.
+            if round > 0 && t.peer_bound() {
+                continue;
             }
-            let peers = Peers {
-                moto: moto.as_ref(),
-                ..peers
+            let ctx = if *base { &base_ctx } else { ctx };
+            let sub = match round {
+                0 => dir.join(format!("{i}")),
+                r => dir.join(format!("round{r}-{i}")),
             };
-            rows.push(one(ctx, *t, &sub, seconds, &peers).await?);
-        } else if matches!(t, Target::SluiceKafkaOut) {
-            broker.start().await?;
-            let out = one(ctx, *t, &sub, seconds, &peers).await?;
-            let written = out.events;
-            rows.push(out);
-            let sub = dir.join(format!("{i}-in"));
             std::fs::create_dir_all(&sub)?;
-            rows.push(kafka_in(ctx, &sub, &brokers, written).await?);
-            broker.kill();
-        } else {
-            if t.verified() {
-                let mut v = verify(ctx, *t, &sub, &peers).await?;
-                if *base {
-                    v.target = BASELINE.into();
+            let peers = Peers {
+                brokers: &brokers,
+                moto: None,
+            };
+            if matches!(t, Target::SluiceSqsOut | Target::SluiceKinesisOut) {
+                if moto.is_none() {
+                    moto = Some(Moto::start(&dir.join("moto"), free_port()?.port()).await?);
                 }
-                verified.push(v);
+                let peers = Peers {
+                    moto: moto.as_ref(),
+                    ..peers
+                };
+                rows.push(one(ctx, *t, &sub, seconds, &peers).await?);
+            } else if matches!(t, Target::SluiceKafkaOut) {
+                broker.start().await?;
+                let out = one(ctx, *t, &sub, seconds, &peers).await?;
+                let written = out.events;
+                rows.push(out);
+                let sub = dir.join(format!("{i}-in"));
+                std::fs::create_dir_all(&sub)?;
+                rows.push(kafka_in(ctx, &sub, &brokers, written).await?);
+                broker.kill();
+            } else {
+                if round == 0 && t.verified() {
+                    let mut v = verify(ctx, *t, &sub, &peers).await?;
+                    if *base {
+                        v.target = BASELINE.into();
+                    }
+                    verified.push(v);
+                }
+                rows.push(one(ctx, *t, &sub, seconds, &peers).await?);
             }
-            rows.push(one(ctx, *t, &sub, seconds, &peers).await?);
+            if *base && let Some(r) = rows.last_mut() {
+                r.target = BASELINE.into();
+            }
         }
-        if *base && let Some(r) = rows.last_mut() {
-            r.target = BASELINE.into();
-        }
+        to_relay(&mut rows);
+        rounds.push(rows);
     }
-    let relays: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.target == "relay")
-        .map(|r| r.events_per_s)
-        .collect();
-    let relay = relays.iter().sum::<f64>() / relays.len().max(1) as f64;
-    for r in &mut rows {
-        r.ratio_to_relay = if relay > 0.0 {
-            r.events_per_s / relay
-        } else {
-            0.0
-        };
-    }
+    let rows = medians(&rounds);
     let mut report = Report {
         name: NAME.into(),
         description: format!(
@@ -458,7 +467,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         seconds: started.elapsed().as_secs_f64(),
         ..Report::default()
     };
-    for r in &rows {
+    if rounds.len() > 1 {
+        report.description.push_str(&format!(
+            " Each row is the median of {} rounds, its ratio taken against its own round's relay (the peer-bound Kafka, SQS and Kinesis rows run once); peak RSS and loss are the worst round's.",
+            rounds.len()
+        ));
+    }
+    for r in rounds.iter().flatten() {
         if r.lost > 0 {
             report
                 .failures
@@ -490,13 +505,21 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             ));
         }
     }
-    if relays.len() == 2 && relays[0] > 0.0 {
-        report.notes.push(format!(
-            "relay first {:.0} events/s, last {:.0} events/s (drift {:+.0} %)",
-            relays[0],
-            relays[1],
-            (relays[1] / relays[0] - 1.0) * 100.0
-        ));
+    for (i, round) in rounds.iter().enumerate() {
+        let relays = relay_rates(round);
+        if relays.len() == 2 && relays[0] > 0.0 {
+            let which = if rounds.len() > 1 {
+                format!("round {}: ", i + 1)
+            } else {
+                String::new()
+            };
+            report.notes.push(format!(
+                "{which}relay first {:.0} events/s, last {:.0} events/s (drift {:+.0} %)",
+                relays[0],
+                relays[1],
+                (relays[1] / relays[0] - 1.0) * 100.0
+            ));
+        }
     }
     for v in &verified {
         // rsyslog with two workers reorders a connection's lines, and so
@@ -514,6 +537,72 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     report.verified = verified;
     report.passed = report.failures.is_empty();
     Ok(report)
+}
+
+fn relay_rates(rows: &[Row]) -> Vec<f64> {
+    rows.iter()
+        .filter(|r| r.target == "relay")
+        .map(|r| r.events_per_s)
+        .collect()
+}
+
+/// Each row's ratio to the mean of its round's relay rows.
+fn to_relay(rows: &mut [Row]) {
+    let relays = relay_rates(rows);
+    let relay = relays.iter().sum::<f64>() / relays.len().max(1) as f64;
+    for r in rows {
+        r.ratio_to_relay = if relay > 0.0 {
+            r.events_per_s / relay
+        } else {
+            0.0
+        };
+    }
+}
+
+/// The first round's rows, each with its median over the rounds that ran
+/// it (a row is the same target and path at the same occurrence: the relay
+/// runs first and last); peak RSS and loss are the worst round's.
+fn medians(rounds: &[Vec<Row>]) -> Vec<Row> {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+    let nth = |rows: &[Row], like: &Row, n: usize| {
+        rows.iter()
+            .filter(|r| r.target == like.target && r.path == like.path)
+            .nth(n)
+            .cloned()
+    };
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(k, row)| {
+            let n = first[..k]
+                .iter()
+                .filter(|r| r.target == row.target && r.path == row.path)
+                .count();
+            let same: Vec<Row> = rounds.iter().filter_map(|r| nth(r, row, n)).collect();
+            let of = |f: fn(&Row) -> f64| median(same.iter().map(f).collect());
+            Row {
+                events: of(|r| r.events as f64) as u64,
+                seconds: of(|r| r.seconds),
+                events_per_s: of(|r| r.events_per_s),
+                mb_per_s: of(|r| r.mb_per_s),
+                cpu_cores: of(|r| r.cpu_cores),
+                ratio_to_relay: of(|r| r.ratio_to_relay),
+                peak_rss_mb: same.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max),
+                lost: same.iter().map(|r| r.lost).max().unwrap_or(0),
+                ..row.clone()
+            }
+        })
+        .collect()
 }
 
 /// The real peers a row may write to.
@@ -1070,4 +1159,55 @@ fn vector_config(
         "transforms": { "filtered": { "type": "filter", "inputs": ["in"], "condition": VRL_FILTER } },
         "sinks": { "out": sink },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: &str, path: &str, rate: f64, rss: f64, lost: u64) -> Row {
+        Row {
+            target: target.into(),
+            path: path.into(),
+            events_per_s: rate,
+            peak_rss_mb: rss,
+            lost,
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn rounds_give_each_row_its_median_against_its_own_relay() {
+        // The machine twice as fast in the second round: the row's ratio
+        // holds, its rate does not.
+        let round = |speed: f64, rss: f64, lost: u64| {
+            let mut rows = vec![
+                row("relay", "r", 10.0 * speed, 9.0, 0),
+                row("sluice", "p", 5.0 * speed, rss, lost),
+                row("relay", "r", 10.0 * speed, 9.0, 0),
+            ];
+            to_relay(&mut rows);
+            rows
+        };
+        let mut third = round(1.5, 40.0, 0);
+        third[0].events_per_s = 20.0; // the first relay alone faster
+        to_relay(&mut third);
+        let rows = medians(&[round(1.0, 41.0, 0), round(2.0, 50.0, 3), third]);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1].events_per_s, 7.5);
+        // Ratios 0.5, 0.5 and 7.5/17.5: the median is 0.5, whatever the
+        // machine's speed in each round.
+        assert_eq!(rows[1].ratio_to_relay, 0.5);
+        assert_eq!(rows[1].peak_rss_mb, 50.0);
+        assert_eq!(rows[1].lost, 3);
+        // The relay's first and last rows stay apart.
+        assert_eq!(rows[0].events_per_s, 20.0);
+        assert_eq!(rows[2].events_per_s, 15.0);
+        // A row the later rounds skip (peer-bound) keeps its one value.
+        let mut once = round(1.0, 41.0, 0);
+        once.insert(2, row("sluice", "kafka", 0.3, 50.0, 0));
+        let rows = medians(&[once, round(2.0, 41.0, 0)]);
+        assert_eq!(rows[2].events_per_s, 0.3);
+        assert_eq!(rows[1].events_per_s, 7.5);
+    }
 }
