@@ -3,15 +3,18 @@
 //! borrow.
 //!
 //! A forwarded batch decompresses to a few hundred KB (an HTTP body is read
-//! into as much) that live only until the batch is delivered. glibc gives memory that size back to the kernel
-//! when it is freed (an mmap, or a trimmed heap top), so every batch faulted
-//! its pages in again: 37 page faults a batch, a third of an aggregator's
-//! CPU. A buffer kept here stays mapped; the last event to let go of it
-//! (any thread) puts it back.
+//! into as much) that live only until the batch is delivered. glibc gives
+//! memory that size back to the kernel when it is freed (an mmap, or a
+//! trimmed heap top), so every batch faulted its pages in again: 37 page
+//! faults a batch, a third of an aggregator's CPU. A buffer kept here stays
+//! mapped; the last event to let go of it (any thread) puts it back.
 //!
 //! Bounded: at most `MAX_KEPT` buffers and `MAX_KEPT_BYTES` in all, none
 //! below `MIN_CAPACITY` (malloc keeps those itself); the rest are freed as
 //! before. An idle process holds at most `MAX_KEPT_BYTES` more than it did.
+//! A buffer is handed out only for a request of at least a quarter of its
+//! size, so a small batch held long (a blocked destination) never pins a
+//! large buffer.
 
 use std::sync::Mutex;
 
@@ -46,23 +49,17 @@ impl BufferPool {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An empty buffer: the smallest kept one that holds `at_least` bytes,
-    /// else the largest kept one (the caller grows it), else a new one.
+    /// An empty buffer: the smallest kept one that holds `at_least` bytes
+    /// and is at most four times that (or `MIN_CAPACITY`), else a new one.
     pub fn take(&self, at_least: usize) -> Vec<u8> {
+        let most = at_least.max(MIN_CAPACITY).saturating_mul(4);
         let mut kept = self.kept();
-        let fits = kept
+        let pick = kept
             .buffers
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.capacity() >= at_least)
-            .min_by_key(|(_, b)| b.capacity());
-        let pick = fits
-            .or_else(|| {
-                kept.buffers
-                    .iter()
-                    .enumerate()
-                    .max_by_key(|(_, b)| b.capacity())
-            })
+            .filter(|(_, b)| (at_least..=most).contains(&b.capacity()))
+            .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
         match pick {
             Some(i) => {
@@ -135,11 +132,21 @@ mod tests {
         assert_eq!(&slice[..], &[7u8; 10]);
         assert!(pool.kept().buffers.is_empty(), "a slice still holds it");
         drop(slice);
-        // Back, empty, and handed out again for a request that fits it.
+        // Back, empty, and handed out again for a request that fits it...
         let again = pool.take(50 << 10);
         assert_eq!(again.as_ptr(), ptr);
         assert!(again.is_empty());
         drop(again);
+        // ...but not to one it is more than four times the size of, nor to
+        // one it cannot hold.
+        let big = Vec::<u8>::with_capacity(1 << 20);
+        let ptr = big.as_ptr();
+        drop(pool.share(big));
+        let (small, larger) = (pool.take(100 << 10), pool.take(2 << 20));
+        assert_ne!(small.as_ptr(), ptr);
+        assert_ne!(larger.as_ptr(), ptr);
+        let fits = pool.take(300 << 10);
+        assert_eq!(fits.as_ptr(), ptr);
 
         // Small buffers are left to malloc; many large ones stop at the bound.
         drop(pool.share(Vec::with_capacity(1000)));
