@@ -49,29 +49,38 @@ impl BufferPool {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An empty buffer: the smallest kept one that holds `at_least` bytes
-    /// and is at most four times that (or `MIN_CAPACITY`), else a new one.
+    /// An empty buffer of at least `at_least` bytes: the smallest kept one
+    /// that holds them and is at most four times that (or `MIN_CAPACITY`),
+    /// else the largest kept one grown to fit (batches vary in size; growing
+    /// a mapped buffer faults in only what it adds), else a new one.
     pub fn take(&self, at_least: usize) -> Vec<u8> {
         let most = at_least.max(MIN_CAPACITY).saturating_mul(4);
         let mut kept = self.kept();
-        let pick = kept
+        let fits = kept
             .buffers
             .iter()
             .enumerate()
             .filter(|(_, b)| (at_least..=most).contains(&b.capacity()))
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        match pick {
+            .min_by_key(|(_, b)| b.capacity());
+        let grows = || {
+            kept.buffers
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() < at_least)
+                .max_by_key(|(_, b)| b.capacity())
+        };
+        let pick = fits.or_else(grows).map(|(i, _)| i);
+        let mut buf = match pick {
             Some(i) => {
                 let buf = kept.buffers.swap_remove(i);
                 kept.bytes -= buf.capacity();
                 buf
             }
-            None => {
-                drop(kept);
-                Vec::with_capacity(at_least)
-            }
-        }
+            None => Vec::new(),
+        };
+        drop(kept);
+        buf.reserve(at_least);
+        buf
     }
 
     /// `buf` as `Bytes`; it comes back here once the last slice of it drops.
@@ -142,11 +151,16 @@ mod tests {
         let big = Vec::<u8>::with_capacity(1 << 20);
         let ptr = big.as_ptr();
         drop(pool.share(big));
-        let (small, larger) = (pool.take(100 << 10), pool.take(2 << 20));
+        let small = pool.take(100 << 10);
         assert_ne!(small.as_ptr(), ptr);
-        assert_ne!(larger.as_ptr(), ptr);
         let fits = pool.take(300 << 10);
         assert_eq!(fits.as_ptr(), ptr);
+        drop(pool.share(fits));
+        // A request larger than every kept buffer grows the largest.
+        let larger = pool.take(2 << 20);
+        assert!(larger.capacity() >= 2 << 20 && larger.is_empty());
+        assert!(pool.kept().buffers.is_empty());
+        drop(larger);
 
         // Small buffers are left to malloc; many large ones stop at the bound.
         drop(pool.share(Vec::with_capacity(1000)));
