@@ -208,7 +208,7 @@ fn string(b: &[u8], mut i: usize) -> Option<usize> {
 #[inline]
 fn stop(b: &[u8], mut i: usize) -> Option<usize> {
     while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<16>()) {
-        let m = stop_mask(chunk);
+        let m = stop_mask::<true>(chunk);
         if m != 0 {
             return Some(i + m.trailing_zeros() as usize);
         }
@@ -219,14 +219,16 @@ fn stop(b: &[u8], mut i: usize) -> Option<usize> {
     let rest = b.get(i..)?;
     let mut tail = [b'"'; 16];
     tail[..rest.len()].copy_from_slice(rest);
-    let k = stop_mask(&tail).trailing_zeros() as usize;
+    let k = stop_mask::<true>(&tail).trailing_zeros() as usize;
     (k < rest.len()).then_some(i + k)
 }
 
-/// Bit k set when byte k of `chunk` ends a string's plain run.
+/// Bit k set when byte k of `chunk` ends a string's plain run: a `"` or a
+/// `\\`, and with `CONTROLS` a control character too (this check refuses
+/// them; the filter's field scanner, which also calls this, skips them).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[inline]
-fn stop_mask(chunk: &[u8; 16]) -> u32 {
+#[inline(always)]
+pub(crate) fn stop_mask<const CONTROLS: bool>(chunk: &[u8; 16]) -> u32 {
     use std::arch::x86_64::*;
     // SAFETY: SSE2 is enabled for this build (the cfg above) and the
     // unaligned load reads exactly the 16 bytes of `chunk`.
@@ -234,20 +236,23 @@ fn stop_mask(chunk: &[u8; 16]) -> u32 {
         let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
         let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
         let s = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        // Unsigned `v <= 0x1f`: max(v, 0x1f) == 0x1f.
-        let limit = _mm_set1_epi8(0x1f);
-        let c = _mm_cmpeq_epi8(_mm_max_epu8(v, limit), limit);
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, s), c)) as u32
+        let mut m = _mm_or_si128(q, s);
+        if CONTROLS {
+            // Unsigned `v <= 0x1f`: max(v, 0x1f) == 0x1f.
+            let limit = _mm_set1_epi8(0x1f);
+            m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_max_epu8(v, limit), limit));
+        }
+        _mm_movemask_epi8(m) as u32
     }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-#[inline]
-fn stop_mask(chunk: &[u8; 16]) -> u32 {
+#[inline(always)]
+pub(crate) fn stop_mask<const CONTROLS: bool>(chunk: &[u8; 16]) -> u32 {
     chunk
         .iter()
         .enumerate()
-        .filter(|(_, &c)| c == b'"' || c == b'\\' || c < 0x20)
+        .filter(|(_, &c)| c == b'"' || c == b'\\' || (CONTROLS && c < 0x20))
         .fold(0, |m, (k, _)| m | (1 << k))
 }
 

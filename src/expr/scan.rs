@@ -20,6 +20,7 @@
 use std::cell::Cell;
 
 use super::parser::Segment;
+use crate::codec::json_syntax::stop_mask;
 
 /// Where a field's JSON value sits in the event, or `MISSING`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,7 +451,7 @@ pub fn for_each_element(raw: &[u8], mut f: impl FnMut(&[u8]) -> bool) {
 #[inline]
 fn quote_or_backslash(b: &[u8], mut i: usize) -> Option<usize> {
     while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<16>()) {
-        let m = quote_or_backslash_mask(chunk);
+        let m = stop_mask::<false>(chunk);
         if m != 0 {
             return Some(i + m.trailing_zeros() as usize);
         }
@@ -463,31 +464,6 @@ fn quote_or_backslash(b: &[u8], mut i: usize) -> Option<usize> {
         i += 1;
     }
     None
-}
-
-/// Bit k set when byte k of `chunk` is `"` or `\\`.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[inline]
-fn quote_or_backslash_mask(chunk: &[u8; 16]) -> u32 {
-    use std::arch::x86_64::*;
-    // SAFETY: SSE2 is enabled for this build (the cfg above) and the
-    // unaligned load reads exactly the 16 bytes of `chunk`.
-    unsafe {
-        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let s = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(q, s)) as u32
-    }
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-#[inline]
-fn quote_or_backslash_mask(chunk: &[u8; 16]) -> u32 {
-    chunk
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c == b'"' || **c == b'\\')
-        .fold(0, |m, (k, _)| m | (1 << k))
 }
 
 #[inline]
