@@ -518,12 +518,26 @@ fn otlp_batch(
 
 /// An OTel SDK's exporter: exports retried on RESOURCE_EXHAUSTED and
 /// UNAVAILABLE after a short pause, as SDKs do, until taken or the run ends.
+/// A throughput run sends one export encoded once (`grpc_bytes`).
 async fn otlp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, progress: &Progress) {
-    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use prost::Message as _;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    );
     let url = format!("http://{}", load.target);
     let mut client = loop {
-        match LogsServiceClient::connect(url.clone()).await {
-            Ok(c) => break c,
+        let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("generator: otlp endpoint {url}: {e}");
+                return;
+            }
+        };
+        let endpoint = endpoint
+            .initial_stream_window_size(crate::receiver::otlp::WINDOW)
+            .initial_connection_window_size(crate::receiver::otlp::WINDOW * 4);
+        match endpoint.connect().await {
+            Ok(c) => break tonic::client::Grpc::new(c),
             Err(_) if running(deadline) => {
                 progress.refused.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -532,18 +546,29 @@ async fn otlp(load: &Load, rate: u64, deadline: Instant, tracker: &Tracker, prog
         }
     };
     let mut pacer = Pacer::new(rate);
-    let prepared = otlp_batch(0, load.batch, load.event_bytes);
+    let encode =
+        |first| bytes::Bytes::from(otlp_batch(first, load.batch, load.event_bytes).encode_to_vec());
+    let prepared = encode(0);
     while running(deadline) {
         pacer.admit(load.batch as u64).await;
         let (first, request) = if load.track_ids {
             let first = tracker.reserve(load.batch as u64);
-            (first, otlp_batch(first, load.batch, load.event_bytes))
+            (first, encode(first))
         } else {
             (0, prepared.clone())
         };
         while running(deadline) {
             progress.attempts.fetch_add(1, Ordering::Relaxed);
-            match client.export(request.clone()).await {
+            let answer = match client.ready().await {
+                Ok(()) => {
+                    let req = tonic::Request::new(request.clone());
+                    client
+                        .unary(req, path.clone(), crate::grpc_bytes::Raw)
+                        .await
+                }
+                Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+            };
+            match answer {
                 Ok(_) => {
                     progress.ok.fetch_add(1, Ordering::Relaxed);
                     sent(load, tracker, first);

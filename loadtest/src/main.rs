@@ -6,6 +6,7 @@
 
 mod fault;
 mod generator;
+mod grpc_bytes;
 mod hostile;
 mod metrics;
 mod plot;
