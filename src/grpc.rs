@@ -1,7 +1,8 @@
 //! What the gRPC destinations (Pub/Sub, OTLP, sluice) share: a lazily
 //! connecting channel, gRPC's names for its status codes, and the wait a
-//! status asks for; and what the gRPC sources (OTLP, sluice) share: how
-//! tonic's own refusals are answered and counted.
+//! status asks for; and what the gRPC sources (OTLP, sluice) share: their
+//! server's flow-control windows, and how tonic's own refusals are answered
+//! and counted.
 
 use std::time::Duration;
 
@@ -10,6 +11,23 @@ use tonic::Status;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::tls::TlsConfig;
+
+/// HTTP/2 flow-control windows of the gRPC sources. With h2's default of
+/// 64 KiB an export or a forwarded batch of a few hundred KB waited on
+/// window updates from sluice several times over (loopback: 1.4 M OTLP
+/// records/s between the load test's generator and receiver; 2.0 M with
+/// these). A request's body is read whole either way, up to its source's
+/// size limit, so larger windows add nothing to what a peer can make
+/// sluice hold.
+const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// The server a gRPC source serves on.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+}
 
 /// A channel to `url` that connects on first use: a peer that is not up
 /// yet is the driver's to retry, not a failed start. `https://` gets TLS

@@ -228,7 +228,7 @@ async fn start(
         max_events: cfg.max_batch_events,
         ctx: ctx.clone(),
     };
-    let server = tonic::transport::Server::builder();
+    let server = crate::grpc::server();
     // Room for the lengths beside the data: at most 5 bytes an event.
     let max_message = max_bytes
         .saturating_add(cfg.max_batch_events.saturating_mul(5))

@@ -187,7 +187,7 @@ pub(super) fn serve(
 ) -> JoinHandle<()> {
     let ctx = &state.ctx;
     tracing::info!(source = %ctx.id, %address, listener = "grpc", "otlp source listening");
-    let router = tonic::transport::Server::builder()
+    let router = crate::grpc::server()
         .layer(tower::util::MapResponseLayer::new(
             crate::grpc::refusals_are_invalid_argument(ctx),
         ))
