@@ -10,6 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+#[cfg(feature = "otlp")]
+pub use crate::otlp::borrowed::Borrowed;
+
+/// Without OTLP nothing is borrowed.
+#[cfg(not(feature = "otlp"))]
+#[derive(Debug, Clone)]
+pub enum Borrowed {}
+
 /// What the bytes of an event are known to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -24,6 +32,11 @@ pub enum Format {
 pub struct Event {
     pub raw: Bytes,
     pub format: Format,
+    /// An OTLP log record's protobuf bytes, as they arrived, when `raw` is
+    /// the OTLP source's JSON of exactly that record (so the OTLP
+    /// destination sends them on instead of encoding `raw` again). Whatever
+    /// makes new bytes makes a new event, without them.
+    pub borrowed: Option<Borrowed>,
 }
 
 impl Event {
@@ -31,6 +44,7 @@ impl Event {
         Self {
             raw,
             format: Format::Json,
+            borrowed: None,
         }
     }
 
@@ -38,6 +52,16 @@ impl Event {
         Self {
             raw,
             format: Format::Text,
+            borrowed: None,
+        }
+    }
+
+    /// An event of `format` (what a queue or a forwarded batch says it was).
+    pub fn of(raw: Bytes, format: Format) -> Self {
+        Self {
+            raw,
+            format,
+            borrowed: None,
         }
     }
 

@@ -305,7 +305,8 @@ pub fn queue_segment(data: &[u8]) {
 }
 
 /// OTLP protobuf exports into events and back: a log record comes back
-/// exactly (NaN aside, which is compared as NaN).
+/// exactly (NaN aside, which is compared as NaN), through its JSON and
+/// through its borrowed bytes (regrouped as the destination sends them).
 #[cfg(feature = "otlp")]
 pub fn otlp_protobuf(data: &[u8]) {
     use crate::otlp::event::{LogEvent, log_events, metrics_events, traces_events};
@@ -339,6 +340,31 @@ pub fn otlp_protobuf(data: &[u8]) {
                 "a log record changed on its way through an event"
             );
         }
+        // Decoded down to the records, written by `record_json`: the same
+        // events, each borrowing its record.
+        let body = Bytes::copy_from_slice(data);
+        let shallow = crate::otlp::shallow::ShallowExport::decode(body.clone())
+            .expect("what decodes whole decodes shallow");
+        let mut wire = Vec::new();
+        crate::otlp::event::log_events_wire(&shallow, &body, &mut wire)
+            .expect("each record decodes");
+        assert_eq!(wire.len(), n, "a log record made no event");
+        for (w, e) in wire.iter().zip(&events) {
+            assert_eq!(w.raw, e.raw, "record_json wrote other JSON than serde");
+        }
+        let mut logs = crate::otlp::borrowed::WireLogs::default();
+        for e in &wire {
+            logs.push(e.borrowed.as_ref().expect("a decoded record is borrowed"));
+        }
+        let mut sent = Vec::new();
+        logs.encode(&mut sent);
+        let back = ExportLogsServiceRequest::decode(sent.as_slice())
+            .expect("what the destination sends decodes");
+        assert_eq!(
+            format!("{:?}", back.resource_logs),
+            format!("{:?}", crate::otlp::borrowed::regrouped(&req)),
+            "borrowed records changed on their way through"
+        );
     }
     if let Ok(req) = ExportMetricsServiceRequest::decode(data) {
         use opentelemetry_proto::tonic::metrics::v1::metric::Data;

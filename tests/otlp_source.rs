@@ -19,6 +19,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -279,6 +281,105 @@ async fn otlp_in_to_otlp_out_keeps_logs_metrics_and_traces_unchanged() {
     }
     arrived_unchanged(&c.collector, &logs, &metrics_in, &traces).await;
     r.shutdown().await;
+}
+
+/// Records decoded from protobuf go on as the bytes that came, not encoded
+/// again from their JSON: what the JSON form cannot hold (an attribute
+/// without a value, a key given as a string-table index) arrives as sent,
+/// over gRPC and over HTTP protobuf; the filter still reads the records;
+/// and a JSON line from another source, mapped to a record, goes to the
+/// same collector beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_records_go_on_as_they_came_beside_mapped_events() {
+    let (mut logs, _, _) = telemetry();
+    for r in logs
+        .iter_mut()
+        .flat_map(|rl| &mut rl.scope_logs[0].log_records)
+    {
+        r.attributes.push(KeyValue {
+            key: "bare".into(),
+            value: None,
+            key_strindex: 3,
+        });
+    }
+    // What the filter keeps: the records with `ok` true, in their groups.
+    let mut kept = logs.clone();
+    for rl in &mut kept {
+        rl.scope_logs[0].log_records.retain(|r| {
+            r.attributes.iter().any(|a| {
+                a.key == "ok"
+                    && a.value.as_ref().and_then(|v| v.value.as_ref())
+                        == Some(&AnyValueKind::BoolValue(true))
+            })
+        });
+    }
+    for grpc in [true, false] {
+        let c = Collector::start().await;
+        let (listen, out) = if grpc {
+            ("grpc_address", format!("endpoint: \"{}\"", c.grpc_url()))
+        } else {
+            (
+                "http_address",
+                format!("protocol: http, endpoint: \"{}\"", c.http_url()),
+            )
+        };
+        let r = common::topology(&format!(
+            "api: {{ enabled: false }}\nsources:\n  otel: {{ type: otlp, {listen}: 127.0.0.1:0 }}\n  lines: {{ type: http, address: 127.0.0.1:0 }}\nroutes:\n  - {{ name: kept, filter: 'attributes.ok == true || exists(message)', destination: out }}\ndestinations:\n  out: {{ type: otlp, {out}, batch: {{ timeout: 200ms }} }}\n"
+        ))
+        .await;
+        let export = ExportLogsServiceRequest {
+            resource_logs: logs.clone(),
+        };
+        let otel = r.source_addr("otel").unwrap();
+        if grpc {
+            LogsServiceClient::connect(format!("http://{otel}"))
+                .await
+                .unwrap()
+                .export(export)
+                .await
+                .unwrap();
+        } else {
+            let resp = reqwest::Client::new()
+                .post(format!("http://{otel}/v1/logs"))
+                .header("content-type", "application/x-protobuf")
+                .body(prost::Message::encode_to_vec(&export))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+        let lines = r.source_addr("lines").unwrap();
+        let resp = reqwest::Client::new()
+            .post(format!("http://{lines}/"))
+            .body(r#"{"message":"mapped beside"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        wait_until_async(
+            "the kept records and the mapped line at the collector",
+            WAIT,
+            || c.collector.records().len() == 7,
+        )
+        .await;
+        let arrived = c.collector.logs();
+        let (borrowed, mapped): (Vec<_>, Vec<_>) = arrived
+            .into_iter()
+            .partition(|rl| rl.schema_url == kept[0].schema_url);
+        assert_eq!(borrowed, kept, "grpc: {grpc}");
+        let mapped: Vec<_> = mapped
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .collect();
+        assert_eq!(mapped.len(), 1);
+        assert_eq!(
+            mapped[0].body.as_ref().and_then(|b| b.value.as_ref()),
+            Some(&AnyValueKind::StringValue("mapped beside".into()))
+        );
+        assert_eq!(metrics(&r).dropped_any("out"), 0);
+        r.shutdown().await;
+    }
 }
 
 /// Garbage is refused as OTLP asks (HTTP 400 with a `google.rpc.Status`,

@@ -57,6 +57,7 @@ use crate::event::Event;
 use crate::grpc::{code_name, retry_delay};
 use crate::metric_event::MetricEvent;
 use crate::metrics::DropReason;
+use crate::otlp::borrowed::WireLogs;
 use crate::otlp::event::{
     LogEvent, MetricsEvent, Origin, RawResource, Signal, TracesEvent, signal_of,
 };
@@ -377,13 +378,24 @@ export!(
 
 impl OtlpDestination {
     fn call<R: Export>(&self, message: R) -> Call<R> {
+        self.call_with(message, &WireLogs::default())
+    }
+
+    /// A call of `message` and `borrowed`'s records (protobuf only: the
+    /// JSON encoding borrows nothing).
+    fn call_with<R: Export>(&self, message: R, borrowed: &WireLogs) -> Call<R> {
+        let protobuf = || {
+            let mut body = message.encode_to_vec();
+            borrowed.encode(&mut body);
+            body
+        };
         let body = match &self.transport {
-            Transport::Grpc { .. } => message.encode_to_vec(),
+            Transport::Grpc { .. } => protobuf(),
             Transport::Http(_) => {
                 let raw = if self.json {
                     message.to_json()
                 } else {
-                    message.encode_to_vec()
+                    protobuf()
                 };
                 let compression = if self.gzip {
                     Compression::Gzip
@@ -586,6 +598,10 @@ impl Destination for OtlpDestination {
 
     fn encode(&self, events: &[Event]) -> Encoded<OtlpRequest> {
         let mut logs = LogGroups::default();
+        // Records the OTLP source borrowed go back as they came; OTLP/JSON
+        // is written from the events' JSON.
+        let mut borrowed = WireLogs::default();
+        let borrow = !self.json;
         let mut metrics: Vec<ResourceMetrics> = Vec::new();
         let mut traces: Vec<ResourceSpans> = Vec::new();
         let mut signals = Vec::with_capacity(events.len());
@@ -594,6 +610,11 @@ impl Destination for OtlpDestination {
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let mut skipped = Vec::new();
         for (i, e) in events.iter().enumerate() {
+            if let Some(b) = e.borrowed.as_ref().filter(|_| borrow) {
+                borrowed.push(b);
+                signals.push(Signal::Logs);
+                continue;
+            }
             let signal = signal_of(&e.raw);
             let ok = match signal {
                 Some(Signal::Logs) => serde_json::from_slice::<LogEvent<RawResource>>(&e.raw)
@@ -638,10 +659,11 @@ impl Destination for OtlpDestination {
                 skipped.push((i, DropReason::Unencodable));
             }
         }
-        let logs = (!logs.is_empty()).then(|| {
-            self.call(ExportLogsServiceRequest {
+        let logs = (!logs.is_empty() || !borrowed.is_empty()).then(|| {
+            let message = ExportLogsServiceRequest {
                 resource_logs: logs.into_resource_logs(),
-            })
+            };
+            self.call_with(message, &borrowed)
         });
         let metrics = (!metrics.is_empty()).then(|| {
             self.call(ExportMetricsServiceRequest {

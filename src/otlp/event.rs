@@ -22,6 +22,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
+use super::borrowed::{Borrowed, ResourceWire, ScopeWire};
+use super::record_json;
+use super::shallow::ShallowExport;
 use super::value::{Attributes, Plain, PlainAttributes, PlainValue};
 use crate::event::Event;
 
@@ -406,36 +409,122 @@ impl TracesEvent {
 /// them: the same bytes as serializing a `LogEvent` per record, without
 /// copying the resource into every one.
 pub fn log_events(resource_logs: &[ResourceLogs], out: &mut Vec<Event>) {
+    let mut made = Made::default();
     for rl in resource_logs {
         for sl in &rl.scope_logs {
-            let origin = Origin {
-                resource: rl.resource.clone(),
-                resource_schema_url: rl.schema_url.clone(),
-                scope: sl.scope.clone(),
-                scope_schema_url: sl.schema_url.clone(),
-            };
-            let head = serde_json::to_vec(&LogEvent::new(&origin, &LogRecord::default()))
-                .unwrap_or_default();
-            let Some((_, open)) = head.split_last() else {
+            let Some(head) = Made::head(&rl.resource, &rl.schema_url, &sl.scope, &sl.schema_url)
+            else {
                 continue;
             };
             for r in &sl.log_records {
-                let mut buf = Vec::with_capacity(head.len() + 128 + r.encoded_len() * 2);
-                buf.extend_from_slice(open);
-                let at = buf.len();
-                if serde_json::to_writer(&mut buf, &Record(r)).is_err() {
-                    continue;
-                }
-                if buf.len() - at == 2 {
-                    // `{}`: no field of its own.
-                    buf.truncate(at);
-                    buf.push(b'}');
-                } else {
-                    buf[at] = b',';
-                }
-                out.push(Event::json(Bytes::from(buf)));
+                made.push(&head, None, |buf| {
+                    serde_json::to_writer(buf, &Record(r)).map_err(|_| ())
+                });
             }
         }
+    }
+    made.finish(out);
+}
+
+/// The events of a protobuf logs export (`body`, decoded as `export`), as
+/// `log_events` makes them, each borrowing its record's bytes (see
+/// `borrowed`). A record `record_json` declines is decoded by prost; one
+/// that does not decode fails the export, as decoding it whole would.
+pub fn log_events_wire(
+    export: &ShallowExport,
+    body: &Bytes,
+    out: &mut Vec<Event>,
+) -> Result<(), prost::DecodeError> {
+    let mut made = Made::default();
+    for rl in &export.resource_logs {
+        let resource = ResourceWire::new(rl.resource.as_ref(), &rl.schema_url);
+        for sl in &rl.scope_logs {
+            let Some(head) = Made::head(&rl.resource, &rl.schema_url, &sl.scope, &sl.schema_url)
+            else {
+                continue;
+            };
+            let scope = ScopeWire::new(body, &resource, sl.scope.as_ref(), &sl.schema_url);
+            for r in &sl.log_records {
+                let mut failed = None;
+                made.push(&head, scope.borrow(r), |buf| {
+                    let at = buf.len();
+                    if record_json::write(r, buf).is_some() {
+                        return Ok(());
+                    }
+                    buf.truncate(at);
+                    let record = LogRecord::decode(r.as_ref()).map_err(|e| failed = Some(e))?;
+                    serde_json::to_writer(buf, &Record(&record)).map_err(|_| ())
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    made.finish(out);
+    Ok(())
+}
+
+/// An export's events as they are made: their JSON in one buffer, which
+/// each event slices.
+#[derive(Default)]
+struct Made {
+    buf: Vec<u8>,
+    events: Vec<(std::ops::Range<usize>, Option<Borrowed>)>,
+}
+
+impl Made {
+    /// A scope's events' common start: `LogEvent`'s JSON for its origin,
+    /// without the closing brace.
+    fn head(
+        resource: &Option<Resource>,
+        resource_schema_url: &str,
+        scope: &Option<InstrumentationScope>,
+        scope_schema_url: &str,
+    ) -> Option<Vec<u8>> {
+        let origin = Origin {
+            resource: resource.clone(),
+            resource_schema_url: resource_schema_url.to_string(),
+            scope: scope.clone(),
+            scope_schema_url: scope_schema_url.to_string(),
+        };
+        let mut head = serde_json::to_vec(&LogEvent::new(&origin, &LogRecord::default())).ok()?;
+        head.pop()?;
+        Some(head)
+    }
+
+    /// One event: `head`, then the record's own fields as `write` appends
+    /// them (`{...}`); nothing when `write` fails.
+    fn push(
+        &mut self,
+        head: &[u8],
+        borrowed: Option<Borrowed>,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), ()>,
+    ) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(head);
+        let at = self.buf.len();
+        if write(&mut self.buf).is_err() {
+            self.buf.truncate(start);
+            return;
+        }
+        if self.buf.len() - at == 2 {
+            // `{}`: no field of its own.
+            self.buf.truncate(at);
+            self.buf.push(b'}');
+        } else {
+            self.buf[at] = b',';
+        }
+        self.events.push((start..self.buf.len(), borrowed));
+    }
+
+    fn finish(self, out: &mut Vec<Event>) {
+        let all = Bytes::from(self.buf);
+        out.extend(self.events.into_iter().map(|(at, borrowed)| {
+            let mut e = Event::json(all.slice(at));
+            e.borrowed = borrowed;
+            e
+        }));
     }
 }
 

@@ -31,6 +31,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -50,7 +51,8 @@ use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
 use crate::event::Event;
 use crate::metrics::RejectReason;
-use crate::otlp::event::{log_events, metrics_events, traces_events};
+use crate::otlp::event::{log_events, log_events_wire, metrics_events, traces_events};
+use crate::otlp::shallow::ShallowExport;
 use crate::otlp::wire::{self, JsonPath, RecordPath};
 
 mod grpc;
@@ -178,6 +180,11 @@ pub(crate) trait Signal: Send + Sync + 'static {
         serde_json::from_slice(body).map_err(|e| e.to_string())
     }
     fn events(request: Self::Request, out: &mut Vec<Event>);
+    /// The events of a protobuf export, or why it does not decode.
+    fn protobuf_events(body: Bytes, out: &mut Vec<Event>) -> Result<(), prost::DecodeError> {
+        Self::events(Self::Request::decode(body)?, out);
+        Ok(())
+    }
 }
 
 pub(crate) struct Logs;
@@ -195,6 +202,11 @@ impl Signal for Logs {
     }
     fn events(r: Self::Request, out: &mut Vec<Event>) {
         log_events(&r.resource_logs, out)
+    }
+    /// Decoded down to the records' bytes, which the events borrow.
+    fn protobuf_events(body: Bytes, out: &mut Vec<Event>) -> Result<(), prost::DecodeError> {
+        let export = ShallowExport::decode(body.clone())?;
+        log_events_wire(&export, &body, out)
     }
 }
 
@@ -404,17 +416,15 @@ async fn http_export<S: Signal>(st: &OtlpState, req: Request) -> Response {
         Ok(_) => {}
         Err(e) => return malformed(e),
     }
-    let decoded = if json {
-        S::from_json(&body)
-    } else {
-        S::Request::decode(body.as_ref()).map_err(|e| e.to_string())
-    };
-    let request = match decoded {
-        Ok(r) => r,
-        Err(e) => return malformed(e),
-    };
     let mut events = Vec::new();
-    S::events(request, &mut events);
+    let decoded = if json {
+        S::from_json(&body).map(|r| S::events(r, &mut events))
+    } else {
+        S::protobuf_events(body, &mut events).map_err(|e| e.to_string())
+    };
+    if let Err(e) = decoded {
+        return malformed(e);
+    }
     match st.ingest(events, sender).await {
         Ok(()) => {
             let answer = S::Response::default();

@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Buf as _;
-use prost::Message as _;
 use tokio::task::JoinHandle;
 use tonic::codec::{BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder};
 use tonic::codegen::{Body, BoxFuture, StdError, http};
@@ -22,6 +21,7 @@ use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Status};
 
 use super::{OtlpState, Signal, too_many};
+use crate::event::Event;
 use crate::listener::Incoming;
 use crate::metrics::{RejectReason, SourceMetrics};
 use crate::sources::Refused;
@@ -91,16 +91,15 @@ where
 
 struct Method<S>(Arc<OtlpState>, PhantomData<S>);
 
-impl<S: Signal> UnaryService<S::Request> for Method<S> {
+impl<S: Signal> UnaryService<Vec<Event>> for Method<S> {
     type Response = S::Response;
     type Future = BoxFuture<tonic::Response<S::Response>, Status>;
 
-    fn call(&mut self, req: tonic::Request<S::Request>) -> Self::Future {
+    fn call(&mut self, req: tonic::Request<Vec<Event>>) -> Self::Future {
         let state = self.0.clone();
         Box::pin(async move {
             let sender = state.ctx.sender_for(req.remote_addr());
-            let mut events = Vec::new();
-            S::events(req.into_inner(), &mut events);
+            let events = req.into_inner();
             state
                 .ingest(events, sender)
                 .await
@@ -131,7 +130,8 @@ fn status(state: &OtlpState, r: Refused) -> Status {
     }
 }
 
-/// prost's encoding both ways, with the records counted before decoding.
+/// prost's encoding both ways, with the records counted before decoding;
+/// an export decodes straight to its events.
 struct Counting<S> {
     max_events: usize,
     metrics: SourceMetrics,
@@ -140,7 +140,7 @@ struct Counting<S> {
 
 impl<S: Signal> Codec for Counting<S> {
     type Encode = S::Response;
-    type Decode = S::Request;
+    type Decode = Vec<Event>;
     type Encoder = tonic_prost::ProstEncoder<S::Response>;
     type Decoder = Counting<S>;
 
@@ -158,10 +158,10 @@ impl<S: Signal> Codec for Counting<S> {
 }
 
 impl<S: Signal> Decoder for Counting<S> {
-    type Item = S::Request;
+    type Item = Vec<Event>;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<S::Request>, Status> {
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
         // One message, whole and decompressed (tonic frames it).
         let bytes = src.copy_to_bytes(src.remaining());
         let malformed = |e: &dyn std::fmt::Display| {
@@ -174,9 +174,9 @@ impl<S: Signal> Decoder for Counting<S> {
             self.metrics.reject(RejectReason::Oversize, 1);
             return Err(Status::invalid_argument(too_many(n, self.max_events)));
         }
-        S::Request::decode(bytes)
-            .map(Some)
-            .map_err(|e| malformed(&e))
+        let mut events = Vec::new();
+        S::protobuf_events(bytes, &mut events).map_err(|e| malformed(&e))?;
+        Ok(Some(events))
     }
 }
 
