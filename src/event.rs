@@ -10,14 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-#[cfg(feature = "otlp")]
-pub use crate::otlp::borrowed::Borrowed;
-
-/// Without OTLP nothing is borrowed.
-#[cfg(not(feature = "otlp"))]
-#[derive(Debug, Clone)]
-pub enum Borrowed {}
-
 /// What the bytes of an event are known to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -32,11 +24,6 @@ pub enum Format {
 pub struct Event {
     pub raw: Bytes,
     pub format: Format,
-    /// An OTLP log record's protobuf bytes, as they arrived, when `raw` is
-    /// the OTLP source's JSON of exactly that record (so the OTLP
-    /// destination sends them on instead of encoding `raw` again). Whatever
-    /// makes new bytes makes a new event, without them.
-    pub borrowed: Option<Borrowed>,
 }
 
 impl Event {
@@ -44,7 +31,6 @@ impl Event {
         Self {
             raw,
             format: Format::Json,
-            borrowed: None,
         }
     }
 
@@ -52,17 +38,12 @@ impl Event {
         Self {
             raw,
             format: Format::Text,
-            borrowed: None,
         }
     }
 
     /// An event of `format` (what a queue or a forwarded batch says it was).
     pub fn of(raw: Bytes, format: Format) -> Self {
-        Self {
-            raw,
-            format,
-            borrowed: None,
-        }
+        Self { raw, format }
     }
 
     /// Length used for byte-based batching and accounting.

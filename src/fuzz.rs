@@ -353,8 +353,9 @@ pub fn otlp_protobuf(data: &[u8]) {
             assert_eq!(w.raw, e.raw, "record_json wrote other JSON than serde");
         }
         let mut logs = crate::otlp::borrowed::WireLogs::default();
+        let mut finder = crate::otlp::exports::Finder::default();
         for e in &wire {
-            logs.push(e.borrowed.as_ref().expect("a decoded record is borrowed"));
+            logs.push(&finder.find(&e.raw).expect("a decoded record is borrowed"));
         }
         let mut sent = Vec::new();
         logs.encode(&mut sent);

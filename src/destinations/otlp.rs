@@ -61,6 +61,7 @@ use crate::otlp::borrowed::WireLogs;
 use crate::otlp::event::{
     LogEvent, MetricsEvent, Origin, RawResource, Signal, TracesEvent, signal_of,
 };
+use crate::otlp::exports::Finder;
 use crate::otlp::groups::LogGroups;
 use crate::otlp::mapping::{self, MappingConfig};
 use crate::tls::TlsConfig;
@@ -601,7 +602,7 @@ impl Destination for OtlpDestination {
         // Records the OTLP source borrowed go back as they came; OTLP/JSON
         // is written from the events' JSON.
         let mut borrowed = WireLogs::default();
-        let borrow = !self.json;
+        let mut finder = (!self.json).then(Finder::default);
         let mut metrics: Vec<ResourceMetrics> = Vec::new();
         let mut traces: Vec<ResourceSpans> = Vec::new();
         let mut signals = Vec::with_capacity(events.len());
@@ -610,8 +611,8 @@ impl Destination for OtlpDestination {
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let mut skipped = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            if let Some(b) = e.borrowed.as_ref().filter(|_| borrow) {
-                borrowed.push(b);
+            if let Some(b) = finder.as_mut().and_then(|f| f.find(&e.raw)) {
+                borrowed.push(&b);
                 signals.push(Signal::Logs);
                 continue;
             }

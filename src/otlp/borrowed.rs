@@ -284,6 +284,7 @@ pub fn regrouped(
 mod tests {
     use super::*;
     use crate::otlp::event::log_events_wire;
+    use crate::otlp::exports::Finder;
     use crate::otlp::shallow::ShallowExport;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -357,8 +358,9 @@ mod tests {
     fn sent(body: &Bytes) -> ExportLogsServiceRequest {
         let events = wire_events(body);
         let mut logs = WireLogs::default();
+        let mut finder = Finder::default();
         for e in &events {
-            logs.push(e.borrowed.as_ref().expect("every record borrowed"));
+            logs.push(&finder.find(&e.raw).expect("every record borrowed"));
         }
         let mut out = Vec::new();
         logs.encode(&mut out);
@@ -392,8 +394,9 @@ mod tests {
             let mut events = wire_events(&ba);
             events.extend(wire_events(&bb));
             let mut logs = WireLogs::default();
+            let mut finder = Finder::default();
             for e in &events {
-                logs.push(e.borrowed.as_ref().unwrap());
+                logs.push(&finder.find(&e.raw).unwrap());
             }
             let mut out = Vec::new();
             logs.encode(&mut out);
@@ -447,7 +450,7 @@ mod tests {
         // The unknown field went on with the record.
         let events = wire_events(&body);
         assert_eq!(
-            events[0].borrowed.as_ref().unwrap().record(),
+            Finder::default().find(&events[0].raw).unwrap().record(),
             odd.as_slice()
         );
     }

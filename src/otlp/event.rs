@@ -427,8 +427,8 @@ pub fn log_events(resource_logs: &[ResourceLogs], out: &mut Vec<Event>) {
 }
 
 /// The events of a protobuf logs export (`body`, decoded as `export`), as
-/// `log_events` makes them, each borrowing its record's bytes (see
-/// `borrowed`). A record `record_json` declines is decoded by prost; one
+/// `log_events` makes them, each standing for its record's bytes (see
+/// `exports` and `borrowed`). A record `record_json` declines is decoded by prost; one
 /// that does not decode fails the export, as decoding it whole would.
 pub fn log_events_wire(
     export: &ShallowExport,
@@ -519,12 +519,17 @@ impl Made {
     }
 
     fn finish(self, out: &mut Vec<Event>) {
-        let all = Bytes::from(self.buf);
-        out.extend(self.events.into_iter().map(|(at, borrowed)| {
-            let mut e = Event::json(all.slice(at));
-            e.borrowed = borrowed;
-            e
-        }));
+        let mut borrowed = Vec::new();
+        let mut ranges = Vec::with_capacity(self.events.len());
+        for (at, b) in self.events {
+            if let Some(b) = b {
+                borrowed.push((at.clone(), b));
+            }
+            ranges.push(at);
+        }
+        // Registered so the OTLP destination finds each event's record.
+        let all = super::exports::register(self.buf, borrowed);
+        out.extend(ranges.into_iter().map(|at| Event::json(all.slice(at))));
     }
 }
 

@@ -5,10 +5,12 @@
 //! becomes a log record (`mapping`), counting an export's records before
 //! decoding it (`wire`), and log records' bytes carried through untouched
 //! (`shallow` decodes an export down to them, `record_json` writes each
-//! one's event, `borrowed` sends them on).
+//! one's event, `exports` finds an event's record again, `borrowed` sends
+//! them on).
 
 pub mod borrowed;
 pub mod event;
+pub mod exports;
 pub mod groups;
 pub mod json;
 pub mod mapping;
