@@ -41,11 +41,6 @@ impl Event {
         }
     }
 
-    /// An event of `format` (what a queue or a forwarded batch says it was).
-    pub fn of(raw: Bytes, format: Format) -> Self {
-        Self { raw, format }
-    }
-
     /// Length used for byte-based batching and accounting.
     #[inline]
     pub fn len(&self) -> usize {

@@ -611,12 +611,14 @@ impl Destination for OtlpDestination {
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let mut skipped = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            if let Some(b) = finder.as_mut().and_then(|f| f.find(&e.raw)) {
+            let signal = signal_of(&e.raw);
+            if signal == Some(Signal::Logs)
+                && let Some(b) = finder.as_mut().and_then(|f| f.find(&e.raw))
+            {
                 borrowed.push(&b);
                 signals.push(Signal::Logs);
                 continue;
             }
-            let signal = signal_of(&e.raw);
             let ok = match signal {
                 Some(Signal::Logs) => serde_json::from_slice::<LogEvent<RawResource>>(&e.raw)
                     .and_then(|l| {

@@ -1,13 +1,14 @@
 //! Log records' protobuf bytes, borrowed from the export that carried them.
 //!
 //! The OTLP source makes each log record a JSON event (what filters and
-//! every other destination read) and keeps, beside it, where the record
-//! sits in the export's body. The OTLP destination writes those bytes back
-//! as they came, regrouped by resource and scope: no JSON parsed, no record
-//! decoded or encoded again, and nothing of the record lost to the JSON
-//! form. They are the bytes prost decoded into the JSON, so a collector
-//! reads the record the filter read. An event whose JSON is rewritten (a
-//! pipeline's output, a queue's read-back) is a new event without them.
+//! every other destination read) and remembers where the record sits in
+//! the export's body (`exports`). The OTLP destination writes those bytes
+//! back as they came, regrouped by resource and scope: no JSON parsed, no
+//! record decoded or encoded again, and nothing of the record lost to the
+//! JSON form. They are the bytes the event's JSON was written from, so a
+//! collector reads the record the filter read. An event whose JSON is
+//! rewritten (a pipeline's output, a queue's read-back) is new bytes that
+//! stand for no record.
 //!
 //! The resource and scope are encoded again once per scope (prost merges a
 //! repeated `resource` field, so the decoded value is what counts), not per

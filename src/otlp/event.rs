@@ -428,8 +428,9 @@ pub fn log_events(resource_logs: &[ResourceLogs], out: &mut Vec<Event>) {
 
 /// The events of a protobuf logs export (`body`, decoded as `export`), as
 /// `log_events` makes them, each standing for its record's bytes (see
-/// `exports` and `borrowed`). A record `record_json` declines is decoded by prost; one
-/// that does not decode fails the export, as decoding it whole would.
+/// `exports` and `borrowed`). A record `record_json` declines is decoded
+/// by prost; one that does not decode fails the export, as decoding it
+/// whole would.
 pub fn log_events_wire(
     export: &ShallowExport,
     body: &Bytes,

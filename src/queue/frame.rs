@@ -121,7 +121,7 @@ pub fn decode(frame: Bytes, h: &Header) -> Option<Vec<Event>> {
         let len = u32::from_le_bytes(payload.get(p + 1..p + 5)?.try_into().ok()?) as usize;
         let raw = payload.get(p + 5..p + 5 + len)?;
         let raw = payload.slice_ref(raw);
-        events.push(Event::of(raw, format));
+        events.push(Event { raw, format });
         p += 5 + len;
     }
     (events.len() == h.count as usize).then_some(events)
