@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
@@ -25,6 +26,9 @@ use super::borrowed::Borrowed;
 
 /// Registered buffers by start address.
 static LIVE: Mutex<BTreeMap<usize, Weak<Export>>> = Mutex::new(BTreeMap::new());
+/// How many buffers are registered: with none (no protobuf source, or
+/// OTLP/JSON in), a lookup is one load, not a lock per event.
+static REGISTERED: AtomicUsize = AtomicUsize::new(0);
 
 /// One export's events: where their JSON is, and their records.
 struct Export {
@@ -73,6 +77,7 @@ impl Drop for Registered {
         {
             live.remove(&self.export.base);
         }
+        REGISTERED.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -97,6 +102,7 @@ pub fn register(json: Vec<u8>, places: Vec<(Range<usize>, Borrowed)>) -> Bytes {
     LIVE.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(export.base, Arc::downgrade(&export));
+    REGISTERED.fetch_add(1, Ordering::Relaxed);
     // The vector's buffer does not move with the vector.
     Bytes::from_owner(Registered { json, export })
 }
@@ -119,6 +125,10 @@ impl Finder {
             && e.holds(at, len)
         {
             return e.find(at, len);
+        }
+        // An event's own buffer, if registered, is counted while it lives.
+        if REGISTERED.load(Ordering::Relaxed) == 0 {
+            return None;
         }
         let export = {
             let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
