@@ -334,6 +334,15 @@ impl Router {
                 ..GroupTally::default()
             })
             .collect();
+        if let Some(dest) = self.takes_all(flush) {
+            // Nothing to evaluate: the batch goes on whole, its events
+            // neither looked at nor moved one by one.
+            if !batch.events.is_empty() {
+                hits[0] = batch.events.len() as u64;
+                out[dest] = Some(Batch::with_ack(batch.events, batch.ack).from(batch.sender));
+            }
+            return (out, hits, unmatched, tallies);
+        }
         let mut scratch = Scratch::new(self.fields.len());
         // Samples route taps' watchers can take in this batch (only while
         // someone watches a route).
@@ -430,6 +439,22 @@ impl Router {
             }
         }
         (out, hits, unmatched, tallies)
+    }
+
+    /// The lane every event goes to when the first route takes them all
+    /// untouched: no filter, final, no pipeline, nobody tapping it, and no
+    /// pipeline elsewhere to flush (an aggregator's usual single route).
+    fn takes_all(&self, flush: Option<Flush>) -> Option<usize> {
+        let first = self.routes.first()?;
+        let Target::Lane(dest) = first.destination else {
+            return None;
+        };
+        let untouched = first.program.constant() == Some(true)
+            && first.is_final
+            && first.pipeline.is_none()
+            && !first.tap.is_active()
+            && (flush.is_none() || self.routes.iter().all(|r| r.pipeline.is_none()));
+        untouched.then_some(dest)
     }
 
     /// Send a copy of `event` to `target`, evaluating an output router's

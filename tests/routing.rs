@@ -168,3 +168,56 @@ destinations:
     assert_eq!(reports[0].events, 3);
     assert!(reports[0].balanced());
 }
+
+/// A first route without a filter takes every batch whole (the router's
+/// shortcut): everything arrives in order at its destination, nothing at the
+/// routes after it or at `unmatched`, and it is counted as routed there.
+/// A pipeline on a later route still sees nothing and holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_without_a_filter_takes_everything_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let yaml = format!(
+        r#"
+api: {{ enabled: false }}
+sources:
+  in: {{ type: tcp, address: 127.0.0.1:0 }}
+pipelines:
+  tag:
+    - {{ type: remap, source: '.seen = "yes"' }}
+routes:
+  - name: all
+    destination: all
+  - name: later
+    filter: 'true'
+    pipeline: tag
+    destination: later
+unmatched: rest
+destinations:
+  all:   {{ type: file, path: "{d}/all.ndjson" }}
+  later: {{ type: file, path: "{d}/later.ndjson" }}
+  rest:  {{ type: file, path: "{d}/rest.ndjson" }}
+"#
+    );
+    let running = common::topology(&yaml).await;
+    send_tcp(running.source_addr("in").unwrap(), EVENTS).await;
+    let status = running.status().clone();
+    wait_until_async("all 7 events routed", Duration::from_secs(20), || {
+        status.to_json()["routes"][0]["events"] == 7
+    })
+    .await;
+    let reports = running.shutdown().await;
+    let file = |name: &str| read_lines(&dir.path().join(format!("{name}.ndjson")));
+    assert_eq!(
+        ids(&file("all")),
+        ["1", "2", "3", "4", "5", "6", "hello, plain text"],
+        "every event, in order, untouched"
+    );
+    assert!(file("later").is_empty() && file("rest").is_empty());
+    let json = status.to_json();
+    assert_eq!(json["routes"][1]["events"], 0);
+    assert_eq!(json["unmatched"]["events"], 0);
+    for r in &reports {
+        assert!(r.balanced(), "{r:?}");
+    }
+}
