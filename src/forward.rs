@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 
+use crate::codec::buffer_pool::ENCODED;
 use crate::codec::{Compression, Inflate};
 use crate::event::{Event, Format};
 
@@ -28,7 +29,7 @@ pub const MIN_VERSION: u32 = 1;
 /// zstd; anything else sends it as it is).
 pub fn request(events: &[Event], compression: Compression, origin: &str) -> SendRequest {
     let size: usize = events.iter().map(Event::len).sum();
-    let mut data = Vec::with_capacity(size);
+    let mut data = ENCODED.take(size);
     let mut lengths = Vec::with_capacity(events.len());
     let mut text = Vec::new();
     for (i, e) in events.iter().enumerate() {
@@ -38,19 +39,20 @@ pub fn request(events: &[Event], compression: Compression, origin: &str) -> Send
             text.push(i as u32);
         }
     }
-    let (data, compression) = match compression {
-        Compression::Gzip | Compression::Zstd => match compression.compress(data) {
-            Ok(packed) => (packed, compression),
-            // Compressing into memory fails only without memory; the batch
-            // still goes, uncompressed. `compress` consumed the data, so it
-            // is gathered again (rare).
-            Err(_) => (concat(events), Compression::None),
-        },
-        _ => (data, Compression::None),
+    let compression = match compression {
+        Compression::Gzip | Compression::Zstd => compression,
+        _ => Compression::None,
+    };
+    let (data, compression) = match compression.pack(data, &ENCODED) {
+        Ok(packed) => (packed, compression),
+        // Compressing into memory fails only without memory; the batch
+        // still goes, uncompressed. `pack` took the data, so it is
+        // gathered again (rare).
+        Err(_) => (Bytes::from(concat(events)), Compression::None),
     };
     SendRequest {
         version: VERSION,
-        data: Bytes::from(data),
+        data,
         lengths,
         text,
         origin: origin.to_string(),

@@ -25,7 +25,9 @@ const MAX_KEPT_BYTES: usize = 16 << 20;
 const MIN_CAPACITY: usize = 64 << 10;
 
 /// Buffers kept for reuse; `BODIES` is the one request bodies and every
-/// decompression draw from.
+/// decompression draw from, `ENCODED` the one destinations encode a batch
+/// into (a TCP destination's framed batch: a few hundred KB a batch, the
+/// aggregator's page faults once bodies were pooled).
 pub struct BufferPool(Mutex<Kept>);
 
 struct Kept {
@@ -34,6 +36,7 @@ struct Kept {
 }
 
 pub static BODIES: BufferPool = BufferPool::new();
+pub static ENCODED: BufferPool = BufferPool::new();
 
 impl BufferPool {
     pub const fn new() -> BufferPool {
@@ -88,7 +91,8 @@ impl BufferPool {
         Bytes::from_owner(Returned { buf, pool: self })
     }
 
-    fn give(&self, mut buf: Vec<u8>) {
+    /// Keep `buf` for reuse (within the bounds), or free it.
+    pub fn recycle(&self, mut buf: Vec<u8>) {
         let capacity = buf.capacity();
         if capacity < MIN_CAPACITY {
             return;
@@ -121,7 +125,7 @@ impl AsRef<[u8]> for Returned {
 
 impl Drop for Returned {
     fn drop(&mut self) {
-        self.pool.give(std::mem::take(&mut self.buf));
+        self.pool.recycle(std::mem::take(&mut self.buf));
     }
 }
 

@@ -38,6 +38,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 
+use crate::codec::buffer_pool::ENCODED;
 use crate::config::Validate;
 use crate::config::units::{ByteSize, Dur};
 use crate::destination_config;
@@ -432,7 +433,7 @@ impl TcpDestination {
     }
 
     fn frame(&self, events: &[Event]) -> (Vec<u8>, Vec<usize>) {
-        let mut out = Vec::with_capacity(events.iter().map(|e| e.raw.len() + 8).sum());
+        let mut out = ENCODED.take(events.iter().map(|e| e.raw.len() + 8).sum());
         let mut scratch: EncodeScratch = self.encoder.scratch();
         let mut skipped = Vec::new();
         let mut one = Vec::new();
@@ -490,7 +491,7 @@ impl Destination for TcpDestination {
         let n = out.len();
         Encoded {
             keys: None,
-            request: out.into(),
+            request: ENCODED.share(out),
             bytes: n,
             skipped: unencodable(skipped),
             record_bytes: Vec::new(),

@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 pub use metric::{FieldSpec, FieldType, MetricConfig, StatsdKind, TimestampPolicy};
 
+use super::buffer_pool::ENCODED;
 use super::compression::Compression;
 use crate::event::{Event, Format};
 use metric::{MetricFields, MetricScratch};
@@ -197,12 +198,12 @@ impl Encoder {
 
     /// A compressed request body, and the events that could not be encoded.
     pub fn body(&self, events: &[Event]) -> std::io::Result<(Body, Vec<usize>)> {
-        let mut out = Vec::new();
+        let mut out = ENCODED.take(events.iter().map(|e| e.raw.len() + 1).sum());
         let skipped = self.encode_batch(events, &mut out);
-        let out = self.compression.compress(out)?;
+        let bytes = self.compression.pack(out, &ENCODED)?;
         Ok((
             Body {
-                bytes: out.into(),
+                bytes,
                 content_type: self.encoding.content_type(),
                 content_encoding: self.compression.content_encoding(),
             },
