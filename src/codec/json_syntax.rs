@@ -9,6 +9,12 @@
 //! `\u` escapes are not paired, as serde does not when ignoring), which
 //! `tests` and the `json_body` fuzz target check against serde itself.
 //!
+//! `check_utf8` also validates the UTF-8 as it goes: outside strings only
+//! ASCII is accepted anyway, and inside them the same sixteen-byte masks
+//! stop at a byte of 0x80 and up, whose character is then checked alone;
+//! an ASCII line is read once instead of twice (std's UTF-8 pass was a
+//! tenth of `decoding: json`).
+//!
 //! Nesting is tracked in a fixed bit stack; a value nested deeper than
 //! `MAX_DEPTH` (never seen in logs) is answered by serde, which has no limit
 //! when ignoring, so the answer never depends on the depth.
@@ -52,6 +58,18 @@ impl Nesting {
 /// Checks the syntax of `b`, which must already be valid UTF-8 (outside
 /// strings only ASCII is accepted, inside them any byte of 0x80 and up).
 pub fn check(b: &[u8]) -> Syntax {
+    walk::<false>(b)
+}
+
+/// Checks the syntax of `b` and that it is UTF-8: `Valid` only when both
+/// hold. (`Deeper` says nothing of its UTF-8.)
+pub fn check_utf8(b: &[u8]) -> Syntax {
+    walk::<true>(b)
+}
+
+/// The walk; with `UTF8`, strings' non-ASCII characters are validated.
+#[inline(always)]
+fn walk<const UTF8: bool>(b: &[u8]) -> Syntax {
     let mut nest = Nesting {
         bits: [0; MAX_DEPTH / 64],
         depth: 0,
@@ -60,7 +78,7 @@ pub fn check(b: &[u8]) -> Syntax {
     'value: loop {
         // A value starts at `i` (whitespace skipped).
         match b.get(i) {
-            Some(b'"') => match string(b, i + 1) {
+            Some(b'"') => match string::<UTF8>(b, i + 1) {
                 Some(end) => i = end,
                 None => return Syntax::Invalid,
             },
@@ -73,7 +91,7 @@ pub fn check(b: &[u8]) -> Syntax {
                     nest.depth -= 1;
                     i += 1;
                 } else {
-                    match key(b, i) {
+                    match key::<UTF8>(b, i) {
                         Some(next) => {
                             i = next;
                             continue 'value;
@@ -127,7 +145,7 @@ pub fn check(b: &[u8]) -> Syntax {
                 Some(b',') => {
                     i = ws(b, i + 1);
                     if object {
-                        match key(b, i) {
+                        match key::<UTF8>(b, i) {
                             Some(next) => i = next,
                             None => return Syntax::Invalid,
                         }
@@ -163,11 +181,11 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 
 /// A member's key and colon at `i`: where its value starts.
 #[inline]
-fn key(b: &[u8], i: usize) -> Option<usize> {
+fn key<const UTF8: bool>(b: &[u8], i: usize) -> Option<usize> {
     if b.get(i) != Some(&b'"') {
         return None;
     }
-    let i = ws(b, string(b, i + 1)?);
+    let i = ws(b, string::<UTF8>(b, i + 1)?);
     (b.get(i) == Some(&b':')).then(|| ws(b, i + 1))
 }
 
@@ -180,9 +198,9 @@ fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
 /// A string's contents from `i` (after its opening quote): just past its
 /// closing quote.
 #[inline(always)]
-fn string(b: &[u8], mut i: usize) -> Option<usize> {
+fn string<const UTF8: bool>(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        i = stop(b, i)?;
+        i = stop::<UTF8>(b, i)?;
         match b[i] {
             b'"' => return Some(i + 1),
             b'\\' => {
@@ -198,17 +216,31 @@ fn string(b: &[u8], mut i: usize) -> Option<usize> {
                     _ => return None,
                 }
             }
+            // With `UTF8`, a character beyond ASCII: exactly one valid
+            // UTF-8 sequence (std rejects overlong forms, surrogates and
+            // anything past U+10FFFF).
+            lead @ 0x80.. if UTF8 => {
+                let width = match lead {
+                    0xC0..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    0xF0..=0xF7 => 4,
+                    _ => return None,
+                };
+                std::str::from_utf8(b.get(i..i + width)?).ok()?;
+                i += width;
+            }
             // A control character: JSON strings must escape them.
             _ => return None,
         }
     }
 }
 
-/// Position of the first `"`, `\\` or control character at or after `i`.
+/// Position of the first `"`, `\\` or control character at or after `i`,
+/// and with `UTF8` of the first byte beyond ASCII.
 #[inline]
-fn stop(b: &[u8], mut i: usize) -> Option<usize> {
+fn stop<const UTF8: bool>(b: &[u8], mut i: usize) -> Option<usize> {
     while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<16>()) {
-        let m = stop_mask::<true>(chunk);
+        let m = stop_mask::<true>(chunk) | if UTF8 { high_mask(chunk) } else { 0 };
         if m != 0 {
             return Some(i + m.trailing_zeros() as usize);
         }
@@ -219,7 +251,8 @@ fn stop(b: &[u8], mut i: usize) -> Option<usize> {
     let rest = b.get(i..)?;
     let mut tail = [b'"'; 16];
     tail[..rest.len()].copy_from_slice(rest);
-    let k = stop_mask::<true>(&tail).trailing_zeros() as usize;
+    let m = stop_mask::<true>(&tail) | if UTF8 { high_mask(&tail) } else { 0 };
+    let k = m.trailing_zeros() as usize;
     (k < rest.len()).then_some(i + k)
 }
 
@@ -244,6 +277,25 @@ pub(crate) fn stop_mask<const CONTROLS: bool>(chunk: &[u8; 16]) -> u32 {
         }
         _mm_movemask_epi8(m) as u32
     }
+}
+
+/// Bit k set when byte k of `chunk` is 0x80 or above (not ASCII).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn high_mask(chunk: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: as in `stop_mask`; a byte's top bit is its movemask bit.
+    unsafe { _mm_movemask_epi8(_mm_loadu_si128(chunk.as_ptr().cast::<__m128i>())) as u32 }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn high_mask(chunk: &[u8; 16]) -> u32 {
+    chunk
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c >= 0x80)
+        .fold(0, |m, (k, _)| m | (1 << k))
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
@@ -307,18 +359,51 @@ mod tests {
             .is_ok_and(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok())
     }
 
-    fn ours(s: &[u8]) -> Option<bool> {
-        std::str::from_utf8(s).ok()?;
-        match check(s) {
+    fn verdict(v: Syntax) -> Option<bool> {
+        match v {
             Syntax::Valid => Some(true),
             Syntax::Invalid => Some(false),
             Syntax::Deeper => None,
         }
     }
 
+    /// Both walks answer as serde: `check_utf8` on any bytes, `check` on
+    /// UTF-8 (its precondition).
     fn agree(s: &[u8]) {
-        if let Some(v) = ours(s) {
-            assert_eq!(v, serde(s), "{:?}", String::from_utf8_lossy(s));
+        let want = serde(s);
+        if let Some(v) = verdict(check_utf8(s)) {
+            assert_eq!(v, want, "check_utf8 {:?}", String::from_utf8_lossy(s));
+        }
+        if std::str::from_utf8(s).is_ok()
+            && let Some(v) = verdict(check(s))
+        {
+            assert_eq!(v, want, "check {:?}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
+    fn utf8_is_checked_in_strings_and_refused_outside_them() {
+        for (s, valid) in [
+            (&b"\"\xc3\xa9\""[..], true),
+            (b"\"\xe2\x82\xac and \xf0\x9f\x98\x80\"", true),
+            (b"{\"\xc3\xa9\":\"0123456789abcdef\xc3\xa9\"}", true),
+            (b"\"\xc0\x80\"", false),
+            (b"\"\xc1\xbf\"", false),
+            (b"\"\xe0\x80\xaf\"", false),
+            (b"\"\xed\xa0\x80\"", false),
+            (b"\"\xf4\x90\x80\x80\"", false),
+            (b"\"\xf8\x88\x80\x80\x80\"", false),
+            (b"\"\xff\"", false),
+            (b"\"\x80\"", false),
+            (b"\"\xe2\x82\"", false),
+            (b"\"\xe2\x82", false),
+            (b"\"\xc3\"", false),
+            (b"[\xc3\xa9]", false),
+            (b"{\"a\":1}\xc3\xa9", false),
+            (b"\"0123456789abcde\xc3\"", false),
+        ] {
+            assert_eq!(verdict(check_utf8(s)), Some(valid), "{s:?}");
+            agree(s);
         }
     }
 

@@ -56,11 +56,14 @@ pub enum InvalidUtf8 {
     Replace,
 }
 
-/// True when `bytes` is exactly one valid JSON value, in valid UTF-8.
-/// (The syntax check reads a string's bytes without decoding them, so the
-/// UTF-8 check is its own; std's is word-at-a-time on ASCII.)
+/// True when `bytes` is exactly one valid JSON value, in valid UTF-8,
+/// checked in one pass (`json_syntax::check_utf8`).
 pub fn is_json(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok() && is_json_utf8(bytes)
+    match json_syntax::check_utf8(bytes) {
+        Syntax::Valid => true,
+        Syntax::Invalid => false,
+        Syntax::Deeper => std::str::from_utf8(bytes).is_ok() && deep_json(bytes),
+    }
 }
 
 /// `is_json` for bytes already known to be UTF-8 (a line of a body that was
@@ -69,8 +72,14 @@ pub fn is_json_utf8(bytes: &[u8]) -> bool {
     match json_syntax::check(bytes) {
         Syntax::Valid => true,
         Syntax::Invalid => false,
-        Syntax::Deeper => serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok(),
+        Syntax::Deeper => deep_json(bytes),
     }
+}
+
+/// A value nested past the syntax check's stack: serde's answer (UTF-8
+/// already known).
+fn deep_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 #[cfg(test)]
