@@ -55,7 +55,7 @@ crate::source_config! {
         #[serde(default = "default_max_batch")]
         pub max_batch_bytes: ByteSize,
         /// Most events taken in one batch. Default 100,000 (the `sluice`
-        /// destination sends 1,000 unless told otherwise).
+        /// destination sends 5,000 unless told otherwise).
         #[serde(default = "super::default_max_request_events")]
         pub max_batch_events: usize,
         /// Stop accepting beyond this many open connections. Default 1000.
