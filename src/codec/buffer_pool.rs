@@ -1,6 +1,6 @@
 //! Large buffers handed back for reuse instead of freed: the buffers a
 //! request's body is read or decompressed into, which its events then
-//! borrow.
+//! borrow, and those a destination encodes a batch into.
 //!
 //! A forwarded batch decompresses to a few hundred KB (an HTTP body is read
 //! into as much) that live only until the batch is delivered. glibc gives
@@ -9,12 +9,12 @@
 //! faults a batch, a third of an aggregator's CPU. A buffer kept here stays
 //! mapped; the last event to let go of it (any thread) puts it back.
 //!
-//! Bounded: at most `MAX_KEPT` buffers and `MAX_KEPT_BYTES` in all, none
+//! Bounded: at most `MAX_KEPT` buffers and `MAX_KEPT_BYTES` a pool, none
 //! below `MIN_CAPACITY` (malloc keeps those itself); the rest are freed as
-//! before. An idle process holds at most `MAX_KEPT_BYTES` more than it did.
-//! A buffer is handed out only for a request of at least a quarter of its
-//! size, so a small batch held long (a blocked destination) never pins a
-//! large buffer.
+//! before. An idle process holds at most `MAX_KEPT_BYTES` a pool (two) more
+//! than it did. A buffer is handed out only for a request of at least a
+//! quarter of its size, so a small batch held long (a blocked destination)
+//! never pins a large buffer.
 
 use std::sync::Mutex;
 
@@ -25,9 +25,9 @@ const MAX_KEPT_BYTES: usize = 16 << 20;
 const MIN_CAPACITY: usize = 64 << 10;
 
 /// Buffers kept for reuse; `BODIES` is the one request bodies and every
-/// decompression draw from, `ENCODED` the one destinations encode a batch
-/// into (a TCP destination's framed batch: a few hundred KB a batch, the
-/// aggregator's page faults once bodies were pooled).
+/// decompression draw from, `ENCODED` the one destinations encode and
+/// compress a batch into (TCP frames, HTTP bodies, forwarded batches: a
+/// few hundred KB each, an aggregator's page faults once bodies were pooled).
 pub struct BufferPool(Mutex<Kept>);
 
 struct Kept {
