@@ -253,7 +253,8 @@ mod tests {
                 if c == Compression::None {
                     assert_eq!(packed.as_ptr(), ptr, "not copied");
                 } else {
-                    assert_eq!(pool.take(data.len()).as_ptr(), ptr, "{c:?}");
+                    let back = pool.take(data.len());
+                    assert_eq!(back.as_ptr(), ptr, "{c:?}");
                 }
                 assert_eq!(c.decompress(&packed, data.len()).unwrap(), data, "{c:?}");
             }
