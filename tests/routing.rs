@@ -33,6 +33,26 @@ async fn send_tcp(addr: std::net::SocketAddr, lines: &[&str]) {
     s.shutdown().await.unwrap();
 }
 
+/// The topology of `yaml` with `EVENTS` sent to its `in` source over TCP,
+/// shut down once `routed` holds on its status: the status and the
+/// destinations' reports.
+async fn route_events(
+    yaml: &str,
+    routed: impl Fn(&Value) -> bool,
+) -> (
+    std::sync::Arc<sluice::api::Status>,
+    Vec<sluice::topology::DestinationReport>,
+) {
+    let running = common::topology(yaml).await;
+    send_tcp(running.source_addr("in").unwrap(), EVENTS).await;
+    let status = running.status().clone();
+    wait_until_async("all 7 events routed", Duration::from_secs(20), || {
+        routed(&status.to_json())
+    })
+    .await;
+    (status, running.shutdown().await)
+}
+
 const EVENTS: &[&str] = &[
     r#"{"id":1,"level":"error","status":503}"#,
     r#"{"id":2,"level":"error","status":200,"kube":{"namespace":"prod"}}"#,
@@ -71,14 +91,7 @@ destinations:
   rest:   {{ type: file, path: "{d}/rest.ndjson" }}
 "#
     );
-    let running = common::topology(&yaml).await;
-    send_tcp(running.source_addr("in").unwrap(), EVENTS).await;
-    let status = running.status().clone();
-    wait_until_async("all 7 events routed", Duration::from_secs(20), || {
-        status.to_json()["sources"][0]["events"] == 7
-    })
-    .await;
-    let reports = running.shutdown().await;
+    let (status, reports) = route_events(&yaml, |s| s["sources"][0]["events"] == 7).await;
 
     let file = |name: &str| ids(&read_lines(&dir.path().join(format!("{name}.ndjson"))));
     assert_eq!(
@@ -150,14 +163,7 @@ destinations:
   out: {{ type: file, path: "{d}/out.ndjson" }}
 "#
     );
-    let running = common::topology(&yaml).await;
-    send_tcp(running.source_addr("in").unwrap(), EVENTS).await;
-    let status = running.status().clone();
-    wait_until_async("all 7 events routed", Duration::from_secs(20), || {
-        status.to_json()["sources"][0]["events"] == 7
-    })
-    .await;
-    let reports = running.shutdown().await;
+    let (status, reports) = route_events(&yaml, |s| s["sources"][0]["events"] == 7).await;
     assert_eq!(
         ids(&read_lines(&dir.path().join("out.ndjson"))),
         vec!["1", "2", "3"]
@@ -199,14 +205,7 @@ destinations:
   rest:  {{ type: file, path: "{d}/rest.ndjson" }}
 "#
     );
-    let running = common::topology(&yaml).await;
-    send_tcp(running.source_addr("in").unwrap(), EVENTS).await;
-    let status = running.status().clone();
-    wait_until_async("all 7 events routed", Duration::from_secs(20), || {
-        status.to_json()["routes"][0]["events"] == 7
-    })
-    .await;
-    let reports = running.shutdown().await;
+    let (status, reports) = route_events(&yaml, |s| s["routes"][0]["events"] == 7).await;
     let file = |name: &str| read_lines(&dir.path().join(format!("{name}.ndjson")));
     assert_eq!(
         ids(&file("all")),
