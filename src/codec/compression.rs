@@ -106,26 +106,32 @@ impl Compression {
         if self == Compression::None {
             return Ok(pool.share(data));
         }
-        let bound = match self {
-            Compression::Zstd => zstd::zstd_safe::compress_bound(data.len()),
-            // Grown as it is written; text compresses to a quarter or less.
-            _ => data.len() / 4,
-        };
-        let packed = self.compress_into(&data, pool.take(bound));
+        let packed = self.compress_into(&data, pool.take(self.room(data.len())));
         pool.recycle(data);
         packed.map(|p| pool.share(p))
+    }
+
+    /// Room to compress `n` bytes into: zstd's bound (into less it may
+    /// fail); for gzip a quarter, grown as it is written (text compresses
+    /// to less).
+    fn room(self, n: usize) -> usize {
+        match self {
+            Compression::Zstd => zstd::zstd_safe::compress_bound(n),
+            Compression::Gzip => n / 4,
+            _ => n,
+        }
     }
 
     /// `data` compressed into `out`, whose contents it replaces.
     fn compress_into(self, data: &[u8], mut out: Vec<u8>) -> std::io::Result<Vec<u8>> {
         out.clear();
+        out.reserve(self.room(data.len()));
         match self {
             Compression::None => {
                 out.extend_from_slice(data);
                 Ok(out)
             }
             Compression::Gzip => {
-                out.reserve(data.len() / 4);
                 let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
                 enc.write_all(data)?;
                 enc.finish()
@@ -136,8 +142,6 @@ impl Compression {
                     Some(c) => c,
                     None => zstd::bulk::Compressor::new(3)?,
                 };
-                // The bound: compressing into less may fail.
-                out.reserve(zstd::zstd_safe::compress_bound(data.len()));
                 let written = c.compress_to_buffer(data, &mut out);
                 z.0 = Some(c);
                 written.map(|_| out)
