@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::kafka::{
-    FAST_GROUP, Tansu, create_topic, produce, produce_seqs, read_seqs, read_topic, seqs,
+    FAST_GROUP, Record, Tansu, create_topic, produce, produce_seqs, read_seqs, read_topic, seqs,
 };
 use common::{Sluice, send_lines, sent, wait_until};
 
@@ -37,6 +37,10 @@ destinations:
     key_field: host
     headers: {{ x-level: level, x-seq: seq }}
     compression: zstd
+    # Small batches, several in flight: each host's records must still
+    # land in the order sent (requests holding one key never overlap).
+    batch: {{ max_events: 7 }}
+    request: {{ concurrency: 8 }}
 "#,
         k.brokers()
     ));
@@ -68,7 +72,25 @@ destinations:
             seqs.insert(seq);
         }
         assert_eq!(seqs.len(), 100, "{topic}: every record once");
+        assert_eq!(keys_out_of_order(&records), Vec::<String>::new(), "{topic}");
     }
+}
+
+/// The keys whose records, read in each partition's offset order, are not
+/// in the order their `seq`s were sent.
+fn keys_out_of_order(records: &[Record]) -> Vec<String> {
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    let mut bad = BTreeSet::new();
+    for r in sorted {
+        let key = r.key.clone().unwrap_or_default();
+        let seq = r.json()["seq"].as_u64().unwrap_or(0);
+        if last.insert(key.clone(), seq).is_some_and(|prev| prev > seq) {
+            bad.insert(key);
+        }
+    }
+    bad.into_iter().collect()
 }
 
 #[test]
