@@ -309,15 +309,7 @@ fn keyed_events(n: u64) -> impl Iterator<Item = String> {
 
 /// The keys whose records the stream holds out of `seq` order.
 fn keys_out_of_order(got: &[common::aws::Record]) -> Vec<String> {
-    let mut last = BTreeMap::<&str, u64>::new();
-    let mut out = BTreeSet::new();
-    for r in got {
-        let s = seq(&r.data);
-        if last.insert(&r.key, s).is_some_and(|prev| prev > s) {
-            out.insert(r.key.clone());
-        }
-    }
-    out.into_iter().collect()
+    common::keys_out_of_order(got.iter().map(|r| (r.key.as_str(), seq(&r.data))))
 }
 
 /// The peer hangs for 20 s with `persistent_queue`: events spill to disk

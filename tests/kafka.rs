@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::kafka::{
@@ -79,18 +79,20 @@ destinations:
 /// The keys whose records, read in each partition's offset order, are not
 /// in the order their `seq`s were sent.
 fn keys_out_of_order(records: &[Record]) -> Vec<String> {
-    let mut sorted: Vec<&Record> = records.iter().collect();
-    sorted.sort_by_key(|r| (r.partition, r.offset));
-    let mut last: BTreeMap<String, u64> = BTreeMap::new();
-    let mut bad = BTreeSet::new();
-    for r in sorted {
-        let key = r.key.clone().unwrap_or_default();
-        let seq = r.json()["seq"].as_u64().unwrap_or(0);
-        if last.insert(key.clone(), seq).is_some_and(|prev| prev > seq) {
-            bad.insert(key);
-        }
-    }
-    bad.into_iter().collect()
+    let mut sorted: Vec<(i32, i64, String, u64)> = records
+        .iter()
+        .map(|r| {
+            let seq = r.json()["seq"].as_u64().unwrap_or(0);
+            (
+                r.partition,
+                r.offset,
+                r.key.clone().unwrap_or_default(),
+                seq,
+            )
+        })
+        .collect();
+    sorted.sort();
+    common::keys_out_of_order(sorted.iter().map(|(_, _, key, seq)| (key.as_str(), *seq)))
 }
 
 #[test]

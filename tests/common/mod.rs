@@ -553,3 +553,16 @@ pub async fn topology(yaml: &str) -> sluice::topology::Running {
         .await
         .expect("topology starts")
 }
+
+/// The keys whose `seq`s, taken in the order the peer holds them (a stream's
+/// shard, a topic's partition), are not in the order sent: per-key order.
+pub fn keys_out_of_order<'a>(held: impl IntoIterator<Item = (&'a str, u64)>) -> Vec<String> {
+    let mut last = std::collections::BTreeMap::<&str, u64>::new();
+    let mut out = std::collections::BTreeSet::new();
+    for (key, seq) in held {
+        if last.insert(key, seq).is_some_and(|prev| prev > seq) {
+            out.insert(key.to_string());
+        }
+    }
+    out.into_iter().collect()
+}
